@@ -250,3 +250,144 @@ mod tests {
         assert_eq!(r.populated_pages(), 32);
     }
 }
+
+/// A small deterministic generator (xorshift64*), so random layouts need no RNG crate and a
+/// seed reproduces a layout exactly on every machine.
+#[derive(Debug, Clone)]
+pub struct SplitRng(u64);
+
+impl SplitRng {
+    /// A generator from `seed` (any value, including 0).
+    pub fn new(seed: u64) -> SplitRng {
+        SplitRng(seed ^ 0x9e37_79b9_7f4a_7c15 | 1)
+    }
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+    /// True with probability `pct`/100.
+    pub fn chance(&mut self, pct: u64) -> bool {
+        self.next_u64() % 100 < pct
+    }
+}
+
+/// A random layout exercising every rule of the copy path: mixed folio orders 0..=9, VMAs
+/// that start and end inside large folios, pinned anon folios, private and shared, anon and
+/// file, special PFN mappings, uffd-wp, soft-dirty tracking on and off, swap and none PTEs,
+/// and per-PTE holes and bit differences.
+pub fn random_layout(seed: u64) -> Layout {
+    let mut rng = SplitRng::new(seed);
+    let nr_regions = rng.range(1, 3);
+    let mut regions = Vec::new();
+    for ri in 0..nr_regions {
+        let start = VirtAddr(DEFAULT_BASE.0 + ri * 64 * PMD_SIZE);
+        let kind = rng.range(0, 99);
+        let (backing, shared, special) = match kind {
+            0..=59 => (Backing::Anon, false, false),
+            60..=74 => (Backing::File, false, false),
+            75..=89 => (Backing::File, true, false),
+            _ => (Backing::File, false, true),
+        };
+        let target = rng.range(64, 1300);
+        let mut chunks = Vec::new();
+        let mut r = Region {
+            start,
+            backing,
+            shared,
+            chunks: Vec::new(),
+            vmas: Vec::new(),
+            tweaks: Vec::new(),
+        };
+        while r.populated_pages() < target {
+            let pick = rng.range(0, 99);
+            let chunk = if special {
+                if pick < 80 {
+                    Chunk::Special {
+                        pages: rng.range(1, 40),
+                    }
+                } else {
+                    Chunk::None {
+                        pages: rng.range(1, 20),
+                    }
+                }
+            } else if pick < 70 {
+                let order = [0u32, 0, 1, 2, 3, 4, 4, 5, 6, 9][rng.range(0, 9) as usize];
+                Chunk::Folio {
+                    order: Order::new(order).expect("valid order"),
+                    pinned: backing == Backing::Anon && rng.chance(12),
+                }
+            } else if pick < 85 {
+                Chunk::None {
+                    pages: rng.range(1, 40),
+                }
+            } else if backing == Backing::Anon {
+                Chunk::Swap {
+                    pages: rng.range(1, 10),
+                    exclusive: rng.chance(50),
+                }
+            } else {
+                Chunk::None {
+                    pages: rng.range(1, 8),
+                }
+            };
+            chunks.push(chunk);
+            r.chunks = chunks.clone();
+        }
+        let total = r.populated_pages() + rng.range(0, 16);
+        // Cut the region into 1..=4 VMAs at arbitrary page offsets (often inside folios).
+        let nr_vmas = rng.range(1, 4).min(total);
+        let mut cuts: Vec<u64> = (1..nr_vmas).map(|_| rng.range(1, total - 1)).collect();
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut prev = 0;
+        for cut in cuts.into_iter().chain(std::iter::once(total)) {
+            let uffd_wp = rng.chance(25);
+            r.vmas.push(VmaPiece {
+                pages: cut - prev,
+                writable: rng.chance(80),
+                uffd_wp,
+                uffd_event_fork: uffd_wp && rng.chance(60),
+                soft_dirty_tracking: rng.chance(35),
+                has_anon_vma: backing == Backing::Anon || rng.chance(60),
+            });
+            prev = cut;
+        }
+        for _ in 0..rng.range(0, total / 8 + 1) {
+            let page = rng.range(0, total - 1);
+            let tweak = match rng.range(0, 4) {
+                0 => Tweak::Unmap,
+                1 => Tweak::UffdWp,
+                2 => Tweak::ClearSoftDirty,
+                3 => Tweak::Wrprotect,
+                _ => Tweak::MkOld,
+            };
+            r.tweaks.push((page, tweak));
+        }
+        regions.push(r);
+    }
+    Layout { regions }
+}
+
+#[cfg(test)]
+mod random_tests {
+    use super::*;
+
+    #[test]
+    fn random_layouts_are_valid_and_reproducible() {
+        for seed in 0..200 {
+            let l = random_layout(seed);
+            l.validate().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            assert_eq!(l, random_layout(seed));
+        }
+        assert_ne!(random_layout(1), random_layout(2));
+    }
+}

@@ -248,8 +248,9 @@ pub fn check_fork<A: Arch>(
                                         r.fail(Some(a), "child's copy is not exclusive");
                                     }
                                 }
-                                if cw != dst.flags.contains(VmFlags::WRITE) || !cd {
-                                    r.fail(Some(a), "child copy must be dirty, writable iff VM_WRITE");
+                                // A uffd-wp marker write-protects the copy (pte_mkuffd_wp).
+                                if cw != (dst.flags.contains(VmFlags::WRITE) && !cu) || !cd {
+                                    r.fail(Some(a), "child copy must be dirty, writable iff VM_WRITE and not uffd-wp");
                                 }
                                 if cu != (uffd_wp && dst.userfaultfd_wp()) {
                                     r.fail(Some(a), "child copy uffd-wp wrong");

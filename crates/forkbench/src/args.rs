@@ -1,0 +1,125 @@
+//! Parsing and validation of the runner's arguments: sizes (`2M`, `1G`, `1GiB`), folio
+//! orders, strategy lists. Bad input becomes a [`UsageError`], which `main` prints as one line
+//! and turns into exit code 2.
+
+use forkmodel::{Order, StrategyId};
+
+/// Bad command-line input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Parse a byte size: a number with an optional K/M/G/T suffix (binary units, optional `iB`/`B`).
+pub fn parse_size(s: &str) -> Result<u64, UsageError> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || UsageError(format!("invalid size '{s}' (examples: 4096, 2M, 1G, 512KiB)"));
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(1u64 << shift).ok_or_else(bad)
+}
+
+/// Parse a folio order (0..=9).
+pub fn parse_order(s: &str) -> Result<Order, UsageError> {
+    let n: u32 = s
+        .trim()
+        .parse()
+        .map_err(|_| UsageError(format!("invalid order '{s}' (expected 0..=9)")))?;
+    Order::new(n).map_err(|e| UsageError(e.to_string()))
+}
+
+/// Parse a strategy name, a comma-separated list, or `all`.
+pub fn parse_strategies(s: &str) -> Result<Vec<StrategyId>, UsageError> {
+    if s == "all" {
+        return Ok(StrategyId::ALL.to_vec());
+    }
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let id: StrategyId = part.trim().parse().map_err(|e: forkmodel::strategy::UnknownStrategy| UsageError(e.to_string()))?;
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+/// Parse the mapcount model name.
+pub fn parse_mapcount(s: &str) -> Result<forkmodel::MapcountModel, UsageError> {
+    use forkmodel::MapcountModel::*;
+    match s {
+        "per-page" => Ok(PerPage),
+        "per-page+large" => Ok(PerPageAndLarge),
+        "large-only" => Ok(LargeOnly),
+        _ => Err(UsageError(format!(
+            "unknown mapcount model '{s}' (expected per-page, per-page+large or large-only)"
+        ))),
+    }
+}
+
+/// Check that `mem` is a positive multiple of the folio size, and not absurdly large for the
+/// model (each 4 KiB page costs 64 B of records plus 16 B of PTEs, parent and child).
+pub fn check_mem(mem: u64, order: Order) -> Result<(), UsageError> {
+    if mem == 0 {
+        return Err(UsageError("--mem must be greater than zero".into()));
+    }
+    if mem % order.bytes() != 0 {
+        return Err(UsageError(format!(
+            "--mem {mem} is not a multiple of the order-{} folio size ({} bytes)",
+            order.get(),
+            order.bytes()
+        )));
+    }
+    if mem > 64 << 30 {
+        return Err(UsageError(format!(
+            "--mem {mem} is larger than the model supports (64 GiB)"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("2M").unwrap(), 2 << 20);
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("64kb").unwrap(), 64 << 10);
+        assert!(parse_size("1.5G").is_err());
+        assert!(parse_size("G").is_err());
+        assert!(parse_size("99999999999999T").is_err());
+    }
+
+    #[test]
+    fn orders_strategies_and_mem() {
+        assert_eq!(parse_order("9").unwrap().get(), 9);
+        assert!(parse_order("10").unwrap_err().0.contains("out of range"));
+        assert_eq!(parse_strategies("all").unwrap().len(), 5);
+        assert_eq!(
+            parse_strategies("upstream,mm-unstable,upstream").unwrap(),
+            vec![StrategyId::Upstream, StrategyId::MmUnstable]
+        );
+        assert!(parse_strategies("upstream,bogus").is_err());
+        let o9 = Order::new(9).unwrap();
+        assert!(check_mem(2 << 20, o9).is_ok());
+        assert!(check_mem(1 << 20, o9).unwrap_err().0.contains("not a multiple"));
+        assert!(check_mem(0, o9).is_err());
+    }
+}
