@@ -238,9 +238,11 @@ impl Arch for X86_64 {
     fn check_pte(pte: Pte) -> Result<(), String> {
         if has(pte, X86PteFlags::PRESENT) {
             if !has(pte, X86PteFlags::RW) && has(pte, X86PteFlags::DIRTY) {
-                return Err("Write=0 with Dirty=1 is the shadow-stack encoding; dirtiness of a \
+                return Err(
+                    "Write=0 with Dirty=1 is the shadow-stack encoding; dirtiness of a \
                             write-protected PTE belongs in SavedDirty"
-                    .into());
+                        .into(),
+                );
             }
             if has(pte, X86PteFlags::RW) && has(pte, X86PteFlags::SAVED_DIRTY) {
                 return Err("SavedDirty set on a writable PTE".into());
@@ -274,7 +276,10 @@ mod tests {
     use forkmodel::Arch;
 
     fn dirty_writable(pfn: u64) -> Pte {
-        X86_64::pte_mkwrite(X86_64::pte_mkdirty(X86_64::pte_mkyoung(X86_64::mk_pte(Pfn(pfn), false))))
+        X86_64::pte_mkwrite(X86_64::pte_mkdirty(X86_64::pte_mkyoung(X86_64::mk_pte(
+            Pfn(pfn),
+            false,
+        ))))
     }
 
     #[test]

@@ -21,7 +21,11 @@ pub fn parse_size(s: &str) -> Result<u64, UsageError> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let bad = || UsageError(format!("invalid size '{s}' (examples: 4096, 2M, 1G, 512KiB)"));
+    let bad = || {
+        UsageError(format!(
+            "invalid size '{s}' (examples: 4096, 2M, 1G, 512KiB)"
+        ))
+    };
     let n: u64 = num.parse().map_err(|_| bad())?;
     let shift = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 0,
@@ -50,7 +54,10 @@ pub fn parse_strategies(s: &str) -> Result<Vec<StrategyId>, UsageError> {
     }
     let mut out = Vec::new();
     for part in s.split(',') {
-        let id: StrategyId = part.trim().parse().map_err(|e: forkmodel::strategy::UnknownStrategy| UsageError(e.to_string()))?;
+        let id: StrategyId = part
+            .trim()
+            .parse()
+            .map_err(|e: forkmodel::strategy::UnknownStrategy| UsageError(e.to_string()))?;
         if !out.contains(&id) {
             out.push(id);
         }
@@ -77,7 +84,7 @@ pub fn check_mem(mem: u64, order: Order) -> Result<(), UsageError> {
     if mem == 0 {
         return Err(UsageError("--mem must be greater than zero".into()));
     }
-    if mem % order.bytes() != 0 {
+    if !mem.is_multiple_of(order.bytes()) {
         return Err(UsageError(format!(
             "--mem {mem} is not a multiple of the order-{} folio size ({} bytes)",
             order.get(),
@@ -119,7 +126,12 @@ mod tests {
         assert!(parse_strategies("upstream,bogus").is_err());
         let o9 = Order::new(9).unwrap();
         assert!(check_mem(2 << 20, o9).is_ok());
-        assert!(check_mem(1 << 20, o9).unwrap_err().0.contains("not a multiple"));
+        assert!(
+            check_mem(1 << 20, o9)
+                .unwrap_err()
+                .0
+                .contains("not a multiple")
+        );
         assert!(check_mem(0, o9).is_err());
     }
 }

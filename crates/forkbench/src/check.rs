@@ -48,7 +48,10 @@ pub fn check(
                 CheckLayouts::Random { count, seed } => (0..count as u64)
                     .map(|i| {
                         let s = seed.wrapping_add(i);
-                        (format!("random layout seed {s}"), forkmodel::layout::random_layout(s))
+                        (
+                            format!("random layout seed {s}"),
+                            forkmodel::layout::random_layout(s),
+                        )
                     })
                     .collect(),
             };

@@ -6,13 +6,19 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use forkbench::args::{UsageError, check_mem, parse_mapcount, parse_order, parse_size, parse_strategies};
+use forkbench::args::{
+    UsageError, check_mem, parse_mapcount, parse_order, parse_size, parse_strategies,
+};
 use forkbench::check::{CheckLayouts, check};
 use forkbench::sim::{SimSpec, counts, mapcount_name, sim};
 use forkmodel::Mode;
 
 #[derive(Parser)]
-#[command(name = "forkbench", version, about = "Measure and explain what fork() costs when it copies page tables")]
+#[command(
+    name = "forkbench",
+    version,
+    about = "Measure and explain what fork() costs when it copies page tables"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -154,10 +160,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     for (k, v) in ops.fields() {
                         obj.insert(k.into(), v.into());
                     }
-                    writeln!(out, "{}", serde_json::Value::Object(obj)).map_err(|e| Failure::Other(e.into()))?;
-                } else {
-                    writeln!(out, "{} {} order {} mem {} ({}):", spec.arch, s, spec.order.get(), spec.mem, m.mode)
+                    writeln!(out, "{}", serde_json::Value::Object(obj))
                         .map_err(|e| Failure::Other(e.into()))?;
+                } else {
+                    writeln!(
+                        out,
+                        "{} {} order {} mem {} ({}):",
+                        spec.arch,
+                        s,
+                        spec.order.get(),
+                        spec.mem,
+                        m.mode
+                    )
+                    .map_err(|e| Failure::Other(e.into()))?;
                     for (k, v) in ops.fields() {
                         writeln!(out, "  {k:<24} {v}").map_err(|e| Failure::Other(e.into()))?;
                     }
@@ -207,7 +222,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let strategies = parse_strategies(&a.strategy)?;
             let layouts = match a.random {
                 Some(0) => return Err(UsageError("--random must be at least 1".into()).into()),
-                Some(count) => CheckLayouts::Random { count, seed: a.seed },
+                Some(count) => CheckLayouts::Random {
+                    count,
+                    seed: a.seed,
+                },
                 None => {
                     let order = parse_order(&a.order)?;
                     let mem = parse_size(&a.mem)?;

@@ -65,8 +65,10 @@ pub fn counts(spec: &SimSpec) -> Result<Vec<(StrategyId, Ops)>, UsageError> {
         type Output = Result<Vec<(StrategyId, Ops)>, UsageError>;
         fn visit<A: Arch>(self) -> Self::Output {
             let spec = self.0;
-            let layout = Layout::uniform(spec.mem, spec.order).map_err(|e| UsageError(e.to_string()))?;
-            let mut model = Model::<A>::with_layout(&layout, spec.cfg()).map_err(|e| UsageError(e.to_string()))?;
+            let layout =
+                Layout::uniform(spec.mem, spec.order).map_err(|e| UsageError(e.to_string()))?;
+            let mut model = Model::<A>::with_layout(&layout, spec.cfg())
+                .map_err(|e| UsageError(e.to_string()))?;
             Ok(spec
                 .strategies
                 .iter()
@@ -139,7 +141,8 @@ pub fn sim(spec: &SimSpec, emit: &mut dyn FnMut(RunRecord)) -> Result<(), UsageE
 
 fn sim_arch<A: Arch>(spec: &SimSpec, emit: &mut dyn FnMut(RunRecord)) -> Result<(), UsageError> {
     let layout = Layout::uniform(spec.mem, spec.order).map_err(|e| UsageError(e.to_string()))?;
-    let mut model = Model::<A>::with_layout(&layout, spec.cfg()).map_err(|e| UsageError(e.to_string()))?;
+    let mut model =
+        Model::<A>::with_layout(&layout, spec.cfg()).map_err(|e| UsageError(e.to_string()))?;
     // Deterministic counts first (outside any timing), one per strategy.
     let ops: Vec<(StrategyId, Ops)> = spec
         .strategies
@@ -168,9 +171,19 @@ fn sim_arch<A: Arch>(spec: &SimSpec, emit: &mut dyn FnMut(RunRecord)) -> Result<
             let time = |model: &mut Model<A>, iters: u32| -> Vec<u64> {
                 if spec.count_while_timing {
                     let mut c = Ops::default();
-                    s.visit(TimeForks { model, counter: &mut c, iters, mode: spec.mode })
+                    s.visit(TimeForks {
+                        model,
+                        counter: &mut c,
+                        iters,
+                        mode: spec.mode,
+                    })
                 } else {
-                    s.visit(TimeForks { model, counter: &mut NoCount, iters, mode: spec.mode })
+                    s.visit(TimeForks {
+                        model,
+                        counter: &mut NoCount,
+                        iters,
+                        mode: spec.mode,
+                    })
                 }
             };
             if spec.mode == Mode::Steady {
@@ -184,7 +197,12 @@ fn sim_arch<A: Arch>(spec: &SimSpec, emit: &mut dyn FnMut(RunRecord)) -> Result<
             let op_map = ops
                 .iter()
                 .find(|(id, _)| *id == s)
-                .map(|(_, o)| o.fields().into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+                .map(|(_, o)| {
+                    o.fields()
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect()
+                })
                 .unwrap_or_default();
             emit(RunRecord {
                 schema: SCHEMA_VERSION,

@@ -277,7 +277,12 @@ pub trait Arch: Sized + 'static {
 
     /// `ptep_get_and_clear` (teardown): generic = atomic exchange with 0.
     #[inline(always)]
-    fn ptep_get_and_clear<C: Counter>(pt: &PteTable, idx: usize, _addr: VirtAddr, c: &mut C) -> Pte {
+    fn ptep_get_and_clear<C: Counter>(
+        pt: &PteTable,
+        idx: usize,
+        _addr: VirtAddr,
+        c: &mut C,
+    ) -> Pte {
         c.count(|o| o.pte_atomics += 1);
         Pte(pt.xchg(idx, 0))
     }

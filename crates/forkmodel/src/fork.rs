@@ -182,12 +182,16 @@ impl<C: Counter> Cx<'_, C> {
             .store(self.pages.page(page).content.load(Relaxed), Relaxed);
         self.c.count(|o| o.page_copies += 1);
         // folio_add_new_anon_rmap on a folio nobody else can see yet: plain stores.
-        new_rec
-            .flags
-            .store(pg::ALLOCATED | pg::HEAD | pg::ANON | pg::ANON_EXCLUSIVE, Relaxed);
+        new_rec.flags.store(
+            pg::ALLOCATED | pg::HEAD | pg::ANON | pg::ANON_EXCLUSIVE,
+            Relaxed,
+        );
         new_rec.mapcount.store(0, Relaxed);
         self.rss[rss::ANON] += 1;
-        let mut pte = A::pte_mkdirty(A::mk_pte(new, self.dst_vma.flags.contains(crate::mm::VmFlags::EXEC)));
+        let mut pte = A::pte_mkdirty(A::mk_pte(
+            new,
+            self.dst_vma.flags.contains(crate::mm::VmFlags::EXEC),
+        ));
         if self.dst_vma.flags.contains(crate::mm::VmFlags::WRITE) {
             pte = A::pte_mkwrite(pte);
         }
@@ -291,7 +295,10 @@ impl<C: Counter> Cx<'_, C> {
         self.folio_ref_add(folio, nr as i32);
         if self.pages.folio_test_anon(folio) {
             for i in 0..nr {
-                if self.try_dup_anon_rmap_pte(folio, page.add(i as u64)).is_err() {
+                if self
+                    .try_dup_anon_rmap_pte(folio, page.add(i as u64))
+                    .is_err()
+                {
                     if i == 0 {
                         self.folio_ref_sub(folio, nr as i32);
                         self.copy_present_page::<A>(dst_idx, addr, pte, page, prealloc)?;
@@ -402,10 +409,7 @@ impl<C: Counter> Cx<'_, C> {
             );
             self.folio_ref_add(folio, nr as i32);
             if self.pages.folio_test_anon(folio) {
-                if self
-                    .try_dup_anon_rmap_ptes(folio, page, nr as u64)
-                    .is_err()
-                {
+                if self.try_dup_anon_rmap_ptes(folio, page, nr as u64).is_err() {
                     self.folio_ref_sub(folio, nr as i32);
                     return Err(Stop::Again);
                 }
@@ -442,7 +446,13 @@ impl<C: Counter> Cx<'_, C> {
     /// `copy_nonpresent_pte` for swap entries: one more swap reference; the parent's entry
     /// loses its exclusive marker; the child's loses uffd-wp unless its VMA keeps it.
     #[inline(always)]
-    fn copy_nonpresent_pte<A: Arch>(&mut self, dst_idx: usize, src_idx: usize, addr: VirtAddr, orig: Pte) {
+    fn copy_nonpresent_pte<A: Arch>(
+        &mut self,
+        dst_idx: usize,
+        src_idx: usize,
+        addr: VirtAddr,
+        orig: Pte,
+    ) {
         let entry = A::pte_to_swp_entry(orig);
         self.swap.duplicate(entry.offset);
         self.c.count(|o| o.swap_dups += 1);
@@ -494,7 +504,7 @@ fn copy_pte_range_pass<A: Arch, S: CopyStrategy, C: Counter>(
                 cx.c.count(|o| o.resched_checks += 1);
                 if let Some(every) = resched_every {
                     *resched_tick += 1;
-                    if *resched_tick % every == 0 {
+                    if (*resched_tick).is_multiple_of(every) {
                         outcome = Pass::Resched;
                         break 'body;
                     }
@@ -522,19 +532,27 @@ fn copy_pte_range_pass<A: Arch, S: CopyStrategy, C: Counter>(
                 Walk::FolioPteBatch {
                     hint: true,
                     folio_end_check: true,
-                } => cx.copy_present_ptes_v69::<A, true, true>(idx, idx, ptent, addr, max_nr, prealloc),
+                } => cx.copy_present_ptes_v69::<A, true, true>(
+                    idx, idx, ptent, addr, max_nr, prealloc,
+                ),
                 Walk::FolioPteBatch {
                     hint: false,
                     folio_end_check: true,
-                } => cx.copy_present_ptes_v69::<A, false, true>(idx, idx, ptent, addr, max_nr, prealloc),
+                } => cx.copy_present_ptes_v69::<A, false, true>(
+                    idx, idx, ptent, addr, max_nr, prealloc,
+                ),
                 Walk::FolioPteBatch {
                     hint: true,
                     folio_end_check: false,
-                } => cx.copy_present_ptes_v69::<A, true, false>(idx, idx, ptent, addr, max_nr, prealloc),
+                } => cx.copy_present_ptes_v69::<A, true, false>(
+                    idx, idx, ptent, addr, max_nr, prealloc,
+                ),
                 Walk::FolioPteBatch {
                     hint: false,
                     folio_end_check: false,
-                } => cx.copy_present_ptes_v69::<A, false, false>(idx, idx, ptent, addr, max_nr, prealloc),
+                } => cx.copy_present_ptes_v69::<A, false, false>(
+                    idx, idx, ptent, addr, max_nr, prealloc,
+                ),
             };
             match copied {
                 Ok(n) => {
@@ -672,7 +690,18 @@ pub(crate) fn copy_page_range<A: Arch, S: CopyStrategy, C: Counter>(
     let mut addr = src_vma.start;
     while addr < end {
         let next = addr.pmd_addr_end(end);
-        copy_pte_range::<A, S, C>(mem, dst_mm, src_mm, dst_vma, src_vma, addr, next, cfg, resched_tick, c);
+        copy_pte_range::<A, S, C>(
+            mem,
+            dst_mm,
+            src_mm,
+            dst_vma,
+            src_vma,
+            addr,
+            next,
+            cfg,
+            resched_tick,
+            c,
+        );
         addr = next;
     }
 }

@@ -63,6 +63,8 @@ pub enum Tweak {
     Wrprotect,
     /// Clear the accessed bit (reclaim scanning).
     MkOld,
+    /// Clear the dirty bit (MADV_FREE on anon memory, writeback on file pages).
+    MkClean,
 }
 
 /// A contiguous range of address space with one backing.
@@ -86,7 +88,9 @@ impl Region {
         let mut cursor = 0u64;
         for chunk in &self.chunks {
             cursor = match chunk {
-                Chunk::Folio { order, .. } => cursor.next_multiple_of(order.nr_pages()) + order.nr_pages(),
+                Chunk::Folio { order, .. } => {
+                    cursor.next_multiple_of(order.nr_pages()) + order.nr_pages()
+                }
                 Chunk::None { pages } | Chunk::Swap { pages, .. } | Chunk::Special { pages } => {
                     cursor + pages
                 }
@@ -112,7 +116,9 @@ pub struct Layout {
 pub enum LayoutError {
     #[error("memory size must be greater than zero")]
     Empty,
-    #[error("memory size {mem} bytes is not a multiple of the order-{order} folio size ({folio} bytes)")]
+    #[error(
+        "memory size {mem} bytes is not a multiple of the order-{order} folio size ({folio} bytes)"
+    )]
     NotMultiple { mem: u64, order: u8, folio: u64 },
     #[error("region {0} does not start on a 2 MiB boundary")]
     Unaligned(usize),
@@ -128,7 +134,9 @@ pub enum LayoutError {
     EmptyVma(usize),
     #[error("region {index}: tweak at page {page} is outside the region")]
     TweakOutside { index: usize, page: u64 },
-    #[error("region {0}: a large folio cannot back a shared anonymous or special mapping in this model")]
+    #[error(
+        "region {0}: a large folio cannot back a shared anonymous or special mapping in this model"
+    )]
     Unsupported(usize),
 }
 
@@ -142,7 +150,7 @@ impl Layout {
         if mem_bytes == 0 {
             return Err(LayoutError::Empty);
         }
-        if mem_bytes % order.bytes() != 0 {
+        if !mem_bytes.is_multiple_of(order.bytes()) {
             return Err(LayoutError::NotMultiple {
                 mem: mem_bytes,
                 order: order.get(),
@@ -363,12 +371,13 @@ pub fn random_layout(seed: u64) -> Layout {
         }
         for _ in 0..rng.range(0, total / 8 + 1) {
             let page = rng.range(0, total - 1);
-            let tweak = match rng.range(0, 4) {
+            let tweak = match rng.range(0, 5) {
                 0 => Tweak::Unmap,
                 1 => Tweak::UffdWp,
                 2 => Tweak::ClearSoftDirty,
                 3 => Tweak::Wrprotect,
-                _ => Tweak::MkOld,
+                4 => Tweak::MkOld,
+                _ => Tweak::MkClean,
             };
             r.tweaks.push((page, tweak));
         }

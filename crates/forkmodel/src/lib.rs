@@ -26,7 +26,7 @@ pub mod types;
 pub use arch::{Arch, Pte, PteView, SwapEntry};
 pub use fork::ForkConfig;
 pub use layout::{Chunk, Layout, LayoutError, Region, Tweak, VmaPiece};
-pub use mm::{Backing, Mm, Vma, VmFlags};
+pub use mm::{Backing, Mm, VmFlags, Vma};
 pub use model::{Memory, Mode, Model};
 pub use ops::{Counter, NoCount, Ops, Recorder};
 pub use page::MapcountModel;

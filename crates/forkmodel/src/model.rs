@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use crate::arch::{Arch, Pte, SwapEntry};
 use crate::fork::{ForkConfig, copy_page_range};
 use crate::layout::{Chunk, Layout, LayoutError, Tweak};
-use crate::mm::{Backing, Mm, Vma, VmFlags, rss};
+use crate::mm::{Backing, Mm, VmFlags, Vma, rss};
 use crate::ops::{Counter, NoCount};
 use crate::page::{MapcountModel, PageArena, pg};
 use crate::strategy::{CopyStrategy, StrategyId, StrategyVisitor};
@@ -90,7 +90,10 @@ impl<A: Arch> Model<A> {
         let pages_needed: u64 = layout.regions.iter().map(|r| r.populated_pages()).sum();
         self.mem.pages = PageArena::with_capacity(pages_needed as usize + 1024);
         for region in &layout.regions {
-            let special = region.chunks.iter().any(|c| matches!(c, Chunk::Special { .. }));
+            let special = region
+                .chunks
+                .iter()
+                .any(|c| matches!(c, Chunk::Special { .. }));
             // 1. VMAs, each starting writable; read-only pieces are mprotect'ed afterwards.
             let mut vma_start = region.start;
             let first_vma = self.parent.vmas.len();
@@ -158,7 +161,9 @@ impl<A: Arch> Model<A> {
                         for _ in 0..pages {
                             // A raw PFN far outside the arena (device memory).
                             let pfn = Pfn(0x8_0000_0000 + cursor);
-                            let pte = A::pte_mkspecial(A::pte_mkwrite(A::pte_mkyoung(A::mk_pte(pfn, false))));
+                            let pte = A::pte_mkspecial(A::pte_mkwrite(A::pte_mkyoung(A::mk_pte(
+                                pfn, false,
+                            ))));
                             self.write_parent_pte(region.start.add_pages(cursor), pte);
                             cursor += 1;
                         }
@@ -177,7 +182,13 @@ impl<A: Arch> Model<A> {
                 if !vma.flags.contains(VmFlags::WRITE) {
                     let mut a = vma.start;
                     while a < vma.end {
-                        self.modify_parent_pte(a, |p| if A::pte_present(p) { A::pte_wrprotect(p) } else { p });
+                        self.modify_parent_pte(a, |p| {
+                            if A::pte_present(p) {
+                                A::pte_wrprotect(p)
+                            } else {
+                                p
+                            }
+                        });
                         a = a.add_pages(1);
                     }
                 }
@@ -185,7 +196,11 @@ impl<A: Arch> Model<A> {
             // 4. Per-PTE tweaks.
             for &(page, tweak) in &region.tweaks {
                 let addr = region.start.add_pages(page);
-                let vma = self.parent.find_vma(addr).cloned().expect("tweak inside a VMA");
+                let vma = self
+                    .parent
+                    .find_vma(addr)
+                    .cloned()
+                    .expect("tweak inside a VMA");
                 match tweak {
                     Tweak::Unmap => self.unmap_parent_pte(addr),
                     Tweak::UffdWp if vma.userfaultfd_wp() => self.modify_parent_pte(addr, |p| {
@@ -206,10 +221,25 @@ impl<A: Arch> Model<A> {
                         }
                     }),
                     Tweak::Wrprotect => self.modify_parent_pte(addr, |p| {
-                        if A::pte_present(p) { A::pte_wrprotect(p) } else { p }
+                        if A::pte_present(p) {
+                            A::pte_wrprotect(p)
+                        } else {
+                            p
+                        }
                     }),
                     Tweak::MkOld => self.modify_parent_pte(addr, |p| {
-                        if A::pte_present(p) { A::pte_mkold(p) } else { p }
+                        if A::pte_present(p) {
+                            A::pte_mkold(p)
+                        } else {
+                            p
+                        }
+                    }),
+                    Tweak::MkClean => self.modify_parent_pte(addr, |p| {
+                        if A::pte_present(p) {
+                            A::pte_mkclean(p)
+                        } else {
+                            p
+                        }
                     }),
                 }
             }
@@ -229,7 +259,15 @@ impl<A: Arch> Model<A> {
         }
         let tid = self.table_or_alloc(addr);
         let pages = &self.mem.pages;
-        A::set_ptes(pages, self.mem.tables.get(tid), addr.pte_index(), addr, pte, nr as usize, &mut NoCount);
+        A::set_ptes(
+            pages,
+            self.mem.tables.get(tid),
+            addr.pte_index(),
+            addr,
+            pte,
+            nr as usize,
+            &mut NoCount,
+        );
         let h = pages.page(head);
         // The fault took one reference per mapped page and set up the mapcounts.
         h.refcount.store(nr as i32, Relaxed);
@@ -280,7 +318,13 @@ impl<A: Arch> Model<A> {
         };
         let pte = Pte(self.mem.tables.get(tid).xchg(addr.pte_index(), 0));
         let mapcount = self.cfg.mapcount;
-        if let Some(folio) = zap_one::<A>(&self.mem.pages, &self.mem.swap, pte, mapcount, &mut self.parent.rss) {
+        if let Some(folio) = zap_one::<A>(
+            &self.mem.pages,
+            &self.mem.swap,
+            pte,
+            mapcount,
+            &mut self.parent.rss,
+        ) {
             self.mem.pages.free_folio(folio);
         }
     }
@@ -326,7 +370,11 @@ impl<A: Arch> Model<A> {
                 let b = bits.trailing_zeros() as usize;
                 bits &= bits - 1;
                 let pfn = base.add((w * 64 + b) as u64);
-                self.mem.pages.page(pfn).flags.fetch_or(pg::ANON_EXCLUSIVE, Relaxed);
+                self.mem
+                    .pages
+                    .page(pfn)
+                    .flags
+                    .fetch_or(pg::ANON_EXCLUSIVE, Relaxed);
             }
         }
     }
@@ -376,7 +424,13 @@ impl<A: Arch> Model<A> {
             let t = self.mem.tables.get(tid);
             for i in 0..PTRS_PER_PTE {
                 let pte = Pte(t.load(i));
-                if let Some(f) = zap_one::<A>(&self.mem.pages, &self.mem.swap, pte, self.cfg.mapcount, &mut rss_scratch) {
+                if let Some(f) = zap_one::<A>(
+                    &self.mem.pages,
+                    &self.mem.swap,
+                    pte,
+                    self.cfg.mapcount,
+                    &mut rss_scratch,
+                ) {
                     to_free.push(f);
                 }
             }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::arch::{Arch, Pte, PteView};
-use crate::mm::{Mm, Vma, VmFlags, rss, vma_needs_copy};
+use crate::mm::{Mm, VmFlags, Vma, rss, vma_needs_copy};
 use crate::model::{Model, pte_at};
 use crate::ops::BatchEvent;
 use crate::page::{MapcountModel, pg};
@@ -118,21 +118,27 @@ pub fn check_fork<A: Arch>(
             r.fail(Some(b.addr), "empty batch");
         }
         if b.addr.0 + b.nr * crate::types::PAGE_SIZE > b.vma_end.0 {
-            r.fail(Some(b.addr), format!("batch of {} crosses the VMA end {:?}", b.nr, b.vma_end));
+            r.fail(
+                Some(b.addr),
+                format!("batch of {} crosses the VMA end {:?}", b.nr, b.vma_end),
+            );
         }
         if b.addr.pte_index() as u64 + b.nr > PTRS_PER_PTE as u64 {
-            r.fail(Some(b.addr), format!("batch of {} crosses the page-table end", b.nr));
+            r.fail(
+                Some(b.addr),
+                format!("batch of {} crosses the page-table end", b.nr),
+            );
         }
-        if let Some(fs) = b.folio_start {
-            if b.first_pfn < fs || b.first_pfn.0 + b.nr > fs.0 + b.folio_nr {
-                r.fail(
-                    Some(b.addr),
-                    format!(
-                        "batch of {} from {:?} runs past its folio [{:?}, +{})",
-                        b.nr, b.first_pfn, fs, b.folio_nr
-                    ),
-                );
-            }
+        if let Some(fs) = b.folio_start
+            && (b.first_pfn < fs || b.first_pfn.0 + b.nr > fs.0 + b.folio_nr)
+        {
+            r.fail(
+                Some(b.addr),
+                format!(
+                    "batch of {} from {:?} runs past its folio [{:?}, +{})",
+                    b.nr, b.first_pfn, fs, b.folio_nr
+                ),
+            );
         }
     }
 
@@ -199,10 +205,16 @@ pub fn check_fork<A: Arch>(
                         exclusive: false,
                     };
                     if pv != want_parent {
-                        r.fail(Some(a), format!("parent swap PTE {pv:?}, want {want_parent:?}"));
+                        r.fail(
+                            Some(a),
+                            format!("parent swap PTE {pv:?}, want {want_parent:?}"),
+                        );
                     }
                     if kv != want_child {
-                        r.fail(Some(a), format!("child swap PTE {kv:?}, want {want_child:?}"));
+                        r.fail(
+                            Some(a),
+                            format!("child swap PTE {kv:?}, want {want_child:?}"),
+                        );
                     }
                 }
                 (
@@ -262,7 +274,11 @@ pub fn check_fork<A: Arch>(
                         let is_normal = !special && pages.contains(pfn);
                         if is_normal {
                             let f = pages.folio_of(pfn);
-                            child_rss[if pages.folio_test_anon(f) { rss::ANON } else { rss::FILE }] += 1;
+                            child_rss[if pages.folio_test_anon(f) {
+                                rss::ANON
+                            } else {
+                                rss::FILE
+                            }] += 1;
                             if pages.folio_test_anon(f)
                                 && pages.page(pfn).flags.load(Relaxed) & pg::ANON_EXCLUSIVE != 0
                             {
@@ -297,13 +313,23 @@ pub fn check_fork<A: Arch>(
                                 let write_ok = if cow {
                                     !kw
                                 } else {
-                                    kw == write || (kw && merged_write_allowed::<A>(img, src, a, pfn, pages))
+                                    kw == write
+                                        || (kw
+                                            && merged_write_allowed::<A>(img, src, a, pfn, pages))
                                 };
                                 if !write_ok {
-                                    r.fail(Some(a), format!("child write bit {kw} (parent had {write}, cow {cow})"));
+                                    r.fail(
+                                        Some(a),
+                                        format!(
+                                            "child write bit {kw} (parent had {write}, cow {cow})"
+                                        ),
+                                    );
                                 }
                                 if kd != (dirty && !shared) {
-                                    r.fail(Some(a), format!("child dirty {kd}, want {}", dirty && !shared));
+                                    r.fail(
+                                        Some(a),
+                                        format!("child dirty {kd}, want {}", dirty && !shared),
+                                    );
                                 }
                                 if ky {
                                     r.fail(Some(a), "child PTE is young");
@@ -327,7 +353,10 @@ pub fn check_fork<A: Arch>(
         }
     }
     if child.rss != child_rss {
-        r.fail(None, format!("child RSS {:?}, PTEs say {:?}", child.rss, child_rss));
+        r.fail(
+            None,
+            format!("child RSS {:?}, PTEs say {:?}", child.rss, child_rss),
+        );
     }
 
     // --- accounting: mapcounts, refcounts, swap counts ------------------------------------
@@ -396,26 +425,42 @@ fn check_accounting<A: Arch>(model: &Model<A>, child: &Mm, r: &mut Report) {
             if mapcount.per_page(order) {
                 let mc = pages.page(pfn).mapcount.load(Relaxed) as i64 + 1;
                 if mc != maps {
-                    r.fail(None, format!("page {pfn:?}: mapcount {mc} but {maps} PTEs map it (Bad page state)"));
+                    r.fail(
+                        None,
+                        format!(
+                            "page {pfn:?}: mapcount {mc} but {maps} PTEs map it (Bad page state)"
+                        ),
+                    );
                 }
             }
         }
         if mapcount.large(order) {
             let lm = pages.page(head).large_mapcount.load(Relaxed) as i64 + 1;
             if lm != total {
-                r.fail(None, format!("folio {head:?}: large mapcount {lm}, {total} PTEs"));
+                r.fail(
+                    None,
+                    format!("folio {head:?}: large mapcount {lm}, {total} PTEs"),
+                );
             }
         }
         let rc = pages.page(head).refcount.load(Relaxed) as i64;
         let want = total + pages.pin_references(head) as i64;
         if rc != want {
-            r.fail(None, format!("folio {head:?} (order {order}): refcount {rc}, want {want} (Bad page state)"));
+            r.fail(
+                None,
+                format!(
+                    "folio {head:?} (order {order}): refcount {rc}, want {want} (Bad page state)"
+                ),
+            );
         }
     }
     for (&offset, &refs) in &swap_refs {
         let c = model.mem.swap.count(offset) as i64;
         if c != refs {
-            r.fail(None, format!("swap slot {offset}: count {c}, {refs} entries"));
+            r.fail(
+                None,
+                format!("swap slot {offset}: count {c}, {refs} entries"),
+            );
         }
     }
 }
@@ -427,7 +472,10 @@ pub enum LogicalPte {
     /// A mapping of a page both processes may share.
     Page(PteView),
     /// The child's private copy, identified by its contents.
-    Copy { content: u64, view: PteView },
+    Copy {
+        content: u64,
+        view: PteView,
+    },
 }
 
 /// Parent and child PTEs plus per-page accounting, normalised so that any correct strategy
@@ -443,7 +491,11 @@ pub struct LogicalState {
 }
 
 /// The logical state of a parent and its child.
-pub fn logical_state<A: Arch>(model: &Model<A>, child: &Mm, original_folios: &[Pfn]) -> LogicalState {
+pub fn logical_state<A: Arch>(
+    model: &Model<A>,
+    child: &Mm,
+    original_folios: &[Pfn],
+) -> LogicalState {
     let pages = &model.mem.pages;
     let norm = |vma: &Vma, p: Pte, is_child: bool| -> LogicalPte {
         let mut v = A::view(p);
@@ -460,7 +512,11 @@ pub fn logical_state<A: Arch>(model: &Model<A>, child: &Mm, original_folios: &[P
         }
         match v {
             PteView::None => LogicalPte::None,
-            PteView::Present { pfn, .. } if is_child && pages.contains(pfn) && !original_folios.contains(&pages.folio_of(pfn)) => {
+            PteView::Present { pfn, .. }
+                if is_child
+                    && pages.contains(pfn)
+                    && !original_folios.contains(&pages.folio_of(pfn)) =>
+            {
                 let mut view = v;
                 if let PteView::Present { pfn, .. } = &mut view {
                     *pfn = Pfn(0);
@@ -551,7 +607,14 @@ pub fn check_layout<A: Arch>(
         let mut model = Model::<A>::with_layout(layout, cfg)
             .map_err(|e| fail(s.name(), 0, format!("layout: {e}")))?;
         let heads = folio_heads(&model);
-        let pristine = logical_state(&model, &Mm { vmas: model.parent.vmas.clone(), ..Mm::default() }, &heads);
+        let pristine = logical_state(
+            &model,
+            &Mm {
+                vmas: model.parent.vmas.clone(),
+                ..Mm::default()
+            },
+            &heads,
+        );
         let mut states = Vec::new();
         let mut first_ops = None;
         let mut first_batches = 0;
@@ -573,9 +636,20 @@ pub fn check_layout<A: Arch>(
             model.zap(child);
         }
         model.restore_fresh();
-        let restored = logical_state(&model, &Mm { vmas: model.parent.vmas.clone(), ..Mm::default() }, &heads);
+        let restored = logical_state(
+            &model,
+            &Mm {
+                vmas: model.parent.vmas.clone(),
+                ..Mm::default()
+            },
+            &heads,
+        );
         if restored != pristine {
-            return Err(fail(s.name(), 0, "teardown + fresh restore did not give back the populated state".into()));
+            return Err(fail(
+                s.name(),
+                0,
+                "teardown + fresh restore did not give back the populated state".into(),
+            ));
         }
         match &reference {
             None => reference = Some((s.name().to_string(), states)),
@@ -585,7 +659,10 @@ pub fn check_layout<A: Arch>(
                         return Err(fail(
                             s.name(),
                             i as u32 + 1,
-                            format!("logical state differs from {ref_name}: {}", first_difference(a, b)),
+                            format!(
+                                "logical state differs from {ref_name}: {}",
+                                first_difference(a, b)
+                            ),
                         ));
                     }
                 }

@@ -153,7 +153,8 @@ impl PageArena {
         let start = match self.free[order.get() as usize].pop() {
             Some(idx) => idx,
             None => {
-                let aligned = (self.base + self.pages.len() as u64).next_multiple_of(nr) - self.base;
+                let aligned =
+                    (self.base + self.pages.len() as u64).next_multiple_of(nr) - self.base;
                 let new_len = (aligned + nr) as usize;
                 self.pages.resize_with(new_len, PageRecord::default);
                 aligned
@@ -285,7 +286,10 @@ mod tests {
         a.pin_folio(small);
         a.pin_folio(large);
         assert!(a.folio_maybe_dma_pinned(small) && a.folio_maybe_dma_pinned(large));
-        assert_eq!(a.page(small).refcount.load(Relaxed), 1 + GUP_PIN_COUNTING_BIAS);
+        assert_eq!(
+            a.page(small).refcount.load(Relaxed),
+            1 + GUP_PIN_COUNTING_BIAS
+        );
         assert_eq!(a.pin_references(small), GUP_PIN_COUNTING_BIAS);
         assert_eq!(a.pin_references(large), 1);
     }

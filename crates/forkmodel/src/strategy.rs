@@ -90,7 +90,9 @@ impl fmt::Display for StrategyId {
 
 /// An unknown strategy name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown strategy '{0}' (expected one of: mm-unstable, hugetlb-rmap-cleanups, ryan-v4, fork-batching, upstream)")]
+#[error(
+    "unknown strategy '{0}' (expected one of: mm-unstable, hugetlb-rmap-cleanups, ryan-v4, fork-batching, upstream)"
+)]
 pub struct UnknownStrategy(pub String);
 
 impl FromStr for StrategyId {

@@ -65,7 +65,7 @@ impl VirtAddr {
     }
     /// Whether the address is page-aligned.
     pub const fn is_page_aligned(self) -> bool {
-        self.0 % PAGE_SIZE == 0
+        self.0.is_multiple_of(PAGE_SIZE)
     }
 }
 
@@ -116,7 +116,10 @@ mod tests {
     #[test]
     fn pmd_addr_end_caps_at_end_and_boundary() {
         let a = VirtAddr(PMD_SIZE + 5 * PAGE_SIZE);
-        assert_eq!(a.pmd_addr_end(VirtAddr(10 * PMD_SIZE)), VirtAddr(2 * PMD_SIZE));
+        assert_eq!(
+            a.pmd_addr_end(VirtAddr(10 * PMD_SIZE)),
+            VirtAddr(2 * PMD_SIZE)
+        );
         assert_eq!(
             a.pmd_addr_end(VirtAddr(PMD_SIZE + 9 * PAGE_SIZE)),
             VirtAddr(PMD_SIZE + 9 * PAGE_SIZE)

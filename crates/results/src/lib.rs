@@ -266,7 +266,10 @@ mod tests {
             Err(ResultsError::Schema { found: 99, .. })
         ));
         fs::write(&p, "not json").unwrap();
-        assert!(matches!(ResultFile::load(&p), Err(ResultsError::Parse { .. })));
+        assert!(matches!(
+            ResultFile::load(&p),
+            Err(ResultsError::Parse { .. })
+        ));
     }
 
     #[test]

@@ -1,0 +1,183 @@
+//! The full op-count table of one fork for every strategy at orders 0, 4 and 9 on x86_64,
+//! 2 MiB (one page table of 512 PTEs), fresh anon memory, per-page mapcounts. Each expected
+//! value is derived in the comments from the kernel's control flow (spec §1, §2, §9).
+
+use arch_x86_64::X86_64;
+use forkmodel::{ForkConfig, Layout, Model, NoCount, Ops, Order, StrategyId};
+
+fn count(s: StrategyId, order: u32, steady: bool) -> Ops {
+    let layout = Layout::uniform(2 << 20, Order::new(order).unwrap()).unwrap();
+    let mut m = Model::<X86_64>::with_layout(&layout, ForkConfig::default()).unwrap();
+    if steady {
+        let c = m.fork_with(s, &mut NoCount);
+        m.zap(c);
+    }
+    let mut ops = Ops::default();
+    let child = m.fork_with(s, &mut ops);
+    m.zap(child);
+    ops
+}
+
+/// What every fork of one page table pays regardless of strategy: one `copy_pte_range` call
+/// (no restarts), one lazy-MMU section, one child table, one rss flush, one `flush_tlb_mm`,
+/// no TLBI on x86, 512 child PTE writes (`set_pte`/`set_ptes`), and on the first fork of
+/// freshly faulted memory one CAS per PTE to write-protect the parent (x86 v6.6+
+/// `ptep_set_wrprotect` = READ_ONCE + try_cmpxchg) and one PageAnonExclusive clear per page.
+fn common() -> Ops {
+    Ops {
+        pte_writes: 512,
+        pte_atomics: 512,
+        tlb_flush_mm: 1,
+        mapcount_atomics: 512, // one _mapcount inc per page, per-PTE or batched alike
+        anon_exclusive_clears: 512,
+        pte_range_calls: 1,
+        lazy_mmu_enters: 1,
+        pte_tables_allocated: 1,
+        rss_flushes: 1,
+        ..Ops::default()
+    }
+}
+
+/// Per-PTE shape: one `copy_present_pte(s)` per PTE, one folio reference and one rmap call
+/// per PTE; progress += 8 per PTE, so the `progress >= 32` check fires at the top of PTEs
+/// 4, 8, ..., 508: 127 times.
+fn per_pte(ptep_get_calls: u64) -> Ops {
+    Ops {
+        ptep_get_calls,
+        ptep_get_raw_reads: ptep_get_calls, // x86 ptep_get = one READ_ONCE
+        pte_reads: ptep_get_calls + 512,    // + the wrprotect read of each parent PTE
+        refcount_atomics: 512,
+        rmap_calls: 512,
+        batches: 512,
+        resched_checks: 127,
+        ..common()
+    }
+}
+
+/// `folio_pte_batch` over folios of `n` pages (n >= 2) filling the table: per folio, one read
+/// in `copy_pte_range`, n-1 reads inside the batch, plus one read of the next folio's first
+/// PTE that stops the batch (its PFN is past the folio end) — except after the last folio,
+/// where max_nr stops it without a read. One `folio_ref_add`, one
+/// `folio_try_dup_anon_rmap_ptes` per folio; progress += 8n per batch, so the check fires at
+/// the top of every batch but the first.
+fn batched(n: u64) -> Ops {
+    let folios = 512 / n;
+    let calls = folios * n + (folios - 1);
+    Ops {
+        ptep_get_calls: calls,
+        ptep_get_raw_reads: calls,
+        pte_reads: calls + 512,
+        refcount_atomics: folios,
+        rmap_calls: folios,
+        batches: folios,
+        resched_checks: folios - 1,
+        ..common()
+    }
+}
+
+#[test]
+fn full_count_table_orders_0_4_9() {
+    use StrategyId::*;
+    let table: Vec<(StrategyId, u32, Ops)> = vec![
+        // v6.7: ptep_get in copy_pte_range and again in copy_present_pte → 2 per PTE.
+        (MmUnstable, 0, per_pte(1024)),
+        (MmUnstable, 4, per_pte(1024)),
+        (MmUnstable, 9, per_pte(1024)),
+        // The rmap cleanups rename page_try_dup_anon_rmap → folio_try_dup_anon_rmap_pte; the
+        // loop and every count stay the same.
+        (HugetlbRmapCleanups, 0, per_pte(1024)),
+        (HugetlbRmapCleanups, 4, per_pte(1024)),
+        (HugetlbRmapCleanups, 9, per_pte(1024)),
+        // Ryan v4 reads each PTE once; x86 has no pte_batch_remaining override, so the
+        // generic compile-time 1 makes every batch one PTE: no batching on x86 at all.
+        (RyanV4, 0, per_pte(512)),
+        (RyanV4, 4, per_pte(512)),
+        (RyanV4, 9, per_pte(512)),
+        // v6.9 batches only large folios; order 0 takes the single-PTE path.
+        (ForkBatching, 0, per_pte(512)),
+        (ForkBatching, 4, batched(16)),
+        // One folio = the whole table: 512 reads, 1 ref add, 1 rmap call, no resched check.
+        (ForkBatching, 9, batched(512)),
+        // x86 has no pte_batch_hint (generic = 1), so upstream == fork-batching on x86.
+        (Upstream, 0, per_pte(512)),
+        (Upstream, 4, batched(16)),
+        (Upstream, 9, batched(512)),
+    ];
+    for (s, order, want) in table {
+        let got = count(s, order, false);
+        assert_eq!(got, want, "{s} order {order}");
+    }
+}
+
+#[test]
+fn issue_headline_figures() {
+    let up9 = count(StrategyId::Upstream, 9, false);
+    assert_eq!(
+        (
+            up9.ptep_get_calls,
+            up9.refcount_atomics,
+            up9.mapcount_atomics
+        ),
+        (512, 1, 512)
+    );
+    let mm9 = count(StrategyId::MmUnstable, 9, false);
+    assert_eq!((mm9.ptep_get_calls, mm9.refcount_atomics), (1024, 512));
+    assert_eq!(count(StrategyId::Upstream, 0, false).refcount_atomics, 512);
+}
+
+#[test]
+fn steady_state_forks_skip_wrprotect_and_exclusive_clears() {
+    for s in StrategyId::ALL {
+        let first = count(s, 9, false);
+        let again = count(s, 9, true);
+        // The parent's PTEs are already read-only and its pages shared: no CAS, no clears,
+        // and the wrprotect read disappears too.
+        assert_eq!(again.pte_atomics, 0, "{s}");
+        assert_eq!(again.anon_exclusive_clears, 0, "{s}");
+        assert_eq!(again.pte_reads, first.pte_reads - 512, "{s}");
+        assert_eq!(again.refcount_atomics, first.refcount_atomics, "{s}");
+    }
+}
+
+#[test]
+fn large_mapcount_switch_adds_one_atomic_per_rmap_call() {
+    use forkmodel::MapcountModel;
+    for (model, per_page, large) in [
+        (MapcountModel::PerPageAndLarge, 512, 1),
+        (MapcountModel::LargeOnly, 0, 1),
+    ] {
+        let layout = Layout::uniform(2 << 20, Order::new(9).unwrap()).unwrap();
+        let cfg = ForkConfig {
+            mapcount: model,
+            resched_every: None,
+        };
+        let mut m = Model::<X86_64>::with_layout(&layout, cfg).unwrap();
+        let mut ops = Ops::default();
+        let c = m.fork_with(StrategyId::Upstream, &mut ops);
+        m.zap(c);
+        assert_eq!(
+            (ops.mapcount_atomics, ops.large_mapcount_atomics),
+            (per_page, large),
+            "{model:?}"
+        );
+        // Per-PTE strategies pay the _large_mapcount add once per PTE.
+        let mut ops = Ops::default();
+        let c = m.fork_with(StrategyId::MmUnstable, &mut ops);
+        m.zap(c);
+        assert_eq!(ops.large_mapcount_atomics, 512, "{model:?}");
+    }
+}
+
+#[test]
+fn counts_scale_with_page_tables_for_1g() {
+    // 1 GiB = 512 page tables; every per-table figure multiplies by 512.
+    let layout = Layout::uniform(1 << 30, Order::new(9).unwrap()).unwrap();
+    let mut m = Model::<X86_64>::with_layout(&layout, ForkConfig::default()).unwrap();
+    let mut ops = Ops::default();
+    let c = m.fork_with(StrategyId::Upstream, &mut ops);
+    m.zap(c);
+    assert_eq!(ops.ptep_get_calls, 512 * 512);
+    assert_eq!(ops.refcount_atomics, 512);
+    assert_eq!(ops.pte_range_calls, 512);
+    assert_eq!(ops.tlb_flush_mm, 1);
+}
