@@ -12,6 +12,9 @@ pub enum Chunk {
     /// One folio, faulted in with one `set_ptes` (VA-aligned to its size; the cursor is
     /// aligned up first, leaving none PTEs).
     Folio { order: Order, pinned: bool },
+    /// `count` unpinned folios of `order` back to back (the benchmark's layout, kept compact
+    /// so that describing 1 GiB of order-0 folios costs no memory).
+    Folios { order: Order, count: u64 },
     /// `pages` none PTEs.
     None { pages: u64 },
     /// `pages` swap entries, each in its own slot.
@@ -91,6 +94,9 @@ impl Region {
                 Chunk::Folio { order, .. } => {
                     cursor.next_multiple_of(order.nr_pages()) + order.nr_pages()
                 }
+                Chunk::Folios { order, count } => {
+                    cursor.next_multiple_of(order.nr_pages()) + count * order.nr_pages()
+                }
                 Chunk::None { pages } | Chunk::Swap { pages, .. } | Chunk::Special { pages } => {
                     cursor + pages
                 }
@@ -164,12 +170,10 @@ impl Layout {
                 start: DEFAULT_BASE,
                 backing: Backing::Anon,
                 shared: false,
-                chunks: (0..folios)
-                    .map(|_| Chunk::Folio {
-                        order,
-                        pinned: false,
-                    })
-                    .collect(),
+                chunks: vec![Chunk::Folios {
+                    order,
+                    count: folios,
+                }],
                 vmas: vec![VmaPiece::plain(pages)],
                 tweaks: Vec::new(),
             }],
@@ -207,7 +211,10 @@ impl Layout {
                 return Err(LayoutError::TweakOutside { index: i, page });
             }
             let has_special = r.chunks.iter().any(|c| matches!(c, Chunk::Special { .. }));
-            let has_folio = r.chunks.iter().any(|c| matches!(c, Chunk::Folio { .. }));
+            let has_folio = r
+                .chunks
+                .iter()
+                .any(|c| matches!(c, Chunk::Folio { .. } | Chunk::Folios { .. }));
             if (r.shared && r.backing == Backing::Anon) || (has_special && has_folio) {
                 return Err(LayoutError::Unsupported(i));
             }

@@ -139,6 +139,16 @@ impl<A: Arch> Model<A> {
                         }
                         cursor += order.nr_pages();
                     }
+                    Chunk::Folios { order, count } => {
+                        cursor = cursor.next_multiple_of(order.nr_pages());
+                        let anon = region.backing == Backing::Anon;
+                        for _ in 0..count {
+                            let addr = region.start.add_pages(cursor);
+                            let head = self.mem.pages.alloc_folio(order, anon);
+                            self.fault_folio(addr, head, order.nr_pages(), anon, region.shared);
+                            cursor += order.nr_pages();
+                        }
+                    }
                     Chunk::None { pages } => cursor += pages,
                     Chunk::Swap { pages, exclusive } => {
                         for _ in 0..pages {

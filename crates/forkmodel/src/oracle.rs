@@ -607,14 +607,7 @@ pub fn check_layout<A: Arch>(
         let mut model = Model::<A>::with_layout(layout, cfg)
             .map_err(|e| fail(s.name(), 0, format!("layout: {e}")))?;
         let heads = folio_heads(&model);
-        let pristine = logical_state(
-            &model,
-            &Mm {
-                vmas: model.parent.vmas.clone(),
-                ..Mm::default()
-            },
-            &heads,
-        );
+        let pristine = parent_only_state(&model, &heads);
         let mut states = Vec::new();
         let mut first_ops = None;
         let mut first_batches = 0;
@@ -636,14 +629,7 @@ pub fn check_layout<A: Arch>(
             model.zap(child);
         }
         model.restore_fresh();
-        let restored = logical_state(
-            &model,
-            &Mm {
-                vmas: model.parent.vmas.clone(),
-                ..Mm::default()
-            },
-            &heads,
-        );
+        let restored = parent_only_state(&model, &heads);
         if restored != pristine {
             return Err(fail(
                 s.name(),
@@ -675,6 +661,15 @@ pub fn check_layout<A: Arch>(
         });
     }
     Ok(results)
+}
+
+/// The logical state of the parent alone (an empty child with the same VMAs).
+fn parent_only_state<A: Arch>(model: &Model<A>, heads: &[Pfn]) -> LogicalState {
+    let no_child = Mm {
+        vmas: model.parent.vmas.clone(),
+        ..Mm::default()
+    };
+    logical_state(model, &no_child, heads)
 }
 
 fn first_difference(a: &LogicalState, b: &LogicalState) -> String {

@@ -87,16 +87,18 @@ pub fn thread_table(rows: &[RelRow]) -> String {
     }
     // pandas/tabulate pad every numeric column by at least two spaces on the left.
     let w = [w[0], w[1] + 2, w[2] + 2];
-    let mut out = String::new();
-    out.push_str(&format!(
-        "| {:<w0$} | {:>w1$} | {:>w2$} |\n",
-        headers[0],
-        headers[1],
-        headers[2],
-        w0 = w[0],
-        w1 = w[1],
-        w2 = w[2]
-    ));
+    let row = |c: [&str; 3]| {
+        format!(
+            "| {:<a$} | {:>b$} | {:>d$} |\n",
+            c[0],
+            c[1],
+            c[2],
+            a = w[0],
+            b = w[1],
+            d = w[2]
+        )
+    };
+    let mut out = row(headers);
     out.push_str(&format!(
         "|:{}|{}:|{}:|\n",
         "-".repeat(w[0] + 1),
@@ -104,15 +106,7 @@ pub fn thread_table(rows: &[RelRow]) -> String {
         "-".repeat(w[2] + 1)
     ));
     for c in &cells {
-        out.push_str(&format!(
-            "| {:<w0$} | {:>w1$} | {:>w2$} |\n",
-            c[0],
-            c[1],
-            c[2],
-            w0 = w[0],
-            w1 = w[1],
-            w2 = w[2]
-        ));
+        out.push_str(&row([c[0].as_str(), c[1].as_str(), c[2].as_str()]));
     }
     out
 }
