@@ -26,6 +26,7 @@ pub struct CheckSummary {
 /// Run the oracle. `Ok(Err(..))` is a correctness failure; `Err` is bad input.
 pub fn check(
     arch: &str,
+    contpte: Option<&str>,
     strategies: &[StrategyId],
     layouts: &CheckLayouts,
     mapcount: MapcountModel,
@@ -70,6 +71,7 @@ pub fn check(
     }
     crate::with_arch(
         arch,
+        contpte,
         V {
             strategies,
             layouts,

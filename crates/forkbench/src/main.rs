@@ -36,9 +36,12 @@ enum Command {
 
 #[derive(Args, Clone)]
 struct ModelArgs {
-    /// Page-table engine: x86_64
+    /// Page-table engine: x86_64 or arm64
     #[arg(long, default_value = "x86_64")]
     arch: String,
+    /// arm64 contpte: on (v6.9 with fork helpers), off, basic (contpte without fork helpers)
+    #[arg(long)]
+    contpte: Option<String>,
     /// Strategy: mm-unstable, hugetlb-rmap-cleanups, ryan-v4, fork-batching, upstream, a comma list, or all
     #[arg(long, default_value = "all")]
     strategy: String,
@@ -85,9 +88,12 @@ struct SimArgs {
 
 #[derive(Args)]
 struct CheckArgs {
-    /// Page-table engine: x86_64
+    /// Page-table engine: x86_64 or arm64
     #[arg(long, default_value = "x86_64")]
     arch: String,
+    /// arm64 contpte: on, off, basic
+    #[arg(long)]
+    contpte: Option<String>,
     /// Strategies to check against each other
     #[arg(long, default_value = "all")]
     strategy: String,
@@ -117,6 +123,7 @@ fn model_spec(m: &ModelArgs) -> Result<SimSpec, UsageError> {
     check_mem(mem, order)?;
     Ok(SimSpec {
         arch: m.arch.clone(),
+        contpte: m.contpte.clone(),
         strategies: parse_strategies(&m.strategy)?,
         order,
         mem,
@@ -148,10 +155,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Counts(m) => {
             let spec = model_spec(&m)?;
-            for (s, ops) in counts(&spec)? {
+            let (options, rows) = counts(&spec)?;
+            for (s, ops) in rows {
                 if m.json {
                     let mut obj = serde_json::Map::new();
                     obj.insert("arch".into(), spec.arch.clone().into());
+                    obj.insert("options".into(), options.clone().into());
                     obj.insert("strategy".into(), s.name().into());
                     obj.insert("order".into(), spec.order.get().into());
                     obj.insert("mem_bytes".into(), spec.mem.into());
@@ -237,7 +246,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 return Err(UsageError("--resched-every must be at least 1".into()).into());
             }
             let mapcount = parse_mapcount(&a.mapcount)?;
-            match check(&a.arch, &strategies, &layouts, mapcount, a.resched_every)? {
+            match check(
+                &a.arch,
+                a.contpte.as_deref(),
+                &strategies,
+                &layouts,
+                mapcount,
+                a.resched_every,
+            )? {
                 Ok(s) => {
                     writeln!(
                         out,

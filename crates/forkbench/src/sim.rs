@@ -19,6 +19,8 @@ use crate::args::UsageError;
 #[derive(Debug, Clone)]
 pub struct SimSpec {
     pub arch: String,
+    /// arm64 contpte configuration (`on`, `off`, `basic`); None for the default.
+    pub contpte: Option<String>,
     pub strategies: Vec<StrategyId>,
     pub order: Order,
     pub mem: u64,
@@ -58,25 +60,27 @@ fn mode_name(m: Mode) -> &'static str {
     }
 }
 
-/// Op counts of one fork per strategy. In `steady` mode, of the second fork of the parent.
-pub fn counts(spec: &SimSpec) -> Result<Vec<(StrategyId, Ops)>, UsageError> {
+/// Op counts of one fork per strategy, with the engine's option label. In `steady` mode, of
+/// the second fork of the parent.
+pub fn counts(spec: &SimSpec) -> Result<(String, Vec<(StrategyId, Ops)>), UsageError> {
     struct V<'a>(&'a SimSpec);
     impl crate::ArchVisitor for V<'_> {
-        type Output = Result<Vec<(StrategyId, Ops)>, UsageError>;
+        type Output = Result<(String, Vec<(StrategyId, Ops)>), UsageError>;
         fn visit<A: Arch>(self) -> Self::Output {
             let spec = self.0;
             let layout =
                 Layout::uniform(spec.mem, spec.order).map_err(|e| UsageError(e.to_string()))?;
             let mut model = Model::<A>::with_layout(&layout, spec.cfg())
                 .map_err(|e| UsageError(e.to_string()))?;
-            Ok(spec
+            let rows = spec
                 .strategies
                 .iter()
                 .map(|&s| (s, count_one(&mut model, s, spec.mode)))
-                .collect())
+                .collect();
+            Ok((A::OPTIONS.to_string(), rows))
         }
     }
-    crate::with_arch(&spec.arch, V(spec))?
+    crate::with_arch(&spec.arch, spec.contpte.as_deref(), V(spec))?
 }
 
 fn count_one<A: Arch>(model: &mut Model<A>, s: StrategyId, mode: Mode) -> Ops {
@@ -136,7 +140,7 @@ pub fn sim(spec: &SimSpec, emit: &mut dyn FnMut(RunRecord)) -> Result<(), UsageE
             sim_arch::<A>(self.0, self.1)
         }
     }
-    crate::with_arch(&spec.arch, V(spec, emit))?
+    crate::with_arch(&spec.arch, spec.contpte.as_deref(), V(spec, emit))?
 }
 
 fn sim_arch<A: Arch>(spec: &SimSpec, emit: &mut dyn FnMut(RunRecord)) -> Result<(), UsageError> {

@@ -181,6 +181,31 @@ pub trait Arch: Sized + 'static {
         }
     }
 
+    /// The arch-neutral reading of the entry at `idx` as `ptep_get` would return it (arm64
+    /// contpte gathers young/dirty over the block). Not counted: for the oracle and dumps.
+    fn view_at(pt: &PteTable, idx: usize) -> PteView {
+        Self::view(Pte(pt.load(idx)))
+    }
+
+    /// Whether this entry is part of a contiguous block whose young/dirty bits the hardware
+    /// (and `ptep_get`) treat as one (arm64 contpte). Generic: false.
+    #[inline(always)]
+    fn pte_is_cont(_pte: Pte) -> bool {
+        false
+    }
+
+    /// Check arch rules that span entries of one table (arm64: contpte blocks are whole,
+    /// aligned, one folio, uniform). `base` is the address of entry 0.
+    fn check_table(_pages: &PageArena, _pt: &PteTable, _base: VirtAddr) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Make the entry at `idx` safe to modify on its own (arm64: unfold a contpte block), as
+    /// `mprotect`, `madvise` and friends do before touching one PTE. Generic: nothing.
+    #[inline(always)]
+    fn prepare_single_update<C: Counter>(_pt: &PteTable, _idx: usize, _addr: VirtAddr, _c: &mut C) {
+    }
+
     // ---- hooks that touch page tables (counted) ------------------------------------------
     /// `ptep_get`: generic = one `READ_ONCE`.
     #[inline(always)]

@@ -316,6 +316,7 @@ impl<A: Arch> Model<A> {
     fn modify_parent_pte(&mut self, addr: VirtAddr, f: impl FnOnce(Pte) -> Pte) {
         if let Some(tid) = self.parent.table_for(addr) {
             let t = self.mem.tables.get(tid);
+            A::prepare_single_update(t, addr.pte_index(), addr, &mut NoCount);
             let old = Pte(t.load(addr.pte_index()));
             t.store(addr.pte_index(), f(old).0);
         }
@@ -326,6 +327,12 @@ impl<A: Arch> Model<A> {
         let Some(tid) = self.parent.table_for(addr) else {
             return;
         };
+        A::prepare_single_update(
+            self.mem.tables.get(tid),
+            addr.pte_index(),
+            addr,
+            &mut NoCount,
+        );
         let pte = Pte(self.mem.tables.get(tid).xchg(addr.pte_index(), 0));
         let mapcount = self.cfg.mapcount;
         if let Some(folio) = zap_one::<A>(
@@ -458,6 +465,11 @@ impl<A: Arch> Model<A> {
         pte_at(&self.mem, &self.parent, addr)
     }
 
+    /// The parent's PTE at `addr` as `ptep_get` sees it, arch-neutral.
+    pub fn parent_view(&self, addr: VirtAddr) -> crate::arch::PteView {
+        view_at::<A>(&self.mem, &self.parent, addr)
+    }
+
     /// Bytes the model holds: page records plus page tables.
     pub fn footprint_bytes(&self) -> usize {
         self.mem.pages.bytes() + self.mem.tables.bytes()
@@ -469,6 +481,14 @@ pub fn pte_at(mem: &Memory, mm: &Mm, addr: VirtAddr) -> Pte {
     match mm.table_for(addr) {
         Some(tid) => Pte(mem.tables.get(tid).load(addr.pte_index())),
         None => Pte(0),
+    }
+}
+
+/// The PTE of `mm` at `addr` as `ptep_get` sees it, arch-neutral.
+pub fn view_at<A: Arch>(mem: &Memory, mm: &Mm, addr: VirtAddr) -> crate::arch::PteView {
+    match mm.table_for(addr) {
+        Some(tid) => A::view_at(mem.tables.get(tid), addr.pte_index()),
+        None => crate::arch::PteView::None,
     }
 }
 

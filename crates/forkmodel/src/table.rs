@@ -124,8 +124,12 @@ pub struct SwapMap {
 }
 
 impl SwapMap {
-    /// Allocate a slot with count 1; returns its offset.
+    /// Allocate a slot with count 1; returns its offset. Offset 0 is the swap header and is
+    /// never handed out (on arm64 type 0, offset 0 would encode as a none PTE).
     pub fn alloc(&mut self) -> u64 {
+        if self.counts.is_empty() {
+            self.counts.push(AtomicU8::new(0));
+        }
         self.counts.push(AtomicU8::new(1));
         (self.counts.len() - 1) as u64
     }
