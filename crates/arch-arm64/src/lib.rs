@@ -290,7 +290,7 @@ impl<M: ContpteMode> Arm64<M> {
         let mut cur = idx;
         while cur < end {
             let next = (block_start(cur) + CONT_PTES).min(end);
-            let aligned = cur % CONT_PTES == 0
+            let aligned = cur.is_multiple_of(CONT_PTES)
                 && next - cur == CONT_PTES
                 && Self::pte_pfn(pte).0 % CONT_PTES as u64 == 0;
             let base = if aligned {
@@ -626,13 +626,13 @@ impl<M: ContpteMode> Arch for Arm64<M> {
         }
         // contpte_wrprotect_ptes: unfold only partially covered blocks at either end; whole
         // blocks stay CONT (no TLBI: the caller's flush_tlb_mm covers stale writable entries).
-        if idx % CONT_PTES != 0 || nr < CONT_PTES {
+        if !idx.is_multiple_of(CONT_PTES) || nr < CONT_PTES {
             let seen = Pte(pt.load(idx));
             c.count(|o| o.pte_reads += 1);
             Self::try_unfold(pt, idx, seen, c);
         }
         let end = idx + nr;
-        if end % CONT_PTES != 0 {
+        if !end.is_multiple_of(CONT_PTES) {
             let seen = Pte(pt.load(end - 1));
             c.count(|o| o.pte_reads += 1);
             Self::try_unfold(pt, end - 1, seen, c);
@@ -681,7 +681,7 @@ impl<M: ContpteMode> Arch for Arm64<M> {
         let _ = full;
         // Ryan v4 contpte_set_wrprotects: a whole block is write-protected in place (no
         // unfold, no TLBI); a partial block is unfolded first and a refold attempted after.
-        let whole = idx % CONT_PTES == 0 && nr == CONT_PTES;
+        let whole = idx.is_multiple_of(CONT_PTES) && nr == CONT_PTES;
         if !whole {
             let seen = Pte(pt.load(idx));
             c.count(|o| o.pte_reads += 1);

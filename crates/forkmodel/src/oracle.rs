@@ -43,13 +43,10 @@ impl Image {
                         special: false,
                         ..
                     } = v
+                        && model.mem.pages.contains(pfn)
+                        && model.mem.pages.page(pfn).flags.load(Relaxed) & pg::ANON_EXCLUSIVE != 0
                     {
-                        if model.mem.pages.contains(pfn)
-                            && model.mem.pages.page(pfn).flags.load(Relaxed) & pg::ANON_EXCLUSIVE
-                                != 0
-                        {
-                            exclusive.insert(pfn);
-                        }
+                        exclusive.insert(pfn);
                     }
                 }
                 a = a.add_pages(1);
@@ -324,8 +321,7 @@ pub fn check_fork<A: Arch>(
                                     !kw
                                 } else {
                                     kw == write
-                                        || (kw
-                                            && merged_write_allowed::<A>(img, src, a, pfn, pages))
+                                        || (kw && merged_write_allowed(img, src, a, pfn, pages))
                                 };
                                 if !write_ok {
                                     r.fail(
@@ -381,7 +377,7 @@ pub fn check_fork<A: Arch>(
 /// For a shared mapping, v6.9's batch makes every child PTE writable when any later PTE of the
 /// same folio in the batch was (`any_writable`; FPB_MERGE_WRITE later). Allowed when another
 /// PTE of the same folio in the same VMA and page table was writable.
-fn merged_write_allowed<A: Arch>(
+fn merged_write_allowed(
     img: &Image,
     vma: &Vma,
     addr: VirtAddr,
