@@ -78,6 +78,53 @@ pub fn parse_mapcount(s: &str) -> Result<forkmodel::MapcountModel, UsageError> {
     }
 }
 
+/// Per-operation costs of privileged work userspace cannot run (ns per op), used to compute a
+/// *modelled* time beside the measured one: `modelled = measured + sum(count x cost)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CostModel {
+    /// One range TLB invalidation of a 64 KiB contpte block (TLBI x16 or a range TLBI, + DSB).
+    pub tlbi_ns: f64,
+    /// One `flush_tlb_mm` of the parent at the end of fork.
+    pub flush_tlb_mm_ns: f64,
+}
+
+impl CostModel {
+    /// Nanoseconds the counted privileged ops of one fork add.
+    pub fn added_ns(&self, ops: &forkmodel::Ops) -> f64 {
+        ops.tlbi as f64 * self.tlbi_ns + ops.tlb_flush_mm as f64 * self.flush_tlb_mm_ns
+    }
+}
+
+/// Parse `tlbi=NS,flush_tlb_mm=NS` (either key may be left out; unknown keys are errors).
+pub fn parse_cost_model(s: &str) -> Result<CostModel, UsageError> {
+    let mut m = CostModel::default();
+    for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| UsageError(format!("--cost-model entry '{part}' is not KEY=NS")))?;
+        let v: f64 = v
+            .trim()
+            .parse()
+            .ok()
+            .filter(|x: &f64| x.is_finite() && *x >= 0.0)
+            .ok_or_else(|| {
+                UsageError(format!(
+                    "--cost-model {k}: '{v}' is not a non-negative number of ns"
+                ))
+            })?;
+        match k.trim() {
+            "tlbi" => m.tlbi_ns = v,
+            "flush_tlb_mm" => m.flush_tlb_mm_ns = v,
+            other => {
+                return Err(UsageError(format!(
+                    "--cost-model: unknown op '{other}' (expected tlbi, flush_tlb_mm)"
+                )));
+            }
+        }
+    }
+    Ok(m)
+}
+
 /// Check that `mem` is a positive multiple of the folio size, and not absurdly large for the
 /// model (each 4 KiB page costs 64 B of records plus 16 B of PTEs, parent and child).
 pub fn check_mem(mem: u64, order: Order) -> Result<(), UsageError> {
@@ -112,6 +159,27 @@ mod tests {
         assert!(parse_size("1.5G").is_err());
         assert!(parse_size("G").is_err());
         assert!(parse_size("99999999999999T").is_err());
+    }
+
+    #[test]
+    fn cost_models() {
+        let m = parse_cost_model("tlbi=1500,flush_tlb_mm=2000.5").unwrap();
+        assert_eq!((m.tlbi_ns, m.flush_tlb_mm_ns), (1500.0, 2000.5));
+        let ops = forkmodel::Ops {
+            tlbi: 32,
+            tlb_flush_mm: 1,
+            ..Default::default()
+        };
+        assert_eq!(m.added_ns(&ops), 32.0 * 1500.0 + 2000.5);
+        assert!(parse_cost_model("tlbi=-1").is_err());
+        assert!(
+            parse_cost_model("dsb=3")
+                .unwrap_err()
+                .0
+                .contains("unknown op 'dsb'")
+        );
+        assert!(parse_cost_model("tlbi").is_err());
+        assert_eq!(parse_cost_model("").unwrap(), CostModel::default());
     }
 
     #[test]

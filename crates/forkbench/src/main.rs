@@ -84,6 +84,9 @@ struct SimArgs {
     /// Count ops while timing (to measure what counting costs)
     #[arg(long)]
     count: bool,
+    /// Privileged-op costs for a modelled time beside the measured one: tlbi=NS,flush_tlb_mm=NS
+    #[arg(long)]
+    cost_model: Option<String>,
 }
 
 #[derive(Args)]
@@ -134,6 +137,7 @@ fn model_spec(m: &ModelArgs) -> Result<SimSpec, UsageError> {
         warmup: 0,
         seed: 0,
         count_while_timing: false,
+        cost_model: None,
         cpu: None,
     })
 }
@@ -198,6 +202,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
             spec.warmup = a.warmup;
             spec.seed = a.seed;
             spec.count_while_timing = a.count;
+            spec.cost_model = a
+                .cost_model
+                .as_deref()
+                .map(forkbench::args::parse_cost_model)
+                .transpose()?;
             if let Some(cpu) = a.cpu {
                 forkbench::pin::pin_to(cpu)?;
                 spec.cpu = Some(cpu);

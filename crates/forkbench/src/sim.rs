@@ -32,6 +32,8 @@ pub struct SimSpec {
     pub seed: u64,
     /// Time with op counting on (to measure what counting costs).
     pub count_while_timing: bool,
+    /// Costs of privileged ops for the modelled time (None: report measured time only).
+    pub cost_model: Option<crate::args::CostModel>,
     pub cpu: Option<usize>,
 }
 
@@ -232,11 +234,22 @@ fn sim_arch<A: Arch>(spec: &SimSpec, emit: &mut dyn FnMut(RunRecord)) -> Result<
                     "seed": spec.seed,
                     "model_bytes": model.footprint_bytes(),
                     "peak_rss_bytes": peak_rss_bytes(),
+                    // Measured time never includes privileged ops; modelled = measured + this.
+                    "cost_model": spec.cost_model.map(|m| json!({"tlbi_ns": m.tlbi_ns, "flush_tlb_mm_ns": m.flush_tlb_mm_ns})),
+                    "modelled_add_ns": spec.cost_model.map(|m| m.added_ns(&ops_of(&ops, s))),
+                    "modelled_mean_ns": spec.cost_model.map(|m| mean + m.added_ns(&ops_of(&ops, s))),
                 }),
             });
         }
     }
     Ok(())
+}
+
+fn ops_of(ops: &[(StrategyId, Ops)], s: StrategyId) -> Ops {
+    ops.iter()
+        .find(|(id, _)| *id == s)
+        .map(|(_, o)| *o)
+        .unwrap_or_default()
 }
 
 fn push_opt(options: &mut String, o: &str) {

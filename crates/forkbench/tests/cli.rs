@@ -16,10 +16,13 @@ fn forkbench(args: &[&str]) -> (i32, String, String) {
 }
 
 fn counts_json(strategy: &str, order: &str) -> serde_json::Value {
-    let (code, out, err) = forkbench(&[
-        "counts",
-        "--arch",
-        "x86_64",
+    counts_on(&["--arch", "x86_64"], strategy, order)
+}
+
+fn counts_on(arch: &[&str], strategy: &str, order: &str) -> serde_json::Value {
+    let mut args = vec!["counts"];
+    args.extend_from_slice(arch);
+    args.extend_from_slice(&[
         "--strategy",
         strategy,
         "--order",
@@ -28,6 +31,7 @@ fn counts_json(strategy: &str, order: &str) -> serde_json::Value {
         "2M",
         "--json",
     ]);
+    let (code, out, err) = forkbench(&args);
     assert_eq!(code, 0, "{err}");
     serde_json::from_str(out.trim()).expect("one JSON object")
 }
@@ -42,6 +46,56 @@ fn headline_counts() {
     assert_eq!(mm["ptep_get_calls"], 1024);
     assert_eq!(mm["refcount_atomics"], 512);
     assert_eq!(counts_json("upstream", "0")["refcount_atomics"], 512);
+}
+
+#[test]
+fn arm64_contpte_headline_counts() {
+    let on = ["--arch", "arm64", "--contpte", "on"];
+    assert_eq!(
+        counts_on(&on, "fork-batching", "9")["ptep_get_raw_reads"],
+        8704
+    );
+    assert_eq!(counts_on(&on, "upstream", "9")["ptep_get_raw_reads"], 544);
+    assert_eq!(counts_on(&on, "ryan-v4", "9")["ptep_get_raw_reads"], 544);
+    assert_eq!(counts_on(&on, "upstream", "9")["tlbi"], 0);
+    assert_eq!(counts_on(&on, "upstream", "9")["options"], "contpte-ena");
+    // contpte without fork helpers unfolds every one of the 32 blocks.
+    let basic = counts_on(
+        &["--arch", "arm64", "--contpte", "basic"],
+        "fork-batching",
+        "9",
+    );
+    assert_eq!(basic["tlbi"], 32);
+    assert_eq!(basic["options"], "contpte-basic");
+}
+
+#[test]
+fn sim_reports_modelled_time_separately() {
+    let (code, out, err) = forkbench(&[
+        "sim",
+        "--arch",
+        "arm64",
+        "--contpte",
+        "basic",
+        "--strategy",
+        "upstream",
+        "--order",
+        "9",
+        "--mem",
+        "2M",
+        "--iters",
+        "2",
+        "--runs",
+        "1",
+        "--json",
+        "--cost-model",
+        "tlbi=1000,flush_tlb_mm=0",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let r: results::RunRecord = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(r.extra["modelled_add_ns"], 32_000.0);
+    let measured = r.mean_ns();
+    assert!((r.extra["modelled_mean_ns"].as_f64().unwrap() - (measured + 32_000.0)).abs() < 1e-6);
 }
 
 #[test]
@@ -121,6 +175,9 @@ fn bad_input_is_one_line_and_exit_2() {
         vec!["sim", "--mem", "2M", "--mode", "warm"],
         vec!["check", "--random", "0"],
         vec!["counts", "--mapcount", "none"],
+        vec!["counts", "--arch", "x86_64", "--contpte", "on"],
+        vec!["counts", "--arch", "arm64", "--contpte", "maybe"],
+        vec!["sim", "--mem", "2M", "--cost-model", "tlbi=fast"],
     ] {
         let (code, out, err) = forkbench(&args);
         assert_eq!(code, 2, "{args:?}: {err}");
