@@ -178,6 +178,9 @@ fn bad_input_is_one_line_and_exit_2() {
         vec!["counts", "--arch", "x86_64", "--contpte", "on"],
         vec!["counts", "--arch", "arm64", "--contpte", "maybe"],
         vec!["sim", "--mem", "2M", "--cost-model", "tlbi=fast"],
+        vec!["sim", "--cpu", "abc"],
+        vec!["sim", "--iters", "-1"],
+        vec!["frobnicate"],
     ] {
         let (code, out, err) = forkbench(&args);
         assert_eq!(code, 2, "{args:?}: {err}");
