@@ -32,6 +32,8 @@ enum Command {
     Sim(SimArgs),
     /// Run the correctness oracle on the benchmark layout or random layouts
     Check(CheckArgs),
+    /// Time the real fork() on this kernel
+    Real(realfork::RealArgs),
 }
 
 #[derive(Args, Clone)]
@@ -230,6 +232,32 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 };
                 if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
                     io_err.get_or_insert(e);
+                }
+            })?;
+            if let Some(e) = io_err {
+                return Err(Failure::Other(e.into()));
+            }
+        }
+        Command::Real(a) => {
+            let json = a.json;
+            let mut io_err = None;
+            realfork::run_each(&a, &mut |rec| {
+                let lines = if json {
+                    vec![serde_json::to_string(rec).expect("run record serialises")]
+                } else {
+                    realfork::summary::describe(rec)
+                };
+                for line in lines {
+                    if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
+                        io_err.get_or_insert(e);
+                    }
+                }
+            })
+            .map_err(|e| {
+                if e.is_usage() {
+                    Failure::Usage(UsageError(e.to_string()))
+                } else {
+                    Failure::Other(anyhow::anyhow!("{e}"))
                 }
             })?;
             if let Some(e) = io_err {

@@ -1,1 +1,88 @@
-//! x
+//! The real `fork()` microbenchmark: map one 2 MiB-aligned anonymous VMA, set it up in a chosen
+//! folio layout (order-0, PTE- or PMD-mapped order-9, an mTHP size, or untouched), prove the
+//! layout with pagemap + kpageflags, smaps and THP counter deltas, then time the parent's
+//! `fork()` over it with `CLOCK_MONOTONIC`, run by run, and re-verify after every run.
+//!
+//! [`run`] / [`run_each`] return [`results::RunRecord`]s: `samples_ns` are the fork() calls;
+//! `extra` carries the layout reports, the fork-to-reaped samples, per-iteration disturbance
+//! flags, perf counters, scheduling and pinning details, the load on every CPU, and the host
+//! environment (see `runner.rs` for the exact keys). Host concerns (pinning, SCHED_FIFO, sysfs
+//! guards, counters, signals) come from `hostenv`. This crate prints nothing; [`summary`] only
+//! formats lines for the binary.
+//!
+//! Every bad input is a [`RealError`] whose [`RealError::exit_code`] is 2 and whose message is
+//! one line; so is a layout that is not what was asked (unless `--allow-unverified`).
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod args;
+mod forkloop;
+pub mod layout;
+pub mod pagemap;
+mod region;
+mod runner;
+pub mod smaps;
+pub mod summary;
+pub mod verify;
+pub mod vmstat;
+
+pub use args::{Mode, Plan, RealArgs, SchedMode};
+pub use layout::Layout;
+pub use runner::{run, run_each};
+
+use hostenv::HostError;
+
+/// Why `forkbench real` stopped. Every message is one line.
+#[derive(Debug, thiserror::Error)]
+pub enum RealError {
+    /// Bad arguments or a request this host cannot satisfy (unknown layout, mTHP size not
+    /// offered, no THP, not enough memory, CPU not allowed). Exit code 2.
+    #[error("{0}")]
+    BadInput(String),
+    /// The layout is not what was asked, or cannot be verified. Exit code 2.
+    #[error("{0}")]
+    Unverified(String),
+    /// A host operation failed. Exit code 1.
+    #[error(transparent)]
+    Host(HostError),
+    /// An I/O or system call failed. Exit code 1.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl RealError {
+    /// 2 for bad input and unverifiable layouts, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RealError::BadInput(_) | RealError::Unverified(_) => 2,
+            RealError::Host(_) | RealError::Io { .. } => 1,
+        }
+    }
+
+    /// Whether this is a usage-style error (exit code 2).
+    pub fn is_usage(&self) -> bool {
+        self.exit_code() == 2
+    }
+
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        RealError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+impl From<HostError> for RealError {
+    fn from(e: HostError) -> Self {
+        match e {
+            HostError::CpuNotAllowed { .. } | HostError::Invalid(_) => {
+                RealError::BadInput(e.to_string())
+            }
+            e => RealError::Host(e),
+        }
+    }
+}

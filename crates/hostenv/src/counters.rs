@@ -1,0 +1,481 @@
+//! Performance counters for the calling thread behind the small [`Counters`] trait, so callers
+//! can be tested with [`MockCounters`] and the backend (today `perf-event2`) can be swapped.
+//!
+//! [`PerfCounters::open`] probes every event on its own first (with `include_kernel()`, since the
+//! interesting work is in the kernel), retries user-only on a permission error, and builds one
+//! group from the events that passed. A missing event is reported with its reason (`no PMU` for
+//! hardware events on a VM without one) and reads as `None`; opening never fails.
+
+use std::collections::BTreeMap;
+use std::io;
+
+use perf_event::events::{Cache, CacheId, CacheOp, CacheResult, Hardware, Software};
+use perf_event::{Builder, Counter, Group};
+use serde::Serialize;
+
+/// The events forkbench asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Event {
+    TaskClock,
+    PageFaults,
+    ContextSwitches,
+    CpuMigrations,
+    Cycles,
+    Instructions,
+    BranchMisses,
+    DtlbLoadMisses,
+}
+
+impl Event {
+    /// Every event, software first.
+    pub const ALL: [Event; 8] = [
+        Event::TaskClock,
+        Event::PageFaults,
+        Event::ContextSwitches,
+        Event::CpuMigrations,
+        Event::Cycles,
+        Event::Instructions,
+        Event::BranchMisses,
+        Event::DtlbLoadMisses,
+    ];
+
+    /// The `perf stat` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Event::TaskClock => "task-clock",
+            Event::PageFaults => "page-faults",
+            Event::ContextSwitches => "context-switches",
+            Event::CpuMigrations => "cpu-migrations",
+            Event::Cycles => "cycles",
+            Event::Instructions => "instructions",
+            Event::BranchMisses => "branch-misses",
+            Event::DtlbLoadMisses => "dTLB-load-misses",
+        }
+    }
+
+    /// Whether the event needs a hardware PMU.
+    pub fn is_hardware(self) -> bool {
+        !matches!(
+            self,
+            Event::TaskClock | Event::PageFaults | Event::ContextSwitches | Event::CpuMigrations
+        )
+    }
+
+    fn builder(self) -> Builder<'static> {
+        match self {
+            Event::TaskClock => Builder::new(Software::TASK_CLOCK),
+            Event::PageFaults => Builder::new(Software::PAGE_FAULTS),
+            Event::ContextSwitches => Builder::new(Software::CONTEXT_SWITCHES),
+            Event::CpuMigrations => Builder::new(Software::CPU_MIGRATIONS),
+            Event::Cycles => Builder::new(Hardware::CPU_CYCLES),
+            Event::Instructions => Builder::new(Hardware::INSTRUCTIONS),
+            Event::BranchMisses => Builder::new(Hardware::BRANCH_MISSES),
+            Event::DtlbLoadMisses => Builder::new(Cache {
+                which: CacheId::DTLB,
+                operation: CacheOp::READ,
+                result: CacheResult::MISS,
+            }),
+        }
+    }
+}
+
+/// Whether an event is counted, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventStatus {
+    pub event: Event,
+    /// The event is in the group and will be read.
+    pub available: bool,
+    /// Kernel-mode work is counted (false if only user mode was permitted).
+    pub kernel: bool,
+    /// Why the event is missing, or why kernel mode is excluded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Counter values at one moment (cumulative since open).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub values: BTreeMap<Event, u64>,
+    pub time_enabled_ns: u64,
+    pub time_running_ns: u64,
+}
+
+impl Snapshot {
+    /// `self - earlier`, per event present in both (saturating).
+    pub fn since(&self, earlier: &Snapshot) -> Snapshot {
+        Snapshot {
+            values: self
+                .values
+                .iter()
+                .filter_map(|(e, v)| Some((*e, v.saturating_sub(*earlier.values.get(e)?))))
+                .collect(),
+            time_enabled_ns: self.time_enabled_ns.saturating_sub(earlier.time_enabled_ns),
+            time_running_ns: self.time_running_ns.saturating_sub(earlier.time_running_ns),
+        }
+    }
+
+    /// The value of one event, if counted.
+    pub fn get(&self, e: Event) -> Option<u64> {
+        self.values.get(&e).copied()
+    }
+}
+
+/// A set of counters on the calling thread that can be switched on and off around a region.
+pub trait Counters {
+    /// One entry per requested event.
+    fn status(&self) -> &[EventStatus];
+    /// Start counting.
+    fn enable(&mut self) -> io::Result<()>;
+    /// Stop counting.
+    fn disable(&mut self) -> io::Result<()>;
+    /// Cumulative values of the available events.
+    fn read(&mut self) -> io::Result<Snapshot>;
+}
+
+/// JSON for a counter total over `ops` operations: one object per requested event, with
+/// `value` and `per_op`, or `value: null` and the reason.
+pub fn report(status: &[EventStatus], total: Option<&Snapshot>, ops: u64) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for s in status {
+        let v = total.and_then(|t| t.get(s.event)).filter(|_| s.available);
+        let mut o = serde_json::Map::new();
+        o.insert("value".into(), v.into());
+        if let Some(v) = v {
+            o.insert(
+                "per_op".into(),
+                if ops == 0 {
+                    serde_json::Value::Null
+                } else {
+                    (v as f64 / ops as f64).into()
+                },
+            );
+            o.insert("kernel".into(), s.kernel.into());
+        }
+        let reason = match (&s.reason, v, total) {
+            (Some(r), _, _) => Some(r.clone()),
+            (None, None, None) => Some("counters were not read".to_string()),
+            (None, None, Some(_)) => Some("not counted".to_string()),
+            _ => None,
+        };
+        if let Some(r) = reason {
+            o.insert("reason".into(), r.into());
+        }
+        m.insert(s.event.name().into(), o.into());
+    }
+    if let Some(t) = total {
+        m.insert("time_enabled_ns".into(), t.time_enabled_ns.into());
+        m.insert("time_running_ns".into(), t.time_running_ns.into());
+    }
+    m.into()
+}
+
+/// Why opening an event failed, in words a result file can carry.
+pub fn explain(event: Event, err: &io::Error) -> String {
+    let paranoid = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into());
+    match err.raw_os_error() {
+        Some(libc::ENOENT | libc::ENODEV | libc::EOPNOTSUPP) if event.is_hardware() => {
+            format!("no PMU ({err})")
+        }
+        Some(libc::ENOENT | libc::ENODEV | libc::EOPNOTSUPP | libc::E2BIG) => {
+            format!("not supported by this kernel ({err})")
+        }
+        Some(libc::EACCES | libc::EPERM) => {
+            format!("permission denied (perf_event_paranoid={paranoid}): {err}")
+        }
+        _ if err.kind() == io::ErrorKind::Unsupported => {
+            format!("not supported by this kernel ({err})")
+        }
+        _ => err.to_string(),
+    }
+}
+
+fn is_permission(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EACCES | libc::EPERM))
+}
+
+/// `perf_event_open` counters for the calling thread (children are not counted).
+pub struct PerfCounters {
+    group: Option<Group>,
+    members: Vec<(Event, Counter)>,
+    status: Vec<EventStatus>,
+}
+
+impl std::fmt::Debug for PerfCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PerfCounters")
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PerfCounters {
+    /// Probe and open `events`; see the module docs. Never fails.
+    pub fn open(events: &[Event]) -> PerfCounters {
+        let mut status = Vec::new();
+        let mut wanted = Vec::new();
+        for &e in events {
+            match e.builder().include_kernel().build() {
+                Ok(_) => {
+                    wanted.push((e, true));
+                    status.push(EventStatus {
+                        event: e,
+                        available: true,
+                        kernel: true,
+                        reason: None,
+                    });
+                }
+                Err(err) if is_permission(&err) => match e.builder().build() {
+                    Ok(_) => {
+                        wanted.push((e, false));
+                        status.push(EventStatus {
+                            event: e,
+                            available: true,
+                            kernel: false,
+                            reason: Some(format!("user mode only: {}", explain(e, &err))),
+                        });
+                    }
+                    Err(err2) => status.push(EventStatus {
+                        event: e,
+                        available: false,
+                        kernel: false,
+                        reason: Some(explain(e, &err2)),
+                    }),
+                },
+                Err(err) => status.push(EventStatus {
+                    event: e,
+                    available: false,
+                    kernel: false,
+                    reason: Some(explain(e, &err)),
+                }),
+            }
+        }
+        let mut group = if wanted.is_empty() {
+            None
+        } else {
+            match Group::new() {
+                Ok(g) => Some(g),
+                Err(err) => {
+                    let why = format!("cannot create counter group: {err}");
+                    for s in status.iter_mut().filter(|s| s.available) {
+                        s.available = false;
+                        s.reason = Some(why.clone());
+                    }
+                    None
+                }
+            }
+        };
+        let mut members = Vec::new();
+        if let Some(g) = group.as_mut() {
+            for (e, kernel) in wanted {
+                let mut b = e.builder();
+                if kernel {
+                    b.include_kernel();
+                }
+                match g.add(&b) {
+                    Ok(c) => members.push((e, c)),
+                    Err(err) => {
+                        if let Some(s) = status.iter_mut().find(|s| s.event == e) {
+                            s.available = false;
+                            s.reason = Some(format!("cannot join group: {}", explain(e, &err)));
+                        }
+                    }
+                }
+            }
+        }
+        if members.is_empty() {
+            group = None;
+        }
+        PerfCounters {
+            group,
+            members,
+            status,
+        }
+    }
+}
+
+impl Counters for PerfCounters {
+    fn status(&self) -> &[EventStatus] {
+        &self.status
+    }
+
+    fn enable(&mut self) -> io::Result<()> {
+        match self.group.as_mut() {
+            Some(g) => g.enable(),
+            None => Ok(()),
+        }
+    }
+
+    fn disable(&mut self) -> io::Result<()> {
+        match self.group.as_mut() {
+            Some(g) => g.disable(),
+            None => Ok(()),
+        }
+    }
+
+    fn read(&mut self) -> io::Result<Snapshot> {
+        let Some(g) = self.group.as_mut() else {
+            return Ok(Snapshot::default());
+        };
+        let data = g.read()?;
+        let mut values = BTreeMap::new();
+        for (e, c) in &self.members {
+            if let Some(entry) = data.get(c) {
+                values.insert(*e, entry.value());
+            }
+        }
+        let ns = |d: Option<std::time::Duration>| {
+            d.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+                .unwrap_or(0)
+        };
+        Ok(Snapshot {
+            values,
+            time_enabled_ns: ns(data.time_enabled()),
+            time_running_ns: ns(data.time_running()),
+        })
+    }
+}
+
+/// A scripted stand-in for tests: each `read` returns the next snapshot (the last one repeats).
+#[derive(Debug, Clone)]
+pub struct MockCounters {
+    pub status: Vec<EventStatus>,
+    pub reads: Vec<Snapshot>,
+    pub enabled: bool,
+    pub enables: u64,
+    next: usize,
+}
+
+impl MockCounters {
+    /// Available `events` that read the given snapshots in turn.
+    pub fn new(status: Vec<EventStatus>, reads: Vec<Snapshot>) -> Self {
+        MockCounters {
+            status,
+            reads,
+            enabled: false,
+            enables: 0,
+            next: 0,
+        }
+    }
+}
+
+impl Counters for MockCounters {
+    fn status(&self) -> &[EventStatus] {
+        &self.status
+    }
+    fn enable(&mut self) -> io::Result<()> {
+        self.enabled = true;
+        self.enables += 1;
+        Ok(())
+    }
+    fn disable(&mut self) -> io::Result<()> {
+        self.enabled = false;
+        Ok(())
+    }
+    fn read(&mut self) -> io::Result<Snapshot> {
+        let s = self
+            .reads
+            .get(self.next.min(self.reads.len().saturating_sub(1)))
+            .cloned()
+            .unwrap_or_default();
+        self.next += 1;
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn software_counters_work_and_hardware_degrade() {
+        let mut c = PerfCounters::open(&Event::ALL);
+        assert_eq!(c.status().len(), Event::ALL.len());
+        let pmu = std::path::Path::new("/sys/bus/event_source/devices/cpu").exists();
+        for s in c.status() {
+            if !s.available {
+                let r = s.reason.as_deref().unwrap_or("");
+                assert!(!r.is_empty(), "{s:?}");
+                if s.event.is_hardware() && !pmu {
+                    assert!(r.starts_with("no PMU"), "{s:?}");
+                }
+            }
+        }
+        c.enable().unwrap();
+        let v: Vec<u8> = (0..=255u8).cycle().take(1 << 20).collect();
+        std::hint::black_box(&v);
+        c.disable().unwrap();
+        let snap = c.read().unwrap();
+        if c.status()[0].available {
+            assert!(snap.get(Event::TaskClock).unwrap() > 0);
+            assert!(snap.time_enabled_ns > 0);
+        }
+        if !pmu {
+            assert_eq!(snap.get(Event::Cycles), None);
+        }
+    }
+
+    #[test]
+    fn report_marks_missing_events_null_with_reason() {
+        let status = vec![
+            EventStatus {
+                event: Event::TaskClock,
+                available: true,
+                kernel: true,
+                reason: None,
+            },
+            EventStatus {
+                event: Event::Cycles,
+                available: false,
+                kernel: false,
+                reason: Some("no PMU (No such file or directory (os error 2))".into()),
+            },
+        ];
+        let snap = Snapshot {
+            values: BTreeMap::from([(Event::TaskClock, 1000)]),
+            time_enabled_ns: 5,
+            time_running_ns: 5,
+        };
+        let j = report(&status, Some(&snap), 10);
+        assert_eq!(j["task-clock"]["value"], 1000);
+        assert_eq!(j["task-clock"]["per_op"], 100.0);
+        assert!(j["cycles"]["value"].is_null());
+        assert!(
+            j["cycles"]["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("no PMU")
+        );
+        let j = report(&status, None, 10);
+        assert!(j["task-clock"]["value"].is_null());
+    }
+
+    #[test]
+    fn explain_maps_errnos() {
+        let enoent = io::Error::from_raw_os_error(libc::ENOENT);
+        assert!(explain(Event::Cycles, &enoent).starts_with("no PMU"));
+        assert!(explain(Event::TaskClock, &enoent).starts_with("not supported"));
+        let eacces = io::Error::from_raw_os_error(libc::EACCES);
+        assert!(explain(Event::TaskClock, &eacces).starts_with("permission denied"));
+    }
+
+    #[test]
+    fn snapshot_since_and_mock() {
+        let a = Snapshot {
+            values: BTreeMap::from([(Event::PageFaults, 3)]),
+            ..Default::default()
+        };
+        let b = Snapshot {
+            values: BTreeMap::from([(Event::PageFaults, 10), (Event::Cycles, 1)]),
+            ..Default::default()
+        };
+        assert_eq!(b.since(&a).values, BTreeMap::from([(Event::PageFaults, 7)]));
+        let mut m = MockCounters::new(vec![], vec![a.clone(), b.clone()]);
+        m.enable().unwrap();
+        assert_eq!(m.read().unwrap(), a);
+        assert_eq!(m.read().unwrap(), b);
+        assert_eq!(m.read().unwrap(), b);
+        assert_eq!(m.enables, 1);
+    }
+}

@@ -1,0 +1,215 @@
+//! Environment capture: kernel, CPU, memory, clock source, perf and RT settings, the PMUs the
+//! kernel exposes, the values of caller-chosen sysfs files, and caller-chosen kernel config
+//! options (from `/proc/config.gz` or `/boot/config-<release>`). Everything is best effort:
+//! a value that cannot be read is `null`, never an error.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Serialize;
+
+use crate::{cpu, procfs, sys, sysfs};
+
+/// Kernel config options, with where they were read from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KernelConfig {
+    /// `/proc/config.gz` or `/boot/config-<release>`; `None` if neither was readable.
+    pub source: Option<String>,
+    /// Requested option → `y`, `m`, a value, or `n` for "is not set" / absent.
+    pub values: BTreeMap<String, String>,
+    /// Why nothing could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A snapshot of the host; see the module docs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostEnv {
+    pub kernel_release: String,
+    pub kernel_version: String,
+    pub arch: String,
+    pub hostname: String,
+    pub cpu_model: Option<String>,
+    pub cpus_online: Option<String>,
+    pub cpus_allowed: Option<String>,
+    pub mem_total_bytes: Option<u64>,
+    pub mem_available_bytes: Option<u64>,
+    pub swap_total_bytes: Option<u64>,
+    pub euid: u32,
+    pub clocksource: Option<String>,
+    pub perf_event_paranoid: Option<i64>,
+    /// PMUs under `/sys/bus/event_source/devices` (no `cpu` entry means no hardware PMU).
+    pub pmus: Vec<String>,
+    pub sched_rt_runtime_us: Option<i64>,
+    pub sched_rt_period_us: Option<i64>,
+    /// `prctl(PR_GET_THP_DISABLE)` of this process.
+    pub thp_disabled_by_prctl: Option<i32>,
+    /// Requested sysfs files → selected value (`null` when unreadable).
+    pub sysfs: BTreeMap<String, Option<String>>,
+    pub kernel_config: KernelConfig,
+}
+
+/// Capture the host environment plus the given sysfs files and kernel config options.
+pub fn capture(sysfs_paths: &[PathBuf], config_keys: &[&str]) -> HostEnv {
+    let u = sys::uname().unwrap_or_default();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let rt = crate::sched::rt_budget();
+    let mut pmus: Vec<String> = std::fs::read_dir("/sys/bus/event_source/devices")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    pmus.sort();
+    HostEnv {
+        kernel_config: kernel_config(&u.release, config_keys),
+        kernel_release: u.release,
+        kernel_version: u.version,
+        arch: u.machine,
+        hostname: u.nodename,
+        cpu_model: std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|t| cpu_model(&t)),
+        cpus_online: cpu::online_cpus().ok().map(|s| s.to_string()),
+        cpus_allowed: cpu::allowed_cpus().ok().map(|s| s.to_string()),
+        mem_total_bytes: procfs::parse_meminfo_bytes(&meminfo, "MemTotal"),
+        mem_available_bytes: procfs::parse_meminfo_bytes(&meminfo, "MemAvailable"),
+        swap_total_bytes: procfs::parse_meminfo_bytes(&meminfo, "SwapTotal"),
+        euid: sys::geteuid(),
+        clocksource: sysfs::read_trimmed(
+            "/sys/devices/system/clocksource/clocksource0/current_clocksource",
+        )
+        .ok(),
+        perf_event_paranoid: sysfs::read_trimmed("/proc/sys/kernel/perf_event_paranoid")
+            .ok()
+            .and_then(|s| s.parse().ok()),
+        pmus,
+        sched_rt_runtime_us: rt.map(|r| r.0),
+        sched_rt_period_us: rt.map(|r| r.1),
+        thp_disabled_by_prctl: sys::thp_disable_flag().ok(),
+        sysfs: sysfs_paths
+            .iter()
+            .map(|p| {
+                (
+                    p.to_string_lossy().into_owned(),
+                    sysfs::read_selected(p).ok(),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// `model name` of the first CPU in `/proc/cpuinfo`.
+pub fn cpu_model(cpuinfo: &str) -> Option<String> {
+    cpuinfo.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == "model name").then(|| v.trim().to_string())
+    })
+}
+
+/// Values of `keys` (with or without the `CONFIG_` prefix) in a kernel config text. Options
+/// that are "not set" or absent are reported as `n`.
+pub fn parse_kernel_config(text: &str, keys: &[&str]) -> BTreeMap<String, String> {
+    let mut all = BTreeMap::new();
+    for line in text.lines() {
+        if let Some((k, v)) = line.split_once('=')
+            && k.starts_with("CONFIG_")
+        {
+            all.insert(k.to_string(), v.trim_matches('"').to_string());
+        }
+    }
+    keys.iter()
+        .map(|k| {
+            let full = if k.starts_with("CONFIG_") {
+                k.to_string()
+            } else {
+                format!("CONFIG_{k}")
+            };
+            let v = all.get(&full).cloned().unwrap_or_else(|| "n".to_string());
+            (full, v)
+        })
+        .collect()
+}
+
+/// Read the running kernel's config and pick `keys`.
+pub fn kernel_config(release: &str, keys: &[&str]) -> KernelConfig {
+    let mut errors = Vec::new();
+    if Path::new("/proc/config.gz").exists() {
+        for tool in ["gzip", "zcat"] {
+            let mut cmd = Command::new(tool);
+            if tool == "gzip" {
+                cmd.arg("-dc");
+            }
+            match cmd.arg("/proc/config.gz").output() {
+                Ok(out) if out.status.success() => {
+                    return KernelConfig {
+                        source: Some("/proc/config.gz".into()),
+                        values: parse_kernel_config(&String::from_utf8_lossy(&out.stdout), keys),
+                        error: None,
+                    };
+                }
+                Ok(out) => errors.push(format!("{tool}: exit status {}", out.status)),
+                Err(e) => errors.push(format!("{tool}: {e}")),
+            }
+        }
+    }
+    let boot = format!("/boot/config-{release}");
+    match std::fs::read_to_string(&boot) {
+        Ok(text) => KernelConfig {
+            source: Some(boot),
+            values: parse_kernel_config(&text, keys),
+            error: None,
+        },
+        Err(e) => {
+            errors.push(format!("{boot}: {e}"));
+            KernelConfig {
+                source: None,
+                values: BTreeMap::new(),
+                error: Some(errors.join("; ")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_config_parsing() {
+        let text = "# comment\nCONFIG_PAGE_MAPCOUNT=y\n# CONFIG_NO_PAGE_MAPCOUNT is not set\n\
+                    CONFIG_HZ=250\nCONFIG_LOCALVERSION=\"-fc\"\n";
+        let v = parse_kernel_config(
+            text,
+            &[
+                "PAGE_MAPCOUNT",
+                "CONFIG_NO_PAGE_MAPCOUNT",
+                "HZ",
+                "LOCALVERSION",
+            ],
+        );
+        assert_eq!(v["CONFIG_PAGE_MAPCOUNT"], "y");
+        assert_eq!(v["CONFIG_NO_PAGE_MAPCOUNT"], "n");
+        assert_eq!(v["CONFIG_HZ"], "250");
+        assert_eq!(v["CONFIG_LOCALVERSION"], "-fc");
+    }
+
+    #[test]
+    fn cpuinfo_model() {
+        assert_eq!(
+            cpu_model("processor\t: 0\nmodel name\t: AMD EPYC\n").as_deref(),
+            Some("AMD EPYC")
+        );
+        assert_eq!(cpu_model("processor : 0\n"), None);
+    }
+
+    #[test]
+    fn capture_never_fails() {
+        let e = capture(&[PathBuf::from("/nonexistent")], &["HZ"]);
+        assert!(!e.kernel_release.is_empty());
+        assert_eq!(e.sysfs["/nonexistent"], None);
+        serde_json::to_string(&e).unwrap();
+    }
+}

@@ -1,0 +1,177 @@
+//! Small `/proc` readers: per-CPU times from `/proc/stat` (to record the load on the other CPUs
+//! during a run), `MemAvailable` from `/proc/meminfo`, and `key value` files such as
+//! `/proc/vmstat`. Parsers are pure functions over text so they are tested on fixed input.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::HostError;
+
+/// Cumulative times of one CPU from `/proc/stat`, in USER_HZ ticks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuTimes {
+    pub total: u64,
+    /// idle + iowait.
+    pub idle: u64,
+    pub steal: u64,
+}
+
+/// Per-CPU times (`cpuN` lines; the aggregate `cpu` line is skipped).
+pub fn parse_stat(text: &str) -> BTreeMap<usize, CpuTimes> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        let Some(name) = it.next() else { continue };
+        let Some(id) = name
+            .strip_prefix("cpu")
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let v: Vec<u64> = it.filter_map(|x| x.parse().ok()).collect();
+        // user nice system idle iowait irq softirq steal guest guest_nice; guest time is already
+        // included in user/nice.
+        let get = |i: usize| v.get(i).copied().unwrap_or(0);
+        let total = (0..8).map(get).sum();
+        out.insert(
+            id,
+            CpuTimes {
+                total,
+                idle: get(3) + get(4),
+                steal: get(7),
+            },
+        );
+    }
+    out
+}
+
+/// Snapshot of `/proc/stat`.
+pub fn read_stat() -> Result<BTreeMap<usize, CpuTimes>, HostError> {
+    let text = std::fs::read_to_string("/proc/stat").map_err(|e| HostError::io("/proc/stat", e))?;
+    Ok(parse_stat(&text))
+}
+
+/// Load of one CPU between two snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CpuLoad {
+    /// Non-idle share of the interval, percent (steal included).
+    pub busy_pct: f64,
+    /// Time stolen by the hypervisor, percent.
+    pub steal_pct: f64,
+    /// Ticks elapsed on this CPU.
+    pub ticks: u64,
+}
+
+/// Busy and steal percentages per CPU between `before` and `after`.
+pub fn load_between(
+    before: &BTreeMap<usize, CpuTimes>,
+    after: &BTreeMap<usize, CpuTimes>,
+) -> BTreeMap<usize, CpuLoad> {
+    let mut out = BTreeMap::new();
+    for (cpu, a) in after {
+        let Some(b) = before.get(cpu) else { continue };
+        let total = a.total.saturating_sub(b.total);
+        let idle = a.idle.saturating_sub(b.idle);
+        let steal = a.steal.saturating_sub(b.steal);
+        let pct = |x: u64| {
+            if total == 0 {
+                0.0
+            } else {
+                100.0 * x as f64 / total as f64
+            }
+        };
+        out.insert(
+            *cpu,
+            CpuLoad {
+                busy_pct: pct(total.saturating_sub(idle)),
+                steal_pct: pct(steal),
+                ticks: total,
+            },
+        );
+    }
+    out
+}
+
+/// `key value` lines (as in `/proc/vmstat`); lines that do not parse are skipped.
+pub fn parse_kv(text: &str) -> BTreeMap<String, i64> {
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let k = it.next()?;
+            let v = it.next()?.parse().ok()?;
+            Some((k.to_string(), v))
+        })
+        .collect()
+}
+
+/// A field of `/proc/meminfo` in bytes (`MemAvailable`, `MemTotal`, …).
+pub fn parse_meminfo_bytes(text: &str, field: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(field)?.strip_prefix(':')?;
+        let mut it = rest.split_whitespace();
+        let n: u64 = it.next()?.parse().ok()?;
+        match it.next() {
+            Some("kB") => n.checked_mul(1024),
+            None => Some(n),
+            Some(_) => None,
+        }
+    })
+}
+
+/// `MemAvailable` in bytes.
+pub fn mem_available_bytes() -> Result<u64, HostError> {
+    let text =
+        std::fs::read_to_string("/proc/meminfo").map_err(|e| HostError::io("/proc/meminfo", e))?;
+    parse_meminfo_bytes(&text, "MemAvailable").ok_or_else(|| HostError::Io {
+        path: "/proc/meminfo".into(),
+        source: std::io::Error::other("no MemAvailable line"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAT1: &str = "cpu  10 0 10 100 0 0 0 0 0 0\n\
+                         cpu0 5 0 5 50 0 0 0 0 0 0\n\
+                         cpu1 5 0 5 50 0 0 0 0 0 0\n\
+                         intr 1 2 3\nctxt 99\n";
+    const STAT2: &str = "cpu  0 0 0 0 0 0 0 0 0 0\n\
+                         cpu0 55 0 5 50 0 0 0 0 0 0\n\
+                         cpu1 5 0 5 140 10 0 0 0 0 0\n";
+
+    #[test]
+    fn stat_load_between_snapshots() {
+        let a = parse_stat(STAT1);
+        let b = parse_stat(STAT2);
+        assert_eq!(a.len(), 2);
+        let l = load_between(&a, &b);
+        assert_eq!(l[&0].busy_pct, 100.0);
+        assert_eq!(l[&0].ticks, 50);
+        assert_eq!(l[&1].busy_pct, 0.0);
+        assert_eq!(l[&1].ticks, 100);
+    }
+
+    #[test]
+    fn steal_counts_as_busy_and_is_reported() {
+        let a = parse_stat("cpu0 0 0 0 0 0 0 0 0 0 0\n");
+        let b = parse_stat("cpu0 0 0 0 50 0 0 0 50 0 0\n");
+        let l = load_between(&a, &b);
+        assert_eq!(l[&0].busy_pct, 50.0);
+        assert_eq!(l[&0].steal_pct, 50.0);
+    }
+
+    #[test]
+    fn meminfo_and_kv() {
+        let m = "MemTotal:       24684096 kB\nMemAvailable:   1024 kB\nHugePages_Total: 0\n";
+        assert_eq!(parse_meminfo_bytes(m, "MemAvailable"), Some(1024 * 1024));
+        assert_eq!(parse_meminfo_bytes(m, "HugePages_Total"), Some(0));
+        assert_eq!(parse_meminfo_bytes(m, "Mem"), None);
+        let kv = parse_kv("thp_fault_alloc 3\nthp_split_pmd 512\nbroken\nx y\n");
+        assert_eq!(kv.len(), 2);
+        assert_eq!(kv["thp_split_pmd"], 512);
+        assert!(mem_available_bytes().unwrap() > 0);
+        assert!(!read_stat().unwrap().is_empty());
+    }
+}

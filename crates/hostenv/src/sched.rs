@@ -1,0 +1,117 @@
+//! Scheduling policy of the calling thread: switch to SCHED_FIFO (without
+//! `SCHED_RESET_ON_FORK`, so children inherit it) under a guard that restores the previous policy,
+//! and read the RT throttling budget.
+
+use serde::Serialize;
+
+use crate::HostError;
+use crate::sys;
+
+/// A scheduling policy as it is recorded in results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// SCHED_OTHER (CFS/EEVDF).
+    Other,
+    /// SCHED_FIFO.
+    Fifo,
+    /// Anything else (SCHED_BATCH, SCHED_IDLE, SCHED_RR, SCHED_DEADLINE).
+    Unusual,
+}
+
+/// The calling thread's current policy, static priority and whether `SCHED_RESET_ON_FORK` is set.
+pub fn current() -> Result<(Policy, i32, bool), HostError> {
+    let (raw, prio) = sys::sched_get().map_err(|source| HostError::Sys {
+        what: "sched_getscheduler",
+        source,
+    })?;
+    let reset = raw & libc::SCHED_RESET_ON_FORK != 0;
+    let policy = match raw & !libc::SCHED_RESET_ON_FORK {
+        libc::SCHED_OTHER => Policy::Other,
+        libc::SCHED_FIFO => Policy::Fifo,
+        _ => Policy::Unusual,
+    };
+    Ok((policy, prio, reset))
+}
+
+/// The calling thread runs SCHED_FIFO while this exists; dropping it restores the previous
+/// policy and priority.
+#[derive(Debug)]
+pub struct FifoGuard {
+    previous: (i32, i32),
+    priority: i32,
+}
+
+impl FifoGuard {
+    /// The FIFO priority in use.
+    pub fn priority(&self) -> i32 {
+        self.priority
+    }
+}
+
+impl Drop for FifoGuard {
+    fn drop(&mut self) {
+        // Lowering one's own policy is always permitted.
+        let _ = sys::sched_set(self.previous.0, self.previous.1);
+    }
+}
+
+/// Switch the calling thread to SCHED_FIFO at `priority`. Children forked while the guard lives
+/// inherit SCHED_FIFO. Fails with the OS error (typically EPERM without CAP_SYS_NICE or an
+/// RLIMIT_RTPRIO) and leaves the policy unchanged.
+pub fn set_fifo(priority: i32) -> Result<FifoGuard, HostError> {
+    let (lo, hi) =
+        sys::sched_priority_range(libc::SCHED_FIFO).map_err(|source| HostError::Sys {
+            what: "sched_get_priority_min/max",
+            source,
+        })?;
+    if !(lo..=hi).contains(&priority) {
+        return Err(HostError::Invalid(format!(
+            "SCHED_FIFO priority {priority} is outside {lo}..={hi}"
+        )));
+    }
+    let previous = sys::sched_get().map_err(|source| HostError::Sys {
+        what: "sched_getscheduler",
+        source,
+    })?;
+    sys::sched_set(libc::SCHED_FIFO, priority).map_err(|source| HostError::Sys {
+        what: "sched_setscheduler(SCHED_FIFO)",
+        source,
+    })?;
+    Ok(FifoGuard { previous, priority })
+}
+
+/// RT throttling: (`sched_rt_runtime_us`, `sched_rt_period_us`); runtime -1 means unlimited.
+pub fn rt_budget() -> Option<(i64, i64)> {
+    let r = crate::sysfs::read_trimmed("/proc/sys/kernel/sched_rt_runtime_us").ok()?;
+    let p = crate::sysfs::read_trimmed("/proc/sys/kernel/sched_rt_period_us").ok()?;
+    Some((r.parse().ok()?, p.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifo_guard_restores_or_reports_eperm() {
+        let before = current().unwrap();
+        match set_fifo(10) {
+            Ok(g) => {
+                assert_eq!(current().unwrap().0, Policy::Fifo);
+                assert_eq!(g.priority(), 10);
+                drop(g);
+                assert_eq!(current().unwrap(), before);
+            }
+            Err(HostError::Sys { source, .. }) => {
+                assert_eq!(source.raw_os_error(), Some(libc::EPERM), "{source}");
+                assert_eq!(current().unwrap(), before);
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+
+    #[test]
+    fn bad_priority_is_rejected() {
+        assert!(matches!(set_fifo(1000), Err(HostError::Invalid(_))));
+    }
+}

@@ -1,0 +1,469 @@
+//! `/proc/self/pagemap` and `/proc/kpageflags`: decoding, and the folio-order histogram of a
+//! virtual range. The analysis is a pure function over pagemap entries and a [`PageFlags`]
+//! source, so it is tested on synthetic data; [`KpageflagsFile`] is the real source.
+//!
+//! For each present page in virtual order: a page without the compound bits is an order-0 folio;
+//! a COMPOUND_HEAD page starts a folio whose size is 1 + the number of COMPOUND_TAIL pages that
+//! follow it in PFN order. The folio counts in the histogram when all its pages are mapped here,
+//! virtually contiguous and in PFN order; it is "misaligned" when its virtual or physical start
+//! is not a multiple of its size. Anything else (a tail without its head, a folio mapped only
+//! partly or out of order) is counted as irregular pages.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+use serde::Serialize;
+
+/// pagemap bit 63: page present in RAM.
+pub const PM_PRESENT: u64 = 1 << 63;
+/// pagemap bit 62: page swapped.
+pub const PM_SWAP: u64 = 1 << 62;
+/// pagemap bit 61: file page or shared anon.
+pub const PM_FILE: u64 = 1 << 61;
+/// pagemap bit 56: page exclusively mapped (mapped once).
+pub const PM_MMAP_EXCLUSIVE: u64 = 1 << 56;
+/// pagemap bits 0-54: PFN (zero without CAP_SYS_ADMIN).
+pub const PM_PFN_MASK: u64 = (1 << 55) - 1;
+
+/// `/proc/kpageflags` bits (include/uapi/linux/kernel-page-flags.h).
+pub mod kpf {
+    pub const ANON: u64 = 1 << 12;
+    pub const COMPOUND_HEAD: u64 = 1 << 15;
+    pub const COMPOUND_TAIL: u64 = 1 << 16;
+    pub const HUGE: u64 = 1 << 17;
+    pub const NOPAGE: u64 = 1 << 20;
+    pub const THP: u64 = 1 << 22;
+    pub const ZERO_PAGE: u64 = 1 << 24;
+}
+
+/// Largest folio the scan will follow (order 18, a PUD); larger compound runs are irregular.
+pub const MAX_SCAN_PAGES: u64 = 1 << 18;
+
+/// A source of kpageflags words by PFN.
+pub trait PageFlags {
+    /// Flags of `pfn`; PFNs beyond the end of memory read as [`kpf::NOPAGE`].
+    fn flags(&mut self, pfn: u64) -> io::Result<u64>;
+}
+
+/// Synthetic flags for tests: missing PFNs read as 0 (a plain order-0 page).
+impl PageFlags for HashMap<u64, u64> {
+    fn flags(&mut self, pfn: u64) -> io::Result<u64> {
+        Ok(self.get(&pfn).copied().unwrap_or(0))
+    }
+}
+
+/// `/proc/kpageflags`, read in 4 KiB blocks that are cached for the life of the value.
+#[derive(Debug)]
+pub struct KpageflagsFile {
+    file: File,
+    cache: HashMap<u64, Box<[u64]>>,
+}
+
+const BLOCK: u64 = 512;
+
+impl KpageflagsFile {
+    /// Open `/proc/kpageflags` (root only).
+    pub fn open() -> io::Result<Self> {
+        Ok(KpageflagsFile {
+            file: File::open("/proc/kpageflags")?,
+            cache: HashMap::new(),
+        })
+    }
+}
+
+impl PageFlags for KpageflagsFile {
+    fn flags(&mut self, pfn: u64) -> io::Result<u64> {
+        let block = pfn / BLOCK;
+        if !self.cache.contains_key(&block) {
+            let mut buf = vec![0u8; (BLOCK * 8) as usize];
+            let mut got = 0;
+            while got < buf.len() {
+                let n = self
+                    .file
+                    .read_at(&mut buf[got..], block * BLOCK * 8 + got as u64)?;
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            let words: Box<[u64]> = (0..BLOCK as usize)
+                .map(|i| {
+                    if (i + 1) * 8 <= got {
+                        u64::from_ne_bytes(buf[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]))
+                    } else {
+                        kpf::NOPAGE
+                    }
+                })
+                .collect();
+            self.cache.insert(block, words);
+        }
+        Ok(self.cache[&block][(pfn % BLOCK) as usize])
+    }
+}
+
+/// Read `npages` pagemap entries starting at virtual page number `first_vpn`.
+pub fn read_pagemap(first_vpn: u64, npages: usize) -> io::Result<Vec<u64>> {
+    let f = File::open("/proc/self/pagemap")?;
+    let mut buf = vec![0u8; npages * 8];
+    let mut got = 0;
+    while got < buf.len() {
+        let n = f.read_at(&mut buf[got..], first_vpn * 8 + got as u64)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "short read from /proc/self/pagemap",
+            ));
+        }
+        got += n;
+    }
+    Ok(buf
+        .chunks_exact(8)
+        .map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8])))
+        .collect())
+}
+
+/// What the pagemap flags alone say (no privileges needed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct PagemapFlags {
+    pub pages: u64,
+    pub present: u64,
+    pub swapped: u64,
+    /// Present pages with PM_MMAP_EXCLUSIVE (mapped by this process only).
+    pub exclusive: u64,
+    /// Whether PFNs are visible (every present page has a non-zero PFN).
+    pub pfn_visible: bool,
+}
+
+/// Count the pagemap flags of a range.
+pub fn pagemap_flags(entries: &[u64]) -> PagemapFlags {
+    let mut f = PagemapFlags {
+        pages: entries.len() as u64,
+        ..Default::default()
+    };
+    let mut zero_pfn = 0;
+    for &e in entries {
+        if e & PM_PRESENT != 0 {
+            f.present += 1;
+            if e & PM_MMAP_EXCLUSIVE != 0 {
+                f.exclusive += 1;
+            }
+            if e & PM_PFN_MASK == 0 {
+                zero_pfn += 1;
+            }
+        } else if e & PM_SWAP != 0 {
+            f.swapped += 1;
+        }
+    }
+    f.pfn_visible = f.present > 0 && zero_pfn == 0;
+    f
+}
+
+/// Folios of one order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct OrderCount {
+    pub folios: u64,
+    pub pages: u64,
+}
+
+/// The folio-order histogram of a virtual range; see the module docs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Histogram {
+    pub pages: u64,
+    pub present: u64,
+    pub exclusive: u64,
+    /// Order → folios fully mapped here, contiguously and in PFN order.
+    pub orders: BTreeMap<u32, OrderCount>,
+    /// Counted folios whose virtual or physical start is not a multiple of their size.
+    pub misaligned_folios: u64,
+    /// Large folios only partly mapped here (or out of order).
+    pub partial_folios: u64,
+    /// Present pages not in any counted folio.
+    pub irregular_pages: u64,
+    /// Counted large folios whose head has KPF_THP.
+    pub thp_folios: u64,
+    pub anon_pages: u64,
+    pub zero_pages: u64,
+}
+
+impl Histogram {
+    /// Pages in counted folios of `order`.
+    pub fn pages_of_order(&self, order: u32) -> u64 {
+        self.orders.get(&order).map_or(0, |c| c.pages)
+    }
+
+    /// `"512 order-9 folios (100.0% of 262144 pages)"`-style description.
+    pub fn describe(&self) -> String {
+        if self.present == 0 {
+            return format!("no present pages of {}", self.pages);
+        }
+        let mut parts: Vec<String> = self
+            .orders
+            .iter()
+            .rev()
+            .map(|(o, c)| {
+                format!(
+                    "{} order-{o} folios ({:.1}%)",
+                    c.folios,
+                    100.0 * c.pages as f64 / self.pages.max(1) as f64
+                )
+            })
+            .collect();
+        if self.irregular_pages > 0 {
+            parts.push(format!("{} irregular pages", self.irregular_pages));
+        }
+        if self.misaligned_folios > 0 {
+            parts.push(format!("{} misaligned", self.misaligned_folios));
+        }
+        format!(
+            "{} of {} pages present: {}",
+            self.present,
+            self.pages,
+            parts.join(", ")
+        )
+    }
+}
+
+/// Build the folio histogram of `entries` (pagemap words of consecutive virtual pages starting
+/// at `first_vpn`), looking PFNs up in `flags`.
+pub fn folio_histogram(
+    entries: &[u64],
+    first_vpn: u64,
+    flags: &mut dyn PageFlags,
+) -> io::Result<Histogram> {
+    let mut h = Histogram {
+        pages: entries.len() as u64,
+        ..Default::default()
+    };
+    let present = |e: u64| e & PM_PRESENT != 0;
+    let pfn = |e: u64| e & PM_PFN_MASK;
+    let n = entries.len();
+    let mut i = 0;
+    while i < n {
+        let e = entries[i];
+        if !present(e) {
+            i += 1;
+            continue;
+        }
+        h.present += 1;
+        if e & PM_MMAP_EXCLUSIVE != 0 {
+            h.exclusive += 1;
+        }
+        let p = pfn(e);
+        let f = flags.flags(p)?;
+        if f & kpf::ANON != 0 {
+            h.anon_pages += 1;
+        }
+        if f & kpf::ZERO_PAGE != 0 {
+            h.zero_pages += 1;
+        }
+        if f & kpf::COMPOUND_TAIL != 0 {
+            // A tail whose head is not right before it in this range.
+            h.irregular_pages += 1;
+            i += 1;
+            continue;
+        }
+        if f & kpf::COMPOUND_HEAD == 0 {
+            h.orders.entry(0).or_default().folios += 1;
+            h.orders.entry(0).or_default().pages += 1;
+            i += 1;
+            continue;
+        }
+        // Folio size: the head plus the tails that follow in PFN order.
+        let mut size = 1u64;
+        while size < MAX_SCAN_PAGES && flags.flags(p + size)? & kpf::COMPOUND_TAIL != 0 {
+            size += 1;
+        }
+        // How many of its pages are mapped here, in order, right after the head.
+        let mut mapped = 1u64;
+        while mapped < size
+            && i + (mapped as usize) < n
+            && present(entries[i + mapped as usize])
+            && pfn(entries[i + mapped as usize]) == p + mapped
+        {
+            mapped += 1;
+        }
+        let rest = mapped - 1;
+        if mapped == size && size.is_power_of_two() {
+            let order = size.trailing_zeros();
+            let c = h.orders.entry(order).or_default();
+            c.folios += 1;
+            c.pages += size;
+            if !(first_vpn + i as u64).is_multiple_of(size) || !p.is_multiple_of(size) {
+                h.misaligned_folios += 1;
+            }
+            if f & kpf::THP != 0 {
+                h.thp_folios += 1;
+            }
+        } else {
+            h.partial_folios += 1;
+            h.irregular_pages += mapped;
+        }
+        // Account the followers (exclusive/anon) that were consumed with the head.
+        for j in 1..=rest as usize {
+            let ej = entries[i + j];
+            h.present += 1;
+            if ej & PM_MMAP_EXCLUSIVE != 0 {
+                h.exclusive += 1;
+            }
+            if f & kpf::ANON != 0 {
+                h.anon_pages += 1;
+            }
+        }
+        i += mapped as usize;
+    }
+    Ok(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: u64 = kpf::COMPOUND_HEAD | kpf::ANON;
+    const TAIL: u64 = kpf::COMPOUND_TAIL | kpf::ANON;
+
+    fn pte(pfn: u64) -> u64 {
+        PM_PRESENT | PM_MMAP_EXCLUSIVE | pfn
+    }
+
+    /// Flags for folios of `order` at the given head PFNs.
+    fn folios(order: u32, heads: &[u64], thp: bool) -> HashMap<u64, u64> {
+        let mut m = HashMap::new();
+        for &h in heads {
+            m.insert(h, HEAD | if thp { kpf::THP } else { 0 });
+            for t in 1..(1u64 << order) {
+                m.insert(h + t, TAIL | if thp { kpf::THP } else { 0 });
+            }
+        }
+        m
+    }
+
+    #[test]
+    fn entry_bits_decode() {
+        let e = PM_PRESENT | PM_MMAP_EXCLUSIVE | 0x1234;
+        assert_eq!(e & PM_PFN_MASK, 0x1234);
+        let f = pagemap_flags(&[e, 0, PM_SWAP, PM_PRESENT]);
+        assert_eq!(f.pages, 4);
+        assert_eq!(f.present, 2);
+        assert_eq!(f.swapped, 1);
+        assert_eq!(f.exclusive, 1);
+        assert!(
+            !f.pfn_visible,
+            "a present page with PFN 0 means PFNs are hidden"
+        );
+        assert!(pagemap_flags(&[e]).pfn_visible);
+    }
+
+    #[test]
+    fn order0_pages_scattered() {
+        let entries: Vec<u64> = [900, 17, 5000, 18].iter().map(|&p| pte(p)).collect();
+        let h = folio_histogram(&entries, 1000, &mut HashMap::new()).unwrap();
+        assert_eq!(h.present, 4);
+        assert_eq!(
+            h.orders[&0],
+            OrderCount {
+                folios: 4,
+                pages: 4
+            }
+        );
+        assert_eq!(h.irregular_pages, 0);
+        assert_eq!(h.exclusive, 4);
+    }
+
+    #[test]
+    fn order9_folios_aligned_and_contiguous() {
+        // Two 2 MiB folios at PFNs 0x40000 and 0x80000, mapped at vpn 0x200 (2 MiB aligned).
+        let mut flags = folios(9, &[0x40000, 0x80000], true);
+        let mut entries: Vec<u64> = (0..512).map(|i| pte(0x40000 + i)).collect();
+        entries.extend((0..512).map(|i| pte(0x80000 + i)));
+        let h = folio_histogram(&entries, 0x200, &mut flags).unwrap();
+        assert_eq!(h.orders.len(), 1);
+        assert_eq!(
+            h.orders[&9],
+            OrderCount {
+                folios: 2,
+                pages: 1024
+            }
+        );
+        assert_eq!(h.present, 1024);
+        assert_eq!(h.exclusive, 1024);
+        assert_eq!(h.anon_pages, 1024);
+        assert_eq!(h.thp_folios, 2);
+        assert_eq!(h.misaligned_folios, 0);
+        assert_eq!(h.irregular_pages, 0);
+        assert_eq!(h.pages_of_order(9), 1024);
+        assert!(
+            h.describe().contains("2 order-9 folios (100.0%)"),
+            "{}",
+            h.describe()
+        );
+    }
+
+    #[test]
+    fn misaligned_virtual_start_is_flagged() {
+        let mut flags = folios(4, &[0x100], false);
+        let entries: Vec<u64> = (0..16).map(|i| pte(0x100 + i)).collect();
+        let h = folio_histogram(&entries, 0x208, &mut flags).unwrap();
+        assert_eq!(h.orders[&4].folios, 1);
+        assert_eq!(h.misaligned_folios, 1);
+    }
+
+    #[test]
+    fn partially_mapped_and_orphan_tails_are_irregular() {
+        // An order-4 folio whose first 8 pages are mapped, then a hole, then 3 of its tails.
+        let mut flags = folios(4, &[0x200], false);
+        let mut entries: Vec<u64> = (0..8).map(|i| pte(0x200 + i)).collect();
+        entries.push(0);
+        entries.extend((12..15).map(|i| pte(0x200 + i)));
+        let h = folio_histogram(&entries, 0, &mut flags).unwrap();
+        assert!(h.orders.is_empty());
+        assert_eq!(h.partial_folios, 1);
+        assert_eq!(h.irregular_pages, 11);
+        assert_eq!(h.present, 11);
+    }
+
+    #[test]
+    fn out_of_order_mapping_is_irregular() {
+        let mut flags = folios(1, &[0x10], false);
+        let entries = vec![pte(0x10), pte(0x99)];
+        let h = folio_histogram(&entries, 0, &mut flags).unwrap();
+        assert_eq!(h.partial_folios, 1);
+        assert_eq!(h.irregular_pages, 1);
+        // 0x99 is a plain order-0 page.
+        assert_eq!(h.orders[&0].folios, 1);
+    }
+
+    #[test]
+    fn mixed_orders_and_holes() {
+        let mut flags = folios(4, &[0x1000], false);
+        flags.extend(folios(2, &[0x2000], false));
+        let mut entries: Vec<u64> = (0..16).map(|i| pte(0x1000 + i)).collect();
+        entries.extend((0..4).map(|i| pte(0x2000 + i)));
+        entries.extend([0, 0, pte(0x3000), PM_SWAP]);
+        let h = folio_histogram(&entries, 0, &mut flags).unwrap();
+        assert_eq!(h.pages, 24);
+        assert_eq!(h.present, 21);
+        assert_eq!(h.orders[&4].folios, 1);
+        assert_eq!(h.orders[&2].folios, 1);
+        assert_eq!(h.orders[&0].folios, 1);
+        assert_eq!(h.irregular_pages, 0);
+    }
+
+    #[test]
+    fn shared_pages_are_not_exclusive() {
+        let entries = vec![PM_PRESENT | 5, PM_PRESENT | PM_MMAP_EXCLUSIVE | 6];
+        let h = folio_histogram(&entries, 0, &mut HashMap::new()).unwrap();
+        assert_eq!(h.exclusive, 1);
+    }
+
+    #[test]
+    fn real_pagemap_of_a_touched_page() {
+        let v = vec![7u8; 4096 * 4];
+        let vpn = v.as_ptr() as u64 / 4096;
+        let e = read_pagemap(vpn, 2).unwrap();
+        assert_eq!(e.len(), 2);
+        assert!(e.iter().all(|&x| x & PM_PRESENT != 0));
+        drop(v);
+    }
+}

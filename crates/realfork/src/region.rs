@@ -1,0 +1,171 @@
+//! The benchmark's memory: one private anonymous VMA, 2 MiB aligned, with a PROT_NONE guard
+//! page on each side so no later mapping can merge into it. All `mmap`/`madvise`/`mprotect`
+//! calls and the raw page writes live here.
+
+use std::io;
+use std::ptr::NonNull;
+
+use crate::layout::{PAGE_SIZE, PMD_SIZE};
+
+/// A mapped region; unmapped (with its guards) on drop.
+#[derive(Debug)]
+pub struct Region {
+    start: NonNull<u8>,
+    len: usize,
+}
+
+fn check(rc: libc::c_int, what: &str) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        let e = io::Error::last_os_error();
+        Err(io::Error::new(e.kind(), format!("{what}: {e}")))
+    }
+}
+
+impl Region {
+    /// Map `len` bytes (a positive multiple of 2 MiB) at a 2 MiB-aligned address.
+    pub fn map(len: u64) -> io::Result<Region> {
+        let len = usize::try_from(len).map_err(|_| io::Error::other("region too large"))?;
+        let pmd = PMD_SIZE as usize;
+        let page = PAGE_SIZE as usize;
+        if len == 0 || len % pmd != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "region length must be a positive multiple of 2 MiB",
+            ));
+        }
+        let total = len
+            .checked_add(2 * pmd)
+            .ok_or_else(|| io::Error::other("region too large"))?;
+        // SAFETY: anonymous private mapping at a kernel-chosen address; no existing memory is
+        // affected.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                total,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(
+                e.kind(),
+                format!("mmap of {total} bytes: {e}"),
+            ));
+        }
+        let base = p as usize;
+        let start = (base + page).next_multiple_of(pmd);
+        let guard_lo = start - page;
+        let guard_hi = start + len;
+        let end = base + total;
+        let result = (|| {
+            // SAFETY: both guard pages lie inside the mapping created above, which only this
+            // function knows about.
+            let rc = unsafe { libc::mprotect(guard_lo as *mut _, page, libc::PROT_NONE) };
+            check(rc, "mprotect guard")?;
+            // SAFETY: as above.
+            let rc = unsafe { libc::mprotect(guard_hi as *mut _, page, libc::PROT_NONE) };
+            check(rc, "mprotect guard")?;
+            if guard_lo > base {
+                // SAFETY: [base, guard_lo) is slack of our own mapping.
+                let rc = unsafe { libc::munmap(p, guard_lo - base) };
+                check(rc, "munmap slack")?;
+            }
+            if guard_hi + page < end {
+                // SAFETY: [guard_hi + page, end) is slack of our own mapping.
+                let rc =
+                    unsafe { libc::munmap((guard_hi + page) as *mut _, end - guard_hi - page) };
+                check(rc, "munmap slack")?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            // SAFETY: unmapping our own mapping (parts may already be gone, which munmap allows).
+            unsafe { libc::munmap(p, total) };
+            return Err(e);
+        }
+        let start = NonNull::new(start as *mut u8).ok_or_else(|| io::Error::other("null map"))?;
+        Ok(Region { start, len })
+    }
+
+    /// Start address.
+    pub fn start(&self) -> u64 {
+        self.start.as_ptr() as u64
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len as u64
+    }
+
+    /// `madvise` the whole region.
+    pub fn madvise(&self, advice: libc::c_int) -> io::Result<()> {
+        // SAFETY: the range is exactly our mapping; the advice values used do not free memory.
+        let rc = unsafe { libc::madvise(self.start.as_ptr().cast(), self.len, advice) };
+        check(rc, "madvise")
+    }
+
+    /// PTE-map every 2 MiB THP without splitting the folio: for each 2 MiB chunk, make its
+    /// second page read-only and then read-write again (the kernel selftests' cow.c recipe).
+    /// The VMA splits and merges back into one.
+    pub fn pte_map_chunks(&mut self) -> io::Result<()> {
+        let page = PAGE_SIZE as usize;
+        for off in (0..self.len).step_by(PMD_SIZE as usize) {
+            // SAFETY: off + page + page <= len, so the page lies inside our mapping; it is made
+            // read-only and back with no access in between.
+            let p = unsafe { self.start.as_ptr().add(off + page) };
+            // SAFETY: see above.
+            let rc = unsafe { libc::mprotect(p.cast(), page, libc::PROT_READ) };
+            check(rc, "mprotect(PROT_READ)")?;
+            // SAFETY: see above.
+            let rc = unsafe { libc::mprotect(p.cast(), page, libc::PROT_READ | libc::PROT_WRITE) };
+            check(rc, "mprotect(PROT_READ|PROT_WRITE)")?;
+        }
+        Ok(())
+    }
+
+    /// Write `value` to the first byte of every 4 KiB page, in address order.
+    pub fn write_each_page(&mut self, value: u8) {
+        let page = PAGE_SIZE as usize;
+        for off in (0..self.len).step_by(page) {
+            // SAFETY: off < len and the whole region is mapped read-write (the PTE-mapping step
+            // restores PROT_WRITE before returning); `&mut self` means no one else writes.
+            unsafe { self.start.as_ptr().add(off).write_volatile(value) };
+        }
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        let page = PAGE_SIZE as usize;
+        // SAFETY: unmaps exactly our region and its two guard pages.
+        unsafe { libc::munmap(self.start.as_ptr().sub(page).cast(), self.len + 2 * page) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_aligned_single_vma_with_guards() {
+        let mut r = Region::map(4 << 20).unwrap();
+        assert_eq!(r.start() % PMD_SIZE, 0);
+        assert_eq!(r.len(), 4 << 20);
+        r.madvise(libc::MADV_NOHUGEPAGE).unwrap();
+        r.write_each_page(0x5a);
+        let s = crate::smaps::read_range(r.start(), r.start() + r.len()).unwrap();
+        assert!(s.single_exact_vma, "{s:?}");
+        assert_eq!(s.rss_kb, 4096);
+    }
+
+    #[test]
+    fn rejects_bad_lengths() {
+        assert!(Region::map(0).is_err());
+        assert!(Region::map(4096).is_err());
+    }
+}

@@ -1,0 +1,628 @@
+//! Orchestration of `forkbench real`: validate, pin, map and populate, verify, then for each run
+//! time `warmup + iters` forks and re-verify; one [`RunRecord`] per run.
+//!
+//! `extra` keys of each record:
+//! * `verification`: `{level, verified, pre: LayoutReport + summary, post: LayoutReport + summary}`
+//! * `populate`: time to populate and to PTE-map, and every sysfs knob switched (with its
+//!   original value, the value written and how long it was switched)
+//! * `reaped_ns`: fork-to-reaped per timed iteration; `warmup_ns`, `first_fork_ns`
+//! * `nivcsw`, `minflt`, `migrated`: per timed iteration, across the fork() call (migrated: the
+//!   CPU changed or perf counted a cpu-migration)
+//! * `disturbed` (bool per timed iteration), `disturbances` (`[{iter, reasons}]`),
+//!   `disturbed_count`: preempted (involuntary context switch), migrated (CPU changed or
+//!   cpu-migrations counted), context-switch (perf counted one); such samples are kept, flagged
+//! * `mode`: `{name, meaning, refresh_ns[], refresh_minflt[]}` (the refresh is outside timing)
+//! * `counters`: perf totals over the timed fork() calls (`value`, `per_op`, or `null` + reason)
+//! * `sched`: requested/effective policy, priority, fallback reason, total pause between
+//!   iterations; `pinning`: requested CPU, allowed mask, CPU at start
+//! * `cpu_load`: busy and steal % of every CPU during the run (`/proc/stat` deltas), and the
+//!   busiest CPU other than the pinned one
+//! * `env`: the host environment; `runs`: how many runs were requested
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hostenv::counters::{self, Counters, Event, PerfCounters, Snapshot};
+use hostenv::{cpu, procfs, sched, sysfs};
+use results::{Instrument, RunRecord, SCHEMA_VERSION, Variant};
+use serde_json::{Value, json};
+
+use crate::RealError;
+use crate::args::{Mode, Plan, RealArgs, SchedMode};
+use crate::forkloop::timed_fork;
+use crate::layout::{Layout, THP_ROOT, ThpInfo};
+use crate::region::Region;
+use crate::verify::{self, Deltas, LayoutReport};
+use crate::vmstat::MmCounters;
+
+/// Kernel config options recorded with every result (they change what fork costs).
+pub const CONFIG_KEYS: &[&str] = &[
+    "PAGE_MAPCOUNT",
+    "NO_PAGE_MAPCOUNT",
+    "MM_ID",
+    "PARAVIRT_XXL",
+    "TRANSPARENT_HUGEPAGE",
+    "PREEMPT_NONE",
+    "PREEMPT_VOLUNTARY",
+    "PREEMPT",
+    "PREEMPT_LAZY",
+    "PREEMPT_DYNAMIC",
+    "HZ",
+    "MEMCG",
+];
+
+/// Run `forkbench real` and collect the records.
+pub fn run(args: &RealArgs) -> Result<Vec<RunRecord>, RealError> {
+    let mut out = Vec::new();
+    run_each(args, &mut |r| out.push(r.clone()))?;
+    Ok(out)
+}
+
+/// Run `forkbench real`, handing each record to `on_record` as soon as its run is verified.
+pub fn run_each(args: &RealArgs, on_record: &mut dyn FnMut(&RunRecord)) -> Result<(), RealError> {
+    let plan = args.plan()?;
+    let thp = ThpInfo::read(Path::new(THP_ROOT));
+    preflight(&plan, &thp)?;
+    hostenv::cleanup::install();
+
+    let allowed = cpu::allowed_cpus()?;
+    let env = capture_env(&thp);
+    let label = plan
+        .label
+        .clone()
+        .unwrap_or_else(|| env.kernel_release.clone());
+    let arch = if env.arch.is_empty() {
+        std::env::consts::ARCH.to_string()
+    } else {
+        env.arch.clone()
+    };
+    let pinned = plan.cpu.map(cpu::pin_current_thread).transpose()?;
+    let pinning = json!({
+        "requested_cpu": plan.cpu,
+        "allowed_before": allowed.to_string(),
+        "pinned": pinned.is_some(),
+        "cpu_at_start": cpu::current_cpu(),
+    });
+
+    let mut region = Region::map(plan.mem).map_err(|e| RealError::io("mapping the region", e))?;
+    let prep = prepare(&mut region, &plan, &thp)?;
+
+    let t = hostenv::monotonic_ns();
+    let obs = verify::observe(region.start(), region.len(), plan.use_pagemap);
+    let mut pre = verify::judge(
+        plan.layout,
+        plan.mem,
+        "before",
+        obs,
+        prep.deltas.clone(),
+        false,
+    );
+    pre.verify_ns = hostenv::monotonic_ns().saturating_sub(t);
+    if !pre.ok && !plan.allow_unverified {
+        let hint = if hostenv::thp_disable_flag().ok() == Some(1) {
+            " (THP is disabled for this process by prctl(PR_SET_THP_DISABLE))"
+        } else {
+            ""
+        };
+        return Err(RealError::Unverified(format!(
+            "{}{hint}; refusing to time (--allow-unverified times anyway)",
+            pre.failure()
+        )));
+    }
+
+    let mut counters = PerfCounters::open(&Event::ALL);
+    let mut counters_ok = counters.status().iter().any(|s| s.available);
+    let mut counter_failure: Option<String> = None;
+
+    for run_index in 0..plan.runs {
+        let vm0 = MmCounters::read(&thp.root);
+        let stat0 = procfs::read_stat().ok();
+        let (fifo, sched_info) = enter_sched(&plan);
+        let data = run_loop(
+            &mut region,
+            &plan,
+            if counters_ok {
+                Some(&mut counters as &mut dyn Counters)
+            } else {
+                None
+            },
+            fifo.is_some(),
+        );
+        drop(fifo);
+        let data = data?;
+        if let Some(e) = &data.counter_error {
+            counters_ok = false;
+            counter_failure.get_or_insert(e.clone());
+        }
+        let stat1 = procfs::read_stat().ok();
+        let vm1 = MmCounters::read(&thp.root);
+
+        let t = hostenv::monotonic_ns();
+        let obs = verify::observe(region.start(), region.len(), plan.use_pagemap);
+        let deltas = Deltas {
+            run: match (&vm0, &vm1) {
+                (Some(a), Some(b)) => Some(b.since(a)),
+                _ => None,
+            },
+            ..Default::default()
+        };
+        let stage = format!("after run {run_index}");
+        let mut post = verify::judge(plan.layout, plan.mem, &stage, obs, deltas, true);
+        post.verify_ns = hostenv::monotonic_ns().saturating_sub(t);
+        if !post.ok && !plan.allow_unverified {
+            return Err(RealError::Unverified(format!(
+                "{}; the samples of this run are discarded",
+                post.failure()
+            )));
+        }
+
+        let cpu_load = match (&stat0, &stat1) {
+            (Some(a), Some(b)) => load_json(a, b, plan.cpu),
+            _ => Value::Null,
+        };
+        let rec = record(RecordParts {
+            plan: &plan,
+            arch: &arch,
+            label: &label,
+            run_index,
+            data,
+            pre: &pre,
+            post: &post,
+            prep: &prep,
+            sched_info,
+            pinning: pinning.clone(),
+            cpu_load,
+            counters: &counters,
+            counters_used: counters_ok,
+            counter_failure: counter_failure.clone(),
+            env: &env,
+        });
+        on_record(&rec);
+    }
+    drop(pinned);
+    drop(region);
+    Ok(())
+}
+
+/// Checks that need the host but change nothing.
+fn preflight(plan: &Plan, thp: &ThpInfo) -> Result<(), RealError> {
+    thp.check(plan.layout).map_err(|e| {
+        let hint = if plan.layout != Layout::Order0
+            && plan.layout != Layout::Untouched
+            && hostenv::thp_disable_flag().ok() == Some(1)
+        {
+            " (also: THP is disabled for this process by prctl(PR_SET_THP_DISABLE))"
+        } else {
+            ""
+        };
+        RealError::BadInput(format!("{e}{hint}"))
+    })?;
+    if let Some(c) = plan.cpu {
+        cpu::validate(c, &cpu::allowed_cpus()?)?;
+    }
+    if plan.layout.populated() {
+        let avail = procfs::mem_available_bytes()?;
+        let need = plan.mem + (plan.mem / 16).max(64 << 20);
+        if avail < need {
+            return Err(RealError::BadInput(format!(
+                "not enough memory: --mem {} MiB needs about {} MiB available, but MemAvailable is {} MiB",
+                plan.mem >> 20,
+                need >> 20,
+                avail >> 20
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn capture_env(thp: &ThpInfo) -> hostenv::env::HostEnv {
+    let r = &thp.root;
+    let mut paths: Vec<PathBuf> = [
+        "enabled",
+        "defrag",
+        "hpage_pmd_size",
+        "shrink_underused",
+        "use_zero_page",
+        "khugepaged/defrag",
+        "khugepaged/pages_to_scan",
+        "khugepaged/scan_sleep_millisecs",
+        "khugepaged/max_ptes_none",
+        "khugepaged/max_ptes_shared",
+        "khugepaged/max_ptes_swap",
+    ]
+    .iter()
+    .map(|p| r.join(p))
+    .collect();
+    paths.extend(thp.sizes.keys().map(|&kb| thp.size_knob(kb)));
+    hostenv::env::capture(&paths, CONFIG_KEYS)
+}
+
+/// What setting up the layout did.
+#[derive(Debug, Clone)]
+struct Prepared {
+    populate_ns: u64,
+    split_ns: Option<u64>,
+    deltas: Deltas,
+    knobs: Vec<Value>,
+}
+
+fn prepare(region: &mut Region, plan: &Plan, thp: &ThpInfo) -> Result<Prepared, RealError> {
+    let madv = |r: &Region, a, name: &str| {
+        r.madvise(a)
+            .map_err(|e| RealError::io(format!("madvise({name})"), e))
+    };
+    let mut knobs = Vec::new();
+    let mut split_ns = None;
+    let mut deltas = Deltas::default();
+    let before = MmCounters::read(&thp.root);
+    let mut populate_ns = 0;
+    match plan.layout {
+        Layout::Untouched => {}
+        Layout::Order0 => {
+            madv(region, libc::MADV_NOHUGEPAGE, "MADV_NOHUGEPAGE")?;
+            populate_ns = populate(region);
+        }
+        Layout::PteOrder9 | Layout::PmdOrder9 => {
+            madv(region, libc::MADV_HUGEPAGE, "MADV_HUGEPAGE")?;
+            populate_ns = populate(region);
+        }
+        Layout::Mthp { kb } => {
+            let knob = thp.size_knob(kb);
+            let t = hostenv::monotonic_ns();
+            let guard = sysfs::SysfsGuard::set(&knob, "always").map_err(|e| {
+                RealError::BadInput(format!(
+                    "cannot enable mTHP size {kb}k for populating: {e}{}",
+                    if hostenv::geteuid() != 0 {
+                        " (needs root)"
+                    } else {
+                        ""
+                    }
+                ))
+            })?;
+            let original = guard.original().to_string();
+            populate_ns = populate(region);
+            guard.restore()?;
+            let window = hostenv::monotonic_ns().saturating_sub(t);
+            let now = sysfs::read_selected(&knob).unwrap_or_default();
+            knobs.push(json!({
+                "path": knob.display().to_string(),
+                "original": original,
+                "written": "always",
+                "switched_ns": window,
+                "restored_value": now,
+            }));
+        }
+    }
+    let after = MmCounters::read(&thp.root);
+    if let (Some(a), Some(b)) = (&before, &after) {
+        deltas.populate = Some(b.since(a));
+    }
+    if plan.layout == Layout::PteOrder9 {
+        deltas.smaps_before_split =
+            crate::smaps::read_range(region.start(), region.start() + region.len()).ok();
+        let t = hostenv::monotonic_ns();
+        region
+            .pte_map_chunks()
+            .map_err(|e| RealError::io("PTE-mapping the THPs", e))?;
+        split_ns = Some(hostenv::monotonic_ns().saturating_sub(t));
+        let split = MmCounters::read(&thp.root);
+        if let (Some(a), Some(b)) = (&after, &split) {
+            deltas.split = Some(b.since(a));
+        }
+    }
+    Ok(Prepared {
+        populate_ns,
+        split_ns,
+        deltas,
+        knobs,
+    })
+}
+
+/// Write a non-zero byte to every page (so the THP shrinker never sees zero-filled pages).
+fn populate(region: &mut Region) -> u64 {
+    let t = hostenv::monotonic_ns();
+    region.write_each_page(0x5a);
+    hostenv::monotonic_ns().saturating_sub(t)
+}
+
+fn enter_sched(plan: &Plan) -> (Option<sched::FifoGuard>, Value) {
+    let requested = match plan.sched {
+        SchedMode::Other => "other",
+        SchedMode::Fifo => "fifo",
+    };
+    let rt = sched::rt_budget();
+    if plan.sched == SchedMode::Other {
+        return (
+            None,
+            json!({"requested": requested, "effective": "other", "rt_budget_us": rt}),
+        );
+    }
+    match sched::set_fifo(plan.fifo_priority) {
+        Ok(g) => {
+            let p = g.priority();
+            (
+                Some(g),
+                json!({
+                    "requested": requested,
+                    "effective": "fifo",
+                    "priority": p,
+                    "children_inherit": true,
+                    "rt_budget_us": rt,
+                }),
+            )
+        }
+        Err(e) => (
+            None,
+            json!({
+                "requested": requested,
+                "effective": "other",
+                "fallback": e.to_string(),
+                "rt_budget_us": rt,
+            }),
+        ),
+    }
+}
+
+/// Samples and side measurements of one run.
+#[derive(Debug, Default)]
+struct RunData {
+    samples: Vec<u64>,
+    reaped: Vec<u64>,
+    warmup: Vec<u64>,
+    first_fork_ns: Option<u64>,
+    nivcsw: Vec<u64>,
+    minflt: Vec<u64>,
+    migrated: Vec<bool>,
+    disturbed: Vec<bool>,
+    disturbances: Vec<Value>,
+    refresh_ns: Vec<u64>,
+    refresh_minflt: Vec<u64>,
+    pause_ns: u64,
+    counters_total: Option<Snapshot>,
+    counter_error: Option<String>,
+}
+
+fn add_into(total: &mut Snapshot, d: &Snapshot) {
+    for (e, v) in &d.values {
+        *total.values.entry(*e).or_insert(0) += v;
+    }
+    total.time_enabled_ns += d.time_enabled_ns;
+    total.time_running_ns += d.time_running_ns;
+}
+
+fn run_loop<'c>(
+    region: &mut Region,
+    plan: &Plan,
+    mut counters: Option<&mut (dyn Counters + 'c)>,
+    fifo: bool,
+) -> Result<RunData, RealError> {
+    let mut d = RunData::default();
+    let mut prev = match counters.as_deref_mut() {
+        Some(c) => match c.read() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                d.counter_error = Some(format!("read: {e}"));
+                counters = None;
+                None
+            }
+        },
+        None => None,
+    };
+    if counters.is_some() {
+        d.counters_total = Some(Snapshot::default());
+    }
+    let fresh = plan.mode == Mode::Fresh && plan.layout.populated();
+    let total = plan.warmup + plan.iters;
+    for i in 0..total {
+        let timed = i >= plan.warmup;
+        let mut busy_ns = 0;
+        if fresh {
+            let ru0 = hostenv::getrusage_thread().map_err(|e| RealError::io("getrusage", e))?;
+            let t = hostenv::monotonic_ns();
+            region.write_each_page((i % 255 + 1) as u8);
+            let ns = hostenv::monotonic_ns().saturating_sub(t);
+            let ru1 = hostenv::getrusage_thread().map_err(|e| RealError::io("getrusage", e))?;
+            busy_ns += ns;
+            if timed {
+                d.refresh_ns.push(ns);
+                d.refresh_minflt.push(ru1.minflt.saturating_sub(ru0.minflt));
+            }
+        }
+        let f = timed_fork(counters.as_deref_mut()).map_err(|e| RealError::io("timed fork", e))?;
+        busy_ns += f.reaped_ns;
+        if d.first_fork_ns.is_none() {
+            d.first_fork_ns = Some(f.fork_ns);
+        }
+        let mut delta = None;
+        if let Some(e) = &f.counter_error {
+            d.counter_error.get_or_insert(e.clone());
+            counters = None;
+            d.counters_total = None;
+        } else if let (Some(now), Some(p)) = (&f.counters, &prev) {
+            delta = Some(now.since(p));
+            prev = f.counters.clone();
+        }
+        if timed {
+            let mut reasons = Vec::new();
+            if f.nivcsw > 0 {
+                reasons.push("preempted");
+            }
+            let migrations = delta.as_ref().and_then(|s| s.get(Event::CpuMigrations));
+            let migrated = f.cpu_before != f.cpu_after || migrations.unwrap_or(0) > 0;
+            if migrated {
+                reasons.push("migrated");
+            }
+            if f.nivcsw == 0
+                && delta
+                    .as_ref()
+                    .and_then(|s| s.get(Event::ContextSwitches))
+                    .unwrap_or(0)
+                    > 0
+            {
+                reasons.push("context-switch");
+            }
+            let iter = d.samples.len();
+            d.samples.push(f.fork_ns);
+            d.reaped.push(f.reaped_ns);
+            d.nivcsw.push(f.nivcsw);
+            d.minflt.push(f.minflt);
+            d.migrated.push(migrated);
+            d.disturbed.push(!reasons.is_empty());
+            if !reasons.is_empty() {
+                d.disturbances
+                    .push(json!({"iter": iter, "reasons": reasons, "fork_ns": f.fork_ns}));
+            }
+            if let (Some(t), Some(dl)) = (d.counters_total.as_mut(), &delta) {
+                add_into(t, dl);
+            }
+        } else {
+            d.warmup.push(f.fork_ns);
+        }
+        if fifo {
+            // Stay well under the RT throttling budget; outside any timed section.
+            let pause = Duration::from_nanos((busy_ns / 5).max(1_000_000));
+            std::thread::sleep(pause);
+            d.pause_ns += u64::try_from(pause.as_nanos()).unwrap_or(u64::MAX);
+        }
+    }
+    Ok(d)
+}
+
+fn load_json(
+    a: &std::collections::BTreeMap<usize, procfs::CpuTimes>,
+    b: &std::collections::BTreeMap<usize, procfs::CpuTimes>,
+    pinned: Option<usize>,
+) -> Value {
+    let load = procfs::load_between(a, b);
+    let other_max = load
+        .iter()
+        .filter(|(c, _)| Some(**c) != pinned)
+        .map(|(_, l)| l.busy_pct)
+        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+    json!({
+        "per_cpu": load.iter().map(|(c, l)| (c.to_string(), json!(l))).collect::<serde_json::Map<_, _>>(),
+        "other_cpus_max_busy_pct": other_max,
+    })
+}
+
+struct RecordParts<'a> {
+    plan: &'a Plan,
+    arch: &'a str,
+    label: &'a str,
+    run_index: u32,
+    data: RunData,
+    pre: &'a LayoutReport,
+    post: &'a LayoutReport,
+    prep: &'a Prepared,
+    sched_info: Value,
+    pinning: Value,
+    cpu_load: Value,
+    counters: &'a PerfCounters,
+    counters_used: bool,
+    counter_failure: Option<String>,
+    env: &'a hostenv::env::HostEnv,
+}
+
+fn report_json(r: &LayoutReport) -> Value {
+    let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.insert("summary".into(), r.summary().into());
+        if !r.ok {
+            m.insert("failure".into(), r.failure().into());
+        }
+    }
+    v
+}
+
+fn record(p: RecordParts<'_>) -> RunRecord {
+    let verified = p.pre.ok && p.post.ok;
+    let mut options = Vec::new();
+    if p.sched_info["effective"] == "fifo" {
+        options.push("sched-fifo");
+    }
+    if !verified {
+        options.push("unverified");
+    }
+    let d = p.data;
+    let forks = d.samples.len() as u64;
+    let mut status = p.counters.status().to_vec();
+    if let Some(why) = &p.counter_failure {
+        for s in status.iter_mut().filter(|s| s.available) {
+            s.reason = Some(format!("counting stopped: {why}"));
+        }
+    }
+    let counters_json = counters::report(
+        &status,
+        if p.counters_used {
+            d.counters_total.as_ref()
+        } else {
+            None
+        },
+        forks,
+    );
+    let mode_meaning = match p.plan.mode {
+        Mode::Steady => {
+            "steady: the same parent forks again; after the first fork its PTEs stay write-protected and its pages are no longer AnonExclusive"
+        }
+        Mode::Fresh => {
+            "fresh: before each fork one byte per page is written (outside the timed section), so the parent's PTEs are writable and its folios exclusive again"
+        }
+    };
+    let mut sched_json = p.sched_info;
+    sched_json["pause_between_iterations_ns"] = d.pause_ns.into();
+    let extra = json!({
+        "verification": {
+            "level": p.pre.level.min(p.post.level),
+            "verified": verified,
+            "pre": report_json(p.pre),
+            "post": report_json(p.post),
+        },
+        "populate": {
+            "populate_ns": p.prep.populate_ns,
+            "pte_map_ns": p.prep.split_ns,
+            "sysfs_switched": p.prep.knobs,
+        },
+        "reaped_ns": d.reaped,
+        "warmup_ns": d.warmup,
+        "first_fork_ns": d.first_fork_ns,
+        "first_fork_of_process": p.run_index == 0,
+        "nivcsw": d.nivcsw,
+        "minflt": d.minflt,
+        "migrated": d.migrated,
+        "disturbed": d.disturbed,
+        "disturbed_count": d.disturbances.len(),
+        "disturbances": d.disturbances,
+        "mode": {
+            "name": p.plan.mode.to_string(),
+            "meaning": mode_meaning,
+            "refresh_ns": d.refresh_ns,
+            "refresh_minflt": d.refresh_minflt,
+        },
+        "counters": counters_json,
+        "sched": sched_json,
+        "pinning": p.pinning,
+        "cpu_load": p.cpu_load,
+        "runs": p.plan.runs,
+        "iters": p.plan.iters,
+        "env": p.env,
+    });
+    RunRecord {
+        schema: SCHEMA_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        variant: Variant {
+            instrument: Instrument::Real,
+            arch: p.arch.to_string(),
+            strategy: p.label.to_string(),
+            layout: p.plan.layout.to_string(),
+            mem_bytes: p.plan.mem,
+            mode: p.plan.mode.to_string(),
+            options: options.join(","),
+        },
+        run_index: p.run_index,
+        warmup: p.plan.warmup,
+        samples_ns: d.samples,
+        ops: Default::default(),
+        cpu: p.plan.cpu,
+        extra,
+    }
+}

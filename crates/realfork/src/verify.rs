@@ -1,0 +1,677 @@
+//! Layout verification: observe a range (pagemap + kpageflags, smaps), then judge the
+//! observation and the THP counter deltas against what the layout promises.
+//!
+//! Levels: **full** when PFNs and `/proc/kpageflags` are readable (root), so every folio is seen;
+//! **partial** when only smaps, pagemap flags and the global counters are available (no
+//! privileges); **none** when nothing is readable. Every check says whether it is *decisive*:
+//! per-page and smaps checks always are, and so are "counter went up by at least N" checks; a
+//! "global counter did not move" check is decisive only below full level, because at full level
+//! the per-page evidence is exact and another process may move a global counter.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::layout::{Layout, PAGE_SIZE};
+use crate::pagemap::{self, Histogram, PagemapFlags};
+use crate::smaps::{self, RangeSmaps};
+use crate::vmstat::MmCounters;
+
+/// How much of the layout could be seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    None,
+    Partial,
+    Full,
+}
+
+impl std::fmt::Display for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Level::None => "none",
+            Level::Partial => "partial",
+            Level::Full => "full",
+        })
+    }
+}
+
+/// What was read from the range.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Observation {
+    pub pagemap: Option<PagemapFlags>,
+    pub histogram: Option<Histogram>,
+    pub smaps: Option<RangeSmaps>,
+    /// Why a source is missing.
+    pub unavailable: Vec<String>,
+}
+
+/// Read pagemap (+ kpageflags when possible) and smaps for `[start, start + len)`.
+pub fn observe(start: u64, len: u64, use_pagemap: bool) -> Observation {
+    let mut o = Observation::default();
+    let npages = (len / PAGE_SIZE) as usize;
+    let entries = if use_pagemap {
+        match pagemap::read_pagemap(start / PAGE_SIZE, npages) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                o.unavailable.push(format!("/proc/self/pagemap: {e}"));
+                None
+            }
+        }
+    } else {
+        o.unavailable
+            .push("pagemap and kpageflags not used (--no-pagemap)".into());
+        None
+    };
+    if let Some(entries) = &entries {
+        let flags = pagemap::pagemap_flags(entries);
+        o.pagemap = Some(flags);
+        if flags.present > 0 && !flags.pfn_visible {
+            o.unavailable
+                .push("PFNs are hidden in pagemap (needs CAP_SYS_ADMIN)".into());
+        } else {
+            match pagemap::KpageflagsFile::open() {
+                Ok(mut k) => match pagemap::folio_histogram(entries, start / PAGE_SIZE, &mut k) {
+                    Ok(h) => o.histogram = Some(h),
+                    Err(e) => o.unavailable.push(format!("/proc/kpageflags: {e}")),
+                },
+                Err(e) => o.unavailable.push(format!("/proc/kpageflags: {e}")),
+            }
+        }
+    }
+    match smaps::read_range(start, start + len) {
+        Ok(s) => o.smaps = Some(s),
+        Err(e) => o.unavailable.push(format!("/proc/self/smaps: {e}")),
+    }
+    o
+}
+
+/// Counter deltas that belong to one verification.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Deltas {
+    /// Across populating the region.
+    pub populate: Option<MmCounters>,
+    /// Across the PTE-mapping `mprotect` step (pte-order9).
+    pub split: Option<MmCounters>,
+    /// smaps right after populating, before the split (pte-order9).
+    pub smaps_before_split: Option<RangeSmaps>,
+    /// Across a timed run.
+    pub run: Option<MmCounters>,
+}
+
+/// One verification check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub decisive: bool,
+    pub detail: String,
+}
+
+/// The verdict on a layout at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LayoutReport {
+    pub layout: String,
+    /// `before` or `after run N`.
+    pub stage: String,
+    pub level: Level,
+    pub ok: bool,
+    pub observation: Observation,
+    /// Non-zero counter deltas used by the checks.
+    pub deltas: Deltas,
+    pub checks: Vec<Check>,
+    /// Time spent verifying (outside any timed section).
+    pub verify_ns: u64,
+}
+
+struct Judge {
+    level: Level,
+    checks: Vec<Check>,
+}
+
+impl Judge {
+    fn per_page(&mut self, name: &str, ok: bool, detail: String) {
+        self.checks.push(Check {
+            name: name.into(),
+            ok,
+            decisive: true,
+            detail,
+        });
+    }
+
+    fn at_least(&mut self, name: &str, delta: i64, min: i64) {
+        self.checks.push(Check {
+            name: name.into(),
+            ok: delta >= min,
+            decisive: true,
+            detail: format!("{name} {delta:+} (expected at least {min:+})"),
+        });
+    }
+
+    fn unchanged(&mut self, name: &str, delta: i64) {
+        let decisive = self.level < Level::Full;
+        self.checks.push(Check {
+            name: name.into(),
+            ok: delta == 0,
+            decisive,
+            detail: format!(
+                "{name} {delta:+} (expected +0{})",
+                if decisive {
+                    ""
+                } else {
+                    "; global counter, informational at full level"
+                }
+            ),
+        });
+    }
+}
+
+/// Judge an observation of a `mem_bytes` region in `layout`. `after_run` adds the checks that
+/// must hold once the fork children are gone.
+pub fn judge(
+    layout: Layout,
+    mem_bytes: u64,
+    stage: &str,
+    obs: Observation,
+    deltas: Deltas,
+    after_run: bool,
+) -> LayoutReport {
+    let npages = mem_bytes / PAGE_SIZE;
+    let mem_kb = mem_bytes / 1024;
+    let populated = layout.populated();
+    let any_counters = deltas.populate.is_some() || deltas.split.is_some() || deltas.run.is_some();
+    let level = if obs.histogram.is_some() {
+        Level::Full
+    } else if obs.pagemap.is_some() || obs.smaps.is_some() || any_counters {
+        Level::Partial
+    } else {
+        Level::None
+    };
+    let mut j = Judge {
+        level,
+        checks: Vec::new(),
+    };
+    let want_present = if populated { npages } else { 0 };
+
+    if let Some(p) = &obs.pagemap {
+        j.per_page(
+            "present pages",
+            p.present == want_present,
+            format!(
+                "{} of {npages} pages present (expected {want_present})",
+                p.present
+            ),
+        );
+        if after_run {
+            j.per_page(
+                "exclusive after fork",
+                p.exclusive == p.present,
+                format!(
+                    "{} of {} present pages mapped exclusively (PM_MMAP_EXCLUSIVE); every child must be gone",
+                    p.exclusive, p.present
+                ),
+            );
+        }
+    }
+
+    if let (Some(h), Some(order)) = (&obs.histogram, layout.folio_order()) {
+        let in_order = h.pages_of_order(order);
+        j.per_page(
+            "folio orders",
+            in_order == npages && h.orders.len() == 1 && h.irregular_pages == 0,
+            format!(
+                "{in_order} of {npages} pages in order-{order} folios ({})",
+                h.describe()
+            ),
+        );
+        j.per_page(
+            "natural alignment",
+            h.misaligned_folios == 0,
+            format!("{} misaligned folios", h.misaligned_folios),
+        );
+    } else if let Some(h) = &obs.histogram {
+        j.per_page(
+            "no folios",
+            h.present == 0,
+            format!("{} present pages (expected none)", h.present),
+        );
+    }
+
+    if let Some(s) = &obs.smaps {
+        j.per_page(
+            "one VMA",
+            s.single_exact_vma,
+            format!(
+                "{} VMA(s) overlap the region; expected exactly one covering it",
+                s.vmas
+            ),
+        );
+        let want_rss = if populated { mem_kb } else { 0 };
+        j.per_page(
+            "smaps Rss",
+            s.rss_kb == want_rss,
+            format!("Rss {} kB (expected {want_rss} kB)", s.rss_kb),
+        );
+        let want_huge = if layout == Layout::PmdOrder9 {
+            mem_kb
+        } else {
+            0
+        };
+        j.per_page(
+            "smaps AnonHugePages",
+            s.anon_huge_kb == want_huge,
+            format!(
+                "AnonHugePages {} kB (expected {want_huge} kB: {})",
+                s.anon_huge_kb,
+                if want_huge > 0 {
+                    "PMD-mapped"
+                } else {
+                    "nothing PMD-mapped"
+                }
+            ),
+        );
+        let flag = match layout {
+            Layout::Order0 => Some("nh"),
+            Layout::PteOrder9 | Layout::PmdOrder9 => Some("hg"),
+            _ => None,
+        };
+        if let Some(flag) = flag {
+            j.per_page(
+                "madvise flag",
+                s.vm_flags.iter().any(|f| f == flag),
+                format!("VmFlags {:?} (expected {flag})", s.vm_flags.join(" ")),
+            );
+        }
+    }
+
+    let nfolios = layout
+        .folio_order()
+        .map(|o| (npages >> o) as i64)
+        .unwrap_or(0);
+    if let Some(d) = &deltas.populate {
+        match layout {
+            Layout::Order0 => {
+                j.unchanged("thp_fault_alloc", d.vm("thp_fault_alloc"));
+                let mthp: i64 = d
+                    .mthp
+                    .iter()
+                    .filter(|(k, _)| k.ends_with("/anon_fault_alloc"))
+                    .map(|(_, v)| *v)
+                    .sum();
+                j.unchanged("mTHP anon_fault_alloc (all sizes)", mthp);
+            }
+            Layout::PteOrder9 | Layout::PmdOrder9 => {
+                j.at_least("thp_fault_alloc", d.vm("thp_fault_alloc"), nfolios);
+                j.unchanged("thp_fault_fallback", d.vm("thp_fault_fallback"));
+            }
+            Layout::Mthp { kb } => {
+                j.at_least(
+                    &format!("{kb}kB/anon_fault_alloc"),
+                    d.size_stat(kb, "anon_fault_alloc"),
+                    nfolios,
+                );
+                j.unchanged(
+                    &format!("{kb}kB/anon_fault_fallback"),
+                    d.size_stat(kb, "anon_fault_fallback"),
+                );
+                j.unchanged("thp_fault_alloc", d.vm("thp_fault_alloc"));
+            }
+            Layout::Untouched => {}
+        }
+    }
+    if let Some(s) = &deltas.smaps_before_split {
+        j.per_page(
+            "PMD-mapped before the split",
+            s.anon_huge_kb == mem_kb,
+            format!(
+                "AnonHugePages {} kB right after populating (expected {mem_kb} kB)",
+                s.anon_huge_kb
+            ),
+        );
+    }
+    if let Some(d) = &deltas.split {
+        j.at_least("thp_split_pmd", d.vm("thp_split_pmd"), nfolios);
+        j.unchanged("thp_split_page", d.vm("thp_split_page"));
+        j.unchanged(
+            "2048kB/nr_anon_partially_mapped",
+            d.size_stat(2048, "nr_anon_partially_mapped"),
+        );
+    }
+    if let Some(d) = &deltas.run {
+        j.unchanged("thp_split_page", d.vm("thp_split_page"));
+        j.unchanged("thp_collapse_alloc", d.vm("thp_collapse_alloc"));
+        if let Layout::Mthp { kb } = layout {
+            j.unchanged(&format!("{kb}kB/split"), d.size_stat(kb, "split"));
+        }
+    }
+
+    let decisive = j.checks.iter().filter(|c| c.decisive).count();
+    let ok = level > Level::None && decisive > 0 && j.checks.iter().all(|c| c.ok || !c.decisive);
+    let nz = |m: &Option<MmCounters>| m.as_ref().map(MmCounters::nonzero);
+    LayoutReport {
+        layout: layout.to_string(),
+        stage: stage.to_string(),
+        level,
+        ok,
+        observation: obs,
+        deltas: Deltas {
+            populate: nz(&deltas.populate),
+            split: nz(&deltas.split),
+            smaps_before_split: deltas.smaps_before_split,
+            run: nz(&deltas.run),
+        },
+        checks: j.checks,
+        verify_ns: 0,
+    }
+}
+
+impl LayoutReport {
+    /// One line: level, folio histogram (or smaps), key counter deltas.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} {} ({}, {}): ",
+            if self.ok { "verified" } else { "NOT verified" },
+            self.layout,
+            self.stage,
+            self.level
+        );
+        if let Some(h) = &self.observation.histogram {
+            s.push_str(&h.describe());
+            if h.misaligned_folios == 0 && h.present > 0 {
+                s.push_str(", all naturally aligned");
+            }
+        } else if let Some(p) = &self.observation.pagemap {
+            let _ = write!(s, "{} of {} pages present", p.present, p.pages);
+        } else {
+            s.push_str("no per-page view");
+        }
+        if let Some(sm) = &self.observation.smaps {
+            let _ = write!(s, "; AnonHugePages {} kB", sm.anon_huge_kb);
+        }
+        for (stage, d) in [
+            ("populate", &self.deltas.populate),
+            ("PTE-mapping", &self.deltas.split),
+            ("during the run", &self.deltas.run),
+        ] {
+            let Some(d) = d else { continue };
+            let shown: Vec<String> = d
+                .vmstat
+                .iter()
+                .chain(d.mthp.iter())
+                .filter(|(k, v)| {
+                    **v != 0
+                        && (k.starts_with("thp_fault")
+                            || k.starts_with("thp_split")
+                            || k.starts_with("thp_collapse")
+                            || k.ends_with("anon_fault_alloc")
+                            || k.ends_with("anon_fault_fallback"))
+                })
+                .map(|(k, v)| format!("{k} {v:+}"))
+                .collect();
+            if !shown.is_empty() {
+                let _ = write!(s, "; {stage}: {}", shown.join(", "));
+            }
+        }
+        s
+    }
+
+    /// One line saying why the layout is not as asked (empty when it is).
+    pub fn failure(&self) -> String {
+        if self.ok {
+            return String::new();
+        }
+        if self.level == Level::None {
+            return format!(
+                "cannot verify layout {}: {}",
+                self.layout,
+                self.observation.unavailable.join("; ")
+            );
+        }
+        let failed: Vec<&str> = self
+            .checks
+            .iter()
+            .filter(|c| c.decisive && !c.ok)
+            .map(|c| c.detail.as_str())
+            .collect();
+        format!(
+            "layout is not {} ({}, verification {}): {}",
+            self.layout,
+            self.stage,
+            self.level,
+            failed.join("; ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pagemap::OrderCount;
+    use std::collections::BTreeMap;
+
+    const MEM: u64 = 8 << 20;
+    const PAGES: u64 = MEM / 4096;
+
+    fn smaps(rss_kb: u64, huge_kb: u64, flag: &str) -> RangeSmaps {
+        RangeSmaps {
+            vmas: 1,
+            single_exact_vma: true,
+            rss_kb,
+            anonymous_kb: rss_kb,
+            anon_huge_kb: huge_kb,
+            thp_eligible: Some(1),
+            vm_flags: vec!["rd".into(), "wr".into(), flag.into()],
+        }
+    }
+
+    fn hist(order: u32) -> Histogram {
+        Histogram {
+            pages: PAGES,
+            present: PAGES,
+            exclusive: PAGES,
+            orders: BTreeMap::from([(
+                order,
+                OrderCount {
+                    folios: PAGES >> order,
+                    pages: PAGES,
+                },
+            )]),
+            ..Default::default()
+        }
+    }
+
+    fn flags() -> PagemapFlags {
+        PagemapFlags {
+            pages: PAGES,
+            present: PAGES,
+            swapped: 0,
+            exclusive: PAGES,
+            pfn_visible: true,
+        }
+    }
+
+    fn counters(vm: &[(&str, i64)], mthp: &[(&str, i64)]) -> MmCounters {
+        MmCounters {
+            vmstat: vm.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            mthp: mthp.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        }
+    }
+
+    #[test]
+    fn pte_order9_full_passes() {
+        let obs = Observation {
+            pagemap: Some(flags()),
+            histogram: Some(hist(9)),
+            smaps: Some(smaps(MEM / 1024, 0, "hg")),
+            unavailable: vec![],
+        };
+        let d = Deltas {
+            populate: Some(counters(&[("thp_fault_alloc", 4)], &[])),
+            split: Some(counters(
+                &[("thp_split_pmd", 4), ("thp_split_page", 0)],
+                &[],
+            )),
+            smaps_before_split: Some(smaps(MEM / 1024, MEM / 1024, "hg")),
+            run: None,
+        };
+        let r = judge(Layout::PteOrder9, MEM, "before", obs, d, false);
+        assert_eq!(r.level, Level::Full);
+        assert!(r.ok, "{}", r.failure());
+        assert!(
+            r.summary()
+                .starts_with("verified pte-order9 (before, full): ")
+        );
+        assert!(
+            r.summary().contains("; PTE-mapping: thp_split_pmd +4"),
+            "{}",
+            r.summary()
+        );
+        assert_eq!(r.failure(), "");
+    }
+
+    #[test]
+    fn order0_where_pte_order9_was_asked_is_refused() {
+        let obs = Observation {
+            pagemap: Some(flags()),
+            histogram: Some(hist(0)),
+            smaps: Some(smaps(MEM / 1024, 0, "hg")),
+            unavailable: vec![],
+        };
+        let d = Deltas {
+            populate: Some(counters(&[("thp_fault_alloc", 0)], &[])),
+            ..Default::default()
+        };
+        let r = judge(Layout::PteOrder9, MEM, "before", obs, d, false);
+        assert!(!r.ok);
+        let f = r.failure();
+        assert!(
+            f.starts_with("layout is not pte-order9 (before, verification full): "),
+            "{f}"
+        );
+        assert!(f.contains("0 of 2048 pages in order-9 folios"), "{f}");
+        assert!(
+            f.contains("thp_fault_alloc +0 (expected at least +4)"),
+            "{f}"
+        );
+        assert!(!f.contains('\n'));
+    }
+
+    #[test]
+    fn global_counter_noise_is_informational_at_full_level_only() {
+        let obs = || Observation {
+            pagemap: Some(flags()),
+            histogram: Some(hist(0)),
+            smaps: Some(smaps(MEM / 1024, 0, "nh")),
+            unavailable: vec![],
+        };
+        let noisy = || Deltas {
+            populate: Some(counters(&[("thp_fault_alloc", 3)], &[])),
+            ..Default::default()
+        };
+        let r = judge(Layout::Order0, MEM, "before", obs(), noisy(), false);
+        assert_eq!(r.level, Level::Full);
+        assert!(r.ok, "{}", r.failure());
+        assert!(r.checks.iter().any(|c| !c.ok && !c.decisive));
+
+        let mut o = obs();
+        o.histogram = None;
+        let r = judge(Layout::Order0, MEM, "before", o, noisy(), false);
+        assert_eq!(r.level, Level::Partial);
+        assert!(!r.ok);
+    }
+
+    #[test]
+    fn partial_level_pmd_order9_uses_smaps() {
+        let obs = Observation {
+            pagemap: Some(PagemapFlags {
+                pfn_visible: false,
+                ..flags()
+            }),
+            histogram: None,
+            smaps: Some(smaps(MEM / 1024, MEM / 1024, "hg")),
+            unavailable: vec!["PFNs are hidden".into()],
+        };
+        let d = Deltas {
+            populate: Some(counters(&[("thp_fault_alloc", 4)], &[])),
+            ..Default::default()
+        };
+        let r = judge(
+            Layout::PmdOrder9,
+            MEM,
+            "before",
+            obs.clone(),
+            d.clone(),
+            false,
+        );
+        assert_eq!(r.level, Level::Partial);
+        assert!(r.ok, "{}", r.failure());
+        // The same smaps cannot pass as PTE-mapped.
+        let r = judge(Layout::PteOrder9, MEM, "before", obs, d, false);
+        assert!(!r.ok);
+        assert!(r.failure().contains("AnonHugePages 8192 kB (expected 0 kB"));
+    }
+
+    #[test]
+    fn nothing_readable_is_level_none_and_refused() {
+        let obs = Observation {
+            unavailable: vec!["/proc/self/smaps: Permission denied".into()],
+            ..Default::default()
+        };
+        let r = judge(Layout::Order0, MEM, "before", obs, Deltas::default(), false);
+        assert_eq!(r.level, Level::None);
+        assert!(!r.ok);
+        assert_eq!(
+            r.failure(),
+            "cannot verify layout order0: /proc/self/smaps: Permission denied"
+        );
+    }
+
+    #[test]
+    fn after_run_requires_exclusive_pages_and_mthp_counters() {
+        let mut f = flags();
+        f.exclusive = PAGES - 16;
+        let obs = Observation {
+            pagemap: Some(f),
+            histogram: Some(hist(4)),
+            smaps: Some(smaps(MEM / 1024, 0, "")),
+            unavailable: vec![],
+        };
+        let d = Deltas {
+            run: Some(counters(&[], &[("64kB/split", 0)])),
+            ..Default::default()
+        };
+        let r = judge(Layout::Mthp { kb: 64 }, MEM, "after run 0", obs, d, true);
+        assert!(!r.ok);
+        assert!(
+            r.failure().contains("mapped exclusively"),
+            "{}",
+            r.failure()
+        );
+    }
+
+    #[test]
+    fn untouched_expects_nothing_present() {
+        let obs = Observation {
+            pagemap: Some(PagemapFlags {
+                pages: PAGES,
+                ..Default::default()
+            }),
+            histogram: Some(Histogram {
+                pages: PAGES,
+                ..Default::default()
+            }),
+            smaps: Some(smaps(0, 0, "")),
+            unavailable: vec![],
+        };
+        let r = judge(
+            Layout::Untouched,
+            MEM,
+            "before",
+            obs,
+            Deltas::default(),
+            false,
+        );
+        assert!(r.ok, "{}", r.failure());
+        assert!(r.summary().contains("no present pages"), "{}", r.summary());
+    }
+}

@@ -1,0 +1,130 @@
+//! Snapshots of the global THP event counters (`thp_*` and `nr_anon_transparent_hugepages` in
+//! `/proc/vmstat`) and of the per-size mTHP stats (`hugepages-<N>kB/stats/*`), and their deltas.
+//! These are system-wide: other processes can move them too, which the verifier accounts for.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+/// Global THP counters at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct MmCounters {
+    /// `/proc/vmstat` entries starting with `thp_` plus `nr_anon_transparent_hugepages`.
+    pub vmstat: BTreeMap<String, i64>,
+    /// `"64kB/anon_fault_alloc"` → value, for every size and stats file.
+    pub mthp: BTreeMap<String, i64>,
+}
+
+/// Keep the vmstat keys the verifier cares about.
+pub fn filter_vmstat(all: &BTreeMap<String, i64>) -> BTreeMap<String, i64> {
+    all.iter()
+        .filter(|(k, _)| k.starts_with("thp_") || k.as_str() == "nr_anon_transparent_hugepages")
+        .map(|(k, v)| (k.clone(), *v))
+        .collect()
+}
+
+impl MmCounters {
+    /// Read `/proc/vmstat` and the mTHP stats under `thp_root`; `None` if vmstat is unreadable.
+    pub fn read(thp_root: &Path) -> Option<MmCounters> {
+        let text = std::fs::read_to_string("/proc/vmstat").ok()?;
+        let vmstat = filter_vmstat(&hostenv::procfs::parse_kv(&text));
+        let mut mthp = BTreeMap::new();
+        if let Ok(dir) = std::fs::read_dir(thp_root) {
+            for e in dir.flatten() {
+                let size = e.file_name().to_string_lossy().into_owned();
+                let Some(size) = size.strip_prefix("hugepages-") else {
+                    continue;
+                };
+                let Ok(stats) = std::fs::read_dir(e.path().join("stats")) else {
+                    continue;
+                };
+                for s in stats.flatten() {
+                    if let Some(v) = hostenv::sysfs::read_u64(s.path()) {
+                        mthp.insert(
+                            format!("{size}/{}", s.file_name().to_string_lossy()),
+                            i64::try_from(v).unwrap_or(i64::MAX),
+                        );
+                    }
+                }
+            }
+        }
+        Some(MmCounters { vmstat, mthp })
+    }
+
+    /// `self - before` for every key in both.
+    pub fn since(&self, before: &MmCounters) -> MmCounters {
+        let d = |a: &BTreeMap<String, i64>, b: &BTreeMap<String, i64>| {
+            a.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v - b.get(k)?)))
+                .collect()
+        };
+        MmCounters {
+            vmstat: d(&self.vmstat, &before.vmstat),
+            mthp: d(&self.mthp, &before.mthp),
+        }
+    }
+
+    /// A vmstat value (0 if absent).
+    pub fn vm(&self, key: &str) -> i64 {
+        self.vmstat.get(key).copied().unwrap_or(0)
+    }
+
+    /// An mTHP stat of one size (0 if absent).
+    pub fn size_stat(&self, kb: u64, stat: &str) -> i64 {
+        self.mthp
+            .get(&format!("{kb}kB/{stat}"))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Only the non-zero entries (for compact reports of deltas).
+    pub fn nonzero(&self) -> MmCounters {
+        MmCounters {
+            vmstat: self
+                .vmstat
+                .iter()
+                .filter(|(_, v)| **v != 0)
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            mthp: self
+                .mthp
+                .iter()
+                .filter(|(_, v)| **v != 0)
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deltas_and_filters() {
+        let all = hostenv::procfs::parse_kv(
+            "nr_free_pages 5\nthp_fault_alloc 10\nthp_split_pmd 3\nnr_anon_transparent_hugepages 2\n",
+        );
+        let v = filter_vmstat(&all);
+        assert_eq!(v.len(), 3);
+        let a = MmCounters {
+            vmstat: v,
+            mthp: BTreeMap::from([("64kB/anon_fault_alloc".into(), 7)]),
+        };
+        let mut b = a.clone();
+        *b.vmstat.get_mut("thp_split_pmd").unwrap() += 512;
+        *b.mthp.get_mut("64kB/anon_fault_alloc").unwrap() += 16;
+        let d = b.since(&a);
+        assert_eq!(d.vm("thp_split_pmd"), 512);
+        assert_eq!(d.vm("thp_fault_alloc"), 0);
+        assert_eq!(d.size_stat(64, "anon_fault_alloc"), 16);
+        assert_eq!(d.nonzero().vmstat.len(), 1);
+    }
+
+    #[test]
+    fn reads_this_host() {
+        let c = MmCounters::read(Path::new(crate::layout::THP_ROOT)).unwrap();
+        assert!(c.vmstat.contains_key("thp_fault_alloc"));
+    }
+}

@@ -1,0 +1,103 @@
+//! Without privileges the benchmark must still run: verification falls back to smaps, pagemap
+//! flags and counters (level `partial`), SCHED_FIFO falls back to SCHED_OTHER with the reason
+//! recorded, and kernel-mode perf counting degrades instead of failing. As root, this test re-runs
+//! this test binary as user `nobody` (uid/gid 65534) to check that; as another user it checks in
+//! process.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use realfork::{RealArgs, run};
+
+const HELPER_ENV: &str = "REALFORK_UNPRIVILEGED_HELPER";
+
+fn check_unprivileged_run() {
+    assert_ne!(hostenv::geteuid(), 0, "must run unprivileged");
+    let recs = run(&RealArgs {
+        layout: "order0".into(),
+        mem: "8M".into(),
+        iters: 3,
+        runs: 1,
+        sched: "fifo".into(),
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("unprivileged run failed: {e}"));
+    let r = &recs[0];
+    let v = &r.extra["verification"];
+    assert_eq!(v["level"], "partial", "{}", v["pre"]["summary"]);
+    assert_eq!(v["verified"], true, "{}", v["pre"]["summary"]);
+    let unavailable = v["pre"]["observation"]["unavailable"].to_string();
+    assert!(unavailable.contains("PFNs are hidden"), "{unavailable}");
+    let s = &r.extra["sched"];
+    if s["effective"] == "other" {
+        assert!(
+            s["fallback"]
+                .as_str()
+                .unwrap()
+                .contains("sched_setscheduler"),
+            "{s}"
+        );
+        assert_eq!(r.variant.options, "");
+    }
+    // Every counter is either counted or null with a reason.
+    for (name, c) in r.extra["counters"].as_object().unwrap() {
+        if name.starts_with("time_") {
+            continue;
+        }
+        assert!(
+            c["value"].is_u64() || c["reason"].is_string(),
+            "{name}: {c}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "helper process for unprivileged_run_falls_back_and_records_why; run by it"]
+fn unprivileged_helper() {
+    assert!(std::env::var(HELPER_ENV).is_ok(), "run by the other test");
+    check_unprivileged_run();
+}
+
+#[test]
+fn unprivileged_run_falls_back_and_records_why() {
+    if hostenv::geteuid() != 0 {
+        check_unprivileged_run();
+        return;
+    }
+    // Run a copy of this binary from a world-readable directory: the build directory may not
+    // be reachable for `nobody` (e.g. a CI checkout under a 0700 directory).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.path().join("unprivileged-helper");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out_path = dir.path().join("out");
+    let mut cmd = Command::new(&exe);
+    cmd.args(["--ignored", "--exact", "unprivileged_helper", "--nocapture"])
+        .env(HELPER_ENV, "1")
+        .current_dir("/")
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("err")).unwrap());
+    // SAFETY: the closure runs in the forked child before exec and calls only setgroups,
+    // setgid and setuid, which are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let status = cmd.status().unwrap();
+    let out = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let err = std::fs::read_to_string(dir.path().join("err")).unwrap_or_default();
+    assert!(
+        status.success(),
+        "unprivileged helper failed ({status}):\n{out}\n{err}"
+    );
+    assert!(out.contains("1 passed"), "helper did not run: {out}");
+}
