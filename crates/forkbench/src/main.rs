@@ -34,6 +34,8 @@ enum Command {
     Check(CheckArgs),
     /// Time the real fork() on this kernel
     Real(realfork::RealArgs),
+    /// One `git bisect run` step: run a command, compare with recorded good/bad samples, exit 0 (good), 1 (bad) or 125 (skip)
+    BisectRun(bisect::cli::BisectRunArgs),
 }
 
 #[derive(Args, Clone)]
@@ -145,6 +147,8 @@ fn model_spec(m: &ModelArgs) -> Result<SimSpec, UsageError> {
 }
 
 enum Failure {
+    /// Exit with this code, having said what there was to say.
+    Code(u8),
     Usage(UsageError),
     Check(String),
     Other(anyhow::Error),
@@ -238,31 +242,42 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 return Err(Failure::Other(e.into()));
             }
         }
-        Command::Real(a) => {
-            let json = a.json;
-            let mut io_err = None;
-            realfork::run_each(&a, &mut |rec| {
-                let lines = if json {
-                    vec![serde_json::to_string(rec).expect("run record serialises")]
-                } else {
-                    realfork::summary::describe(rec)
-                };
-                for line in lines {
-                    if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
-                        io_err.get_or_insert(e);
-                    }
+        Command::BisectRun(a) => {
+            drop(out);
+            return match bisect::cli::bisect_run(&a) {
+                Ok(0) => Ok(()),
+                Ok(code) => Err(Failure::Code(code)),
+                Err(e) => {
+                    // Any code 1..=127 but 125 would mark the commit bad under `git bisect
+                    // run`; 255 makes git stop the bisection instead.
+                    eprintln!("forkbench: error: {e}");
+                    Err(Failure::Code(255))
                 }
-            })
-            .map_err(|e| {
+            };
+        }
+        Command::Real(a) => {
+            // Nothing is printed until every run is done and verified: an error, a refused
+            // layout or Ctrl-C leaves no partial result behind.
+            let recs = realfork::run(&a).map_err(|e| {
                 if e.is_usage() {
                     Failure::Usage(UsageError(e.to_string()))
                 } else {
                     Failure::Other(anyhow::anyhow!("{e}"))
                 }
             })?;
-            if let Some(e) = io_err {
-                return Err(Failure::Other(e.into()));
+            let mut lines = Vec::new();
+            if a.json {
+                for rec in &recs {
+                    lines.push(serde_json::to_string(rec).map_err(|e| Failure::Other(e.into()))?);
+                }
+            } else {
+                lines.extend(recs.iter().flat_map(realfork::summary::describe));
+                lines.extend(realfork::summary::aggregate(&recs));
             }
+            for line in lines {
+                writeln!(out, "{line}").map_err(|e| Failure::Other(e.into()))?;
+            }
+            out.flush().map_err(|e| Failure::Other(e.into()))?;
         }
         Command::Check(a) => {
             let strategies = parse_strategies(&a.strategy)?;
@@ -333,6 +348,7 @@ fn main() -> ExitCode {
     };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Code(c)) => ExitCode::from(c),
         Err(Failure::Usage(e)) => {
             eprintln!("forkbench: error: {e}");
             ExitCode::from(2)

@@ -1,0 +1,427 @@
+//! `cargo xtask bisect` and `forkbench bisect-run`: argument types and the two entry points.
+//! Output: a table of every tested revision (n, mean, 95% CI, decision) and the first bad
+//! commit; a JSON log of the session under `results/bisect/`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::Args;
+use serde_json::json;
+
+use crate::decide::{Decision, Policy, decide};
+use crate::git::{Worktrees, ensure_clean, rev_range};
+use crate::measure::{ExternalCommand, Metric, WorkspaceMetric, parse_samples, run_shell};
+use crate::search::{Config, Outcome, Report, SearchError, bisect};
+
+/// `cargo xtask bisect` arguments.
+#[derive(Args, Debug, Clone)]
+pub struct BisectArgs {
+    /// A revision where the metric is good
+    #[arg(long)]
+    pub good: String,
+    /// A later revision (on the first-parent line) where it is bad
+    #[arg(long)]
+    pub bad: String,
+    /// Workspace metric, e.g. sim:x86_64:upstream:order9:time,
+    /// sim:arm64:fork-batching:order9:ptep_get_raw_reads, real:pte-order9:fork
+    #[arg(long, conflicts_with = "cmd", required_unless_present = "cmd")]
+    pub metric: Option<String>,
+    /// External mode: command run in each revision's checkout; prints one sample per line or
+    /// forkbench JSON
+    #[arg(long)]
+    pub cmd: Option<String>,
+    /// External mode: the repository to bisect (default: this workspace)
+    #[arg(long, requires = "cmd")]
+    pub repo: Option<PathBuf>,
+    /// Smallest good→bad change worth bisecting, in percent
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Most runs per revision before it is skipped as unknown
+    #[arg(long, default_value_t = 10)]
+    pub max_runs: usize,
+    /// First runs per probed revision
+    #[arg(long, default_value_t = 3)]
+    pub min_runs: usize,
+    /// Runs per endpoint
+    #[arg(long, default_value_t = 6)]
+    pub endpoint_runs: usize,
+    /// Larger values are better (default: lower is better)
+    #[arg(long)]
+    pub higher_is_better: bool,
+    /// External mode: the metric is deterministic (one run per revision, exact comparison)
+    #[arg(long)]
+    pub exact: bool,
+    /// Significance level of each test
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// Memory per model/real run for workspace metrics
+    #[arg(long, default_value = "64M")]
+    pub mem: String,
+    /// Forks per run for workspace metrics
+    #[arg(long, default_value_t = 20)]
+    pub iters: u32,
+    /// Directory for the JSON log
+    #[arg(long, default_value = "results/bisect")]
+    pub out: PathBuf,
+}
+
+/// What went wrong, with the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad input, a dirty tree, endpoints that do not differ: exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// Interrupted: exit 130.
+    #[error("interrupted; worktrees removed")]
+    Interrupted,
+    /// Anything else: exit 1.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl CliError {
+    /// Process exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => 2,
+            CliError::Interrupted => 130,
+            CliError::Other(_) => 1,
+        }
+    }
+}
+
+fn validate(a: &BisectArgs) -> Result<(), CliError> {
+    if a.max_runs == 0 || a.min_runs == 0 || a.endpoint_runs < 2 {
+        return Err(CliError::Usage(
+            "--min-runs and --max-runs must be at least 1, --endpoint-runs at least 2".into(),
+        ));
+    }
+    if !(a.alpha > 0.0 && a.alpha < 0.5) {
+        return Err(CliError::Usage("--alpha must be in (0, 0.5)".into()));
+    }
+    if a.threshold.is_some_and(|t| !(t.is_finite() && t >= 0.0)) {
+        return Err(CliError::Usage(
+            "--threshold must be a non-negative percentage".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Run a bisection. `workspace` is this workspace's root (self mode's repository, and where
+/// worktrees and the shared target directory go).
+pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
+    validate(a)?;
+    let metric = a
+        .metric
+        .as_deref()
+        .map(Metric::parse)
+        .transpose()
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let repo = match (&a.cmd, &a.repo) {
+        (Some(_), Some(r)) => r.clone(),
+        _ => workspace.to_path_buf(),
+    };
+    ensure_clean(&repo).map_err(|e| CliError::Usage(e.to_string()))?;
+    let revs = rev_range(&repo, &a.good, &a.bad).map_err(|e| CliError::Usage(e.to_string()))?;
+    let cancelled = Arc::new(AtomicBool::new(false));
+    {
+        let c = cancelled.clone();
+        // Children share our process group and get the same SIGINT; we only note it and let
+        // the search unwind, which removes the worktrees.
+        let _ = ctrlc::set_handler(move || c.store(true, Ordering::SeqCst));
+    }
+    let scratch = workspace.join("target").join("bisect");
+    let mut wt = Worktrees::new(&repo, &scratch.join("worktrees"))
+        .map_err(|e| CliError::Other(e.to_string()))?;
+    let cfg = Config {
+        policy: Policy { alpha: a.alpha },
+        endpoint_runs: a.endpoint_runs,
+        min_runs: a.min_runs,
+        max_runs: a.max_runs,
+        exact: a.exact || metric.as_ref().is_some_and(Metric::exact),
+        higher_is_better: a.higher_is_better,
+        threshold_pct: a.threshold,
+    };
+    eprintln!(
+        "bisecting {} revisions ({} .. {}), {}",
+        revs.len(),
+        short(&revs[0].hash),
+        short(&revs[revs.len() - 1].hash),
+        if cfg.exact {
+            "exact metric: one run per revision"
+        } else {
+            "noisy metric"
+        }
+    );
+    let result = match (&metric, &a.cmd) {
+        (Some(m), _) => {
+            let mut meas = WorkspaceMetric {
+                worktrees: &mut wt,
+                metric: m.clone(),
+                target_dir: scratch.join("target"),
+                mem: a.mem.clone(),
+                iters: a.iters,
+                cancelled: cancelled.clone(),
+                built: Vec::new(),
+            };
+            bisect(&revs, &mut meas, &cfg)
+        }
+        (None, Some(cmd)) => {
+            let mut meas = ExternalCommand {
+                worktrees: &mut wt,
+                cmd: cmd.clone(),
+                cancelled: cancelled.clone(),
+            };
+            bisect(&revs, &mut meas, &cfg)
+        }
+        (None, None) => return Err(CliError::Usage("give --metric or --cmd".into())),
+    };
+    wt.remove_all();
+    let report = match result {
+        Ok(r) => r,
+        Err(SearchError::Aborted(_)) if cancelled.load(Ordering::SeqCst) => {
+            return Err(CliError::Interrupted);
+        }
+        Err(
+            e @ (SearchError::NoDifference { .. }
+            | SearchError::WrongDirection { .. }
+            | SearchError::TooFew),
+        ) => {
+            return Err(CliError::Usage(e.to_string()));
+        }
+        Err(e) => return Err(CliError::Other(e.to_string())),
+    };
+    let what = a
+        .metric
+        .clone()
+        .or_else(|| a.cmd.clone())
+        .unwrap_or_default();
+    print!("{}", render(&report, &what));
+    let log = json!({
+        "metric": a.metric,
+        "cmd": a.cmd,
+        "repo": repo,
+        "good": a.good,
+        "bad": a.bad,
+        "config": {
+            "alpha": a.alpha, "endpoint_runs": a.endpoint_runs, "min_runs": a.min_runs,
+            "max_runs": a.max_runs, "exact": cfg.exact, "higher_is_better": a.higher_is_better,
+            "threshold_pct": a.threshold, "mem": a.mem, "iters": a.iters,
+        },
+        "report": report,
+    });
+    let out_dir = if a.out.is_absolute() {
+        a.out.clone()
+    } else {
+        workspace.join(&a.out)
+    };
+    let path = write_log(&out_dir, &what, &log)
+        .map_err(|e| CliError::Other(format!("writing the log: {e}")))?;
+    println!("log: {}", path.display());
+    Ok(report)
+}
+
+fn short(h: &str) -> &str {
+    &h[..h.len().min(12)]
+}
+
+/// The table of tested revisions, in history order, and the answer.
+pub fn render(r: &Report, what: &str) -> String {
+    let mut rows: Vec<_> = r.tested.iter().collect();
+    rows.sort_by_key(|t| t.index);
+    let mut s = format!(
+        "\nbisect of {what}\n\n| # | commit | subject | n | mean | 95% CI | decision |\n|--:|:--|:--|--:|--:|:--|:--|\n"
+    );
+    for t in rows {
+        let ci = if t.ci.0.is_nan() {
+            "-".to_string()
+        } else {
+            format!("[{:.6e}, {:.6e}]", t.ci.0, t.ci.1)
+        };
+        let d = match t.decision {
+            Decision::Good => "good".to_string(),
+            Decision::Bad => "bad".to_string(),
+            Decision::Unknown => format!("skip ({})", t.note.as_deref().unwrap_or("unknown")),
+        };
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {:.6e} | {} | {} |\n",
+            t.index,
+            short(&t.rev.hash),
+            t.rev.subject.replace('|', "/"),
+            t.samples.len(),
+            t.mean,
+            ci,
+            d
+        ));
+    }
+    match &r.outcome {
+        Outcome::Found { index } => {
+            let rev = &r.revs[*index];
+            s.push_str(&format!(
+                "\nfirst bad commit: {} {}\n",
+                rev.hash, rev.subject
+            ));
+        }
+        Outcome::Ambiguous { candidates } => {
+            s.push_str("\nskipped revisions leave the first bad commit ambiguous; it is one of:\n");
+            for &i in candidates {
+                s.push_str(&format!("  {} {}\n", r.revs[i].hash, r.revs[i].subject));
+            }
+        }
+    }
+    s
+}
+
+fn write_log(dir: &Path, what: &str, log: &serde_json::Value) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let tag: String = what
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(48)
+        .collect();
+    let mut n = 0;
+    loop {
+        let path = dir.join(format!(
+            "{secs}-{tag}{}.json",
+            if n == 0 {
+                String::new()
+            } else {
+                format!("-{n}")
+            }
+        ));
+        let tmp = dir.join(format!(".{secs}-{tag}.tmp-{}", std::process::id()));
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(log).expect("log serialises"),
+        )?;
+        // A hard link never replaces an existing file.
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => return Ok(path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => n += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `forkbench bisect-run` arguments: usable as `git bisect run forkbench bisect-run ...`.
+#[derive(Args, Debug, Clone)]
+pub struct BisectRunArgs {
+    /// Command printing one sample per line or forkbench JSON, run in the current directory
+    #[arg(long)]
+    pub cmd: String,
+    /// JSON file holding the endpoints' samples ({"good": [...], "bad": [...]})
+    #[arg(long)]
+    pub reference: PathBuf,
+    /// Record this revision's samples as the good or bad endpoint instead of deciding
+    #[arg(long, value_parser = ["good", "bad"])]
+    pub record: Option<String>,
+    /// Runs when recording an endpoint
+    #[arg(long, default_value_t = 6)]
+    pub endpoint_runs: usize,
+    /// First runs when deciding
+    #[arg(long, default_value_t = 3)]
+    pub min_runs: usize,
+    /// Most runs when deciding before answering "skip" (125)
+    #[arg(long, default_value_t = 10)]
+    pub max_runs: usize,
+    /// Significance level
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+}
+
+/// Run one `git bisect run` step. Returns the exit code: 0 good, 1 bad, 125 skip.
+pub fn bisect_run(a: &BisectRunArgs) -> Result<u8, CliError> {
+    if a.min_runs == 0 || a.max_runs < a.min_runs || a.endpoint_runs < 1 {
+        return Err(CliError::Usage(
+            "need 1 <= --min-runs <= --max-runs and --endpoint-runs >= 1".into(),
+        ));
+    }
+    let here = std::env::current_dir().map_err(|e| CliError::Other(e.to_string()))?;
+    let once = || -> Result<Vec<f64>, String> { parse_samples(&run_shell(&here, &a.cmd, &[])?) };
+    let mut reference: serde_json::Value = match std::fs::read_to_string(&a.reference) {
+        Ok(t) => serde_json::from_str(&t).map_err(|e| {
+            CliError::Usage(format!(
+                "{}: not a reference file: {e}",
+                a.reference.display()
+            ))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && a.record.is_some() => json!({}),
+        Err(e) => return Err(CliError::Usage(format!("{}: {e}", a.reference.display()))),
+    };
+    if let Some(which) = &a.record {
+        let mut all = Vec::new();
+        for _ in 0..a.endpoint_runs {
+            all.extend(once().map_err(CliError::Other)?);
+        }
+        reference[which.as_str()] = json!(all);
+        let tmp = a.reference.with_extension("tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(&reference).expect("serialises"),
+        )
+        .and_then(|_| std::fs::rename(&tmp, &a.reference))
+        .map_err(|e| CliError::Other(format!("{}: {e}", a.reference.display())))?;
+        eprintln!(
+            "recorded {} samples as {which} in {}",
+            all.len(),
+            a.reference.display()
+        );
+        return Ok(0);
+    }
+    let side = |k: &str| -> Result<Vec<f64>, CliError> {
+        serde_json::from_value(reference[k].clone()).map_err(|_| {
+            CliError::Usage(format!(
+                "{} has no '{k}' samples: record them first with --record {k}",
+                a.reference.display()
+            ))
+        })
+    };
+    let (good, bad) = (side("good")?, side("bad")?);
+    let policy = Policy { alpha: a.alpha };
+    let mut cand = Vec::new();
+    let mut runs = 0;
+    while runs < a.max_runs {
+        match once() {
+            Ok(s) => cand.extend(s),
+            Err(e) => {
+                eprintln!("skip: {e}");
+                return Ok(125);
+            }
+        }
+        runs += 1;
+        if runs < a.min_runs {
+            continue;
+        }
+        let (d, ev) = decide(&good, &bad, &cand, &policy);
+        let _ = writeln!(
+            std::io::stderr(),
+            "run {runs}: p vs good {:.3}, p vs bad {:.3}, position {:.2} → {d:?}",
+            ev.p_vs_good,
+            ev.p_vs_bad,
+            ev.position
+        );
+        match d {
+            Decision::Good => return Ok(0),
+            Decision::Bad => return Ok(1),
+            Decision::Unknown if crate::decide::is_deterministic(&[&good, &bad, &cand]) => {
+                return Ok(125);
+            }
+            Decision::Unknown => {}
+        }
+    }
+    Ok(125)
+}

@@ -1,0 +1,281 @@
+//! Deciding whether a candidate revision behaves like the good or the bad endpoint.
+//!
+//! A noisy candidate is called **bad** only when (1) both a two-sided Mann-Whitney U test and
+//! Welch's t-test say it differs from the good samples at `alpha`, (2) neither says it differs
+//! from the bad samples, and (3) its mean lies beyond the midpoint between the endpoints'
+//! means; **good** symmetrically; anything else is **unknown** (measure more, or skip). Two
+//! tests that must agree keep one outlier run from deciding a commit. A deterministic metric
+//! is compared exactly: equal to good is good, anything else is bad.
+
+use serde::{Deserialize, Serialize};
+use statrs::distribution::{ContinuousCDF, Normal};
+use stats::{Summary, welch};
+
+/// The verdict on one revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// Behaves like the good endpoint.
+    Good,
+    /// Behaves like the bad endpoint.
+    Bad,
+    /// Not enough evidence either way.
+    Unknown,
+}
+
+/// How sure a decision must be.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Policy {
+    /// Significance level of each test.
+    pub alpha: f64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy { alpha: 0.05 }
+    }
+}
+
+/// The evidence behind a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Max of the rank-test and Welch p-values against the good samples.
+    pub p_vs_good: f64,
+    /// Max of the rank-test and Welch p-values against the bad samples.
+    pub p_vs_bad: f64,
+    /// (candidate mean - good mean) / (bad mean - good mean): 0 = like good, 1 = like bad.
+    pub position: f64,
+}
+
+/// Whether every sample of every group is the same value within its group (a deterministic
+/// metric such as an op count).
+pub fn is_deterministic(groups: &[&[f64]]) -> bool {
+    groups.iter().all(|g| g.windows(2).all(|w| w[0] == w[1]))
+}
+
+/// p-value that `a` and `b` differ: the larger of the two-sided Mann-Whitney U and Welch
+/// p-values, so both tests must agree. 1.0 when either side is too small to test.
+pub fn p_differ(a: &[f64], b: &[f64]) -> f64 {
+    let (Some(sa), Some(sb)) = (Summary::of(a), Summary::of(b)) else {
+        return 1.0;
+    };
+    let Some(w) = welch(&sa, &sb) else {
+        return 1.0;
+    };
+    let mw = mann_whitney_p(a, b);
+    w.p.max(mw)
+}
+
+/// Two-sided Mann-Whitney U p-value. Exact (by counting rank arrangements) for small samples
+/// without ties, else the normal approximation with tie correction and continuity
+/// correction. (statrs 0.19.1's exact method returns p = 1 for U = 0, so it is not used.)
+pub fn mann_whitney_p(a: &[f64], b: &[f64]) -> f64 {
+    let (m, n) = (a.len(), b.len());
+    if m == 0 || n == 0 {
+        return 1.0;
+    }
+    // Midranks of the pooled sample.
+    let mut pooled: Vec<(f64, usize)> = a
+        .iter()
+        .map(|&x| (x, 0))
+        .chain(b.iter().map(|&x| (x, 1)))
+        .collect();
+    pooled.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let mut ranks = vec![0.0; pooled.len()];
+    let mut tie_term = 0.0;
+    let mut i = 0;
+    while i < pooled.len() {
+        let mut j = i;
+        while j + 1 < pooled.len() && pooled[j + 1].0 == pooled[i].0 {
+            j += 1;
+        }
+        let r = (i + j) as f64 / 2.0 + 1.0;
+        for k in ranks.iter_mut().take(j + 1).skip(i) {
+            *k = r;
+        }
+        let t = (j - i + 1) as f64;
+        tie_term += t * t * t - t;
+        i = j + 1;
+    }
+    let r1: f64 = pooled
+        .iter()
+        .zip(&ranks)
+        .filter(|(p, _)| p.1 == 0)
+        .map(|(_, r)| r)
+        .sum();
+    let (mf, nf) = (m as f64, n as f64);
+    let u1 = r1 - mf * (mf + 1.0) / 2.0;
+    let u = u1.min(mf * nf - u1);
+    if tie_term == 0.0 && m * n <= 400 {
+        // counts[k] = arrangements with U = k, built up one observation at a time.
+        let max_u = m * n;
+        let mut table = vec![vec![vec![0f64; max_u + 1]; n + 1]; m + 1];
+        for (j, row) in table[0].iter_mut().enumerate() {
+            let _ = j;
+            row[0] = 1.0;
+        }
+        for row in table.iter_mut() {
+            row[0][0] = 1.0;
+        }
+        for i in 1..=m {
+            for j in 1..=n {
+                for k in 0..=i * j {
+                    let from_a = if k >= j { table[i - 1][j][k - j] } else { 0.0 };
+                    let from_b = table[i][j - 1][k];
+                    table[i][j][k] = from_a + from_b;
+                }
+            }
+        }
+        let counts = &table[m][n];
+        let total: f64 = counts.iter().sum();
+        let le: f64 = counts.iter().take(u as usize + 1).sum();
+        return (2.0 * le / total).min(1.0);
+    }
+    let mean = mf * nf / 2.0;
+    let nt = mf + nf;
+    let var = mf * nf / 12.0 * ((nt + 1.0) - tie_term / (nt * (nt - 1.0)));
+    if var <= 0.0 {
+        return 1.0;
+    }
+    let z = ((mean - u).abs() - 0.5).max(0.0) / var.sqrt();
+    let normal = Normal::new(0.0, 1.0).expect("standard normal");
+    (2.0 * normal.sf(z)).min(1.0)
+}
+
+/// Classify `cand` against the endpoints' samples.
+pub fn decide(good: &[f64], bad: &[f64], cand: &[f64], policy: &Policy) -> (Decision, Evidence) {
+    let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len().max(1) as f64;
+    let (mg, mb, mc) = (mean(good), mean(bad), mean(cand));
+    let position = if mb != mg {
+        (mc - mg) / (mb - mg)
+    } else {
+        f64::NAN
+    };
+    if cand.is_empty() {
+        return (
+            Decision::Unknown,
+            Evidence {
+                p_vs_good: 1.0,
+                p_vs_bad: 1.0,
+                position,
+            },
+        );
+    }
+    if is_deterministic(&[good, bad, cand]) {
+        let d = if cand[0] == good[0] {
+            Decision::Good
+        } else {
+            Decision::Bad
+        };
+        let p = |x: f64| if cand[0] == x { 1.0 } else { 0.0 };
+        return (
+            d,
+            Evidence {
+                p_vs_good: p(good[0]),
+                p_vs_bad: p(bad[0]),
+                position,
+            },
+        );
+    }
+    let p_vs_good = p_differ(good, cand);
+    let p_vs_bad = p_differ(bad, cand);
+    let ev = Evidence {
+        p_vs_good,
+        p_vs_bad,
+        position,
+    };
+    let a = policy.alpha;
+    let d = if p_vs_good < a && p_vs_bad >= a && position > 0.5 {
+        Decision::Bad
+    } else if p_vs_bad < a && p_vs_good >= a && position < 0.5 {
+        Decision::Good
+    } else {
+        Decision::Unknown
+    };
+    (d, ev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn around(center: f64, spread: &[f64]) -> Vec<f64> {
+        spread.iter().map(|d| center * (1.0 + d)).collect()
+    }
+
+    const NOISE: [f64; 8] = [0.01, -0.012, 0.004, -0.003, 0.008, -0.009, 0.0, 0.002];
+
+    #[test]
+    fn clear_steps_are_decided() {
+        let good = around(100.0, &NOISE);
+        let bad = around(110.0, &NOISE);
+        let p = Policy::default();
+        assert_eq!(
+            decide(&good, &bad, &around(110.2, &NOISE[..5]), &p).0,
+            Decision::Bad
+        );
+        assert_eq!(
+            decide(&good, &bad, &around(99.8, &NOISE[..5]), &p).0,
+            Decision::Good
+        );
+    }
+
+    #[test]
+    fn too_few_or_ambiguous_samples_are_unknown() {
+        let good = around(100.0, &NOISE);
+        let bad = around(110.0, &NOISE);
+        let p = Policy::default();
+        // Two runs cannot make the rank test significant at 5%.
+        assert_eq!(
+            decide(&good, &bad, &around(110.0, &NOISE[..2]), &p).0,
+            Decision::Unknown
+        );
+        // Halfway between: unlike both, or like neither.
+        assert_eq!(
+            decide(&good, &bad, &around(105.0, &NOISE), &p).0,
+            Decision::Unknown
+        );
+        assert_eq!(decide(&good, &bad, &[], &p).0, Decision::Unknown);
+    }
+
+    #[test]
+    fn deterministic_metrics_compare_exactly() {
+        let p = Policy::default();
+        assert!(is_deterministic(&[&[3.0, 3.0], &[4.0]]));
+        assert_eq!(decide(&[512.0], &[1024.0], &[512.0], &p).0, Decision::Good);
+        assert_eq!(decide(&[512.0], &[1024.0], &[1024.0], &p).0, Decision::Bad);
+        // A third value is a change from good: the change has started.
+        assert_eq!(decide(&[512.0], &[1024.0], &[600.0], &p).0, Decision::Bad);
+    }
+
+    #[test]
+    fn mann_whitney_matches_independent_values() {
+        // Complete separation of 6 vs 6: exact two-sided p = 2 / C(12, 6) = 2 / 924.
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let b = [7.0, 8.0, 9.0, 10.0, 11.0, 12.0];
+        assert!((mann_whitney_p(&a, &b) - 2.0 / 924.0).abs() < 1e-12);
+        // 3 vs 3 separated: 2 / C(6, 3) = 0.1; and symmetric.
+        assert!((mann_whitney_p(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]) - 0.1).abs() < 1e-12);
+        assert_eq!(mann_whitney_p(&a, &b), mann_whitney_p(&b, &a));
+        // Interleaved 3 vs 3: U = 3; the 20 arrangements have U = 0..9 with counts
+        // 1,1,2,3,3,3,3,2,1,1, so P(U <= 3) = 7/20 and p = 0.7 (counted by hand).
+        assert!((mann_whitney_p(&[1.0, 3.0, 5.0], &[2.0, 4.0, 6.0]) - 0.7).abs() < 1e-12);
+        // Ties use the normal approximation. By hand: midranks give U = 2.5, mean 8, tie term
+        // 30, var = 16/12 x (9 - 30/56) = 11.2857, z = (5.5 - 0.5)/3.3594 = 1.4884,
+        // p = 2 x (1 - Phi(1.4884)) = 0.1366; scipy.stats.mannwhitneyu(..., method='asymptotic')
+        // gives 0.136658 (and 2/924, 0.7 for the exact cases above).
+        let p = mann_whitney_p(&[1.0, 2.0, 2.0, 3.0], &[2.0, 3.0, 4.0, 5.0]);
+        assert!((p - 0.1366).abs() < 0.0005, "{p}");
+    }
+
+    #[test]
+    fn p_differ_needs_both_tests() {
+        // One huge outlier makes Welch unsure; the rank test alone would say "differs".
+        let a = [100.0, 100.1, 99.9, 100.05, 99.95, 100.02];
+        let b = [101.0, 101.1, 100.9, 101.05, 100.95, 10_000.0];
+        let p = p_differ(&a, &b);
+        assert!(p > 0.05, "{p}");
+        let c = [101.0, 101.1, 100.9, 101.05, 100.95, 101.02];
+        assert!(p_differ(&a, &c) < 0.01);
+    }
+}

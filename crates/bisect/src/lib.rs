@@ -1,0 +1,22 @@
+//! Bisection of a fork-cost metric over a commit range.
+//!
+//! - [`decide`]: is a revision's metric like the good endpoint's, like the bad one's, or can
+//!   we not tell yet? Noisy metrics use a rank test and Welch's t-test together, plus the
+//!   candidate's position between the endpoints; deterministic metrics (op counts) compare
+//!   exactly.
+//! - [`search`]: the bisection itself over an ordered list of revisions, generic over a
+//!   [`search::Measure`]r, adding runs while a revision is undecided and skipping it when it
+//!   stays undecided.
+//! - [`git`]: revision lists and detached worktrees under a scratch directory, removed on
+//!   drop; the user's checkout and branch are never touched.
+//! - [`measure`]: turning a command's output (one sample per line, JSON run records, or a
+//!   result file) into samples, and the metric names of this workspace.
+
+pub mod cli;
+pub mod decide;
+pub mod git;
+pub mod measure;
+pub mod search;
+
+pub use decide::{Decision, Policy};
+pub use search::{Measure, Outcome, Tested};
