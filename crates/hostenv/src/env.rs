@@ -1,4 +1,6 @@
-//! Environment capture: kernel, CPU, memory, clock source, perf and RT settings, the PMUs the
+//! Environment capture: kernel (release, version string, command line), this process's command
+//! line, CPU model, online and allowed CPUs, the pinned CPU (set by the caller), base page size,
+//! hypervisor flag, cpufreq governors, memory, clock source, perf and RT settings, the PMUs the
 //! kernel exposes, the values of caller-chosen sysfs files, and caller-chosen kernel config
 //! options (from `/proc/config.gz` or `/boot/config-<release>`). Everything is best effort:
 //! a value that cannot be read is `null`, never an error.
@@ -28,11 +30,28 @@ pub struct KernelConfig {
 pub struct HostEnv {
     pub kernel_release: String,
     pub kernel_version: String,
+    /// `/proc/cmdline`.
+    pub kernel_cmdline: Option<String>,
+    /// This process's arguments (`argv`).
+    pub command_line: Vec<String>,
     pub arch: String,
     pub hostname: String,
     pub cpu_model: Option<String>,
     pub cpus_online: Option<String>,
+    /// The allowed CPU mask when the environment was captured (before any pinning).
     pub cpus_allowed: Option<String>,
+    /// The CPU the measuring thread is pinned to; filled in by the caller (`None`: not pinned).
+    pub pinned_cpu: Option<usize>,
+    /// Base page size in bytes.
+    pub page_size: Option<u64>,
+    /// The `hypervisor` CPU flag of `/proc/cpuinfo` (x86: running as a guest); `None` when the
+    /// flags line is missing (e.g. arm64).
+    pub hypervisor_flag: Option<bool>,
+    /// `/sys/hypervisor/type` and the DMI system vendor/product, when readable.
+    pub hypervisor_type: Option<String>,
+    pub dmi_product: Option<String>,
+    /// cpufreq `scaling_governor` per CPU id; empty when there is no cpufreq (typical in a VM).
+    pub cpufreq_governor: BTreeMap<usize, String>,
     pub mem_total_bytes: Option<u64>,
     pub mem_available_bytes: Option<u64>,
     pub swap_total_bytes: Option<u64>,
@@ -63,16 +82,42 @@ pub fn capture(sysfs_paths: &[PathBuf], config_keys: &[&str]) -> HostEnv {
         })
         .unwrap_or_default();
     pmus.sort();
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let online = cpu::online_cpus().ok();
+    let cpufreq_governor = online
+        .iter()
+        .flat_map(|s| s.ids())
+        .filter_map(|c| {
+            sysfs::read_trimmed(format!(
+                "/sys/devices/system/cpu/cpu{c}/cpufreq/scaling_governor"
+            ))
+            .ok()
+            .map(|g| (c, g))
+        })
+        .collect();
+    let dmi = |f: &str| sysfs::read_trimmed(format!("/sys/class/dmi/id/{f}")).ok();
+    let dmi_product = match (dmi("sys_vendor"), dmi("product_name")) {
+        (Some(v), Some(p)) => Some(format!("{v} {p}")),
+        (v, p) => v.or(p),
+    };
     HostEnv {
+        kernel_cmdline: sysfs::read_trimmed("/proc/cmdline").ok(),
+        command_line: std::env::args_os()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+        pinned_cpu: None,
+        page_size: sys::page_size(),
+        hypervisor_flag: cpu_flag(&cpuinfo, "hypervisor"),
+        hypervisor_type: sysfs::read_trimmed("/sys/hypervisor/type").ok(),
+        dmi_product,
+        cpufreq_governor,
         kernel_config: kernel_config(&u.release, config_keys),
         kernel_release: u.release,
         kernel_version: u.version,
         arch: u.machine,
         hostname: u.nodename,
-        cpu_model: std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|t| cpu_model(&t)),
-        cpus_online: cpu::online_cpus().ok().map(|s| s.to_string()),
+        cpu_model: cpu_model(&cpuinfo),
+        cpus_online: online.map(|s| s.to_string()),
         cpus_allowed: cpu::allowed_cpus().ok().map(|s| s.to_string()),
         mem_total_bytes: procfs::parse_meminfo_bytes(&meminfo, "MemTotal"),
         mem_available_bytes: procfs::parse_meminfo_bytes(&meminfo, "MemAvailable"),
@@ -106,6 +151,15 @@ pub fn cpu_model(cpuinfo: &str) -> Option<String> {
     cpuinfo.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
         (k.trim() == "model name").then(|| v.trim().to_string())
+    })
+}
+
+/// Whether the first CPU's `flags` line in `/proc/cpuinfo` has `flag`; `None` without a flags
+/// line.
+pub fn cpu_flag(cpuinfo: &str, flag: &str) -> Option<bool> {
+    cpuinfo.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == "flags").then(|| v.split_whitespace().any(|f| f == flag))
     })
 }
 
@@ -203,6 +257,10 @@ mod tests {
             Some("AMD EPYC")
         );
         assert_eq!(cpu_model("processor : 0\n"), None);
+        let info = "processor\t: 0\nflags\t\t: fpu vme hypervisor lahf_lm\n";
+        assert_eq!(cpu_flag(info, "hypervisor"), Some(true));
+        assert_eq!(cpu_flag(info, "hyper"), Some(false));
+        assert_eq!(cpu_flag("processor : 0\n", "hypervisor"), None);
     }
 
     #[test]
@@ -210,6 +268,9 @@ mod tests {
         let e = capture(&[PathBuf::from("/nonexistent")], &["HZ"]);
         assert!(!e.kernel_release.is_empty());
         assert_eq!(e.sysfs["/nonexistent"], None);
+        assert!(!e.command_line.is_empty());
+        assert_eq!(e.pinned_cpu, None);
+        assert!(e.page_size.unwrap() >= 4096);
         serde_json::to_string(&e).unwrap();
     }
 }

@@ -129,6 +129,59 @@ pub fn mem_available_bytes() -> Result<u64, HostError> {
     })
 }
 
+/// The memory cgroup limit that applies to this process: the smallest `limit - usage` over its
+/// cgroup and every ancestor (v2 `memory.max`/`memory.current`, or v1
+/// `memory.limit_in_bytes`/`memory.usage_in_bytes`), with the directory that sets it. `None`
+/// when there is no memory cgroup or no limit anywhere.
+pub fn cgroup_memory_headroom() -> Option<(u64, String)> {
+    let cg = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let mut candidates = Vec::new();
+    for l in cg.lines() {
+        let mut it = l.splitn(3, ':');
+        let (_, ctrl, path) = (it.next()?, it.next()?, it.next()?);
+        if ctrl.is_empty() {
+            candidates.push(("/sys/fs/cgroup", path, "memory.max", "memory.current"));
+        } else if ctrl.split(',').any(|c| c == "memory") {
+            candidates.push((
+                "/sys/fs/cgroup/memory",
+                path,
+                "memory.limit_in_bytes",
+                "memory.usage_in_bytes",
+            ));
+        }
+    }
+    let mut best: Option<(u64, String)> = None;
+    for (root, rel, max_file, cur_file) in candidates {
+        let root = std::path::Path::new(root);
+        let mut dir = root.join(rel.trim().trim_start_matches('/'));
+        loop {
+            let max = crate::sysfs::read_trimmed(dir.join(max_file))
+                .ok()
+                .and_then(|m| m.parse::<u64>().ok());
+            let cur = crate::sysfs::read_u64(dir.join(cur_file));
+            // v1 reports "no limit" as a huge number; v2 as "max" (which does not parse).
+            if let (Some(max), Some(cur)) = (max, cur)
+                && max < 1 << 60
+            {
+                let room = max.saturating_sub(cur);
+                if best.as_ref().is_none_or(|b| room < b.0) {
+                    best = Some((room, dir.display().to_string()));
+                }
+            }
+            if dir == root || !dir.pop() {
+                break;
+            }
+        }
+    }
+    best
+}
+
+/// A field of `/proc/self/status` in bytes (`VmHWM`, `VmRSS`, `VmPTE`, …).
+pub fn self_status_bytes(field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_meminfo_bytes(&text, field)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +225,11 @@ mod tests {
         assert_eq!(kv.len(), 2);
         assert_eq!(kv["thp_split_pmd"], 512);
         assert!(mem_available_bytes().unwrap() > 0);
+        assert!(self_status_bytes("VmHWM").unwrap() > 0);
+        // Best effort: a limit, if any, is a finite number with the cgroup that sets it.
+        if let Some((_, path)) = cgroup_memory_headroom() {
+            assert!(path.starts_with("/sys/fs/cgroup"), "{path}");
+        }
         assert!(!read_stat().unwrap().is_empty());
     }
 }

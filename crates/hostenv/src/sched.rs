@@ -1,6 +1,11 @@
-//! Scheduling policy of the calling thread: switch to SCHED_FIFO (without
+//! Scheduling policy of the calling thread: switch to SCHED_FIFO or SCHED_BATCH (without
 //! `SCHED_RESET_ON_FORK`, so children inherit it) under a guard that restores the previous policy,
 //! and read the RT throttling budget.
+//!
+//! Why SCHED_BATCH: a new SCHED_BATCH task never preempts the running task at wake-up (the fair
+//! class skips wake-up preemption for non-SCHED_NORMAL tasks), so a forked child pinned to the
+//! parent's CPU waits until the parent blocks, as under SCHED_FIFO. Unlike SCHED_FIFO it needs no
+//! privilege, which makes it the fallback when SCHED_FIFO is not permitted.
 
 use serde::Serialize;
 
@@ -15,6 +20,8 @@ pub enum Policy {
     Other,
     /// SCHED_FIFO.
     Fifo,
+    /// SCHED_BATCH.
+    Batch,
     /// Anything else (SCHED_BATCH, SCHED_IDLE, SCHED_RR, SCHED_DEADLINE).
     Unusual,
 }
@@ -29,24 +36,49 @@ pub fn current() -> Result<(Policy, i32, bool), HostError> {
     let policy = match raw & !libc::SCHED_RESET_ON_FORK {
         libc::SCHED_OTHER => Policy::Other,
         libc::SCHED_FIFO => Policy::Fifo,
+        libc::SCHED_BATCH => Policy::Batch,
         _ => Policy::Unusual,
     };
     Ok((policy, prio, reset))
 }
 
-/// The calling thread runs SCHED_FIFO while this exists; dropping it restores the previous
-/// policy and priority.
+/// The calling thread runs SCHED_FIFO (or SCHED_BATCH) while this exists; dropping it restores
+/// the previous policy and priority.
 #[derive(Debug)]
 pub struct FifoGuard {
     previous: (i32, i32),
+    policy: Policy,
     priority: i32,
 }
 
 impl FifoGuard {
-    /// The FIFO priority in use.
+    /// The static priority in use (0 for SCHED_BATCH).
     pub fn priority(&self) -> i32 {
         self.priority
     }
+
+    /// The policy in use.
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+}
+
+/// Switch the calling thread to SCHED_BATCH (no privilege needed). Children forked while the
+/// guard lives inherit it.
+pub fn set_batch() -> Result<FifoGuard, HostError> {
+    let previous = sys::sched_get().map_err(|source| HostError::Sys {
+        what: "sched_getscheduler",
+        source,
+    })?;
+    sys::sched_set(libc::SCHED_BATCH, 0).map_err(|source| HostError::Sys {
+        what: "sched_setscheduler(SCHED_BATCH)",
+        source,
+    })?;
+    Ok(FifoGuard {
+        previous,
+        policy: Policy::Batch,
+        priority: 0,
+    })
 }
 
 impl Drop for FifoGuard {
@@ -78,7 +110,11 @@ pub fn set_fifo(priority: i32) -> Result<FifoGuard, HostError> {
         what: "sched_setscheduler(SCHED_FIFO)",
         source,
     })?;
-    Ok(FifoGuard { previous, priority })
+    Ok(FifoGuard {
+        previous,
+        policy: Policy::Fifo,
+        priority,
+    })
 }
 
 /// RT throttling: (`sched_rt_runtime_us`, `sched_rt_period_us`); runtime -1 means unlimited.
@@ -108,6 +144,16 @@ mod tests {
             }
             Err(e) => panic!("unexpected error: {e}"),
         }
+    }
+
+    #[test]
+    fn batch_guard_sets_and_restores() {
+        let before = current().unwrap();
+        let g = set_batch().unwrap();
+        assert_eq!(g.policy(), Policy::Batch);
+        assert_eq!(current().unwrap().0, Policy::Batch);
+        drop(g);
+        assert_eq!(current().unwrap(), before);
     }
 
     #[test]

@@ -162,9 +162,18 @@ pub fn uname() -> io::Result<Uname> {
 /// `flock(fd, LOCK_EX)`: blocks until this open file holds the exclusive lock. The lock goes
 /// away when the file is closed.
 pub fn flock_exclusive(f: &File) -> io::Result<()> {
+    flock(f, libc::LOCK_EX)
+}
+
+/// `flock(fd, LOCK_SH)`: blocks until this open file holds a shared lock.
+pub fn flock_shared(f: &File) -> io::Result<()> {
+    flock(f, libc::LOCK_SH)
+}
+
+fn flock(f: &File, op: libc::c_int) -> io::Result<()> {
     loop {
         // SAFETY: the fd is valid for the lifetime of `f`.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        let rc = unsafe { libc::flock(f.as_raw_fd(), op) };
         match check(rc) {
             Ok(_) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -179,6 +188,14 @@ pub fn thp_disable_flag() -> io::Result<i32> {
     check(unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) })
 }
 
+/// `prctl(PR_SET_THP_DISABLE, on)`: disable (or re-allow) THP for the whole process. It also
+/// makes khugepaged drop this mm at its next visit instead of scanning it again.
+pub fn set_thp_disable(on: bool) -> io::Result<()> {
+    // SAFETY: PR_SET_THP_DISABLE takes integer arguments only.
+    check(unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, libc::c_ulong::from(on), 0, 0, 0) })?;
+    Ok(())
+}
+
 /// Effective user id.
 pub fn geteuid() -> u32 {
     // SAFETY: geteuid cannot fail and touches no memory.
@@ -189,6 +206,13 @@ pub fn geteuid() -> u32 {
 pub fn getpid() -> i32 {
     // SAFETY: getpid cannot fail and touches no memory.
     unsafe { libc::getpid() }
+}
+
+/// The base page size (`sysconf(_SC_PAGESIZE)`).
+pub fn page_size() -> Option<u64> {
+    // SAFETY: sysconf takes an integer and touches no memory.
+    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(v).ok().filter(|&v| v > 0)
 }
 
 #[cfg(test)]
@@ -210,6 +234,7 @@ mod tests {
         assert!(b >= a);
         assert!(!uname().unwrap().release.is_empty());
         getrusage_thread().unwrap();
+        assert!(page_size().unwrap() >= 4096);
         sched_get().unwrap();
     }
 }

@@ -42,6 +42,40 @@ pub fn read_u64(path: impl AsRef<Path>) -> Option<u64> {
     read_trimmed(path).ok()?.parse().ok()
 }
 
+/// An exclusive (or, from [`ExclusiveLock::acquire_shared`], shared) `flock` on a file or
+/// directory, held until the value is dropped. Other
+/// processes (and other open files in this one) that lock the same path wait for it; e.g. a lock
+/// on the THP sysfs directory serialises every forkbench process that switches an mTHP knob.
+#[derive(Debug)]
+pub struct ExclusiveLock {
+    path: PathBuf,
+    _file: File,
+}
+
+impl ExclusiveLock {
+    /// Block until the exclusive lock on `path` is held.
+    pub fn acquire(path: impl AsRef<Path>) -> Result<ExclusiveLock, HostError> {
+        let path = path.as_ref().to_path_buf();
+        let file = File::open(&path).map_err(|e| HostError::io(&path, e))?;
+        crate::sys::flock_exclusive(&file).map_err(|e| HostError::io(&path, e))?;
+        Ok(ExclusiveLock { path, _file: file })
+    }
+
+    /// Block until a shared lock on `path` is held: shared holders run together, but not
+    /// while anyone holds the exclusive lock.
+    pub fn acquire_shared(path: impl AsRef<Path>) -> Result<ExclusiveLock, HostError> {
+        let path = path.as_ref().to_path_buf();
+        let file = File::open(&path).map_err(|e| HostError::io(&path, e))?;
+        crate::sys::flock_shared(&file).map_err(|e| HostError::io(&path, e))?;
+        Ok(ExclusiveLock { path, _file: file })
+    }
+
+    /// The locked path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 /// A file value changed for the lifetime of the guard; see the module docs.
 #[derive(Debug)]
 pub struct SysfsGuard {
@@ -206,6 +240,26 @@ mod tests {
         first.restore().unwrap();
         assert_eq!(t.join().unwrap(), "never");
         assert_eq!(read_selected(&p).unwrap(), "never");
+    }
+
+    #[test]
+    fn exclusive_lock_on_a_directory_serialises_holders() {
+        let _l = crate::TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let first = ExclusiveLock::acquire(dir.path()).unwrap();
+        assert_eq!(first.path(), dir.path());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = dir.path().to_path_buf();
+        let t = std::thread::spawn(move || {
+            let second = ExclusiveLock::acquire(&p).unwrap();
+            tx.send(()).unwrap();
+            drop(second);
+        });
+        // The second holder cannot get the lock while the first holds it.
+        assert!(rx.try_recv().is_err());
+        drop(first);
+        rx.recv().unwrap();
+        t.join().unwrap();
     }
 
     #[test]

@@ -33,8 +33,10 @@ pub struct RealArgs {
     /// Pin to this CPU (validated against the process's allowed CPUs)
     #[arg(long)]
     pub cpu: Option<usize>,
-    /// Scheduling: other (SCHED_OTHER) or fifo (parent and children SCHED_FIFO, with a pause
-    /// between iterations for RT throttling; falls back to other when not permitted)
+    /// Scheduling: other (SCHED_OTHER; the child may preempt the parent inside fork(), such
+    /// samples are flagged), batch (SCHED_BATCH, unprivileged: the child does not preempt its
+    /// parent) or fifo (parent and children SCHED_FIFO, with a pause between iterations for RT
+    /// throttling; falls back to batch when not permitted, recording why)
     #[arg(long, default_value = "other")]
     pub sched: String,
     /// SCHED_FIFO priority for --sched fifo
@@ -101,6 +103,7 @@ impl fmt::Display for Mode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SchedMode {
     Other,
+    Batch,
     Fifo,
 }
 
@@ -185,10 +188,11 @@ impl RealArgs {
         };
         let sched = match self.sched.as_str() {
             "other" => SchedMode::Other,
+            "batch" => SchedMode::Batch,
             "fifo" => SchedMode::Fifo,
             s => {
                 return Err(bad(format!(
-                    "unknown --sched {s:?}: expected other or fifo"
+                    "unknown --sched {s:?}: expected other, batch or fifo"
                 )));
             }
         };

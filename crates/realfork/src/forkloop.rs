@@ -9,12 +9,20 @@
 //! waitpid(child) ── t2 = CLOCK_MONOTONIC                          <- fork-to-reaped: t2 - t0
 //! ```
 //!
-//! The child calls `_exit(0)` at once (it inherits the blocked signals, so a Ctrl-C cannot run
-//! a handler in it). Signals are blocked only until the child is tracked, so a signal arriving
-//! later kills and reaps it (see `hostenv::cleanup`); none can strike between fork() and
-//! tracking.
+//! The child stores its own CLOCK_MONOTONIC reading in a shared "stamp" page ([`StampPage`])
+//! and calls `_exit(0)` (it inherits the blocked signals, so a Ctrl-C cannot run a handler in
+//! it). A stamp earlier than `t1` means the child ran before the parent's second timestamp, so
+//! the sample includes part of the child's life (typically its whole exit under SCHED_OTHER,
+//! where the new child preempts its parent on the same CPU); such samples are flagged. The stamp
+//! page is a separate 4 KiB `MAP_SHARED` VMA: fork duplicates the VMA but copies no page table
+//! entries for it.
+//!
+//! Signals are blocked only until the child is tracked, so a signal arriving later kills and
+//! reaps it (see `hostenv::cleanup`); none can strike between fork() and tracking.
 
 use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hostenv::counters::{Counters, Snapshot};
 use hostenv::{getrusage_thread, monotonic_ns, sched_getcpu};
@@ -28,6 +36,8 @@ pub struct ForkTiming {
     pub reaped_ns: u64,
     /// Involuntary context switches of the parent thread across fork().
     pub nivcsw: u64,
+    /// Voluntary context switches (the parent blocked inside fork(), e.g. on a lock) across it.
+    pub nvcsw: u64,
     /// Page faults (minor) of the parent thread across fork().
     pub minflt: u64,
     pub cpu_before: Option<usize>,
@@ -36,6 +46,74 @@ pub struct ForkTiming {
     pub counters: Option<Snapshot>,
     /// Why counters failed during this fork (the caller stops using them).
     pub counter_error: Option<String>,
+    /// The child's first timestamp minus t0, if it stamped (it always does unless it was killed).
+    pub child_start_ns: Option<u64>,
+    /// The child ran before the parent's second timestamp.
+    pub child_ran_first: bool,
+}
+
+/// One shared anonymous page holding the child's timestamp; see the module docs.
+#[derive(Debug)]
+pub struct StampPage {
+    ptr: NonNull<AtomicU64>,
+}
+
+const STAMP_LEN: usize = 4096;
+
+impl StampPage {
+    /// Map and pre-fault the page.
+    pub fn new() -> io::Result<StampPage> {
+        // SAFETY: a fresh shared anonymous mapping at a kernel-chosen address.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                STAMP_LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(
+                e.kind(),
+                format!("mmap of the stamp page: {e}"),
+            ));
+        }
+        let ptr = NonNull::new(p.cast::<AtomicU64>())
+            .ok_or_else(|| io::Error::other("mmap returned null"))?;
+        let page = StampPage { ptr };
+        page.cell().store(0, Ordering::SeqCst);
+        Ok(page)
+    }
+
+    fn cell(&self) -> &AtomicU64 {
+        // SAFETY: the mapping is page aligned, readable and writable, zero-filled (a valid
+        // AtomicU64) and lives as long as `self`; only atomic accesses touch it.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl Drop for StampPage {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the page mapped in `new`; no reference to it outlives `self`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), STAMP_LEN) };
+    }
+}
+
+/// A fork() failure with a hint at the usual cause.
+fn fork_error(e: io::Error) -> io::Error {
+    let hint = match e.raw_os_error() {
+        Some(libc::EAGAIN) => {
+            "; a process limit was hit (RLIMIT_NPROC, the pids cgroup's pids.max, kernel.pid_max or kernel.threads-max)"
+        }
+        Some(libc::ENOMEM) => {
+            "; not enough memory for the child's page tables and kernel structures (memory cgroup limit or overcommit policy)"
+        }
+        _ => "",
+    };
+    io::Error::new(e.kind(), format!("fork() failed: {e}{hint}"))
 }
 
 struct SigBlock {
@@ -95,7 +173,12 @@ fn reap(pid: libc::pid_t) -> io::Result<()> {
 
 /// Fork once as described in the module docs. With `counters`, they are enabled just around
 /// the fork() call and read after it.
-pub fn timed_fork<'c>(mut counters: Option<&mut (dyn Counters + 'c)>) -> io::Result<ForkTiming> {
+pub fn timed_fork<'c>(
+    stamp: &StampPage,
+    mut counters: Option<&mut (dyn Counters + 'c)>,
+) -> io::Result<ForkTiming> {
+    let cell = stamp.cell();
+    cell.store(0, Ordering::SeqCst);
     let block = SigBlock::new()?;
     let ru0 = getrusage_thread()?;
     let cpu_before = sched_getcpu();
@@ -110,6 +193,8 @@ pub fn timed_fork<'c>(mut counters: Option<&mut (dyn Counters + 'c)>) -> io::Res
     // multi-threaded process is fine.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
+        // In the child: clock_gettime (vDSO) and an atomic store are async-signal-safe.
+        cell.store(monotonic_ns().max(1), Ordering::SeqCst);
         // SAFETY: in the child: leave at once without running any Rust or atexit code.
         unsafe { libc::_exit(0) };
     }
@@ -123,7 +208,7 @@ pub fn timed_fork<'c>(mut counters: Option<&mut (dyn Counters + 'c)>) -> io::Res
     let ru1 = getrusage_thread();
     let cpu_after = sched_getcpu();
     if let Some(e) = fork_err {
-        return Err(io::Error::new(e.kind(), format!("fork: {e}")));
+        return Err(fork_error(e));
     }
     let tracked = hostenv::cleanup::track_child(pid);
     drop(block);
@@ -132,6 +217,7 @@ pub fn timed_fork<'c>(mut counters: Option<&mut (dyn Counters + 'c)>) -> io::Res
     drop(tracked);
     reaped?;
     let ru1 = ru1?;
+    let child_stamp = cell.load(Ordering::SeqCst);
     let snapshot = match counters {
         Some(c) if counter_error.is_none() => match c.read() {
             Ok(s) => Some(s),
@@ -146,11 +232,14 @@ pub fn timed_fork<'c>(mut counters: Option<&mut (dyn Counters + 'c)>) -> io::Res
         fork_ns: t1.saturating_sub(t0),
         reaped_ns: t2.saturating_sub(t0),
         nivcsw: ru1.nivcsw.saturating_sub(ru0.nivcsw),
+        nvcsw: ru1.nvcsw.saturating_sub(ru0.nvcsw),
         minflt: ru1.minflt.saturating_sub(ru0.minflt),
         cpu_before,
         cpu_after,
         counters: snapshot,
         counter_error,
+        child_start_ns: (child_stamp != 0).then(|| child_stamp.saturating_sub(t0)),
+        child_ran_first: child_stamp != 0 && child_stamp < t1,
     })
 }
 
@@ -162,9 +251,24 @@ mod tests {
 
     #[test]
     fn forks_and_reaps() {
-        let t = timed_fork(None).unwrap();
+        let stamp = StampPage::new().unwrap();
+        let t = timed_fork(&stamp, None).unwrap();
         assert!(t.reaped_ns >= t.fork_ns);
         assert!(t.counters.is_none());
+        // The child stamped before it was reaped.
+        let start = t.child_start_ns.expect("child stamped");
+        assert!(start <= t.reaped_ns);
+        assert_eq!(t.child_ran_first, start < t.fork_ns);
+    }
+
+    #[test]
+    fn fork_errors_name_the_likely_cause() {
+        let e = fork_error(io::Error::from_raw_os_error(libc::EAGAIN));
+        assert!(e.to_string().starts_with("fork() failed: "), "{e}");
+        assert!(e.to_string().contains("RLIMIT_NPROC"), "{e}");
+        let e = fork_error(io::Error::from_raw_os_error(libc::ENOMEM));
+        assert!(e.to_string().contains("page tables"), "{e}");
+        assert!(!e.to_string().contains('\n'));
     }
 
     #[test]
@@ -182,7 +286,8 @@ mod tests {
             }],
             vec![snap.clone()],
         );
-        let t = timed_fork(Some(&mut m)).unwrap();
+        let stamp = StampPage::new().unwrap();
+        let t = timed_fork(&stamp, Some(&mut m)).unwrap();
         assert_eq!(m.enables, 1);
         assert!(!m.enabled);
         assert_eq!(t.counters, Some(snap));

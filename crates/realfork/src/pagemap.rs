@@ -54,7 +54,9 @@ impl PageFlags for HashMap<u64, u64> {
     }
 }
 
-/// `/proc/kpageflags`, read in 4 KiB blocks that are cached for the life of the value.
+/// `/proc/kpageflags`, read in 4 KiB blocks; at most [`CACHE_BLOCKS`] blocks are cached (the
+/// scan reads a folio's PFNs in order, so a small cache suffices and the runner's own memory
+/// stays small even for 1 GiB of scattered order-0 pages).
 #[derive(Debug)]
 pub struct KpageflagsFile {
     file: File,
@@ -62,6 +64,8 @@ pub struct KpageflagsFile {
 }
 
 const BLOCK: u64 = 512;
+/// Most kpageflags blocks kept in memory (4 KiB each).
+pub const CACHE_BLOCKS: usize = 256;
 
 impl KpageflagsFile {
     /// Open `/proc/kpageflags` (root only).
@@ -77,6 +81,9 @@ impl PageFlags for KpageflagsFile {
     fn flags(&mut self, pfn: u64) -> io::Result<u64> {
         let block = pfn / BLOCK;
         if !self.cache.contains_key(&block) {
+            if self.cache.len() >= CACHE_BLOCKS {
+                self.cache.clear();
+            }
             let mut buf = vec![0u8; (BLOCK * 8) as usize];
             let mut got = 0;
             while got < buf.len() {

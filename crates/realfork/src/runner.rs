@@ -4,19 +4,31 @@
 //! `extra` keys of each record:
 //! * `verification`: `{level, verified, pre: LayoutReport + summary, post: LayoutReport + summary}`
 //! * `populate`: time to populate and to PTE-map, and every sysfs knob switched (with its
-//!   original value, the value written and how long it was switched)
+//!   original value, the value written and how long it was switched); `khugepaged_guard`
+//!   (pte-order9 is `MADV_NOHUGEPAGE` after the split) and `thp_disabled_for_runs`
+//!   (`PR_SET_THP_DISABLE` after the first verification, so khugepaged leaves the mm alone)
+//! * `run_mean_ns`, `run_median_ns`, `reaped_mean_ns`, `reaped_median_ns`: this run's figures
 //! * `reaped_ns`: fork-to-reaped per timed iteration; `warmup_ns`, `first_fork_ns`
-//! * `nivcsw`, `minflt`, `migrated`: per timed iteration, across the fork() call (migrated: the
-//!   CPU changed or perf counted a cpu-migration)
+//! * `child_start_ns`: per timed iteration, when the child first ran (its stamp minus t0);
+//!   `child_ran_first`: whether that was before the parent's second timestamp
+//! * `nivcsw`, `nvcsw`, `minflt`, `migrated`: per timed iteration, across the fork() call
+//!   (migrated: the CPU changed or perf counted a cpu-migration)
 //! * `disturbed` (bool per timed iteration), `disturbances` (`[{iter, reasons}]`),
-//!   `disturbed_count`: preempted (involuntary context switch), migrated (CPU changed or
-//!   cpu-migrations counted), context-switch (perf counted one); such samples are kept, flagged
+//!   `disturbed_count`: preempted (involuntary context switch), blocked (voluntary context
+//!   switch: fork() slept, e.g. on the mmap or anon_vma lock held by an rmap walker such as
+//!   DAMON or kswapd, or a /proc reader), migrated (CPU changed or
+//!   cpu-migrations counted), context-switch (perf counted one), child-ran-first (the child's
+//!   stamp is earlier than the parent's second timestamp); such samples are kept, flagged
 //! * `mode`: `{name, meaning, refresh_ns[], refresh_minflt[]}` (the refresh is outside timing)
 //! * `counters`: perf totals over the timed fork() calls (`value`, `per_op`, or `null` + reason)
 //! * `sched`: requested/effective policy, priority, fallback reason, total pause between
 //!   iterations; `pinning`: requested CPU, allowed mask, CPU at start
 //! * `cpu_load`: busy and steal % of every CPU during the run (`/proc/stat` deltas), and the
 //!   busiest CPU other than the pinned one
+//! * `timer`: cost of one `clock_gettime(CLOCK_MONOTONIC)` measured back to back before the
+//!   runs, and its share of this run's mean fork time (the overhead inside each sample)
+//! * `memory`: the runner's peak RSS (`VmHWM`) and the region's Rss after the run, and their
+//!   difference (the runner's own memory), plus `VmPTE`
 //! * `env`: the host environment; `runs`: how many runs were requested
 
 use std::path::{Path, PathBuf};
@@ -29,7 +41,7 @@ use serde_json::{Value, json};
 
 use crate::RealError;
 use crate::args::{Mode, Plan, RealArgs, SchedMode};
-use crate::forkloop::timed_fork;
+use crate::forkloop::{StampPage, timed_fork};
 use crate::layout::{Layout, THP_ROOT, ThpInfo};
 use crate::region::Region;
 use crate::verify::{self, Deltas, LayoutReport};
@@ -40,8 +52,22 @@ pub const CONFIG_KEYS: &[&str] = &[
     "PAGE_MAPCOUNT",
     "NO_PAGE_MAPCOUNT",
     "MM_ID",
+    "PARAVIRT",
     "PARAVIRT_XXL",
+    "KVM_GUEST",
     "TRANSPARENT_HUGEPAGE",
+    "TRANSPARENT_HUGEPAGE_ALWAYS",
+    "TRANSPARENT_HUGEPAGE_MADVISE",
+    "PGTABLE_LEVELS",
+    "SPLIT_PTE_PTLOCKS",
+    "PER_VMA_LOCK",
+    "ARM64_CONTPTE",
+    "MITIGATION_PAGE_TABLE_ISOLATION",
+    "PAGE_TABLE_CHECK",
+    "DEBUG_VM",
+    "KASAN",
+    "PROVE_LOCKING",
+    "NUMA",
     "PREEMPT_NONE",
     "PREEMPT_VOLUNTARY",
     "PREEMPT",
@@ -66,7 +92,8 @@ pub fn run_each(args: &RealArgs, on_record: &mut dyn FnMut(&RunRecord)) -> Resul
     hostenv::cleanup::install();
 
     let allowed = cpu::allowed_cpus()?;
-    let env = capture_env(&thp);
+    let mut env = capture_env(&thp);
+    env.pinned_cpu = plan.cpu;
     let label = plan
         .label
         .clone()
@@ -84,6 +111,8 @@ pub fn run_each(args: &RealArgs, on_record: &mut dyn FnMut(&RunRecord)) -> Resul
         "cpu_at_start": cpu::current_cpu(),
     });
 
+    let timer = calibrate_timer();
+    let stamp = StampPage::new().map_err(|e| RealError::io("mapping the stamp page", e))?;
     let mut region = Region::map(plan.mem).map_err(|e| RealError::io("mapping the region", e))?;
     let prep = prepare(&mut region, &plan, &thp)?;
 
@@ -110,6 +139,13 @@ pub fn run_each(args: &RealArgs, on_record: &mut dyn FnMut(&RunRecord)) -> Resul
         )));
     }
 
+    // Keep khugepaged out of this mm during the runs: it scans an mm that ever had
+    // MADV_HUGEPAGE under mmap_read_lock (nice 19, so it can be preempted while holding it),
+    // and fork() then sleeps on mmap_write_lock inside the timed section. With THP disabled for
+    // the process, khugepaged drops the mm at its next visit. fork() does not consult the flag
+    // when copying, and the layout is already in place (and re-verified after every run).
+    let thp_guard = ThpDisabled::set();
+    let khugepaged_excluded = thp_guard.as_ref().map(|_| ()).map_err(Clone::clone);
     let mut counters = PerfCounters::open(&Event::ALL);
     let mut counters_ok = counters.status().iter().any(|s| s.available);
     let mut counter_failure: Option<String> = None;
@@ -120,13 +156,14 @@ pub fn run_each(args: &RealArgs, on_record: &mut dyn FnMut(&RunRecord)) -> Resul
         let (fifo, sched_info) = enter_sched(&plan);
         let data = run_loop(
             &mut region,
+            &stamp,
             &plan,
             if counters_ok {
                 Some(&mut counters as &mut dyn Counters)
             } else {
                 None
             },
-            fifo.is_some(),
+            fifo.as_ref().map(|g| g.policy()) == Some(sched::Policy::Fifo),
         );
         drop(fifo);
         let data = data?;
@@ -156,6 +193,7 @@ pub fn run_each(args: &RealArgs, on_record: &mut dyn FnMut(&RunRecord)) -> Resul
             )));
         }
 
+        let memory = memory_json(&post);
         let cpu_load = match (&stat0, &stat1) {
             (Some(a), Some(b)) => load_json(a, b, plan.cpu),
             _ => Value::Null,
@@ -169,9 +207,12 @@ pub fn run_each(args: &RealArgs, on_record: &mut dyn FnMut(&RunRecord)) -> Resul
             pre: &pre,
             post: &post,
             prep: &prep,
+            khugepaged_excluded: &khugepaged_excluded,
             sched_info,
             pinning: pinning.clone(),
             cpu_load,
+            timer: &timer,
+            memory,
             counters: &counters,
             counters_used: counters_ok,
             counter_failure: counter_failure.clone(),
@@ -179,9 +220,34 @@ pub fn run_each(args: &RealArgs, on_record: &mut dyn FnMut(&RunRecord)) -> Resul
         });
         on_record(&rec);
     }
+    drop(thp_guard);
     drop(pinned);
     drop(region);
     Ok(())
+}
+
+/// THP disabled for this process (`PR_SET_THP_DISABLE`) while this exists; dropping it puts
+/// the previous setting back (the library may run in a process that uses THP afterwards).
+struct ThpDisabled {
+    previous: bool,
+}
+
+impl ThpDisabled {
+    fn set() -> Result<ThpDisabled, String> {
+        let previous =
+            hostenv::thp_disable_flag().map_err(|e| format!("PR_GET_THP_DISABLE: {e}"))?;
+        hostenv::set_thp_disable(true).map_err(|e| format!("PR_SET_THP_DISABLE: {e}"))?;
+        Ok(ThpDisabled {
+            previous: previous != 0,
+        })
+    }
+}
+
+impl Drop for ThpDisabled {
+    fn drop(&mut self) {
+        // Re-allowing THP cannot fail for a process that could disable it.
+        let _ = hostenv::set_thp_disable(self.previous);
+    }
 }
 
 /// Checks that need the host but change nothing.
@@ -211,8 +277,63 @@ fn preflight(plan: &Plan, thp: &ThpInfo) -> Result<(), RealError> {
                 avail >> 20
             )));
         }
+        if let Some((room, cg)) = procfs::cgroup_memory_headroom()
+            && room < need
+        {
+            return Err(RealError::BadInput(format!(
+                "not enough memory: --mem {} MiB needs about {} MiB, but the memory cgroup {cg} allows only {} MiB more",
+                plan.mem >> 20,
+                need >> 20,
+                room >> 20
+            )));
+        }
     }
     Ok(())
+}
+
+/// Cost of one `clock_gettime(CLOCK_MONOTONIC)` call, measured back to back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct TimerCost {
+    calls: u32,
+    mean_ns: f64,
+    median_ns: f64,
+    min_ns: u64,
+}
+
+fn calibrate_timer() -> TimerCost {
+    const CALLS: u32 = 100_000;
+    let mut deltas = Vec::with_capacity(CALLS as usize);
+    let mut prev = hostenv::monotonic_ns();
+    for _ in 0..CALLS {
+        let now = hostenv::monotonic_ns();
+        deltas.push(now.saturating_sub(prev));
+        prev = now;
+    }
+    let mean_ns = deltas.iter().sum::<u64>() as f64 / f64::from(CALLS);
+    deltas.sort_unstable();
+    TimerCost {
+        calls: CALLS,
+        mean_ns,
+        median_ns: deltas[deltas.len() / 2] as f64,
+        min_ns: deltas[0],
+    }
+}
+
+/// The runner's own memory: peak RSS minus what the region holds.
+fn memory_json(post: &LayoutReport) -> Value {
+    let hwm = procfs::self_status_bytes("VmHWM");
+    let rss = procfs::self_status_bytes("VmRSS");
+    let region = post.observation.smaps.as_ref().map(|s| s.rss_kb * 1024);
+    json!({
+        "vm_hwm_bytes": hwm,
+        "vm_rss_bytes": rss,
+        "vm_pte_bytes": procfs::self_status_bytes("VmPTE"),
+        "region_rss_bytes": region,
+        "runner_own_peak_bytes": match (hwm, region) {
+            (Some(h), Some(r)) => Some(h.saturating_sub(r)),
+            _ => None,
+        },
+    })
 }
 
 fn capture_env(thp: &ThpInfo) -> hostenv::env::HostEnv {
@@ -254,6 +375,23 @@ fn prepare(region: &mut Region, plan: &Plan, thp: &ThpInfo) -> Result<Prepared, 
     let mut knobs = Vec::new();
     let mut split_ns = None;
     let mut deltas = Deltas::default();
+    // The counter deltas below are system-wide. Hold a lock on the THP sysfs directory while
+    // they are taken: shared for most layouts, exclusive while an mTHP knob is switched, so a
+    // concurrent forkbench process's mTHP populate can neither move these deltas nor be moved
+    // by them. (Best effort: without the directory there are no THP counters either.)
+    let _lock = if plan.layout.populated() {
+        let l = match plan.layout {
+            Layout::Mthp { .. } => sysfs::ExclusiveLock::acquire(&thp.root),
+            _ => sysfs::ExclusiveLock::acquire_shared(&thp.root),
+        };
+        match (l, plan.layout) {
+            (Ok(l), _) => Some(l),
+            (Err(e), Layout::Mthp { .. }) => return Err(e.into()),
+            (Err(_), _) => None,
+        }
+    } else {
+        None
+    };
     let before = MmCounters::read(&thp.root);
     let mut populate_ns = 0;
     match plan.layout {
@@ -268,6 +406,12 @@ fn prepare(region: &mut Region, plan: &Plan, thp: &ThpInfo) -> Result<Prepared, 
         }
         Layout::Mthp { kb } => {
             let knob = thp.size_knob(kb);
+            // Knob switching is serialised with every other forkbench process (whatever size
+            // it switches) by the exclusive lock above; re-check under it that no larger size
+            // is `always`.
+            ThpInfo::read(&thp.root)
+                .check(plan.layout)
+                .map_err(RealError::BadInput)?;
             let t = hostenv::monotonic_ns();
             let guard = sysfs::SysfsGuard::set(&knob, "always").map_err(|e| {
                 RealError::BadInput(format!(
@@ -309,6 +453,14 @@ fn prepare(region: &mut Region, plan: &Plan, thp: &ThpInfo) -> Result<Prepared, 
         if let (Some(a), Some(b)) = (&after, &split) {
             deltas.split = Some(b.since(a));
         }
+        // Keep khugepaged from collapsing the PTE-mapped THPs back into PMD mappings during
+        // the runs (seen on the development VM within seconds). Splits nothing, and fork does
+        // not look at the flag for PTE-mapped memory.
+        madv(
+            region,
+            libc::MADV_NOHUGEPAGE,
+            "MADV_NOHUGEPAGE (khugepaged guard)",
+        )?;
     }
     Ok(Prepared {
         populate_ns,
@@ -326,40 +478,62 @@ fn populate(region: &mut Region) -> u64 {
 }
 
 fn enter_sched(plan: &Plan) -> (Option<sched::FifoGuard>, Value) {
+    let rt = sched::rt_budget();
     let requested = match plan.sched {
-        SchedMode::Other => "other",
+        SchedMode::Other => {
+            return (
+                None,
+                json!({"requested": "other", "effective": "other", "rt_budget_us": rt}),
+            );
+        }
+        SchedMode::Batch => "batch",
         SchedMode::Fifo => "fifo",
     };
-    let rt = sched::rt_budget();
-    if plan.sched == SchedMode::Other {
-        return (
-            None,
-            json!({"requested": requested, "effective": "other", "rt_budget_us": rt}),
-        );
+    let mut fallback = None;
+    if plan.sched == SchedMode::Fifo {
+        match sched::set_fifo(plan.fifo_priority) {
+            Ok(g) => {
+                let p = g.priority();
+                return (
+                    Some(g),
+                    json!({
+                        "requested": requested,
+                        "effective": "fifo",
+                        "priority": p,
+                        "children_inherit": true,
+                        "rt_budget_us": rt,
+                    }),
+                );
+            }
+            Err(e) => fallback = Some(e.to_string()),
+        }
     }
-    match sched::set_fifo(plan.fifo_priority) {
-        Ok(g) => {
-            let p = g.priority();
+    match sched::set_batch() {
+        Ok(g) => (
+            Some(g),
+            json!({
+                "requested": requested,
+                "effective": "batch",
+                "children_inherit": true,
+                "fallback": fallback,
+                "rt_budget_us": rt,
+            }),
+        ),
+        Err(e) => {
+            let why = match fallback {
+                Some(f) => format!("{f}; {e}"),
+                None => e.to_string(),
+            };
             (
-                Some(g),
+                None,
                 json!({
                     "requested": requested,
-                    "effective": "fifo",
-                    "priority": p,
-                    "children_inherit": true,
+                    "effective": "other",
+                    "fallback": why,
                     "rt_budget_us": rt,
                 }),
             )
         }
-        Err(e) => (
-            None,
-            json!({
-                "requested": requested,
-                "effective": "other",
-                "fallback": e.to_string(),
-                "rt_budget_us": rt,
-            }),
-        ),
     }
 }
 
@@ -371,12 +545,15 @@ struct RunData {
     warmup: Vec<u64>,
     first_fork_ns: Option<u64>,
     nivcsw: Vec<u64>,
+    nvcsw: Vec<u64>,
     minflt: Vec<u64>,
     migrated: Vec<bool>,
     disturbed: Vec<bool>,
     disturbances: Vec<Value>,
     refresh_ns: Vec<u64>,
     refresh_minflt: Vec<u64>,
+    child_start: Vec<Option<u64>>,
+    child_first: Vec<bool>,
     pause_ns: u64,
     counters_total: Option<Snapshot>,
     counter_error: Option<String>,
@@ -392,6 +569,7 @@ fn add_into(total: &mut Snapshot, d: &Snapshot) {
 
 fn run_loop<'c>(
     region: &mut Region,
+    stamp: &StampPage,
     plan: &Plan,
     mut counters: Option<&mut (dyn Counters + 'c)>,
     fifo: bool,
@@ -428,7 +606,8 @@ fn run_loop<'c>(
                 d.refresh_minflt.push(ru1.minflt.saturating_sub(ru0.minflt));
             }
         }
-        let f = timed_fork(counters.as_deref_mut()).map_err(|e| RealError::io("timed fork", e))?;
+        let f = timed_fork(stamp, counters.as_deref_mut())
+            .map_err(|e| RealError::io(format!("timed fork {i} of run"), e))?;
         busy_ns += f.reaped_ns;
         if d.first_fork_ns.is_none() {
             d.first_fork_ns = Some(f.fork_ns);
@@ -447,12 +626,19 @@ fn run_loop<'c>(
             if f.nivcsw > 0 {
                 reasons.push("preempted");
             }
+            if f.nvcsw > 0 {
+                reasons.push("blocked");
+            }
             let migrations = delta.as_ref().and_then(|s| s.get(Event::CpuMigrations));
             let migrated = f.cpu_before != f.cpu_after || migrations.unwrap_or(0) > 0;
             if migrated {
                 reasons.push("migrated");
             }
+            if f.child_ran_first {
+                reasons.push("child-ran-first");
+            }
             if f.nivcsw == 0
+                && f.nvcsw == 0
                 && delta
                     .as_ref()
                     .and_then(|s| s.get(Event::ContextSwitches))
@@ -465,8 +651,11 @@ fn run_loop<'c>(
             d.samples.push(f.fork_ns);
             d.reaped.push(f.reaped_ns);
             d.nivcsw.push(f.nivcsw);
+            d.nvcsw.push(f.nvcsw);
             d.minflt.push(f.minflt);
             d.migrated.push(migrated);
+            d.child_start.push(f.child_start_ns);
+            d.child_first.push(f.child_ran_first);
             d.disturbed.push(!reasons.is_empty());
             if !reasons.is_empty() {
                 d.disturbances
@@ -514,9 +703,12 @@ struct RecordParts<'a> {
     pre: &'a LayoutReport,
     post: &'a LayoutReport,
     prep: &'a Prepared,
+    khugepaged_excluded: &'a Result<(), String>,
     sched_info: Value,
     pinning: Value,
     cpu_load: Value,
+    timer: &'a TimerCost,
+    memory: Value,
     counters: &'a PerfCounters,
     counters_used: bool,
     counter_failure: Option<String>,
@@ -534,11 +726,23 @@ fn report_json(r: &LayoutReport) -> Value {
     v
 }
 
+/// Floats in records are rounded so that they survive a JSON round trip exactly (serde_json's
+/// default float parser is exact for short decimals).
+fn round3(x: f64) -> f64 {
+    (x * 1e3).round() / 1e3
+}
+
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
 fn record(p: RecordParts<'_>) -> RunRecord {
     let verified = p.pre.ok && p.post.ok;
     let mut options = Vec::new();
-    if p.sched_info["effective"] == "fifo" {
-        options.push("sched-fifo");
+    match p.sched_info["effective"].as_str() {
+        Some("fifo") => options.push("sched-fifo"),
+        Some("batch") => options.push("sched-batch"),
+        _ => {}
     }
     if !verified {
         options.push("unverified");
@@ -568,6 +772,13 @@ fn record(p: RecordParts<'_>) -> RunRecord {
             "fresh: before each fork one byte per page is written (outside the timed section), so the parent's PTEs are writable and its folios exclusive again"
         }
     };
+    let f64s = |v: &[u64]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    // The same formula as `RunRecord::mean_ns`, so readers can compare the two exactly.
+    let mean = |v: &[u64]| {
+        (!v.is_empty()).then(|| v.iter().map(|&s| s as f64).sum::<f64>() / v.len() as f64)
+    };
+    let run_mean = mean(&d.samples);
+    let reaped_mean = mean(&d.reaped).map(round3);
     let mut sched_json = p.sched_info;
     sched_json["pause_between_iterations_ns"] = d.pause_ns.into();
     let extra = json!({
@@ -581,12 +792,25 @@ fn record(p: RecordParts<'_>) -> RunRecord {
             "populate_ns": p.prep.populate_ns,
             "pte_map_ns": p.prep.split_ns,
             "sysfs_switched": p.prep.knobs,
+            "khugepaged_guard": p.plan.layout == Layout::PteOrder9,
+            "thp_disabled_for_runs": match p.khugepaged_excluded {
+                Ok(()) => json!(true),
+                Err(e) => json!({"failed": e}),
+            },
         },
+        "run_mean_ns": run_mean,
+        "run_median_ns": stats::median(&f64s(&d.samples)),
+        "reaped_mean_ns": reaped_mean,
+        "reaped_median_ns": stats::median(&f64s(&d.reaped)),
         "reaped_ns": d.reaped,
+        "child_start_ns": d.child_start,
+        "child_ran_first": d.child_first,
+        "child_ran_first_count": d.child_first.iter().filter(|&&b| b).count(),
         "warmup_ns": d.warmup,
         "first_fork_ns": d.first_fork_ns,
         "first_fork_of_process": p.run_index == 0,
         "nivcsw": d.nivcsw,
+        "nvcsw": d.nvcsw,
         "minflt": d.minflt,
         "migrated": d.migrated,
         "disturbed": d.disturbed,
@@ -602,6 +826,15 @@ fn record(p: RecordParts<'_>) -> RunRecord {
         "sched": sched_json,
         "pinning": p.pinning,
         "cpu_load": p.cpu_load,
+        "timer": {
+            "what": "one clock_gettime(CLOCK_MONOTONIC) call, measured back to back before the runs; each fork sample contains about one such call",
+            "calls": p.timer.calls,
+            "per_call_mean_ns": round3(p.timer.mean_ns),
+            "per_call_median_ns": p.timer.median_ns,
+            "per_call_min_ns": p.timer.min_ns,
+            "share_of_fork_mean_pct": run_mean.map(|m| round6(100.0 * p.timer.mean_ns / m)),
+        },
+        "memory": p.memory,
         "runs": p.plan.runs,
         "iters": p.plan.iters,
         "env": p.env,

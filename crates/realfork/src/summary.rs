@@ -1,36 +1,17 @@
 //! The short human-readable summary `forkbench real` prints without `--json`: the layout
-//! verification line and, per run, mean / median / standard deviation of the fork() samples.
-//! Only these three descriptive figures are computed here; real statistics (CIs, tests between
-//! variants) belong to the `stats` crate and read the JSON records instead.
+//! verification line and, per run, mean / median / standard deviation of the fork() samples,
+//! then one line over all runs ([`aggregate`]): mean of run means, run-to-run `std_rel`, median
+//! over all samples (and the run-to-run `std_rel` of the run medians), fork-to-reaped, disturbed samples, timer overhead and the runner's own
+//! memory. Means, standard deviations and medians come from the `stats` crate; tests between
+//! variants belong there too and read the JSON records instead.
 
 use results::RunRecord;
 
 /// Mean, median and sample standard deviation; `None` for no samples.
 pub fn mean_median_sd(samples: &[u64]) -> Option<(f64, f64, f64)> {
-    if samples.is_empty() {
-        return None;
-    }
-    let n = samples.len() as f64;
-    let mean = samples.iter().map(|&s| s as f64).sum::<f64>() / n;
-    let mut v = samples.to_vec();
-    v.sort_unstable();
-    let mid = v.len() / 2;
-    let median = if v.len().is_multiple_of(2) {
-        (v[mid - 1] as f64 + v[mid] as f64) / 2.0
-    } else {
-        v[mid] as f64
-    };
-    let sd = if samples.len() > 1 {
-        (samples
-            .iter()
-            .map(|&s| (s as f64 - mean).powi(2))
-            .sum::<f64>()
-            / (n - 1.0))
-            .sqrt()
-    } else {
-        0.0
-    };
-    Some((mean, median, sd))
+    let xs: Vec<f64> = samples.iter().map(|&s| s as f64).collect();
+    let s = stats::Summary::of(&xs)?;
+    Some((s.mean, stats::median(&xs)?, s.std))
 }
 
 /// A duration in ns with a readable unit.
@@ -54,13 +35,14 @@ pub fn describe(rec: &RunRecord) -> Vec<String> {
     {
         out.push(format!("layout: {s}"));
         if let Some(s) = rec.extra["sched"]["fallback"].as_str() {
-            out.push(format!("sched: fell back to SCHED_OTHER: {s}"));
+            let to = rec.extra["sched"]["effective"]
+                .as_str()
+                .unwrap_or("other")
+                .to_uppercase();
+            out.push(format!("sched: fell back to SCHED_{to}: {s}"));
         }
     }
-    let reaped: Vec<u64> = rec.extra["reaped_ns"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_u64()).collect())
-        .unwrap_or_default();
+    let reaped = u64s(&rec.extra["reaped_ns"]);
     let disturbed = rec.extra["disturbed_count"].as_u64().unwrap_or(0);
     let mut line = format!("{} run {}:", rec.variant.layout, rec.run_index);
     match mean_median_sd(&rec.samples_ns) {
@@ -95,6 +77,87 @@ pub fn describe(rec: &RunRecord) -> Vec<String> {
     out
 }
 
+fn u64s(v: &serde_json::Value) -> Vec<u64> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_u64()).collect())
+        .unwrap_or_default()
+}
+
+/// One line over all records of one variant: `<layout> over R runs x N: fork mean (of run
+/// means), std_rel (sample sd of run means / their mean), median of all samples, fork-to-reaped
+/// mean, disturbed samples, timer overhead, runner memory`. `None` without records.
+pub fn aggregate(recs: &[RunRecord]) -> Option<String> {
+    let first = recs.first()?;
+    let means: Vec<f64> = recs.iter().map(RunRecord::mean_ns).collect();
+    let runs = stats::Summary::of(&means)?;
+    let all: Vec<f64> = recs
+        .iter()
+        .flat_map(|r| r.samples_ns.iter().map(|&s| s as f64))
+        .collect();
+    let median = stats::median(&all)?;
+    let run_medians: Vec<f64> = recs
+        .iter()
+        .filter_map(|r| {
+            let xs: Vec<f64> = r.samples_ns.iter().map(|&s| s as f64).collect();
+            stats::median(&xs)
+        })
+        .collect();
+    let medians = stats::Summary::of(&run_medians)?;
+    let reaped: Vec<f64> = recs
+        .iter()
+        .flat_map(|r| u64s(&r.extra["reaped_ns"]))
+        .map(|x| x as f64)
+        .collect();
+    let disturbed: u64 = recs
+        .iter()
+        .filter_map(|r| r.extra["disturbed_count"].as_u64())
+        .sum();
+    let child_first: u64 = recs
+        .iter()
+        .filter_map(|r| r.extra["child_ran_first_count"].as_u64())
+        .sum();
+    let mut line = format!(
+        "{} over {} runs x {}: fork mean {} std_rel {:.2}% median {} (run medians std_rel {:.2}%)",
+        first.variant.layout,
+        recs.len(),
+        first.samples_ns.len(),
+        fmt_ns(runs.mean),
+        100.0 * runs.cv(),
+        fmt_ns(median),
+        100.0 * medians.cv(),
+    );
+    if let Some(r) = stats::Summary::of(&reaped) {
+        line.push_str(&format!("; fork->reaped mean {}", fmt_ns(r.mean)));
+    }
+    line.push_str(&format!(
+        "; disturbed {disturbed} of {} (child ran first {child_first})",
+        all.len()
+    ));
+    if let Some(t) = first.extra["timer"]["per_call_mean_ns"].as_f64()
+        && runs.mean > 0.0
+    {
+        line.push_str(&format!(
+            "; timer {:.0} ns = {:.4}% of fork",
+            t,
+            100.0 * t / runs.mean
+        ));
+    }
+    if let Some(m) = recs
+        .iter()
+        .filter_map(|r| r.extra["memory"]["runner_own_peak_bytes"].as_u64())
+        .max()
+    {
+        line.push_str(&format!(
+            "; runner memory beyond the region {:.1} MiB",
+            m as f64 / f64::from(1 << 20)
+        ));
+    }
+    if !first.variant.options.is_empty() {
+        line.push_str(&format!(" [{}]", first.variant.options));
+    }
+    Some(line)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +173,48 @@ mod tests {
         assert_eq!(fmt_ns(1_500_000.0), "1.500 ms");
         assert_eq!(fmt_ns(1_500.0), "1.50 µs");
         assert_eq!(fmt_ns(15.0), "15 ns");
+    }
+
+    fn rec(run_index: u32, samples: Vec<u64>) -> RunRecord {
+        RunRecord {
+            schema: results::SCHEMA_VERSION,
+            tool_version: "0".into(),
+            variant: results::Variant {
+                instrument: results::Instrument::Real,
+                arch: "x86_64".into(),
+                strategy: "k".into(),
+                layout: "order0".into(),
+                mem_bytes: 1 << 30,
+                mode: "steady".into(),
+                options: "sched-fifo".into(),
+            },
+            run_index,
+            warmup: 1,
+            samples_ns: samples.clone(),
+            ops: Default::default(),
+            cpu: Some(1),
+            extra: serde_json::json!({
+                "reaped_ns": samples.iter().map(|s| s * 2).collect::<Vec<_>>(),
+                "disturbed_count": 1,
+                "child_ran_first_count": 0,
+                "timer": {"per_call_mean_ns": 20.0},
+                "memory": {"runner_own_peak_bytes": 3 << 20},
+            }),
+        }
+    }
+
+    #[test]
+    fn aggregate_over_runs() {
+        assert_eq!(aggregate(&[]), None);
+        let recs = vec![rec(0, vec![900, 1100]), rec(1, vec![1000, 1000])];
+        let line = aggregate(&recs).unwrap();
+        // Run means 1000 and 1000: std_rel 0; median of all four samples 1000.
+        assert_eq!(
+            line,
+            "order0 over 2 runs x 2: fork mean 1.00 µs std_rel 0.00% median 1.00 µs \
+             (run medians std_rel 0.00%); \
+             fork->reaped mean 2.00 µs; disturbed 2 of 4 (child ran first 0); \
+             timer 20 ns = 2.0000% of fork; runner memory beyond the region 3.0 MiB [sched-fifo]"
+        );
     }
 }

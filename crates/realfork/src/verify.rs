@@ -270,9 +270,11 @@ pub fn judge(
                 }
             ),
         );
+        // pte-order9 is populated under MADV_HUGEPAGE and then switched to MADV_NOHUGEPAGE
+        // (the khugepaged guard), so both end up `nh`.
         let flag = match layout {
-            Layout::Order0 => Some("nh"),
-            Layout::PteOrder9 | Layout::PmdOrder9 => Some("hg"),
+            Layout::Order0 | Layout::PteOrder9 => Some("nh"),
+            Layout::PmdOrder9 => Some("hg"),
             _ => None,
         };
         if let Some(flag) = flag {
@@ -502,7 +504,7 @@ mod tests {
         let obs = Observation {
             pagemap: Some(flags()),
             histogram: Some(hist(9)),
-            smaps: Some(smaps(MEM / 1024, 0, "hg")),
+            smaps: Some(smaps(MEM / 1024, 0, "nh")),
             unavailable: vec![],
         };
         let d = Deltas {

@@ -74,6 +74,48 @@ fn common(records: &[RunRecord], layout: &str, runs: usize, iters: usize) {
             assert!(rp >= f, "fork-to-reaped includes the fork");
         }
         assert_eq!(r.extra["disturbed"].as_array().unwrap().len(), iters);
+        assert_eq!(r.extra["child_ran_first"].as_array().unwrap().len(), iters);
+        let starts = r.extra["child_start_ns"].as_array().unwrap();
+        assert_eq!(starts.len(), iters);
+        assert!(starts.iter().all(Value::is_u64), "every child stamped");
+        // Per-run figures agree with the samples.
+        assert_eq!(r.extra["run_mean_ns"].as_f64(), Some(r.mean_ns()));
+        assert!(r.extra["run_median_ns"].as_f64().unwrap() > 0.0);
+        assert!(r.extra["reaped_mean_ns"].as_f64().unwrap() >= r.mean_ns());
+        // Timer overhead and the runner's own memory are measured, not assumed.
+        let t = &r.extra["timer"];
+        assert!(t["per_call_mean_ns"].as_f64().unwrap() > 0.0, "{t}");
+        assert!(t["share_of_fork_mean_pct"].as_f64().is_some(), "{t}");
+        let m = &r.extra["memory"];
+        assert!(m["vm_hwm_bytes"].as_u64().unwrap() > 0, "{m}");
+        assert!(m["runner_own_peak_bytes"].is_u64(), "{m}");
+        // Environment capture (issue item 6).
+        let env = &r.extra["env"];
+        for key in [
+            "kernel_release",
+            "kernel_version",
+            "cpus_online",
+            "cpus_allowed",
+        ] {
+            assert!(env[key].is_string(), "{key}: {}", env[key]);
+        }
+        assert!(!env["command_line"].as_array().unwrap().is_empty());
+        assert_eq!(env["page_size"], 4096);
+        assert_eq!(env["pinned_cpu"].as_u64().map(|c| c as usize), r.cpu);
+        assert!(env["kernel_config"]["values"].is_object());
+        assert!(env["cpufreq_governor"].is_object());
+        let sysfs = env["sysfs"].as_object().unwrap();
+        for k in ["enabled", "defrag", "khugepaged/pages_to_scan"] {
+            assert!(
+                sysfs.contains_key(&format!("{THP_ROOT}/{k}")),
+                "{k} missing from {sysfs:?}"
+            );
+        }
+        let thp = ThpInfo::read(Path::new(THP_ROOT));
+        for kb in thp.sizes.keys() {
+            let knob = thp.size_knob(*kb).display().to_string();
+            assert!(sysfs.contains_key(&knob), "{knob} missing");
+        }
         assert_eq!(r.extra["warmup_ns"].as_array().unwrap().len(), 1);
         let v = verification(r);
         assert_eq!(v["verified"], true, "{}", v["post"]["summary"]);
@@ -162,6 +204,10 @@ fn pte_order9_is_pte_mapped_without_splitting_folios() {
     let _s = serial();
     let recs = run(&args("pte-order9")).unwrap();
     common(&recs, "pte-order9", 2, 5);
+    // THP is disabled only during the runs (khugepaged guard) and allowed again afterwards.
+    assert_eq!(hostenv::thp_disable_flag().unwrap(), 0);
+    assert_eq!(recs[0].extra["populate"]["thp_disabled_for_runs"], true);
+    assert_eq!(recs[0].extra["populate"]["khugepaged_guard"], true);
     let v = verification(&recs[0]);
     assert_eq!(v["pre"]["observation"]["smaps"]["anon_huge_kb"], 0);
     assert_eq!(
@@ -322,6 +368,26 @@ fn fifo_runs_parent_and_children_or_records_why_not() {
     } else if s["effective"] == "other" {
         assert!(s["fallback"].is_string());
     }
+}
+
+#[test]
+fn batch_runs_parent_and_children_without_privileges() {
+    let _s = serial();
+    let cpu = hostenv::cpu::allowed_cpus().unwrap().ids().last().unwrap();
+    let before = hostenv::sched::current().unwrap();
+    let recs = run(&RealArgs {
+        sched: "batch".into(),
+        cpu: Some(cpu),
+        runs: 1,
+        ..args("order0")
+    })
+    .unwrap();
+    assert_eq!(hostenv::sched::current().unwrap(), before);
+    common(&recs, "order0", 1, 5);
+    let s = &recs[0].extra["sched"];
+    assert_eq!(s["effective"], "batch", "{s}");
+    assert_eq!(recs[0].variant.options, "sched-batch");
+    assert_eq!(s["pause_between_iterations_ns"], 0);
 }
 
 #[test]

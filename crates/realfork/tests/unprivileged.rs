@@ -1,6 +1,7 @@
 //! Without privileges the benchmark must still run: verification falls back to smaps, pagemap
-//! flags and counters (level `partial`), SCHED_FIFO falls back to SCHED_OTHER with the reason
-//! recorded, and kernel-mode perf counting degrades instead of failing. As root, this test re-runs
+//! flags and counters (level `partial`), SCHED_FIFO falls back to SCHED_BATCH with the reason
+//! recorded, and kernel-mode perf counting degrades instead of failing. A fork() that fails
+//! (EAGAIN under RLIMIT_NPROC) is one clear error line. As root, this test re-runs
 //! this test binary as user `nobody` (uid/gid 65534) to check that; as another user it checks in
 //! process.
 
@@ -30,15 +31,17 @@ fn check_unprivileged_run() {
     let unavailable = v["pre"]["observation"]["unavailable"].to_string();
     assert!(unavailable.contains("PFNs are hidden"), "{unavailable}");
     let s = &r.extra["sched"];
-    if s["effective"] == "other" {
+    if s["effective"] != "fifo" {
+        // Without CAP_SYS_NICE/RLIMIT_RTPRIO: SCHED_BATCH instead, with the reason recorded.
+        assert_eq!(s["effective"], "batch", "{s}");
         assert!(
             s["fallback"]
                 .as_str()
                 .unwrap()
-                .contains("sched_setscheduler"),
+                .contains("sched_setscheduler(SCHED_FIFO)"),
             "{s}"
         );
-        assert_eq!(r.variant.options, "");
+        assert_eq!(r.variant.options, "sched-batch");
     }
     // Every counter is either counted or null with a reason.
     for (name, c) in r.extra["counters"].as_object().unwrap() {
@@ -52,17 +55,51 @@ fn check_unprivileged_run() {
     }
 }
 
+/// With the process limit reached, fork() fails with EAGAIN: one clear line, exit code 1, and
+/// nothing left behind. Only for an unprivileged user (root ignores RLIMIT_NPROC).
+fn check_fork_eagain_is_one_clear_error() {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid, writable rlimit struct.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut old) }, 0);
+    let lim = libc::rlimit {
+        rlim_cur: 1,
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: as above; lowering the soft limit is always allowed.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NPROC, &lim) }, 0);
+    let e = run(&RealArgs {
+        layout: "order0".into(),
+        mem: "8M".into(),
+        iters: 3,
+        runs: 1,
+        ..Default::default()
+    })
+    .unwrap_err();
+    // SAFETY: restores the saved limit.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NPROC, &old) }, 0);
+    let msg = e.to_string();
+    assert_eq!(e.exit_code(), 1, "{msg}");
+    assert!(msg.contains("fork() failed: "), "{msg}");
+    assert!(msg.contains("RLIMIT_NPROC"), "{msg}");
+    assert!(!msg.contains('\n'), "{msg}");
+}
+
 #[test]
 #[ignore = "helper process for unprivileged_run_falls_back_and_records_why; run by it"]
 fn unprivileged_helper() {
     assert!(std::env::var(HELPER_ENV).is_ok(), "run by the other test");
     check_unprivileged_run();
+    check_fork_eagain_is_one_clear_error();
 }
 
 #[test]
 fn unprivileged_run_falls_back_and_records_why() {
     if hostenv::geteuid() != 0 {
         check_unprivileged_run();
+        check_fork_eagain_is_one_clear_error();
         return;
     }
     // Run a copy of this binary from a world-readable directory: the build directory may not
