@@ -1,0 +1,65 @@
+//! Calibration and fidelity for forkbench.
+//!
+//! * [`calibrate`]: time the real `fork()` on the host for several folio layouts, take the
+//!   model's exact op counts for the same layouts, and fit per-operation costs by non-negative
+//!   least squares ([`nnls`]); cross-validate by leaving one layout out; write the fitted
+//!   [`profile::CostProfile`] to `results/calibration/<host>-<UTC>.json`.
+//! * [`fidelity`]: every fork table the LKML thread published beside the model's reproduction
+//!   (`results/fidelity.md`), rendered deterministically from a committed measurement file
+//!   (`results/fidelity-inputs.json`).
+//! * [`profile::CostProfile::caption`]: the one-line "cost profile: …" caption that every table
+//!   computed with a calibrated profile carries.
+//!
+//! The entry points for `cargo xtask calibrate` / `cargo xtask fidelity` are
+//! [`calibrate::run_calibrate`] with [`calibrate::CalibrateArgs`] and
+//! [`fidelity::run_fidelity`] with [`fidelity::FidelityArgs`].
+
+pub mod calibrate;
+pub mod fidelity;
+pub mod microbench;
+pub mod nnls;
+pub mod profile;
+pub mod runner;
+pub mod tables;
+pub mod util;
+
+pub use calibrate::{CalibrateArgs, run_calibrate};
+pub use fidelity::{FidelityArgs, run_fidelity};
+
+pub use profile::CostProfile;
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum CalibrateError {
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Json {
+        path: std::path::PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{path}: refusing to overwrite an existing file")]
+    Exists { path: std::path::PathBuf },
+    #[error("running `{cmd}` failed: {msg}")]
+    Runner { cmd: String, msg: String },
+    #[error("fit: {0}")]
+    Fit(String),
+    #[error("{0}")]
+    Input(String),
+    #[error(
+        "{path} is stale: regenerate it with `cargo xtask fidelity` (it renders from {inputs}); first difference at line {line}"
+    )]
+    Stale {
+        path: std::path::PathBuf,
+        inputs: std::path::PathBuf,
+        line: usize,
+    },
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = CalibrateError> = std::result::Result<T, E>;

@@ -1,0 +1,21 @@
+//! The committed `results/fidelity.md` must be exactly what its committed inputs
+//! (`results/fidelity-inputs.json`) render to: regenerate, compare, fail with a hint.
+
+use std::path::PathBuf;
+
+#[test]
+fn committed_fidelity_report_is_fresh() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let inputs = root.join("results/fidelity-inputs.json");
+    let report = root.join("results/fidelity.md");
+    assert!(
+        inputs.exists(),
+        "{} is missing: run `cargo xtask fidelity --measure` and commit it with results/fidelity.md",
+        inputs.display()
+    );
+    if let Err(e) = calibrate::fidelity::check_fresh(&inputs, &report) {
+        panic!(
+            "{e}\nhint: `cargo xtask fidelity` re-renders results/fidelity.md from the committed inputs (no measuring); commit the result"
+        );
+    }
+}
