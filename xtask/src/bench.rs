@@ -1,308 +1,491 @@
-//! `cargo xtask bench`: the walking skeleton of the suite. Runs the x86_64 model for all five
-//! strategies at order 0 and order 9 (1 GiB, 100 iterations x 8 runs, `fresh`), strategies
-//! interleaved run by run in a seeded random order, writes the raw samples to
-//! `results/<machine>/<UTC timestamp>-<label>.json` and prints the thread's table per order.
+//! `cargo xtask bench [--config NAME|PATH] [--label L] [--quick]`: profile → plan → runner
+//! calls (run-level interleaving in a seeded random block order) → one result file
+//! `results/<machine>/<UTC timestamp>-<label>.json` (atomic, never overwritten) with every raw
+//! sample, the profile, the plan, the environment, the git revision and the tool version →
+//! the tables.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::Args;
 use results::{ResultFile, RunRecord, SCHEMA_VERSION};
+use serde_json::json;
 
-use crate::util;
-
-/// Strategies in the thread's row order; the first is the baseline.
-const KERNELS: [&str; 5] = [
-    "mm-unstable",
-    "hugetlb-rmap-cleanups",
-    "ryan-v4",
-    "fork-batching",
-    "upstream",
-];
+use crate::exec::{CallCtx, Caps, Executor, Outcome, Runner};
+use crate::plan::{Plan, call_seed};
+use crate::profile::{self, CpuSel, Profile};
+use crate::progress::Progress;
+use crate::{select, util};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// A small, fast run (64 MiB, 20 iterations x 3 runs) for smoke tests
+    /// Machine profile: a name in bench-configs/ (local, ci, altra, m2, xeon) or a path
+    /// [default: the embedded local.toml]
+    #[arg(long)]
+    pub config: Option<String>,
+    /// Label of this run, e.g. the kernel under test [default: the host's kernel release]
+    #[arg(long)]
+    pub label: Option<String>,
+    /// A small, fast run (the profile's [quick] sizes) for smoke tests
     #[arg(long)]
     pub quick: bool,
-    /// Label of this run (goes into the result file name)
-    #[arg(long, default_value = "model")]
-    pub label: String,
-    /// Seed of the randomised run order (default: from the clock; recorded in the result)
+    /// Seed of the randomised run order [default: from the clock; recorded in the result]
     #[arg(long)]
     pub seed: Option<u64>,
     /// Directory for result files
     #[arg(long, default_value = "results")]
     pub out: String,
+    /// Run a profile made for another machine (wrong arch or CPU model)
+    #[arg(long)]
+    pub force: bool,
+    /// Print the plan and an estimate, run nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Before each runner call, wait up to this many seconds for other forkbench processes
+    /// (someone else's benchmark on a shared machine) to finish; 0 = do not wait
+    #[arg(long, default_value_t = 60)]
+    pub wait_quiet: u64,
 }
 
-/// The plan of one bench invocation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
-    pub mem: &'static str,
-    pub iters: u32,
-    pub runs: u32,
-    pub orders: [u32; 2],
-}
-
-impl Plan {
-    pub fn new(quick: bool) -> Plan {
-        if quick {
-            Plan {
-                mem: "64M",
-                iters: 20,
-                runs: 3,
-                orders: [0, 9],
-            }
-        } else {
-            Plan {
-                mem: "1G",
-                iters: 100,
-                runs: 8,
-                orders: [0, 9],
-            }
-        }
-    }
-}
-
-fn valid_label(l: &str) -> bool {
+/// Labels go into file names.
+pub fn valid_label(l: &str) -> bool {
     !l.is_empty()
         && l.len() <= 64
         && l.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            .all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c))
+}
+
+/// What an execution produced.
+#[derive(Debug, Default)]
+pub struct Execution {
+    pub runs: Vec<RunRecord>,
+    /// `(call name, reason)` of every skipped group.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Run the plan through `exec`: every round, every group (in the round's order), one call each.
+/// A group whose first call is skipped is not called again.
+pub fn execute(
+    plan: &Plan,
+    exec: &mut dyn Executor,
+    cpu: usize,
+    seed: u64,
+    progress: &mut dyn Progress,
+) -> anyhow::Result<Execution> {
+    let total: usize = plan
+        .groups
+        .iter()
+        .map(|g| g.records_per_call())
+        .sum::<usize>()
+        * plan.runs as usize;
+    progress.start(total as u64);
+    let mut out = Execution::default();
+    let mut skipped: Vec<bool> = vec![false; plan.groups.len()];
+    for &(round, g) in &plan.order {
+        if skipped[g] {
+            continue;
+        }
+        let call = &plan.groups[g];
+        let name = call.name();
+        let ctx = CallCtx {
+            cpu,
+            seed: call_seed(seed, round, g),
+        };
+        let mut got = 0usize;
+        let outcome = exec.run(call, ctx, &mut |mut rec| {
+            rec.run_index = round;
+            // The run mean, the statistical unit, next to the raw samples.
+            let mean = rec.mean_ns();
+            if rec.extra.is_null() {
+                rec.extra = serde_json::json!({});
+            }
+            if let Some(o) = rec.extra.as_object_mut() {
+                o.insert("run_mean_ns".into(), json!(mean));
+            }
+            got += 1;
+            progress.record(&name, round, &rec);
+            out.runs.push(rec);
+        })?;
+        if let Outcome::Skipped(why) = outcome {
+            skipped[g] = true;
+            let left = (plan.runs - round) as usize * call.records_per_call() - got;
+            progress.shrink(left as u64);
+            progress.note(&format!("skipping {name}: {why}"));
+            out.skipped.push((name, why));
+        }
+    }
+    progress.finish();
+    Ok(out)
+}
+
+/// Background load during the runs: `(runs with a figure, mean %, max %, runs above 25 %)`
+/// of the busiest other CPU, from each record's `extra.xtask_other_cpus_busy_pct`.
+pub fn load_summary(runs: &[RunRecord]) -> Option<(usize, f64, f64, usize)> {
+    let v: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| {
+            r.extra
+                .get("xtask_other_cpus_busy_pct")
+                .and_then(|x| x.as_f64())
+        })
+        .collect();
+    if v.is_empty() {
+        return None;
+    }
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    let max = v.iter().copied().fold(0.0, f64::max);
+    let over = v.iter().filter(|x| **x > 25.0).count();
+    Some((v.len(), mean, max, over))
+}
+
+/// Runs during which another `forkbench` process was running.
+pub fn concurrent_runs(runs: &[RunRecord]) -> usize {
+    runs.iter()
+        .filter(|r| {
+            r.extra
+                .get("xtask_concurrent_forkbench")
+                .and_then(|x| x.as_u64())
+                .is_some_and(|n| n > 0)
+        })
+        .count()
+}
+
+/// A warning line when the machine was busy, else None.
+pub fn load_warning(runs: &[RunRecord]) -> Option<String> {
+    let conc = concurrent_runs(runs);
+    if conc > 0 {
+        return Some(format!(
+            "warning: another forkbench process was running during {conc} of {} runs \
+             (someone else's benchmark competing for the CPUs); expect noisy numbers and rerun \
+             on a quiet machine",
+            runs.len()
+        ));
+    }
+    let (n, mean, max, over) = load_summary(runs)?;
+    (over * 10 > n || mean > 10.0).then(|| {
+        format!(
+            "warning: the machine was busy: the busiest other CPU was {mean:.0}% busy on average \
+             (max {max:.0}%, above 25% during {over} of {n} runs); expect noisy numbers and rerun \
+             on a quiet machine"
+        )
+    })
+}
+
+fn resolve_cpu(sel: CpuSel) -> usize {
+    match sel {
+        CpuSel::Id(n) => n,
+        // The last CPU this process may use: CPU 0 takes most interrupts.
+        CpuSel::Last => util::allowed_cpus().last().copied().unwrap_or(0),
+    }
+}
+
+/// Estimated wall time of a plan: model ~6 ms per 1 GiB fork including restore and teardown,
+/// real fork ~20 ms per 1 GiB fork including the child's exit and teardown (order0 ~15 ms,
+/// order-9 layouts less), plus ~1 s of populating per call and GiB — as measured on the
+/// 2-vCPU development VM, where the default profile took 4:21 against an estimate of 5 min.
+/// A rough guide, printed before the run.
+pub fn estimate_secs(plan: &Plan) -> f64 {
+    plan.order
+        .iter()
+        .map(|&(_, g)| {
+            let c = &plan.groups[g];
+            let (mem, per_gib) = match c {
+                crate::plan::Call::Sim { mem, .. } => (mem, 0.006),
+                crate::plan::Call::Real { mem, .. } => (mem, 0.02),
+            };
+            let gib = profile::parse_size(mem).unwrap_or(0) as f64 / (1u64 << 30) as f64;
+            c.forks() as f64 * per_gib * gib + 1.0 * gib.max(0.05)
+        })
+        .sum()
+}
+
+fn machine_name(p: &Profile) -> String {
+    if p.machine.name == "auto" {
+        util::hostname()
+    } else {
+        p.machine.name.clone()
+    }
+}
+
+/// Write the cost model as a TOML file the runner can read (only used when it has the flag).
+fn cost_model_file(p: &Profile) -> anyhow::Result<Option<PathBuf>> {
+    if !p.cost_model.keys().any(|k| k.ends_with("_ns")) {
+        return Ok(None);
+    }
+    let path = util::target_dir().join(format!("forkbench-cost-model-{}.toml", p.profile));
+    let text = toml::to_string(&p.cost_model).context("serialising [cost_model]")?;
+    std::fs::create_dir_all(util::target_dir()).ok();
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(Some(path))
 }
 
 pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
-    if !valid_label(&a.label) {
-        bail!(
-            "label '{}' must be 1-64 characters of [A-Za-z0-9._-]",
-            a.label
-        );
+    let root = util::project_root();
+    let profile = profile::load(a.config.as_deref(), &root)?;
+    let cpu_model = util::cpu_model();
+    if let Err(msg) = profile::check_host(&profile, profile::host_arch(), cpu_model.as_deref()) {
+        if !a.force {
+            bail!(msg);
+        }
+        eprintln!("warning: {msg} (running anyway: --force)");
     }
-    let plan = Plan::new(a.quick);
+    let label = a.label.clone().unwrap_or_else(util::default_label);
+    if !valid_label(&label) {
+        bail!("label '{label}' must be 1-64 characters of [A-Za-z0-9._+-]");
+    }
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .context("clock before 1970")?;
     let seed = a
         .seed
         .unwrap_or(now.as_secs() ^ u64::from(now.subsec_nanos()));
-    let machine = util::hostname();
+    let machine = machine_name(&profile);
     let (stamp, rfc3339) = util::utc_stamps(now.as_secs());
-    let out_path = util::project_root()
-        .join(&a.out)
-        .join(&machine)
-        .join(format!("{stamp}-{}.json", a.label));
+    let out_dir = {
+        let o = PathBuf::from(&a.out);
+        if o.is_absolute() { o } else { root.join(o) }
+    };
+    let out_path = out_dir.join(&machine).join(format!("{stamp}-{label}.json"));
     if out_path.exists() {
         bail!("{} already exists; not overwriting", out_path.display());
     }
-
-    eprintln!("building the release runner ...");
-    let runner = util::build_runner()?;
-    // Pin to the last CPU this process may use: CPU 0 takes most interrupts.
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let cpu = cpus - 1;
-
-    let mut runs: Vec<RunRecord> = Vec::new();
-    for (i, order) in plan.orders.iter().enumerate() {
-        eprintln!(
-            "[{}/{}] x86_64 model, order {order}, {} x {} forks of {} per strategy, seed {seed} ...",
-            i + 1,
-            plan.orders.len(),
-            plan.runs,
-            plan.iters,
-            plan.mem
-        );
-        let mut child = Command::new(&runner)
-            .args([
-                "sim",
-                "--arch",
-                "x86_64",
-                "--strategy",
-                "all",
-                "--mode",
-                "fresh",
-                "--json",
-            ])
-            .args(["--order", &order.to_string(), "--mem", plan.mem])
-            .args([
-                "--iters",
-                &plan.iters.to_string(),
-                "--runs",
-                &plan.runs.to_string(),
-            ])
-            .args(["--seed", &seed.wrapping_add(*order as u64).to_string()])
-            .args(["--cpu", &cpu.to_string()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", runner.display()))?;
-        let stdout = child.stdout.take().context("runner stdout")?;
-        let total = plan.runs as usize * KERNELS.len();
-        let mut got = 0;
-        for line in BufReader::new(stdout).lines() {
-            let line = line.context("reading runner output")?;
-            let rec: RunRecord = serde_json::from_str(&line).with_context(|| {
-                format!("runner printed a line that is not a run record: {line}")
-            })?;
-            got += 1;
-            eprintln!(
-                "  {got:>2}/{total} {:<22} run {} mean {:>10.3} ms",
-                rec.variant.strategy,
-                rec.run_index,
-                rec.mean_ns() / 1e6
-            );
-            runs.push(rec);
+    let plan = crate::plan::plan(&profile, a.quick, seed);
+    let cpu = resolve_cpu(profile.cpu());
+    let est = estimate_secs(&plan);
+    eprintln!(
+        "profile {} ({}), machine {machine}, label {label}, seed {seed}: {} variant groups x {} runs, {} of memory, {} forks per run, pinned to CPU {cpu}; estimate ~{:.0} min",
+        profile.profile,
+        profile.source,
+        plan.groups.len(),
+        plan.runs,
+        plan.sizes.mem,
+        plan.sizes.iters,
+        est / 60.0
+    );
+    if a.dry_run {
+        for (i, g) in plan.groups.iter().enumerate() {
+            eprintln!("  group {i}: {}", g.name());
         }
-        let status = child.wait().context("waiting for the runner")?;
-        if !status.success() {
-            bail!("the runner failed ({status}); no result file written");
-        }
+        return Ok(());
     }
-
+    let others = util::pids_named("forkbench", &[]);
+    if !others.is_empty() {
+        eprintln!(
+            "warning: other forkbench processes are running (pids {others:?}); they compete for \
+             the CPUs and make the numbers noisy"
+        );
+    }
+    eprintln!("building the release runner ...");
+    let bin = util::build_runner()?;
+    let mut runner = Runner::new(bin, cost_model_file(&profile)?);
+    runner.label = Some(label.clone());
+    runner.nice = profile.run.nice;
+    runner.wait_quiet = std::time::Duration::from_secs(a.wait_quiet);
+    let caps: Caps = runner.caps()?;
+    let mut progress = crate::progress::auto();
+    let t0 = Instant::now();
+    let ex = execute(&plan, &mut runner, cpu, seed, progress.as_mut())?;
+    let wall = t0.elapsed().as_secs_f64();
+    if ex.runs.is_empty() {
+        bail!("no runs were made (every variant was skipped); no result file written");
+    }
     let file = ResultFile {
         schema: SCHEMA_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        machine,
-        label: a.label.clone(),
+        machine: machine.clone(),
+        label: label.clone(),
         created_utc: rfc3339,
         git_rev: util::git_rev(),
         seed,
-        config: serde_json::json!({
-            "instrument": "sim",
-            "arch": "x86_64",
-            "strategies": KERNELS,
-            "baseline": KERNELS[0],
-            "mem": plan.mem,
-            "iters": plan.iters,
-            "runs": plan.runs,
-            "orders": plan.orders,
-            "mode": "fresh",
-            "cpu": cpu,
+        config: json!({
+            "profile": profile,
             "quick": a.quick,
+            "forced": a.force,
+            "cpu": cpu,
+            "plan": {
+                "runs": plan.runs,
+                "sizes": plan.sizes,
+                "groups": plan.groups,
+                "order": plan.order,
+            },
+            "runner_caps": {
+                "real": caps.real,
+                "contpte_flag": caps.contpte_flag,
+                "cost_model_flag": caps.cost_model_flag,
+                "sched_flag": caps.sched_flag,
+                "real_mode_flag": caps.real_mode_flag,
+                "real_label_flag": caps.real_label_flag,
+            },
+            "skipped": ex.skipped.iter().map(|(n, w)| json!({"group": n, "reason": w})).collect::<Vec<_>>(),
+            "wall_secs": (wall * 10.0).round() / 10.0,
+            "waited_for_quiet_secs": (runner.waited.as_secs_f64() * 10.0).round() / 10.0,
+            "load": load_summary(&ex.runs).map(|(n, mean, max, over)| json!({
+                "runs": n,
+                "other_cpus_busy_pct_mean": (mean * 10.0).round() / 10.0,
+                "other_cpus_busy_pct_max": max,
+                "runs_over_25pct": over,
+            })),
         }),
-        env: util::capture_env(),
-        runs,
+        env: util::capture_env(cpu_model),
+        runs: ex.runs,
     };
     file.save_new(&out_path)
         .with_context(|| format!("saving {}", out_path.display()))?;
-    println!("{}", render_tables(&file));
-    println!("raw samples: {}", out_path.display());
+    let cases = select::cases(std::slice::from_ref(&file), None, &stats::Policy::default())?;
+    println!(
+        "{}",
+        crate::table::render(&cases, &machine, crate::table::Format::Bench)
+    );
+    for (n, w) in &ex.skipped {
+        println!("skipped {n}: {w}");
+    }
+    if let Some(w) = load_warning(&file.runs) {
+        println!("{w}");
+    }
+    println!(
+        "wall time {}:{:02}; raw samples: {}",
+        wall as u64 / 60,
+        wall as u64 % 60,
+        out_path.display()
+    );
+    if out_dir == root.join("results") {
+        println!("to publish: cargo xtask publish (renders results/{machine}/README.md and plots)");
+    }
     Ok(())
-}
-
-/// The thread's table for each order in the file, baseline `mm-unstable`.
-pub fn render_tables(file: &ResultFile) -> String {
-    let mut out = String::new();
-    let mut layouts: Vec<&str> = Vec::new();
-    for r in &file.runs {
-        if !layouts.contains(&r.variant.layout.as_str()) {
-            layouts.push(&r.variant.layout);
-        }
-    }
-    for layout in layouts {
-        let runs: Vec<&RunRecord> = file
-            .runs
-            .iter()
-            .filter(|r| r.variant.layout == layout)
-            .collect();
-        let sums = report::summarise_by_strategy(&runs);
-        let mem = runs.first().map(|r| r.variant.mem_bytes).unwrap_or(0);
-        out.push_str(&format!(
-            "\nfork, x86_64 model, {layout} ({} MiB, {} runs per kernel), baseline {}:\n\n",
-            mem >> 20,
-            sums.first().map(|s| s.1.n).unwrap_or(0),
-            KERNELS[0]
-        ));
-        match report::relative_rows(&sums, KERNELS[0], &KERNELS) {
-            Some(rows) => out.push_str(&report::thread_table(&rows)),
-            None => out.push_str("(no baseline runs)\n"),
-        }
-        out.push_str("\nmean ns per PTE (median of run means):");
-        for k in KERNELS {
-            let per_pte: Vec<f64> = runs
-                .iter()
-                .filter(|r| r.variant.strategy == k)
-                .filter_map(|r| r.extra["ns_per_pte"].as_f64())
-                .collect();
-            if let Some(m) = stats::median(&per_pte) {
-                out.push_str(&format!(" {k} {m:.2};"));
-            }
-        }
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use results::{Instrument, Variant};
+    use crate::exec::mock::Mock;
+    use crate::progress::Recorder;
 
-    fn rec(strategy: &str, layout: &str, run: u32, mean: u64) -> RunRecord {
-        RunRecord {
-            schema: SCHEMA_VERSION,
-            tool_version: "t".into(),
-            variant: Variant {
-                instrument: Instrument::Sim,
-                arch: "x86_64".into(),
-                strategy: strategy.into(),
-                layout: layout.into(),
-                mem_bytes: 1 << 30,
-                mode: "fresh".into(),
-                options: String::new(),
-            },
-            run_index: run,
-            warmup: 0,
-            samples_ns: vec![mean - 1, mean + 1],
-            ops: Default::default(),
-            cpu: None,
-            extra: serde_json::json!({"ns_per_pte": mean as f64 / 262144.0}),
-        }
+    fn local() -> Profile {
+        profile::load(None, &util::project_root()).unwrap()
     }
 
     #[test]
-    fn tables_are_relative_to_mm_unstable() {
-        let mut runs = Vec::new();
-        for (run, (b, u)) in [(1000, 640), (1010, 650), (990, 630)]
-            .into_iter()
-            .enumerate()
-        {
-            runs.push(rec("mm-unstable", "order9", run as u32, b));
-            runs.push(rec("upstream", "order9", run as u32, u));
-        }
-        let file = ResultFile {
-            schema: SCHEMA_VERSION,
-            tool_version: "t".into(),
-            machine: "m".into(),
-            label: "l".into(),
-            created_utc: "x".into(),
-            git_rev: "r".into(),
-            seed: 1,
-            config: serde_json::Value::Null,
-            env: serde_json::Value::Null,
-            runs,
-        };
-        let t = render_tables(&file);
-        assert!(
-            t.contains("| mm-unstable |       0.0% |      1.0% |"),
-            "{t}"
-        );
-        assert!(
-            t.contains("| upstream    |     -36.0% |      1.0% |"),
-            "{t}"
-        );
-    }
-
-    #[test]
-    fn labels_are_checked_and_plans_sized() {
+    fn labels_are_checked() {
         assert!(valid_label("v6.9-rc1"));
+        assert!(valid_label("6.18.0+"));
         assert!(!valid_label("a/b"));
         assert!(!valid_label(""));
-        assert_eq!(Plan::new(false).runs, 8);
-        assert_eq!(Plan::new(false).iters, 100);
-        assert_eq!(Plan::new(true).mem, "64M");
+    }
+
+    #[test]
+    fn interleaves_runs_and_skips_what_is_not_built() {
+        let p = local();
+        let plan = crate::plan::plan(&p, true, 99);
+        let mut mock = Mock {
+            missing_arches: vec!["arm64".into()],
+            ..Mock::default()
+        };
+        let mut prog = Recorder::default();
+        let ex = execute(&plan, &mut mock, 1, 99, &mut prog).unwrap();
+        // arm64 groups (2 orders x 2 contpte) are skipped after their first call each.
+        assert_eq!(ex.skipped.len(), 4);
+        assert!(
+            ex.skipped
+                .iter()
+                .all(|(n, w)| n.starts_with("sim arm64") && w.contains("not built yet"))
+        );
+        assert_eq!(prog.notes.len(), 4);
+        // x86_64: 2 orders x 5 strategies x 3 runs; real: 5 layouts x 3 runs.
+        assert_eq!(ex.runs.len(), 30 + 15);
+        assert_eq!(prog.done, 45);
+        assert_eq!(prog.total, 45);
+        assert!(
+            ex.runs
+                .iter()
+                .all(|r| r.extra["run_mean_ns"].as_f64() == Some(r.mean_ns()))
+        );
+        // Run indices are rounds; every variant has runs 0, 1, 2.
+        let mut per: std::collections::BTreeMap<String, Vec<u32>> = Default::default();
+        for r in &ex.runs {
+            per.entry(r.variant.id()).or_default().push(r.run_index);
+        }
+        assert_eq!(per.len(), 15);
+        assert!(per.values().all(|v| v == &vec![0, 1, 2]));
+        // Round-level interleaving: no call of round 1 before the last of round 0.
+        let rounds: Vec<u32> = ex.runs.iter().map(|r| r.run_index).collect();
+        assert!(rounds.windows(2).all(|w| w[0] <= w[1]));
+        // The block order differs between rounds and calls get distinct seeds.
+        let names: Vec<&String> = mock.calls.iter().map(|c| &c.0).collect();
+        let per_round = names.len() / 3;
+        assert!(names.len() >= 11);
+        let seeds: std::collections::BTreeSet<u64> = mock.calls.iter().map(|c| c.1.seed).collect();
+        assert_eq!(seeds.len(), mock.calls.len());
+        let _ = per_round;
+        // Deterministic: same seed, same calls.
+        let mut mock2 = Mock {
+            missing_arches: vec!["arm64".into()],
+            ..Mock::default()
+        };
+        execute(&plan, &mut mock2, 1, 99, &mut Recorder::default()).unwrap();
+        assert_eq!(mock.calls, mock2.calls);
+    }
+
+    #[test]
+    fn real_not_built_is_a_note_and_failures_stop_the_run() {
+        let p = local();
+        let plan = crate::plan::plan(&p, true, 5);
+        let mut mock = Mock::default();
+        mock.caps.real = false;
+        let mut prog = Recorder::default();
+        let ex = execute(&plan, &mut mock, 0, 5, &mut prog).unwrap();
+        assert_eq!(
+            ex.skipped
+                .iter()
+                .filter(|s| s.0.starts_with("real"))
+                .count(),
+            5
+        );
+        assert_eq!(prog.total, prog.done);
+        let mut bad = Mock {
+            fail_on: Some("sim x86_64 order9".into()),
+            ..Mock::default()
+        };
+        let e = execute(&plan, &mut bad, 0, 5, &mut Recorder::default()).unwrap_err();
+        assert!(e.to_string().contains("boom"), "{e}");
+    }
+
+    #[test]
+    fn busy_machines_are_flagged() {
+        let mut runs = execute(
+            &crate::plan::plan(&local(), true, 1),
+            &mut Mock::default(),
+            1,
+            1,
+            &mut Recorder::default(),
+        )
+        .unwrap()
+        .runs;
+        assert_eq!(load_summary(&runs), None);
+        for (i, r) in runs.iter_mut().enumerate() {
+            r.extra["xtask_other_cpus_busy_pct"] = json!(if i % 2 == 0 { 2.0 } else { 4.0 });
+        }
+        assert_eq!(load_summary(&runs).map(|s| s.3), Some(0));
+        assert!(load_warning(&runs).is_none());
+        runs[0].extra["xtask_other_cpus_busy_pct"] = json!(100.0);
+        let n = runs.len();
+        for r in runs.iter_mut().take(n / 5) {
+            r.extra["xtask_other_cpus_busy_pct"] = json!(90.0);
+        }
+        let w = load_warning(&runs).unwrap();
+        assert!(w.starts_with("warning: the machine was busy"), "{w}");
+        runs[1].extra["xtask_concurrent_forkbench"] = json!(1);
+        let w = load_warning(&runs).unwrap();
+        assert!(
+            w.contains("another forkbench process was running during 1 of"),
+            "{w}"
+        );
+    }
+
+    #[test]
+    fn estimate_of_the_default_run_fits_ten_minutes() {
+        let plan = crate::plan::plan(&local(), false, 1);
+        let est = estimate_secs(&plan);
+        assert!(est < 600.0, "{est}");
     }
 }

@@ -1,15 +1,31 @@
-//! `cargo xtask`: thin orchestration. `bench` builds the release `forkbench` runner, runs the
-//! model for every strategy at order 0 and order 9 (strategies interleaved run by run inside
-//! each runner call), saves every raw sample under `results/`, and prints the thread's
-//! relative-mean table per order.
+//! `cargo xtask`: thin orchestration of the suite. `bench` runs a machine profile through the
+//! release `forkbench` runner and writes a result file; `table` and `compare` read result files;
+//! `publish` renders results/*/README.md; `report` draws SVG plots. Bad input is one line
+//! `xtask: error: …` and exit 2; `compare` exits 1 on a significant regression.
 
 mod bench;
+mod compare;
+mod exec;
+mod plan;
+mod plots;
+mod profile;
+mod progress;
+mod publish;
+mod select;
+mod table;
 mod util;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "forkbench tasks")]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "forkbench tasks",
+    version
+)]
 struct Cli {
     #[command(subcommand)]
     task: Task,
@@ -17,20 +33,67 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Run the suite and print the thread's tables
+    /// Run a machine profile and print the thread's tables
     Bench(bench::BenchArgs),
+    /// Merge result files into the thread's tables (or extended/csv/json)
+    Table(table::TableArgs),
+    /// Compare two results; exit 1 on a significant regression beyond the threshold
+    Compare(compare::CompareArgs),
+    /// Render results/<machine>/README.md, results/README.md and the plots
+    Publish(publish::PublishArgs),
+    /// Write SVG plots
+    Report(plots::ReportArgs),
 }
 
-fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+/// Usage errors as one line (`xtask: error: …`, exit 2); help and version print as usual.
+fn parse() -> Result<Cli, ExitCode> {
+    use clap::error::ErrorKind;
+    Cli::try_parse().map_err(|e| match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        _ => {
+            let text = e.render().to_string();
+            // The message runs until the blank line before clap's usage block.
+            let msg: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let msg = msg.join(" ");
+            let msg = msg.strip_prefix("error: ").unwrap_or(&msg);
+            eprintln!("xtask: error: {msg} (see cargo xtask --help)");
+            ExitCode::from(2)
+        }
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = match parse() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
     let r = match cli.task {
-        Task::Bench(a) => bench::run(&a),
+        Task::Bench(a) => bench::run(&a).map(|()| ExitCode::SUCCESS),
+        Task::Table(a) => table::run(&a).map(|()| ExitCode::SUCCESS),
+        Task::Compare(a) => compare::run(&a),
+        Task::Publish(a) => publish::run(&a).map(|()| ExitCode::SUCCESS),
+        Task::Report(a) => plots::run(&a).map(|()| ExitCode::SUCCESS),
     };
     match r {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
-            eprintln!("xtask: error: {e:#}");
-            std::process::ExitCode::from(2)
+            // One line: anyhow's chain joined by ": ", newlines folded.
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("xtask: error: {msg}");
+            ExitCode::from(2)
         }
     }
 }

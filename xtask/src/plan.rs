@@ -1,0 +1,263 @@
+//! From a profile to a plan: the *groups* (one runner call shape each: a model arch/order/contpte
+//! or a real-fork layout) and the *schedule* — for every run index a fresh seeded random
+//! permutation of the groups, so every variant's run r happens in the same round (run-level
+//! interleaving, drift hits all variants alike). Inside a model call the runner interleaves the
+//! strategies in its own seeded order.
+
+use serde::Serialize;
+
+use crate::profile::{CONTPTE, Profile};
+
+/// One runner invocation shape (run once per round with `--runs 1`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "instrument", rename_all = "lowercase")]
+pub enum Call {
+    Sim {
+        arch: String,
+        order: u32,
+        strategies: Vec<String>,
+        /// arm64: `dis`, `ena` or `basic` (record options `contpte-<x>`).
+        contpte: Option<String>,
+        mem: String,
+        iters: u32,
+        warmup: u32,
+        mode: String,
+    },
+    Real {
+        layout: String,
+        mem: String,
+        iters: u32,
+        warmup: u32,
+        sched: String,
+        /// `steady` or `fresh` (see `[real] mode`).
+        mode: String,
+    },
+}
+
+impl Call {
+    /// A short name for progress lines and notes.
+    pub fn name(&self) -> String {
+        match self {
+            Call::Sim {
+                arch,
+                order,
+                contpte,
+                ..
+            } => match contpte {
+                Some(c) => format!("sim {arch} order{order} contpte-{c}"),
+                None => format!("sim {arch} order{order}"),
+            },
+            Call::Real { layout, .. } => format!("real {layout}"),
+        }
+    }
+
+    /// Run records one call prints.
+    pub fn records_per_call(&self) -> usize {
+        match self {
+            Call::Sim { strategies, .. } => strategies.len(),
+            Call::Real { .. } => 1,
+        }
+    }
+
+    /// Forks one call times (iterations + warm-up, per record), for the time estimate.
+    pub fn forks(&self) -> u64 {
+        match self {
+            Call::Sim {
+                iters,
+                warmup,
+                strategies,
+                ..
+            } => u64::from(iters + warmup) * strategies.len() as u64,
+            Call::Real { iters, warmup, .. } => u64::from(iters + warmup),
+        }
+    }
+}
+
+/// Sizes after `--quick`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sizes {
+    pub mem: String,
+    pub iters: u32,
+    pub runs: u32,
+    pub warmup: u32,
+}
+
+/// The plan of one bench invocation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    pub groups: Vec<Call>,
+    /// Rounds (= runs per variant).
+    pub runs: u32,
+    /// Model sizes.
+    pub sizes: Sizes,
+    /// `(round, group index)` in execution order.
+    pub order: Vec<(u32, usize)>,
+}
+
+/// A small deterministic generator (SplitMix64) for the schedule.
+pub struct SplitMix(u64);
+
+impl SplitMix {
+    pub fn new(seed: u64) -> Self {
+        SplitMix(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in 0..=hi.
+    pub fn upto(&mut self, hi: usize) -> usize {
+        (self.next_u64() % (hi as u64 + 1)) as usize
+    }
+}
+
+/// For each of `runs` rounds a fresh random permutation of `0..groups` (Fisher–Yates).
+pub fn schedule(groups: usize, runs: u32, seed: u64) -> Vec<(u32, usize)> {
+    let mut rng = SplitMix::new(seed);
+    let mut out = Vec::with_capacity(groups * runs as usize);
+    for r in 0..runs {
+        let mut perm: Vec<usize> = (0..groups).collect();
+        for i in (1..perm.len()).rev() {
+            perm.swap(i, rng.upto(i));
+        }
+        out.extend(perm.into_iter().map(|g| (r, g)));
+    }
+    out
+}
+
+/// Seed handed to the runner for one call (its in-call strategy order).
+pub fn call_seed(seed: u64, round: u32, group: usize) -> u64 {
+    let mut r = SplitMix::new(seed ^ (u64::from(round) << 32) ^ group as u64);
+    r.next_u64()
+}
+
+/// Build the plan of a profile.
+pub fn plan(p: &Profile, quick: bool, seed: u64) -> Plan {
+    let q = |v: Option<u32>, d: u32| if quick { v.unwrap_or(d) } else { d };
+    let sizes = Sizes {
+        mem: if quick {
+            p.quick.mem.clone().unwrap_or(p.run.mem.clone())
+        } else {
+            p.run.mem.clone()
+        },
+        iters: q(p.quick.iters, p.run.iters),
+        runs: q(p.quick.runs, p.run.runs),
+        warmup: q(p.quick.warmup, p.run.warmup),
+    };
+    let mut groups = Vec::new();
+    if let Some(m) = &p.model {
+        for arch in &m.arches {
+            for &order in &m.orders {
+                let opts: Vec<Option<String>> = if arch == "arm64" && !m.contpte.is_empty() {
+                    // Keep the canonical order of options but the profile's selection.
+                    let mut v: Vec<&String> = m.contpte.iter().collect();
+                    v.sort_by_key(|c| CONTPTE.iter().position(|x| x == c));
+                    v.into_iter().map(|c| Some(c.clone())).collect()
+                } else {
+                    vec![None]
+                };
+                for contpte in opts {
+                    groups.push(Call::Sim {
+                        arch: arch.clone(),
+                        order,
+                        strategies: m.strategies.clone(),
+                        contpte,
+                        mem: sizes.mem.clone(),
+                        iters: sizes.iters,
+                        warmup: sizes.warmup,
+                        mode: p.run.mode.clone(),
+                    });
+                }
+            }
+        }
+    }
+    if let Some(r) = &p.real {
+        // --quick shrinks the real benchmark like the model; its own overrides apply otherwise.
+        let (mem, iters, warmup) = if quick {
+            (sizes.mem.clone(), sizes.iters, sizes.warmup)
+        } else {
+            (
+                r.mem.clone().unwrap_or(sizes.mem.clone()),
+                r.iters.unwrap_or(sizes.iters),
+                r.warmup.unwrap_or(sizes.warmup),
+            )
+        };
+        for l in &r.layouts {
+            groups.push(Call::Real {
+                layout: l.clone(),
+                mem: mem.clone(),
+                iters,
+                warmup,
+                sched: p.run.sched.clone(),
+                mode: r.mode.clone().unwrap_or_else(|| "steady".into()),
+            });
+        }
+    }
+    let runs = if quick {
+        sizes.runs
+    } else {
+        p.real
+            .as_ref()
+            .and_then(|r| r.runs)
+            .map_or(sizes.runs, |r| r.max(sizes.runs))
+    };
+    let order = schedule(groups.len(), runs, seed);
+    Plan {
+        groups,
+        runs,
+        sizes,
+        order,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_is_a_permutation_per_round_and_seeded() {
+        let s = schedule(6, 8, 42);
+        assert_eq!(s.len(), 48);
+        for r in 0..8 {
+            let mut g: Vec<usize> = s.iter().filter(|x| x.0 == r).map(|x| x.1).collect();
+            g.sort_unstable();
+            assert_eq!(g, (0..6).collect::<Vec<_>>());
+        }
+        // Rounds come in order: all of round r before round r+1.
+        assert!(s.windows(2).all(|w| w[0].0 <= w[1].0));
+        assert_eq!(s, schedule(6, 8, 42));
+        assert_ne!(s, schedule(6, 8, 43));
+        // Not the same permutation every round.
+        let first: Vec<usize> = s[..6].iter().map(|x| x.1).collect();
+        assert!(
+            (1..8).any(|r| s[r * 6..r * 6 + 6].iter().map(|x| x.1).collect::<Vec<_>>() != first)
+        );
+    }
+
+    #[test]
+    fn local_plan_has_every_variant() {
+        let p = crate::profile::load(None, &crate::util::project_root()).unwrap();
+        let plan = plan(&p, false, 1);
+        // x86_64 x 2 orders + arm64 x 2 orders x 2 contpte + 5 real layouts.
+        assert_eq!(plan.groups.len(), 2 + 4 + 5);
+        assert_eq!(plan.runs, 8);
+        assert_eq!(plan.order.len(), 11 * 8);
+        assert_eq!(plan.sizes.mem, "1G");
+        let quick = super::plan(&p, true, 1);
+        assert_eq!(quick.sizes.mem, "64M");
+        assert_eq!(quick.runs, 3);
+        assert!(quick.groups.iter().all(|g| match g {
+            Call::Sim { mem, iters, .. } | Call::Real { mem, iters, .. } =>
+                mem == "64M" && *iters == 20,
+        }));
+        assert_eq!(
+            plan.groups[2].name(),
+            "sim arm64 order0 contpte-dis",
+            "{:?}",
+            plan.groups
+        );
+    }
+}

@@ -1,0 +1,605 @@
+//! Machine profiles (`bench-configs/*.toml`): what to run on which machine. `local.toml` is
+//! embedded in the binary and used when no `--config` is given. Unknown keys and bad values
+//! are rejected with `file:line: key 'table.key': message`. The format is documented in
+//! `bench-configs/README.md`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The embedded default profile.
+pub const LOCAL_TOML: &str = include_str!("../../bench-configs/local.toml");
+
+/// The model's strategies in the thread's row order.
+pub const STRATEGIES: [&str; 5] = [
+    "mm-unstable",
+    "hugetlb-rmap-cleanups",
+    "ryan-v4",
+    "fork-batching",
+    "upstream",
+];
+/// Model engines (`forkbench sim --arch`).
+pub const MODEL_ARCHES: [&str; 2] = ["x86_64", "arm64"];
+/// arm64 contpte variants (record options `contpte-<x>`).
+pub const CONTPTE: [&str; 3] = ["dis", "ena", "basic"];
+/// Real-fork layouts (`forkbench real --layout`).
+pub const LAYOUTS: [&str; 5] = [
+    "order0",
+    "pte-order9",
+    "pmd-order9",
+    "mthp-64k",
+    "untouched",
+];
+
+/// A profile error: one line, with file, line and key when known.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}{}: {}{msg}", line.map(|l| format!(":{l}")).unwrap_or_default(), key.as_ref().map(|k| format!("key '{k}': ")).unwrap_or_default())]
+pub struct ProfileError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub key: Option<String>,
+    pub msg: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Machine {
+    /// Directory under `results/`; `auto` = the host name.
+    pub name: String,
+    /// Expected host arch: `x86_64`, `aarch64` or `auto` (this host).
+    pub arch: String,
+    /// Substring expected in the host's CPU model name (`a|b` = any of them); empty = any.
+    #[serde(default)]
+    pub cpu_model: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RunCfg {
+    /// CPU to pin to: an id or `"last"`.
+    pub cpu: toml::Value,
+    /// `other` or `fifo` (real fork only; SCHED_FIFO needs root).
+    pub sched: String,
+    pub mem: String,
+    pub iters: u32,
+    pub runs: u32,
+    pub warmup: u32,
+    /// Model repeat mode: `fresh` or `steady`.
+    pub mode: String,
+    /// Niceness of the runner (`nice -n`), -20..=19; negative values need root (without it
+    /// `nice` warns and the runner keeps the default priority). 0 = not wrapped.
+    #[serde(default)]
+    pub nice: i32,
+}
+
+/// Overrides applied by `--quick`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Overrides {
+    pub mem: Option<String>,
+    pub iters: Option<u32>,
+    pub runs: Option<u32>,
+    pub warmup: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelCfg {
+    pub arches: Vec<String>,
+    pub strategies: Vec<String>,
+    pub orders: Vec<u32>,
+    /// arm64 only: contpte variants; the first is the arm64 baseline's.
+    #[serde(default)]
+    pub contpte: Vec<String>,
+    pub baseline: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RealCfg {
+    pub layouts: Vec<String>,
+    pub baseline: String,
+    /// Overrides of `[run]` for the real benchmark.
+    pub iters: Option<u32>,
+    pub runs: Option<u32>,
+    pub mem: Option<String>,
+    pub warmup: Option<u32>,
+    /// `steady` (fork the same parent again; the runner's default) or `fresh` (re-dirty every
+    /// page before each fork, outside the timed section: one fault per PTE per fork).
+    pub mode: Option<String>,
+}
+
+/// The raw file.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub machine: Machine,
+    pub run: RunCfg,
+    #[serde(default)]
+    pub quick: Overrides,
+    pub model: Option<ModelCfg>,
+    pub real: Option<RealCfg>,
+    /// Privileged-op cost model (ns per op) for the arm64 engine; see bench-configs/README.md.
+    #[serde(default)]
+    pub cost_model: BTreeMap<String, toml::Value>,
+    /// Set after loading: where it came from and its short name.
+    #[serde(skip_deserializing)]
+    pub source: String,
+    #[serde(skip_deserializing)]
+    pub profile: String,
+}
+
+/// Which CPU to pin to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CpuSel {
+    Id(usize),
+    Last,
+}
+
+impl Profile {
+    pub fn cpu(&self) -> CpuSel {
+        match &self.run.cpu {
+            toml::Value::Integer(i) => CpuSel::Id(*i as usize),
+            _ => CpuSel::Last,
+        }
+    }
+}
+
+/// Bytes of a size like `1G`, `64M`, `2048K` (binary units).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mul) = match s.chars().last()? {
+        'K' | 'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'M' | 'm' => (&s[..s.len() - 1], 1 << 20),
+        'G' | 'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mul)
+}
+
+/// Line (1-based) of `key = ...` inside `[table]` (or of the header when `key` is None).
+fn locate(src: &str, table: &str, key: Option<&str>) -> Option<usize> {
+    let mut cur = String::new();
+    for (i, line) in src.lines().enumerate() {
+        let t = line.trim();
+        if let Some(h) = t.strip_prefix('[').and_then(|t| t.split(']').next()) {
+            cur = h.trim().to_string();
+            if key.is_none() && cur == table {
+                return Some(i + 1);
+            }
+            continue;
+        }
+        if let Some(k) = key
+            && cur == table
+            && let Some((lhs, _)) = t.split_once('=')
+            && lhs.trim() == k
+        {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+/// Table and key at a byte offset of `src`.
+fn key_at(src: &str, offset: usize) -> (usize, Option<String>) {
+    let before = &src[..offset.min(src.len())];
+    let line_no = before.matches('\n').count() + 1;
+    let mut table = String::new();
+    let mut key = None;
+    for (i, line) in src.lines().enumerate() {
+        if i + 1 > line_no {
+            break;
+        }
+        let t = line.trim();
+        if let Some(h) = t.strip_prefix('[').and_then(|t| t.split(']').next()) {
+            table = h.trim().to_string();
+            key = None;
+        } else if i + 1 == line_no
+            && let Some((lhs, _)) = t.split_once('=')
+        {
+            key = Some(lhs.trim().to_string());
+        }
+    }
+    let full = match key {
+        Some(k) if table.is_empty() => Some(k),
+        Some(k) => Some(format!("{table}.{k}")),
+        None if table.is_empty() => None,
+        None => Some(table),
+    };
+    (line_no, full)
+}
+
+/// Parse and validate a profile. `file` names it in errors; `name` is its short name.
+pub fn parse(src: &str, file: &str, name: &str) -> Result<Profile, ProfileError> {
+    let mut p: Profile = toml::from_str(src).map_err(|e| {
+        let (line, mut key) = match e.span() {
+            Some(s) => {
+                let (l, k) = key_at(src, s.start);
+                (Some(l), k)
+            }
+            None => (None, None),
+        };
+        let msg = e.message().trim().to_string();
+        // "unknown field `x`" / "missing field `x`": name the field itself.
+        if let Some(f) = msg.split('`').nth(1)
+            && (msg.starts_with("unknown field") || msg.starts_with("missing field"))
+        {
+            let table = key.as_deref().map(|k| {
+                k.rsplit_once('.')
+                    .map(|(t, last)| if last == f { t } else { k })
+                    .unwrap_or(if k == f { "" } else { k })
+                    .to_string()
+            });
+            key = Some(match table {
+                Some(t) if !t.is_empty() => format!("{t}.{f}"),
+                _ => f.to_string(),
+            });
+        }
+        ProfileError {
+            file: file.into(),
+            line,
+            key,
+            msg,
+        }
+    })?;
+    p.source = file.into();
+    p.profile = name.into();
+    validate(&p, src)?;
+    Ok(p)
+}
+
+fn validate(p: &Profile, src: &str) -> Result<(), ProfileError> {
+    let err = |table: &str, key: &str, msg: String| ProfileError {
+        file: p.source.clone(),
+        line: locate(src, table, Some(key)),
+        key: Some(format!("{table}.{key}")),
+        msg,
+    };
+    let one_of = |table: &str, key: &str, v: &str, allowed: &[&str]| {
+        if allowed.contains(&v) {
+            Ok(())
+        } else {
+            Err(err(
+                table,
+                key,
+                format!("'{v}' is not one of {}", allowed.join(", ")),
+            ))
+        }
+    };
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    if !name_ok(&p.machine.name) {
+        return Err(err(
+            "machine",
+            "name",
+            "must be 1-64 characters of [A-Za-z0-9._-]".into(),
+        ));
+    }
+    one_of(
+        "machine",
+        "arch",
+        &p.machine.arch,
+        &["auto", "x86_64", "aarch64"],
+    )?;
+    match &p.run.cpu {
+        toml::Value::Integer(i) if *i >= 0 && *i < 1024 => {}
+        toml::Value::String(s) if s == "last" => {}
+        v => {
+            return Err(err(
+                "run",
+                "cpu",
+                format!("{v} is not a CPU id (0-1023) or \"last\""),
+            ));
+        }
+    }
+    one_of("run", "sched", &p.run.sched, &["other", "fifo"])?;
+    if !(-20..=19).contains(&p.run.nice) {
+        return Err(err(
+            "run",
+            "nice",
+            format!("{} is outside -20..=19", p.run.nice),
+        ));
+    }
+    one_of("run", "mode", &p.run.mode, &["fresh", "steady"])?;
+    let mem_ok = |table: &str, v: &str| match parse_size(v) {
+        Some(b) if b >= 2 << 20 && b % (2 << 20) == 0 => Ok(()),
+        _ => Err(err(
+            table,
+            "mem",
+            format!("'{v}' is not a size that is a positive multiple of 2M (e.g. 1G, 64M)"),
+        )),
+    };
+    mem_ok("run", &p.run.mem)?;
+    let counts = |table: &str, iters: Option<u32>, runs: Option<u32>| {
+        if iters == Some(0) {
+            return Err(err(table, "iters", "must be at least 1".into()));
+        }
+        if let Some(r) = runs
+            && r < 2
+        {
+            return Err(err(
+                table,
+                "runs",
+                "must be at least 2 (a standard deviation needs two runs)".into(),
+            ));
+        }
+        Ok(())
+    };
+    counts("run", Some(p.run.iters), Some(p.run.runs))?;
+    if let Some(m) = &p.quick.mem {
+        mem_ok("quick", m)?;
+    }
+    counts("quick", p.quick.iters, p.quick.runs)?;
+    if p.model.is_none() && p.real.is_none() {
+        return Err(ProfileError {
+            file: p.source.clone(),
+            line: None,
+            key: None,
+            msg: "a profile needs a [model] or a [real] table (or both)".into(),
+        });
+    }
+    if let Some(m) = &p.model {
+        let nonempty = |key: &str, n: usize| {
+            if n == 0 {
+                Err(err("model", key, "must not be empty".into()))
+            } else {
+                Ok(())
+            }
+        };
+        nonempty("arches", m.arches.len())?;
+        nonempty("strategies", m.strategies.len())?;
+        nonempty("orders", m.orders.len())?;
+        for a in &m.arches {
+            one_of("model", "arches", a, &MODEL_ARCHES)?;
+        }
+        for s in &m.strategies {
+            one_of("model", "strategies", s, &STRATEGIES)?;
+        }
+        for o in &m.orders {
+            if *o > 9 {
+                return Err(err(
+                    "model",
+                    "orders",
+                    format!("order {o} is above 9 (a PMD's worth of PTEs)"),
+                ));
+            }
+        }
+        for c in &m.contpte {
+            one_of("model", "contpte", c, &CONTPTE)?;
+        }
+        if !m.strategies.contains(&m.baseline) {
+            return Err(err(
+                "model",
+                "baseline",
+                format!("'{}' is not one of model.strategies", m.baseline),
+            ));
+        }
+    }
+    if let Some(r) = &p.real {
+        if r.layouts.is_empty() {
+            return Err(err("real", "layouts", "must not be empty".into()));
+        }
+        for l in &r.layouts {
+            one_of("real", "layouts", l, &LAYOUTS)?;
+        }
+        if !r.layouts.contains(&r.baseline) {
+            return Err(err(
+                "real",
+                "baseline",
+                format!("'{}' is not one of real.layouts", r.baseline),
+            ));
+        }
+        if let Some(m) = &r.mem {
+            mem_ok("real", m)?;
+        }
+        if let Some(m) = &r.mode {
+            one_of("real", "mode", m, &["fresh", "steady"])?;
+        }
+        counts("real", r.iters, r.runs)?;
+    }
+    for (k, v) in &p.cost_model {
+        match (k.as_str(), v) {
+            ("source" | "note", toml::Value::String(_)) => {}
+            (k, toml::Value::Float(_) | toml::Value::Integer(_)) if k.ends_with("_ns") => {
+                let x = v.as_float().or(v.as_integer().map(|i| i as f64));
+                if !x.is_some_and(|x| x >= 0.0) {
+                    return Err(err("cost_model", k, "must be a non-negative number".into()));
+                }
+            }
+            (k, _) => {
+                return Err(err(
+                    "cost_model",
+                    k,
+                    "cost keys end in _ns and hold a number of nanoseconds per op; \
+                     'source' and 'note' hold text"
+                        .into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Resolve `--config NAME|PATH` (None = the embedded `local.toml`) and load it.
+pub fn load(config: Option<&str>, root: &Path) -> Result<Profile, ProfileError> {
+    let Some(c) = config else {
+        return parse(LOCAL_TOML, "bench-configs/local.toml (embedded)", "local");
+    };
+    let as_path = PathBuf::from(c);
+    let path = if c.contains('/') || c.ends_with(".toml") {
+        as_path
+    } else {
+        root.join("bench-configs").join(format!("{c}.toml"))
+    };
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| c.to_string());
+    let src = std::fs::read_to_string(&path).map_err(|e| ProfileError {
+        file: path.display().to_string(),
+        line: None,
+        key: None,
+        msg: format!("cannot read profile: {e}"),
+    })?;
+    parse(&src, &path.display().to_string(), &name)
+}
+
+/// The host's arch as profiles spell it.
+pub fn host_arch() -> &'static str {
+    std::env::consts::ARCH
+}
+
+/// Check the profile against this host. Err(message) when it is for another machine.
+pub fn check_host(p: &Profile, arch: &str, cpu_model: Option<&str>) -> Result<(), String> {
+    if p.machine.arch != "auto" && p.machine.arch != arch {
+        return Err(format!(
+            "profile '{}' is for {} but this host is {arch}; pass --force to run it anyway",
+            p.profile, p.machine.arch
+        ));
+    }
+    if !p.machine.cpu_model.is_empty() {
+        let host = cpu_model.unwrap_or("unknown");
+        let lower = host.to_lowercase();
+        // `a|b`: any of the alternatives.
+        if !p
+            .machine
+            .cpu_model
+            .split('|')
+            .any(|alt| lower.contains(&alt.trim().to_lowercase()))
+        {
+            return Err(format!(
+                "profile '{}' expects CPU '{}' but this host has '{host}'; pass --force to run it anyway",
+                p.profile, p.machine.cpu_model
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> PathBuf {
+        crate::util::project_root()
+    }
+
+    #[test]
+    fn shipped_profiles_parse() {
+        for name in ["local", "ci", "altra", "m2", "xeon"] {
+            let p = load(Some(name), &root()).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(p.profile, name);
+        }
+        let p = load(None, &root()).unwrap();
+        assert_eq!(p.machine.arch, "auto");
+        assert_eq!(p.run.iters, 100);
+        assert_eq!(p.run.runs, 8);
+        assert_eq!(parse_size(&p.run.mem), Some(1 << 30));
+        // The embedded copy is the file on disk.
+        let disk = std::fs::read_to_string(root().join("bench-configs/local.toml")).unwrap();
+        assert_eq!(disk, LOCAL_TOML);
+    }
+
+    fn with(edit: &str, new: &str) -> String {
+        assert!(LOCAL_TOML.contains(edit), "{edit}");
+        LOCAL_TOML.replacen(edit, new, 1)
+    }
+
+    fn err_of(src: &str) -> String {
+        parse(src, "t.toml", "t").unwrap_err().to_string()
+    }
+
+    fn line_of(src: &str, needle: &str) -> usize {
+        src.lines().position(|l| l.contains(needle)).unwrap() + 1
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_file_line_and_key() {
+        let src = with("iters = 100", "iters = 100\nitres = 5");
+        let e = err_of(&src);
+        let l = line_of(&src, "itres");
+        assert!(
+            e.starts_with(&format!("t.toml:{l}: key 'run.itres': unknown field")),
+            "{e}"
+        );
+
+        let src = with("iters = 100", "iters = \"many\"");
+        let e = err_of(&src);
+        let l = line_of(&src, "\"many\"");
+        assert!(
+            e.starts_with(&format!("t.toml:{l}: key 'run.iters': invalid type")),
+            "{e}"
+        );
+
+        let src = with("orders = [0, 9]", "orders = [0, 12]");
+        let e = err_of(&src);
+        let l = line_of(&src, "orders = [0, 12]");
+        assert_eq!(
+            e,
+            format!("t.toml:{l}: key 'model.orders': order 12 is above 9 (a PMD's worth of PTEs)")
+        );
+
+        let src = with("mem = \"1G\"", "mem = \"1.5G\"");
+        assert!(err_of(&src).contains("key 'run.mem': '1.5G' is not a size"));
+        let src = with("cpu = \"last\"", "cpu = \"first\"");
+        assert!(err_of(&src).contains("key 'run.cpu'"), "{}", err_of(&src));
+        let src = with("nice = -20", "nice = -21");
+        assert!(err_of(&src).contains("key 'run.nice': -21 is outside -20..=19"));
+        let src = with("runs = 8", "runs = 1");
+        assert!(err_of(&src).contains("key 'run.runs': must be at least 2"));
+        let src = with("\"upstream\"]", "\"downstream\"]");
+        assert!(err_of(&src).contains("key 'model.strategies': 'downstream' is not one of"));
+        let src = with("[cost_model]", "[cost_model]\ntlbi = 3");
+        assert!(
+            err_of(&src).contains("key 'cost_model.tlbi'"),
+            "{}",
+            err_of(&src)
+        );
+        let src = with("[machine]", "[machien]\n[machine]");
+        assert!(
+            err_of(&src).contains("key 'machien': unknown field"),
+            "{}",
+            err_of(&src)
+        );
+        let src: String = LOCAL_TOML
+            .lines()
+            .filter(|l| !l.starts_with("mode ="))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let e = err_of(&src);
+        assert!(e.contains("key 'run.mode': missing field"), "{e}");
+    }
+
+    #[test]
+    fn missing_profile_is_one_line() {
+        let e = load(Some("nosuch"), &root()).unwrap_err().to_string();
+        assert!(e.contains("nosuch.toml: cannot read profile"), "{e}");
+        assert_eq!(e.lines().count(), 1);
+    }
+
+    #[test]
+    fn wrong_machine_needs_force() {
+        let altra = load(Some("altra"), &root()).unwrap();
+        let e = check_host(&altra, "x86_64", Some("AMD EPYC 7B13")).unwrap_err();
+        assert!(e.contains("is for aarch64 but this host is x86_64"), "{e}");
+        let e = check_host(&altra, "aarch64", Some("Apple M2")).unwrap_err();
+        assert!(e.contains("expects CPU"), "{e}");
+        assert!(
+            check_host(
+                &altra,
+                "aarch64",
+                Some("Ampere(R) Altra(R) Processor Q80-30")
+            )
+            .is_ok()
+        );
+        let local = load(None, &root()).unwrap();
+        assert!(check_host(&local, "riscv64", None).is_ok());
+    }
+}

@@ -1,0 +1,358 @@
+//! Selecting result files for `table`, `compare`, `publish` and `report`: arguments may be
+//! files, directories (every `*.json` inside, recursively) or labels (the newest file with that
+//! label under `results/`); then the selection is checked (no mixed machines or instruments
+//! unless allowed) and turned into cases with each instrument's baseline.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use results::{Instrument, ResultFile};
+use stats::Policy;
+
+/// Is this the name `bench` gives result files: `<YYYYMMDDTHHMMSSZ>-<label>.json`? Other JSON
+/// files (e.g. calibration data under `results/calibration/`) are not result files.
+pub fn is_result_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    name.ends_with(".json")
+        && b.len() > 22
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'T'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+        && b[15] == b'Z'
+        && b[16] == b'-'
+}
+
+/// Every result file (see [`is_result_name`]) under `dir`, sorted by path.
+pub fn json_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let rd = std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))?;
+        for e in rd {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .file_name()
+                .is_some_and(|n| is_result_name(&n.to_string_lossy()))
+            {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Load one file (errors are one line: path and reason).
+pub fn load(p: &Path) -> anyhow::Result<ResultFile> {
+    ResultFile::load(p).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Resolve arguments to loaded files. An argument that is not an existing path is a label:
+/// the newest file under `results_dir` whose label matches.
+pub fn resolve(args: &[String], results_dir: &Path) -> anyhow::Result<Vec<(PathBuf, ResultFile)>> {
+    let mut out: Vec<(PathBuf, ResultFile)> = Vec::new();
+    for a in args {
+        let p = PathBuf::from(a);
+        if p.is_dir() {
+            let files = json_files(&p)?;
+            if files.is_empty() {
+                bail!(
+                    "{}: no result files (*.json) in this directory",
+                    p.display()
+                );
+            }
+            for f in files {
+                let r = load(&f)?;
+                out.push((f, r));
+            }
+        } else if p.exists() || a.ends_with(".json") || a.contains('/') {
+            let r = load(&p)?;
+            out.push((p, r));
+        } else {
+            out.push(by_label(a, results_dir)?);
+        }
+    }
+    if out.is_empty() {
+        bail!("no result files selected");
+    }
+    Ok(out)
+}
+
+/// The newest file under `dir` labelled `label`.
+pub fn by_label(label: &str, dir: &Path) -> anyhow::Result<(PathBuf, ResultFile)> {
+    let files = if dir.is_dir() {
+        json_files(dir)?
+    } else {
+        vec![]
+    };
+    let mut known = BTreeSet::new();
+    let mut hit = None;
+    for f in files {
+        // Unreadable files do not stop a label search; they are reported when named directly.
+        let Ok(r) = ResultFile::load(&f) else {
+            continue;
+        };
+        if r.label == label {
+            hit = Some((f, r));
+        } else {
+            known.insert(r.label);
+        }
+    }
+    hit.ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown label '{label}': no result file with that label under {} (labels: {})",
+            dir.display(),
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.into_iter().collect::<Vec<_>>().join(", ")
+            }
+        )
+    })
+}
+
+/// The newest result file under `dir` (for commands run without arguments).
+pub fn newest(dir: &Path) -> anyhow::Result<PathBuf> {
+    let files = if dir.is_dir() {
+        json_files(dir)?
+    } else {
+        vec![]
+    };
+    // Newest by the timestamp the file name starts with.
+    files
+        .into_iter()
+        .max_by_key(|p| p.file_name().map(|n| n.to_os_string()))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no result files under {}; run `cargo xtask bench` first",
+                dir.display()
+            )
+        })
+}
+
+fn instruments(f: &ResultFile) -> BTreeSet<Instrument> {
+    f.runs.iter().map(|r| r.variant.instrument).collect()
+}
+
+/// Refuse selections that mix machines, or files with different instruments, unless allowed.
+pub fn check_mix(files: &[ResultFile], allow_mixed: bool) -> anyhow::Result<()> {
+    if files.iter().all(|f| f.runs.is_empty()) {
+        bail!("the selection holds no runs");
+    }
+    if allow_mixed || files.len() < 2 {
+        return Ok(());
+    }
+    let machines: BTreeSet<&str> = files.iter().map(|f| f.machine.as_str()).collect();
+    if machines.len() > 1 {
+        bail!(
+            "the selection mixes machines ({}); numbers from different machines do not compare — pass --allow-mixed to merge anyway",
+            machines.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let first = instruments(&files[0]);
+    if let Some(f) = files.iter().find(|f| instruments(f) != first) {
+        let names = |s: &BTreeSet<Instrument>| {
+            s.iter()
+                .map(|i| format!("{i:?}").to_lowercase())
+                .collect::<Vec<_>>()
+                .join("+")
+        };
+        bail!(
+            "the selection mixes instruments ({} in '{}', {} in '{}'); pass --instrument sim|real or --allow-mixed",
+            names(&first),
+            files[0].label,
+            names(&instruments(f)),
+            f.label
+        );
+    }
+    Ok(())
+}
+
+/// Keep only runs of `inst` (all when None).
+pub fn filter_instrument(files: Vec<ResultFile>, inst: Option<Instrument>) -> Vec<ResultFile> {
+    match inst {
+        None => files,
+        Some(i) => files
+            .into_iter()
+            .map(|mut f| {
+                f.runs.retain(|r| r.variant.instrument == i);
+                f
+            })
+            .collect(),
+    }
+}
+
+fn config_baseline(f: &ResultFile, inst: Instrument) -> Option<String> {
+    let key = match inst {
+        Instrument::Sim => "model",
+        Instrument::Real => "real",
+    };
+    f.config
+        .get("profile")
+        .and_then(|p| p.get(key))
+        .and_then(|m| m.get("baseline"))
+        .and_then(|b| b.as_str())
+        .map(str::to_string)
+}
+
+/// Cases of a selection, one instrument at a time, with `baseline` or each instrument's
+/// profile baseline (from the first file), the report crate's defaults otherwise.
+pub fn cases(
+    files: &[ResultFile],
+    baseline: Option<&str>,
+    policy: &Policy,
+) -> anyhow::Result<Vec<report::Case>> {
+    let mut out = Vec::new();
+    let labels: BTreeSet<&str> = files.iter().map(|f| f.label.as_str()).collect();
+    for inst in [Instrument::Sim, Instrument::Real] {
+        let part = filter_instrument(files.to_vec(), Some(inst));
+        if part.iter().all(|f| f.runs.is_empty()) {
+            continue;
+        }
+        let part: Vec<ResultFile> = part.into_iter().filter(|f| !f.runs.is_empty()).collect();
+        // With several labels of real fork, rows are labels: the profile's layout baseline
+        // does not name a row then.
+        let default = if inst == Instrument::Real && labels.len() > 1 {
+            None
+        } else {
+            config_baseline(&part[0], inst)
+        };
+        let b = baseline.map(str::to_string).or(default);
+        out.extend(report::build_cases(&part, b.as_deref(), policy)?);
+    }
+    if out.is_empty() {
+        bail!("the selection holds no runs");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_names() {
+        assert!(is_result_name("20261125T201925Z-6.18.44-fc-v595.json"));
+        assert!(is_result_name("20260101T000000Z-x.json"));
+        assert!(!is_result_name("vm-20261125T203136Z.json"));
+        assert!(!is_result_name("20261125T201925Z-.json"));
+        assert!(!is_result_name(".20261125T201925Z-a.json.tmp-1"));
+        assert!(!is_result_name("README.md"));
+    }
+
+    #[test]
+    fn bad_files_are_one_line_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let missing = d.path().join("nope.json");
+        let e = resolve(&[missing.display().to_string()], d.path()).unwrap_err();
+        assert!(format!("{e:#}").contains("nope.json"), "{e:#}");
+        let corrupt = d.path().join("c.json");
+        std::fs::write(&corrupt, "{not json").unwrap();
+        let e = format!(
+            "{:#}",
+            resolve(&[corrupt.display().to_string()], d.path()).unwrap_err()
+        );
+        assert!(e.contains("not a forkbench result file"), "{e}");
+        assert_eq!(e.lines().count(), 1);
+        let old = d.path().join("old.json");
+        std::fs::write(&old, "{\"schema\": 0, \"runs\": []}").unwrap();
+        let e = format!(
+            "{:#}",
+            resolve(&[old.display().to_string()], d.path()).unwrap_err()
+        );
+        assert!(e.contains("schema version 0 is not supported"), "{e}");
+        let e = format!("{:#}", resolve(&["v6.99".into()], d.path()).unwrap_err());
+        assert!(e.starts_with("unknown label 'v6.99'"), "{e}");
+        let empty = d.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let e = format!(
+            "{:#}",
+            resolve(&[empty.display().to_string()], d.path()).unwrap_err()
+        );
+        assert!(e.contains("no result files"), "{e}");
+    }
+
+    fn file(machine: &str, label: &str, inst: Instrument, factor: f64) -> ResultFile {
+        let runs = (0..4)
+            .flat_map(|i| {
+                ["mm-unstable", "upstream"].into_iter().map(move |s| {
+                    let base = if s == "upstream" { 6e6 } else { 1e7 };
+                    results::RunRecord {
+                        schema: results::SCHEMA_VERSION,
+                        tool_version: "t".into(),
+                        variant: results::Variant {
+                            instrument: inst,
+                            arch: "x86_64".into(),
+                            strategy: s.into(),
+                            layout: "order9".into(),
+                            mem_bytes: 1 << 30,
+                            mode: "fresh".into(),
+                            options: String::new(),
+                        },
+                        run_index: i,
+                        warmup: 0,
+                        samples_ns: vec![(base * factor * (1.0 + 0.001 * f64::from(i))) as u64],
+                        ops: Default::default(),
+                        cpu: None,
+                        extra: serde_json::Value::Null,
+                    }
+                })
+            })
+            .collect();
+        ResultFile {
+            schema: results::SCHEMA_VERSION,
+            tool_version: "t".into(),
+            machine: machine.into(),
+            label: label.into(),
+            created_utc: "x".into(),
+            git_rev: "r".into(),
+            seed: 1,
+            config: serde_json::Value::Null,
+            env: serde_json::Value::Null,
+            runs,
+        }
+    }
+
+    #[test]
+    fn mixing_needs_allow_mixed() {
+        let a = file("m1", "A", Instrument::Sim, 1.0);
+        let b = file("m2", "B", Instrument::Sim, 1.0);
+        let e = check_mix(&[a.clone(), b.clone()], false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mixes machines (m1, m2)"), "{e}");
+        assert!(check_mix(&[a.clone(), b], true).is_ok());
+        let r = file("m1", "R", Instrument::Real, 1.0);
+        let e = check_mix(&[a.clone(), r], false).unwrap_err().to_string();
+        assert!(
+            e.contains("mixes instruments (sim in 'A', real in 'R')"),
+            "{e}"
+        );
+        let empty = ResultFile { runs: vec![], ..a };
+        assert!(check_mix(&[empty], false).is_err());
+    }
+
+    #[test]
+    fn two_labelled_runs_make_one_thread_table() {
+        let a = file("m", "v6.8", Instrument::Sim, 1.0);
+        let b = file("m", "v6.9", Instrument::Sim, 0.9);
+        check_mix(&[a.clone(), b.clone()], false).unwrap();
+        let cs = cases(&[a.clone(), b.clone()], None, &Policy::default()).unwrap();
+        let t = report::thread_tables(&cs);
+        assert!(t.contains("baseline v6.8 mm-unstable"), "{t}");
+        assert!(t.contains("| v6.8 mm-unstable |       0.0% |"), "{t}");
+        assert!(t.contains("| v6.9 mm-unstable |     -10.0% |"), "{t}");
+        assert!(t.contains("| v6.9 upstream    |     -46.0% |"), "{t}");
+        // An explicit baseline label; an unknown one is an error naming it.
+        let cases2 = cases(&[a.clone(), b.clone()], Some("v6.9"), &Policy::default()).unwrap();
+        assert_eq!(cases2[0].baseline, "v6.9 mm-unstable");
+        let e = cases(&[a, b], Some("v7.0"), &Policy::default()).unwrap_err();
+        assert!(
+            e.to_string().contains("baseline 'v7.0' matches no row"),
+            "{e}"
+        );
+    }
+}
