@@ -43,6 +43,12 @@ enum Task {
     Publish(publish::PublishArgs),
     /// Write SVG plots
     Report(plots::ReportArgs),
+    /// Find the commit that changed a metric (noise-aware; exact for op counts)
+    Bisect(bisect::cli::BisectArgs),
+    /// Fit per-operation costs of the model against the real fork() on this machine
+    Calibrate(calibrate::CalibrateArgs),
+    /// Regenerate results/fidelity.md: the model beside every fork table of the thread
+    Fidelity(calibrate::FidelityArgs),
 }
 
 /// Usage errors as one line (`xtask: error: …`, exit 2); help and version print as usual.
@@ -86,6 +92,31 @@ fn main() -> ExitCode {
         Task::Compare(a) => compare::run(&a),
         Task::Publish(a) => publish::run(&a).map(|()| ExitCode::SUCCESS),
         Task::Report(a) => plots::run(&a).map(|()| ExitCode::SUCCESS),
+        Task::Bisect(a) => {
+            return match bisect::cli::run(&a, &util::project_root()) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("xtask: error: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            };
+        }
+        Task::Calibrate(a) => util::build_runner().and_then(|bin| {
+            calibrate::run_calibrate(&util::project_root(), &bin, &a)
+                .map(|p| {
+                    println!("cost profile: {}", p.display());
+                    ExitCode::SUCCESS
+                })
+                .map_err(anyhow::Error::from)
+        }),
+        Task::Fidelity(a) => util::build_runner().and_then(|bin| {
+            calibrate::run_fidelity(&util::project_root(), &bin, &a)
+                .map(|p| {
+                    println!("wrote {}", p.display());
+                    ExitCode::SUCCESS
+                })
+                .map_err(anyhow::Error::from)
+        }),
     };
     match r {
         Ok(code) => code,
