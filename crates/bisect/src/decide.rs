@@ -1,10 +1,12 @@
 //! Deciding whether a candidate revision behaves like the good or the bad endpoint.
 //!
 //! A noisy candidate is called **bad** only when (1) both a two-sided Mann-Whitney U test and
-//! Welch's t-test say it differs from the good samples at `alpha`, (2) neither says it differs
-//! from the bad samples, and (3) its mean lies beyond the midpoint between the endpoints'
-//! means; **good** symmetrically; anything else is **unknown** (measure more, or skip). Two
-//! tests that must agree keep one outlier run from deciding a commit. A deterministic metric
+//! Welch's t-test say it differs from the good samples at `alpha`, and (2) its mean lies on the
+//! bad side of the midpoint between the endpoints' means with 95% confidence (counting the
+//! uncertainty of all three means); **good** symmetrically; anything else is **unknown**
+//! (measure more, or skip). Two tests that must agree keep one outlier run from deciding a
+//! commit; the midpoint rule tolerates drift after the step (a revision slightly beyond the
+//! bad endpoint is still bad). A deterministic metric
 //! is compared exactly: equal to good is good, anything else is bad.
 
 use serde::{Deserialize, Serialize};
@@ -142,6 +144,32 @@ pub fn mann_whitney_p(a: &[f64], b: &[f64]) -> f64 {
     (2.0 * normal.sf(z)).min(1.0)
 }
 
+/// Which side of the endpoints' midpoint the candidate's mean lies on, with 95% confidence
+/// (the uncertainty of all three means counted), or None when the interval straddles it.
+/// A revision may sit a little beyond either endpoint (drift after the step): only the side
+/// matters.
+fn beyond_midpoint(good: &[f64], bad: &[f64], cand: &[f64]) -> Option<Decision> {
+    let (g, b, c) = (Summary::of(good)?, Summary::of(bad)?, Summary::of(cand)?);
+    if c.n < 2 {
+        return None;
+    }
+    let step = b.mean - g.mean;
+    if step == 0.0 {
+        return None;
+    }
+    let d = (c.mean - (g.mean + b.mean) / 2.0) * step.signum();
+    let q = |s: &Summary| s.std * s.std / s.n as f64;
+    let se = (q(&c) + (q(&g) + q(&b)) / 4.0).sqrt();
+    let t = stats::t_quantile(0.975, (c.n - 1) as f64)?;
+    if d - t * se > 0.0 {
+        Some(Decision::Bad)
+    } else if d + t * se < 0.0 {
+        Some(Decision::Good)
+    } else {
+        None
+    }
+}
+
 /// Classify `cand` against the endpoints' samples.
 pub fn decide(good: &[f64], bad: &[f64], cand: &[f64], policy: &Policy) -> (Decision, Evidence) {
     let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len().max(1) as f64;
@@ -185,9 +213,10 @@ pub fn decide(good: &[f64], bad: &[f64], cand: &[f64], policy: &Policy) -> (Deci
         position,
     };
     let a = policy.alpha;
-    let d = if p_vs_good < a && p_vs_bad >= a && position > 0.5 {
+    let side = beyond_midpoint(good, bad, cand);
+    let d = if p_vs_good < a && side == Some(Decision::Bad) {
         Decision::Bad
-    } else if p_vs_bad < a && p_vs_good >= a && position < 0.5 {
+    } else if p_vs_bad < a && side == Some(Decision::Good) {
         Decision::Good
     } else {
         Decision::Unknown
@@ -236,6 +265,18 @@ mod tests {
             Decision::Unknown
         );
         assert_eq!(decide(&good, &bad, &[], &p).0, Decision::Unknown);
+    }
+
+    #[test]
+    fn drift_past_the_bad_endpoint_is_still_bad() {
+        // Low noise, and the candidate sits 1% beyond bad: it clearly differs from bad too,
+        // but it is on the bad side of the step.
+        let tiny = [0.001, -0.001, 0.0005, -0.0005, 0.0, 0.0002];
+        let good = around(100.0, &tiny);
+        let bad = around(76.0, &tiny);
+        let (d, ev) = decide(&good, &bad, &around(75.2, &tiny[..3]), &Policy::default());
+        assert!(ev.p_vs_bad < 0.05);
+        assert_eq!(d, Decision::Bad);
     }
 
     #[test]
