@@ -95,6 +95,59 @@ impl CostModel {
     }
 }
 
+/// Parse a cost model: `tlbi=NS,flush_tlb_mm=NS`, or the path of a file of `name_ns = NS`
+/// lines (a profile's `[cost_model]` table, as `cargo xtask bench` writes it). In a file,
+/// `tlbi_ns` is the cost of one contpte convert's invalidation; without it
+/// `tlbi_range_ns + dsb_ish_ns` (a range TLBI and its barrier) is used; `flush_tlb_mm_ns`, else
+/// `tlbi_page_ns + dsb_ish_ns` (an ASID-wide TLBI and its barrier). Other `_ns` keys are
+/// accepted and unused; other lines are ignored.
+pub fn parse_cost_model_arg(s: &str) -> Result<CostModel, UsageError> {
+    let path = std::path::Path::new(s);
+    if !s.contains('=') && path.exists() {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| UsageError(format!("--cost-model {s}: {e}")))?;
+        return parse_cost_model_file(&text)
+            .map_err(|e| UsageError(format!("--cost-model {s}: {}", e.0)));
+    }
+    parse_cost_model(s)
+}
+
+fn parse_cost_model_file(text: &str) -> Result<CostModel, UsageError> {
+    let mut vals = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        let k = k.trim();
+        if !k.ends_with("_ns") {
+            continue;
+        }
+        let v: f64 = v
+            .trim()
+            .parse()
+            .ok()
+            .filter(|x: &f64| x.is_finite() && *x >= 0.0)
+            .ok_or_else(|| {
+                UsageError(format!(
+                    "{k}: '{}' is not a non-negative number of ns",
+                    v.trim()
+                ))
+            })?;
+        vals.insert(k.to_string(), v);
+    }
+    let get = |k: &str| vals.get(k).copied();
+    let dsb = get("dsb_ish_ns").unwrap_or(0.0);
+    Ok(CostModel {
+        tlbi_ns: get("tlbi_ns")
+            .or_else(|| get("tlbi_range_ns").map(|r| r + dsb))
+            .unwrap_or(0.0),
+        flush_tlb_mm_ns: get("flush_tlb_mm_ns")
+            .or_else(|| get("tlbi_page_ns").map(|p| p + dsb))
+            .unwrap_or(0.0),
+    })
+}
+
 /// Parse `tlbi=NS,flush_tlb_mm=NS` (either key may be left out; unknown keys are errors).
 pub fn parse_cost_model(s: &str) -> Result<CostModel, UsageError> {
     let mut m = CostModel::default();
@@ -180,6 +233,13 @@ mod tests {
         );
         assert!(parse_cost_model("tlbi").is_err());
         assert_eq!(parse_cost_model("").unwrap(), CostModel::default());
+        // A profile's [cost_model] table, as a file.
+        let m = parse_cost_model_file(
+            "source = \"assumption\"\ntlbi_page_ns = 30.0\ntlbi_range_ns = 60.0 # one RVALE1IS\ndsb_ish_ns = 40.0\nisb_ns = 10\n",
+        )
+        .unwrap();
+        assert_eq!((m.tlbi_ns, m.flush_tlb_mm_ns), (100.0, 70.0));
+        assert!(parse_cost_model_file("tlbi_ns = lots\n").is_err());
     }
 
     #[test]

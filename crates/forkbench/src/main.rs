@@ -88,7 +88,7 @@ struct SimArgs {
     /// Count ops while timing (to measure what counting costs)
     #[arg(long)]
     count: bool,
-    /// Privileged-op costs for a modelled time beside the measured one: tlbi=NS,flush_tlb_mm=NS
+    /// Privileged-op costs for a modelled time beside the measured one: tlbi=NS,flush_tlb_mm=NS or a file of NAME_ns = NS lines
     #[arg(long)]
     cost_model: Option<String>,
 }
