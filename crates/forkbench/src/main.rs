@@ -211,7 +211,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             spec.cost_model = a
                 .cost_model
                 .as_deref()
-                .map(forkbench::args::parse_cost_model)
+                .map(forkbench::args::parse_cost_model_arg)
                 .transpose()?;
             if let Some(cpu) = a.cpu {
                 forkbench::pin::pin_to(cpu)?;
