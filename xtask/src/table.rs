@@ -58,6 +58,28 @@ pub struct TableArgs {
     /// Where labels are looked up and the newest file is found
     #[arg(long, default_value = "results")]
     pub results: String,
+    /// Use the *modelled* time of model runs (measured userspace time + counted privileged
+    /// ops x the profile's cost model, `extra.modelled_add_ns`) instead of the measured time
+    #[arg(long)]
+    pub modelled: bool,
+}
+
+/// Shift every sample of runs that carry a modelled add-on by it, so tables of the result read
+/// modelled time. Returns how many runs were shifted.
+pub fn to_modelled(files: &mut [results::ResultFile]) -> usize {
+    let mut n = 0;
+    for f in files.iter_mut() {
+        for r in f.runs.iter_mut() {
+            if let Some(add) = r.extra.get("modelled_add_ns").and_then(|v| v.as_f64()) {
+                let add = add.round() as u64;
+                for s in r.samples_ns.iter_mut() {
+                    *s += add;
+                }
+                n += 1;
+            }
+        }
+    }
+    n
 }
 
 /// Render cases in a format; `machine` heads the combined tables.
@@ -100,7 +122,18 @@ pub fn run(a: &TableArgs) -> anyhow::Result<()> {
     };
     let loaded = select::resolve(&paths, &results_dir)?;
     let files: Vec<_> = loaded.into_iter().map(|(_, f)| f).collect();
-    let files = select::filter_instrument(files, a.instrument.map(Into::into));
+    let mut files = select::filter_instrument(files, a.instrument.map(Into::into));
+    if a.modelled {
+        let n = to_modelled(&mut files);
+        if n == 0 {
+            bail!(
+                "no run in the selection carries a modelled time (run the bench with a profile whose [cost_model] has *_ns costs)"
+            );
+        }
+        println!(
+            "modelled time: measured userspace time + counted privileged ops x cost model ({n} runs)"
+        );
+    }
     if files.iter().all(|f| f.runs.is_empty()) {
         bail!("the selection holds no runs");
     }
@@ -115,4 +148,50 @@ pub fn run(a: &TableArgs) -> anyhow::Result<()> {
         .join("+");
     print!("{}", render(&cases, &machine, a.format));
     Ok(())
+}
+
+#[cfg(test)]
+mod modelled_tests {
+    use super::*;
+
+    #[test]
+    fn modelled_shifts_only_runs_with_an_add_on() {
+        let rec = |add: Option<f64>| results::RunRecord {
+            schema: results::SCHEMA_VERSION,
+            tool_version: "t".into(),
+            variant: results::Variant {
+                instrument: results::Instrument::Sim,
+                arch: "arm64".into(),
+                strategy: "upstream".into(),
+                layout: "order9".into(),
+                mem_bytes: 1 << 20,
+                mode: "fresh".into(),
+                options: "contpte-basic".into(),
+            },
+            run_index: 0,
+            warmup: 0,
+            samples_ns: vec![100, 200],
+            ops: Default::default(),
+            cpu: None,
+            extra: match add {
+                Some(a) => serde_json::json!({ "modelled_add_ns": a }),
+                None => serde_json::Value::Null,
+            },
+        };
+        let mut files = vec![results::ResultFile {
+            schema: results::SCHEMA_VERSION,
+            tool_version: "t".into(),
+            machine: "m".into(),
+            label: "l".into(),
+            created_utc: "x".into(),
+            git_rev: "r".into(),
+            seed: 0,
+            config: serde_json::Value::Null,
+            env: serde_json::Value::Null,
+            runs: vec![rec(Some(1000.0)), rec(None)],
+        }];
+        assert_eq!(to_modelled(&mut files), 1);
+        assert_eq!(files[0].runs[0].samples_ns, vec![1100, 1200]);
+        assert_eq!(files[0].runs[1].samples_ns, vec![100, 200]);
+    }
 }
