@@ -16,20 +16,7 @@ pub fn project_root() -> PathBuf {
 
 /// `cargo build --release -p forkbench`, returning the binary's path.
 pub fn build_runner() -> anyhow::Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let root = project_root();
-    let status = Command::new(cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "forkbench",
-            "--bin",
-            "forkbench",
-        ])
-        .status()
+    let status = bisect::measure::cargo_build_forkbench(&project_root(), None)
         .context("running cargo build")?;
     if !status.success() {
         bail!("cargo build --release -p forkbench failed ({status})");

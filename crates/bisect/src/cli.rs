@@ -164,7 +164,7 @@ pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
                 mem: a.mem.clone(),
                 iters: a.iters,
                 cancelled: cancelled.clone(),
-                built: Vec::new(),
+                last_built: None,
             };
             bisect(&revs, &mut meas, &cfg)
         }

@@ -112,12 +112,13 @@ pub fn mann_whitney_p(a: &[f64], b: &[f64]) -> f64 {
         // counts[k] = arrangements with U = k, built up one observation at a time.
         let max_u = m * n;
         let mut table = vec![vec![vec![0f64; max_u + 1]; n + 1]; m + 1];
-        for (j, row) in table[0].iter_mut().enumerate() {
-            let _ = j;
-            row[0] = 1.0;
-        }
-        for row in table.iter_mut() {
-            row[0][0] = 1.0;
+        // With one sample empty there is one arrangement, with U = 0.
+        for (i, rows) in table.iter_mut().enumerate() {
+            for (j, counts) in rows.iter_mut().enumerate() {
+                if i == 0 || j == 0 {
+                    counts[0] = 1.0;
+                }
+            }
         }
         for i in 1..=m {
             for j in 1..=n {

@@ -62,6 +62,38 @@ pub fn run_shell(dir: &Path, cmd: &str, envs: &[(&str, String)]) -> Result<Strin
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// `cargo build --release -p forkbench --bin forkbench` in `dir` (with `CARGO_TARGET_DIR` =
+/// `target_dir` when given), using `$CARGO` when cargo runs us. Shared by xtask and bisect.
+pub fn cargo_build_forkbench(
+    dir: &Path,
+    target_dir: Option<&Path>,
+) -> std::io::Result<std::process::ExitStatus> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut c = Command::new(cargo);
+    c.current_dir(dir).args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "forkbench",
+        "--bin",
+        "forkbench",
+    ]);
+    if let Some(t) = target_dir {
+        c.env("CARGO_TARGET_DIR", t);
+    }
+    c.status()
+}
+
+/// `Abort` once Ctrl-C was seen.
+fn check_cancelled(cancelled: &AtomicBool) -> Result<(), MeasureError> {
+    if cancelled.load(Ordering::SeqCst) {
+        Err(MeasureError::Abort("interrupted".into()))
+    } else {
+        Ok(())
+    }
+}
+
 /// External mode: run a user command in a worktree of each revision.
 pub struct ExternalCommand<'a> {
     pub worktrees: &'a mut Worktrees,
@@ -71,9 +103,7 @@ pub struct ExternalCommand<'a> {
 
 impl Measure for ExternalCommand<'_> {
     fn measure(&mut self, rev: &Rev) -> Result<Vec<f64>, MeasureError> {
-        if self.cancelled.load(Ordering::SeqCst) {
-            return Err(MeasureError::Abort("interrupted".into()));
-        }
+        check_cancelled(&self.cancelled)?;
         let dir = self
             .worktrees
             .checkout(rev)
@@ -83,9 +113,7 @@ impl Measure for ExternalCommand<'_> {
             &self.cmd,
             &[("FORKBENCH_BISECT_REV", rev.hash.clone())],
         );
-        if self.cancelled.load(Ordering::SeqCst) {
-            return Err(MeasureError::Abort("interrupted".into()));
-        }
+        check_cancelled(&self.cancelled)?;
         let out = out.map_err(MeasureError::Skip)?;
         parse_samples(&out).map_err(MeasureError::Skip)
     }
@@ -276,53 +304,33 @@ pub struct WorkspaceMetric<'a> {
     pub mem: String,
     pub iters: u32,
     pub cancelled: Arc<AtomicBool>,
-    /// Revisions already built.
-    pub built: Vec<String>,
+    /// The revision whose runner is in `target_dir` now.
+    pub last_built: Option<String>,
 }
 
 impl Measure for WorkspaceMetric<'_> {
     fn measure(&mut self, rev: &Rev) -> Result<Vec<f64>, MeasureError> {
-        if self.cancelled.load(Ordering::SeqCst) {
-            return Err(MeasureError::Abort("interrupted".into()));
-        }
+        check_cancelled(&self.cancelled)?;
         let dir = self
             .worktrees
             .checkout(rev)
             .map_err(|e| MeasureError::Abort(e.to_string()))?;
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let bin = self.target_dir.join("release").join("forkbench");
-        if !self.built.contains(&rev.hash) {
-            let st = Command::new(&cargo)
-                .current_dir(&dir)
-                .env("CARGO_TARGET_DIR", &self.target_dir)
-                .args([
-                    "build",
-                    "--release",
-                    "--quiet",
-                    "-p",
-                    "forkbench",
-                    "--bin",
-                    "forkbench",
-                ])
-                .status()
+        if self.last_built.as_deref() != Some(rev.hash.as_str()) {
+            let st = cargo_build_forkbench(&dir, Some(&self.target_dir))
                 .map_err(|e| MeasureError::Abort(format!("cannot run cargo: {e}")))?;
-            if self.cancelled.load(Ordering::SeqCst) {
-                return Err(MeasureError::Abort("interrupted".into()));
-            }
+            check_cancelled(&self.cancelled)?;
             if !st.success() {
                 return Err(MeasureError::Skip(format!("build failed ({st})")));
             }
-            self.built.clear();
-            self.built.push(rev.hash.clone());
+            self.last_built = Some(rev.hash.clone());
         }
         let out = Command::new(&bin)
             .current_dir(&dir)
             .args(self.metric.runner_args(&self.mem, self.iters))
             .output()
             .map_err(|e| MeasureError::Skip(format!("cannot run {}: {e}", bin.display())))?;
-        if self.cancelled.load(Ordering::SeqCst) {
-            return Err(MeasureError::Abort("interrupted".into()));
-        }
+        check_cancelled(&self.cancelled)?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             return Err(MeasureError::Skip(format!(

@@ -308,17 +308,7 @@ impl Times {
 
 /// Median: robust to runs disturbed by other load on a shared machine.
 pub fn median(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
+    stats::median(v).unwrap_or(f64::NAN)
 }
 
 fn times(inputs: &Inputs, m: &Measurement, machine: Machine) -> Times {

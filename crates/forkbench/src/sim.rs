@@ -200,16 +200,13 @@ fn sim_arch<A: Arch>(spec: &SimSpec, emit: &mut dyn FnMut(RunRecord)) -> Result<
             let _ = time(&mut model, spec.warmup);
             let samples = time(&mut model, spec.iters);
             let mean = samples.iter().sum::<u64>() as f64 / samples.len().max(1) as f64;
-            let op_map = ops
-                .iter()
-                .find(|(id, _)| *id == s)
-                .map(|(_, o)| {
-                    o.fields()
-                        .into_iter()
-                        .map(|(k, v)| (k.to_string(), v))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let fork_ops = ops_of(&ops, s);
+            let modelled_add = spec.cost_model.map(|m| m.added_ns(&fork_ops));
+            let op_map = fork_ops
+                .fields()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
             emit(RunRecord {
                 schema: SCHEMA_VERSION,
                 tool_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -236,8 +233,8 @@ fn sim_arch<A: Arch>(spec: &SimSpec, emit: &mut dyn FnMut(RunRecord)) -> Result<
                     "peak_rss_bytes": peak_rss_bytes(),
                     // Measured time never includes privileged ops; modelled = measured + this.
                     "cost_model": spec.cost_model.map(|m| json!({"tlbi_ns": m.tlbi_ns, "flush_tlb_mm_ns": m.flush_tlb_mm_ns})),
-                    "modelled_add_ns": spec.cost_model.map(|m| m.added_ns(&ops_of(&ops, s))),
-                    "modelled_mean_ns": spec.cost_model.map(|m| mean + m.added_ns(&ops_of(&ops, s))),
+                    "modelled_add_ns": modelled_add,
+                    "modelled_mean_ns": modelled_add.map(|a| mean + a),
                 }),
             });
         }
