@@ -81,6 +81,33 @@ pub fn set_batch() -> Result<FifoGuard, HostError> {
     })
 }
 
+impl FifoGuard {
+    /// Busy-wait for `pause` as SCHED_OTHER, then return to the guard's policy. For pausing a
+    /// SCHED_FIFO loop without idling the CPU: the time does not count against the RT budget,
+    /// a runnable normal task can take the CPU meanwhile, and the CPU (on a VM, the vCPU) never
+    /// goes idle. Fails only if the policy cannot be restored, which leaves the thread SCHED_OTHER.
+    pub fn spin_as_other(&self, pause: std::time::Duration) -> Result<(), HostError> {
+        let (policy, priority) = match self.policy {
+            Policy::Fifo => (libc::SCHED_FIFO, self.priority),
+            Policy::Batch => (libc::SCHED_BATCH, 0),
+            Policy::Other | Policy::Unusual => (libc::SCHED_OTHER, 0),
+        };
+        sys::sched_set(libc::SCHED_OTHER, 0).map_err(|source| HostError::Sys {
+            what: "sched_setscheduler(SCHED_OTHER) for the pause",
+            source,
+        })?;
+        let until = crate::monotonic_ns()
+            .saturating_add(u64::try_from(pause.as_nanos()).unwrap_or(u64::MAX));
+        while crate::monotonic_ns() < until {
+            std::hint::spin_loop();
+        }
+        sys::sched_set(policy, priority).map_err(|source| HostError::Sys {
+            what: "sched_setscheduler after the pause",
+            source,
+        })
+    }
+}
+
 impl Drop for FifoGuard {
     fn drop(&mut self) {
         // Lowering one's own policy is always permitted.
@@ -153,6 +180,26 @@ mod tests {
         assert_eq!(g.policy(), Policy::Batch);
         assert_eq!(current().unwrap().0, Policy::Batch);
         drop(g);
+        assert_eq!(current().unwrap(), before);
+    }
+
+    #[test]
+    fn spin_pause_returns_to_the_guarded_policy() {
+        let before = current().unwrap();
+        let pause = std::time::Duration::from_micros(200);
+        let g = set_batch().unwrap();
+        let t = crate::monotonic_ns();
+        g.spin_as_other(pause).unwrap();
+        assert!(
+            crate::monotonic_ns() - t >= 200_000,
+            "the pause is never cut short"
+        );
+        assert_eq!(current().unwrap().0, Policy::Batch);
+        drop(g);
+        if let Ok(g) = set_fifo(7) {
+            g.spin_as_other(pause).unwrap();
+            assert_eq!(current().unwrap(), (Policy::Fifo, 7, false));
+        }
         assert_eq!(current().unwrap(), before);
     }
 

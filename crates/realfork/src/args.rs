@@ -42,6 +42,11 @@ pub struct RealArgs {
     /// SCHED_FIFO priority for --sched fifo
     #[arg(long, default_value_t = 10)]
     pub fifo_priority: i32,
+    /// How --sched fifo pauses between iterations (the pause keeps RT time under the throttling
+    /// budget): sleep (nanosleep; the CPU may idle, as in the reference method) or spin (drop to
+    /// SCHED_OTHER and busy-wait, so the CPU never idles between forks)
+    #[arg(long, default_value = "sleep")]
+    pub pause: String,
     /// Kernel label recorded as the variant's strategy (default: uname -r)
     #[arg(long)]
     pub label: Option<String>,
@@ -68,6 +73,7 @@ impl Default for RealArgs {
             cpu: None,
             sched: "other".into(),
             fifo_priority: 10,
+            pause: "sleep".into(),
             label: None,
             allow_unverified: false,
             json: false,
@@ -107,6 +113,28 @@ pub enum SchedMode {
     Fifo,
 }
 
+/// How the fifo loop pauses between iterations, outside the timed section. On the development
+/// VM neither is better for run-to-run spread (README, "Precision"): `spin` removes the slow
+/// first fork after an idle vCPU but makes the host's fast state more frequent and so the drift
+/// between runs larger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pause {
+    /// Leave SCHED_FIFO for SCHED_OTHER and busy-wait: RT time stays under budget, any runnable
+    /// normal task gets the CPU, and the CPU never goes idle.
+    Spin,
+    /// Sleep: the CPU may go idle for the pause.
+    Sleep,
+}
+
+impl fmt::Display for Pause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Pause::Spin => "spin",
+            Pause::Sleep => "sleep",
+        })
+    }
+}
+
 /// Validated arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -119,6 +147,7 @@ pub struct Plan {
     pub cpu: Option<usize>,
     pub sched: SchedMode,
     pub fifo_priority: i32,
+    pub pause: Pause,
     pub label: Option<String>,
     pub allow_unverified: bool,
     pub use_pagemap: bool,
@@ -196,6 +225,15 @@ impl RealArgs {
                 )));
             }
         };
+        let pause = match self.pause.as_str() {
+            "spin" => Pause::Spin,
+            "sleep" => Pause::Sleep,
+            p => {
+                return Err(bad(format!(
+                    "unknown --pause {p:?}: expected spin or sleep"
+                )));
+            }
+        };
         if let Some(l) = &self.label
             && (l.is_empty() || l.contains(|c: char| c.is_control() || c == ':'))
         {
@@ -213,6 +251,7 @@ impl RealArgs {
             cpu: self.cpu,
             sched,
             fifo_priority: self.fifo_priority,
+            pause,
             label: self.label.clone(),
             allow_unverified: self.allow_unverified,
             use_pagemap: !self.no_pagemap,
@@ -315,6 +354,13 @@ mod tests {
                     ..ok.clone()
                 },
                 "unknown --sched",
+            ),
+            (
+                RealArgs {
+                    pause: "nap".into(),
+                    ..ok.clone()
+                },
+                "unknown --pause",
             ),
             (
                 RealArgs {

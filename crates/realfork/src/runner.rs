@@ -22,7 +22,7 @@
 //! * `mode`: `{name, meaning, refresh_ns[], refresh_minflt[]}` (the refresh is outside timing)
 //! * `counters`: perf totals over the timed fork() calls (`value`, `per_op`, or `null` + reason)
 //! * `sched`: requested/effective policy, priority, fallback reason, total pause between
-//!   iterations; `pinning`: requested CPU, allowed mask, CPU at start
+//!   iterations and how it was spent (`pause`: sleep or spin); `pinning`: requested CPU, allowed mask, CPU at start
 //! * `cpu_load`: busy and steal % of every CPU during the run (`/proc/stat` deltas), and the
 //!   busiest CPU other than the pinned one
 //! * `timer`: cost of one `clock_gettime(CLOCK_MONOTONIC)` measured back to back before the
@@ -40,7 +40,7 @@ use results::{Instrument, RunRecord, SCHEMA_VERSION, Variant};
 use serde_json::{Value, json};
 
 use crate::RealError;
-use crate::args::{Mode, Plan, RealArgs, SchedMode};
+use crate::args::{Mode, Pause, Plan, RealArgs, SchedMode};
 use crate::forkloop::{StampPage, timed_fork};
 use crate::layout::{Layout, THP_ROOT, ThpInfo};
 use crate::region::Region;
@@ -163,7 +163,7 @@ pub fn run_each(args: &RealArgs, on_record: &mut dyn FnMut(&RunRecord)) -> Resul
             } else {
                 None
             },
-            fifo.as_ref().map(|g| g.policy()) == Some(sched::Policy::Fifo),
+            fifo.as_ref().filter(|g| g.policy() == sched::Policy::Fifo),
         );
         drop(fifo);
         let data = data?;
@@ -572,7 +572,7 @@ fn run_loop<'c>(
     stamp: &StampPage,
     plan: &Plan,
     mut counters: Option<&mut (dyn Counters + 'c)>,
-    fifo: bool,
+    fifo: Option<&sched::FifoGuard>,
 ) -> Result<RunData, RealError> {
     let mut d = RunData::default();
     let mut prev = match counters.as_deref_mut() {
@@ -667,10 +667,13 @@ fn run_loop<'c>(
         } else {
             d.warmup.push(f.fork_ns);
         }
-        if fifo {
+        if let Some(guard) = fifo {
             // Stay well under the RT throttling budget; outside any timed section.
             let pause = Duration::from_nanos((busy_ns / 5).max(1_000_000));
-            std::thread::sleep(pause);
+            match plan.pause {
+                Pause::Spin => guard.spin_as_other(pause).map_err(RealError::from)?,
+                Pause::Sleep => std::thread::sleep(pause),
+            }
             d.pause_ns += u64::try_from(pause.as_nanos()).unwrap_or(u64::MAX);
         }
     }
@@ -781,6 +784,9 @@ fn record(p: RecordParts<'_>) -> RunRecord {
     let reaped_mean = mean(&d.reaped).map(round3);
     let mut sched_json = p.sched_info;
     sched_json["pause_between_iterations_ns"] = d.pause_ns.into();
+    if d.pause_ns > 0 {
+        sched_json["pause"] = p.plan.pause.to_string().into();
+    }
     let extra = json!({
         "verification": {
             "level": p.pre.level.min(p.post.level),

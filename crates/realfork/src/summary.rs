@@ -1,9 +1,13 @@
 //! The short human-readable summary `forkbench real` prints without `--json`: the layout
 //! verification line and, per run, mean / median / standard deviation of the fork() samples,
 //! then one line over all runs ([`aggregate`]): mean of run means, run-to-run `std_rel`, median
-//! over all samples (and the run-to-run `std_rel` of the run medians), fork-to-reaped, disturbed samples, timer overhead and the runner's own
-//! memory. Means, standard deviations and medians come from the `stats` crate; tests between
-//! variants belong there too and read the JSON records instead.
+//! over all samples (and the run-to-run `std_rel` of the run medians), fork-to-reaped, disturbed
+//! samples, timer overhead and the runner's own memory. Beside `std_rel` it prints the same figure
+//! "without drift" ([`stats::regrouped`]): the samples dealt round-robin into as many groups as
+//! runs, so that slow drift of the host, shared by all groups, drops out. A large gap between the
+//! two says the run-to-run spread comes from the host drifting between runs, not from the forks.
+//! Means, standard deviations and medians come from the `stats` crate; tests between variants
+//! belong there too and read the JSON records instead.
 
 use results::RunRecord;
 
@@ -103,6 +107,11 @@ pub fn aggregate(recs: &[RunRecord]) -> Option<String> {
         })
         .collect();
     let medians = stats::Summary::of(&run_medians)?;
+    let per_run: Vec<Vec<f64>> = recs
+        .iter()
+        .map(|r| r.samples_ns.iter().map(|&s| s as f64).collect())
+        .collect();
+    let short_term = stats::regrouped(&per_run).map(|s| s.cv());
     let reaped: Vec<f64> = recs
         .iter()
         .flat_map(|r| u64s(&r.extra["reaped_ns"]))
@@ -117,15 +126,21 @@ pub fn aggregate(recs: &[RunRecord]) -> Option<String> {
         .filter_map(|r| r.extra["child_ran_first_count"].as_u64())
         .sum();
     let mut line = format!(
-        "{} over {} runs x {}: fork mean {} std_rel {:.2}% median {} (run medians std_rel {:.2}%)",
+        "{} over {} runs x {}: fork mean {} std_rel {:.2}%",
         first.variant.layout,
         recs.len(),
         first.samples_ns.len(),
         fmt_ns(runs.mean),
         100.0 * runs.cv(),
+    );
+    if let Some(cv) = short_term {
+        line.push_str(&format!(" (without drift {:.2}%)", 100.0 * cv));
+    }
+    line.push_str(&format!(
+        " median {} (run medians std_rel {:.2}%)",
         fmt_ns(median),
         100.0 * medians.cv(),
-    );
+    ));
     if let Some(r) = stats::Summary::of(&reaped) {
         line.push_str(&format!("; fork->reaped mean {}", fmt_ns(r.mean)));
     }
@@ -208,10 +223,11 @@ mod tests {
         assert_eq!(aggregate(&[]), None);
         let recs = vec![rec(0, vec![900, 1100]), rec(1, vec![1000, 1000])];
         let line = aggregate(&recs).unwrap();
-        // Run means 1000 and 1000: std_rel 0; median of all four samples 1000.
+        // Run means 1000 and 1000: std_rel 0; regrouped round-robin: (900+1000)/2 and
+        // (1100+1000)/2, std_rel 7.07%; median of all four samples 1000.
         assert_eq!(
             line,
-            "order0 over 2 runs x 2: fork mean 1.00 µs std_rel 0.00% median 1.00 µs \
+            "order0 over 2 runs x 2: fork mean 1.00 µs std_rel 0.00% (without drift 7.07%) median 1.00 µs \
              (run medians std_rel 0.00%); \
              fork->reaped mean 2.00 µs; disturbed 2 of 4 (child ran first 0); \
              timer 20 ns = 2.0000% of fork; runner memory beyond the region 3.0 MiB [sched-fifo]"

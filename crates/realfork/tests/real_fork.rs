@@ -344,29 +344,34 @@ fn fresh_mode_rewrites_every_page_outside_the_timed_section() {
 fn fifo_runs_parent_and_children_or_records_why_not() {
     let _s = serial();
     let cpu = hostenv::cpu::allowed_cpus().unwrap().ids().last().unwrap();
-    let a = RealArgs {
-        sched: "fifo".into(),
-        cpu: Some(cpu),
-        runs: 1,
-        ..args("order0")
-    };
-    let before = hostenv::sched::current().unwrap();
-    let recs = run(&a).unwrap();
-    assert_eq!(
-        hostenv::sched::current().unwrap(),
-        before,
-        "policy restored"
-    );
-    common(&recs, "order0", 1, 5);
-    assert_eq!(recs[0].cpu, Some(cpu));
-    let s = &recs[0].extra["sched"];
-    assert_eq!(s["requested"], "fifo");
-    if is_root() {
-        assert_eq!(s["effective"], "fifo", "{s}");
-        assert_eq!(recs[0].variant.options, "sched-fifo");
-        assert!(s["pause_between_iterations_ns"].as_u64().unwrap() >= 6_000_000);
-    } else if s["effective"] == "other" {
-        assert!(s["fallback"].is_string());
+    for pause in ["sleep", "spin"] {
+        let a = RealArgs {
+            sched: "fifo".into(),
+            pause: pause.into(),
+            cpu: Some(cpu),
+            runs: 1,
+            ..args("order0")
+        };
+        let before = hostenv::sched::current().unwrap();
+        let recs = run(&a).unwrap();
+        assert_eq!(
+            hostenv::sched::current().unwrap(),
+            before,
+            "policy restored"
+        );
+        common(&recs, "order0", 1, 5);
+        assert_eq!(recs[0].cpu, Some(cpu));
+        let s = &recs[0].extra["sched"];
+        assert_eq!(s["requested"], "fifo");
+        if is_root() {
+            assert_eq!(s["effective"], "fifo", "{s}");
+            assert_eq!(recs[0].variant.options, "sched-fifo");
+            // Warm-up plus 5 timed forks, each followed by at least 1 ms.
+            assert!(s["pause_between_iterations_ns"].as_u64().unwrap() >= 6_000_000);
+            assert_eq!(s["pause"], pause, "{s}");
+        } else if s["effective"] == "other" {
+            assert!(s["fallback"].is_string());
+        }
     }
 }
 
@@ -388,6 +393,7 @@ fn batch_runs_parent_and_children_without_privileges() {
     assert_eq!(s["effective"], "batch", "{s}");
     assert_eq!(recs[0].variant.options, "sched-batch");
     assert_eq!(s["pause_between_iterations_ns"], 0);
+    assert!(s.get("pause").is_none(), "no pause, so no pause kind: {s}");
 }
 
 #[test]
