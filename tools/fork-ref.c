@@ -9,7 +9,7 @@
  * next to forkbench, which does.
  *
  * Build and run (as root, for SCHED_FIFO):
- *   gcc -O2 -o /tmp/fork-ref tools/fork-ref.c
+ *   gcc -O2 -o /tmp/fork-ref tools/fork-ref.c -lm
  *   /tmp/fork-ref [order0|pte-order9] [runs] [iters] [cpu] [--series]
  * Prints each run's mean, then the mean of run means, the run-to-run std_rel and the same
  * figure "without drift" (samples dealt round-robin into as many groups as runs), as forkbench
