@@ -47,6 +47,10 @@ pub struct RealArgs {
     /// SCHED_OTHER and busy-wait, so the CPU never idles between forks)
     #[arg(long, default_value = "sleep")]
     pub pause: String,
+    /// Skip the core-throughput probe (about 0.5 ms of integer work timed before each fork,
+    /// outside the timed section, recorded as `extra.core_probe_ns`)
+    #[arg(long)]
+    pub no_core_probe: bool,
     /// Kernel label recorded as the variant's strategy (default: uname -r)
     #[arg(long)]
     pub label: Option<String>,
@@ -74,6 +78,7 @@ impl Default for RealArgs {
             sched: "other".into(),
             fifo_priority: 10,
             pause: "sleep".into(),
+            no_core_probe: false,
             label: None,
             allow_unverified: false,
             json: false,
@@ -148,6 +153,7 @@ pub struct Plan {
     pub sched: SchedMode,
     pub fifo_priority: i32,
     pub pause: Pause,
+    pub core_probe: bool,
     pub label: Option<String>,
     pub allow_unverified: bool,
     pub use_pagemap: bool,
@@ -252,6 +258,7 @@ impl RealArgs {
             sched,
             fifo_priority: self.fifo_priority,
             pause,
+            core_probe: !self.no_core_probe,
             label: self.label.clone(),
             allow_unverified: self.allow_unverified,
             use_pagemap: !self.no_pagemap,

@@ -16,6 +16,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod args;
+pub mod coreprobe;
 mod forkloop;
 pub mod layout;
 pub mod pagemap;

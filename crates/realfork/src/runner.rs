@@ -9,6 +9,8 @@
 //!   (`PR_SET_THP_DISABLE` after the first verification, so khugepaged leaves the mm alone)
 //! * `run_mean_ns`, `run_median_ns`, `reaped_mean_ns`, `reaped_median_ns`: this run's figures
 //! * `reaped_ns`: fork-to-reaped per timed iteration; `warmup_ns`, `first_fork_ns`
+//! * `core_probe_ns`: per timed iteration, the core-throughput probe taken just before the fork
+//!   ([`crate::coreprobe`]; `null` with `--no-core-probe`)
 //! * `child_start_ns`: per timed iteration, when the child first ran (its stamp minus t0);
 //!   `child_ran_first`: whether that was before the parent's second timestamp
 //! * `nivcsw`, `nvcsw`, `minflt`, `migrated`: per timed iteration, across the fork() call
@@ -554,6 +556,7 @@ struct RunData {
     refresh_minflt: Vec<u64>,
     child_start: Vec<Option<u64>>,
     child_first: Vec<bool>,
+    core_probe: Vec<u64>,
     pause_ns: u64,
     counters_total: Option<Snapshot>,
     counter_error: Option<String>,
@@ -606,6 +609,8 @@ fn run_loop<'c>(
                 d.refresh_minflt.push(ru1.minflt.saturating_sub(ru0.minflt));
             }
         }
+        let probe = plan.core_probe.then(crate::coreprobe::probe_ns);
+        busy_ns += probe.unwrap_or(0);
         let f = timed_fork(stamp, counters.as_deref_mut())
             .map_err(|e| RealError::io(format!("timed fork {i} of run"), e))?;
         busy_ns += f.reaped_ns;
@@ -656,6 +661,9 @@ fn run_loop<'c>(
             d.migrated.push(migrated);
             d.child_start.push(f.child_start_ns);
             d.child_first.push(f.child_ran_first);
+            if let Some(p) = probe {
+                d.core_probe.push(p);
+            }
             d.disturbed.push(!reasons.is_empty());
             if !reasons.is_empty() {
                 d.disturbances
@@ -812,6 +820,7 @@ fn record(p: RecordParts<'_>) -> RunRecord {
         "child_start_ns": d.child_start,
         "child_ran_first": d.child_first,
         "child_ran_first_count": d.child_first.iter().filter(|&&b| b).count(),
+        "core_probe_ns": if d.core_probe.is_empty() { Value::Null } else { json!(d.core_probe) },
         "warmup_ns": d.warmup,
         "first_fork_ns": d.first_fork_ns,
         "first_fork_of_process": p.run_index == 0,

@@ -2,7 +2,8 @@
 //! verification line and, per run, mean / median / standard deviation of the fork() samples,
 //! then one line over all runs ([`aggregate`]): mean of run means, run-to-run `std_rel`, median
 //! over all samples (and the run-to-run `std_rel` of the run medians), fork-to-reaped, disturbed
-//! samples, timer overhead and the runner's own memory. Beside `std_rel` it prints the same figure
+//! samples, the core probe (mean, sd and correlation with fork time; see [`crate::coreprobe`]),
+//! timer overhead and the runner's own memory. Beside `std_rel` it prints the same figure
 //! "without drift" ([`stats::regrouped`]): the samples dealt round-robin into as many groups as
 //! runs, so that slow drift of the host, shared by all groups, drops out. A large gap between the
 //! two says the run-to-run spread comes from the host drifting between runs, not from the forks.
@@ -148,6 +149,19 @@ pub fn aggregate(recs: &[RunRecord]) -> Option<String> {
         "; disturbed {disturbed} of {} (child ran first {child_first})",
         all.len()
     ));
+    let probe: Vec<f64> = recs
+        .iter()
+        .flat_map(|r| u64s(&r.extra["core_probe_ns"]))
+        .map(|x| x as f64)
+        .collect();
+    if let (Some(r), Some(p)) = (stats::pearson(&probe, &all), stats::Summary::of(&probe)) {
+        line.push_str(&format!(
+            "; core probe {} (sd {:.1}%), r {:.2} with fork time",
+            fmt_ns(p.mean),
+            100.0 * p.cv(),
+            r
+        ));
+    }
     if let Some(t) = first.extra["timer"]["per_call_mean_ns"].as_f64()
         && runs.mean > 0.0
     {
@@ -231,6 +245,21 @@ mod tests {
              (run medians std_rel 0.00%); \
              fork->reaped mean 2.00 µs; disturbed 2 of 4 (child ran first 0); \
              timer 20 ns = 2.0000% of fork; runner memory beyond the region 3.0 MiB [sched-fifo]"
+        );
+    }
+
+    #[test]
+    fn aggregate_reports_the_core_probe_and_its_correlation() {
+        let mut a = rec(0, vec![900, 1100, 1000]);
+        let mut b = rec(1, vec![1000, 1200, 800]);
+        // Probe readings exactly proportional to the fork times: r = 1; sd/mean of the six
+        // readings is 14.14/100 (Python: statistics.stdev([90,110,100,100,120,80]) / 100).
+        a.extra["core_probe_ns"] = serde_json::json!([90, 110, 100]);
+        b.extra["core_probe_ns"] = serde_json::json!([100, 120, 80]);
+        let line = aggregate(&[a, b]).unwrap();
+        assert!(
+            line.contains("; core probe 100 ns (sd 14.1%), r 1.00 with fork time;"),
+            "{line}"
         );
     }
 }

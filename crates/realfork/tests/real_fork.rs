@@ -74,6 +74,9 @@ fn common(records: &[RunRecord], layout: &str, runs: usize, iters: usize) {
             assert!(rp >= f, "fork-to-reaped includes the fork");
         }
         assert_eq!(r.extra["disturbed"].as_array().unwrap().len(), iters);
+        let probes = r.extra["core_probe_ns"].as_array().unwrap();
+        assert_eq!(probes.len(), iters, "one core probe per timed fork");
+        assert!(probes.iter().all(|p| p.as_u64().unwrap() > 0));
         assert_eq!(r.extra["child_ran_first"].as_array().unwrap().len(), iters);
         let starts = r.extra["child_start_ns"].as_array().unwrap();
         assert_eq!(starts.len(), iters);
@@ -301,6 +304,19 @@ fn untouched_forks_an_empty_vma() {
         verification(&recs[0])["pre"]["observation"]["smaps"]["rss_kb"],
         0
     );
+}
+
+#[test]
+fn the_core_probe_can_be_switched_off() {
+    let _s = serial();
+    let recs = run(&RealArgs {
+        no_core_probe: true,
+        runs: 1,
+        ..args("untouched")
+    })
+    .unwrap();
+    assert_eq!(recs[0].samples_ns.len(), 5);
+    assert!(recs[0].extra["core_probe_ns"].is_null());
 }
 
 #[test]

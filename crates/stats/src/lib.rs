@@ -83,6 +83,19 @@ pub fn regrouped(runs: &[Vec<f64>]) -> Option<Summary> {
     Summary::of(&means)
 }
 
+/// Pearson's correlation coefficient of paired samples; None for fewer than three pairs,
+/// unequal lengths, non-finite values or a constant side.
+pub fn pearson(xs: &[f64], ys: &[f64]) -> Option<f64> {
+    if xs.len() != ys.len() || xs.len() < 3 || xs.iter().chain(ys).any(|v| !v.is_finite()) {
+        return None;
+    }
+    let (sx, sy) = (xs.std_dev(), ys.std_dev());
+    if sx == 0.0 || sy == 0.0 {
+        return None;
+    }
+    Some(xs.covariance(ys) / (sx * sy))
+}
+
 /// Median of `xs` (None when empty).
 pub fn median(xs: &[f64]) -> Option<f64> {
     if xs.is_empty() {
@@ -342,6 +355,18 @@ pub fn compare(base: &Summary, new: &Summary, policy: &Policy) -> Comparison {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pearson_matches_hand_computed_values() {
+        let x = [1.0, 2.0, 3.0, 4.0];
+        assert!((pearson(&x, &[2.0, 4.0, 6.0, 8.0]).unwrap() - 1.0).abs() < 1e-12);
+        assert!((pearson(&x, &[8.0, 6.0, 4.0, 2.0]).unwrap() + 1.0).abs() < 1e-12);
+        // scipy.stats.pearsonr([1,2,3,4],[1,3,2,4]) = 0.8
+        assert!((pearson(&x, &[1.0, 3.0, 2.0, 4.0]).unwrap() - 0.8).abs() < 1e-12);
+        assert_eq!(pearson(&x, &[1.0, 1.0, 1.0, 1.0]), None);
+        assert_eq!(pearson(&x[..2], &[1.0, 2.0]), None);
+        assert_eq!(pearson(&x, &[1.0, 2.0, 3.0]), None);
+    }
+
     #[test]
     fn regrouping_removes_a_step_between_runs_but_keeps_noise() {
         // Two runs with a 10% step between them and identical noise inside: the runs differ,
