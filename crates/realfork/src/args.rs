@@ -47,7 +47,7 @@ pub struct RealArgs {
     /// SCHED_OTHER and busy-wait, so the CPU never idles between forks)
     #[arg(long, default_value = "sleep")]
     pub pause: String,
-    /// Skip the core-throughput probe (about 0.5 ms of integer work timed before each fork,
+    /// Skip the core-throughput probe (under 1 ms of integer work timed before each fork,
     /// outside the timed section, recorded as `extra.core_probe_ns`)
     #[arg(long)]
     pub no_core_probe: bool,

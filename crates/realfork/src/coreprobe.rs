@@ -6,13 +6,12 @@
 //! sibling), the core's execution resources change for seconds at a time. Throughput-bound code
 //! (independent operations, like fork's per-PTE loop) slows down when the sibling is busy.
 //! Latency-bound code (one dependent chain) hardly does, so a clock-frequency change and an SMT
-//! neighbour can be told apart. On the development VM, fork time followed this probe with r =
-//! 0.80, while a dependent-chain probe gave r = 0.30. The probe lets a reader see that a run's
-//! mean moved because its core did, instead of guessing (README, "Precision on this VM").
+//! neighbour can be told apart (README, "Precision on this VM", has the measured figures). The
+//! probe lets a reader see that a run's mean moved because its core did, instead of guessing.
 
 use std::hint::black_box;
 
-/// Rounds of the probe loop: about 0.3–0.5 ms on a 2020s x86 core.
+/// Rounds of the probe loop: about 0.8–0.9 ms on the development VM's vCPU.
 const ROUNDS: u64 = 400_000;
 
 /// Run the probe once and return its duration in ns.

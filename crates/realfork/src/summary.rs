@@ -95,23 +95,14 @@ pub fn aggregate(recs: &[RunRecord]) -> Option<String> {
     let first = recs.first()?;
     let means: Vec<f64> = recs.iter().map(RunRecord::mean_ns).collect();
     let runs = stats::Summary::of(&means)?;
-    let all: Vec<f64> = recs
-        .iter()
-        .flat_map(|r| r.samples_ns.iter().map(|&s| s as f64))
-        .collect();
-    let median = stats::median(&all)?;
-    let run_medians: Vec<f64> = recs
-        .iter()
-        .filter_map(|r| {
-            let xs: Vec<f64> = r.samples_ns.iter().map(|&s| s as f64).collect();
-            stats::median(&xs)
-        })
-        .collect();
-    let medians = stats::Summary::of(&run_medians)?;
     let per_run: Vec<Vec<f64>> = recs
         .iter()
         .map(|r| r.samples_ns.iter().map(|&s| s as f64).collect())
         .collect();
+    let all: Vec<f64> = per_run.concat();
+    let median = stats::median(&all)?;
+    let run_medians: Vec<f64> = per_run.iter().filter_map(|xs| stats::median(xs)).collect();
+    let medians = stats::Summary::of(&run_medians)?;
     let short_term = stats::regrouped(&per_run).map(|s| s.cv());
     let reaped: Vec<f64> = recs
         .iter()

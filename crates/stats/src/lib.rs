@@ -355,6 +355,8 @@ pub fn compare(base: &Summary, new: &Summary, policy: &Policy) -> Comparison {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn pearson_matches_hand_computed_values() {
         let x = [1.0, 2.0, 3.0, 4.0];
@@ -381,14 +383,12 @@ mod tests {
         assert!((r.mean - 105.0).abs() < 1e-9);
         assert!((r.std - (106.05_f64 - 103.95).abs() / 2f64.sqrt()).abs() < 1e-9);
         assert!(r.cv() < blocked.cv() / 4.0);
-        // Pure noise without drift: regrouping changes nothing systematic.
+        // Identical samples: no spread either way.
         let same = vec![vec![1.0, 1.0], vec![1.0, 1.0]];
         assert_eq!(regrouped(&same).unwrap().std, 0.0);
         assert_eq!(regrouped(&[vec![1.0]]), None);
         assert_eq!(regrouped(&[vec![1.0], vec![]]), None);
     }
-
-    use super::*;
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
         (a - b).abs() <= tol * b.abs().max(1e-300)
