@@ -16,6 +16,7 @@ pub mod cleanup;
 pub mod counters;
 pub mod cpu;
 pub mod env;
+pub mod host;
 pub mod procfs;
 pub mod sched;
 mod sys;

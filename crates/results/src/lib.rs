@@ -8,6 +8,8 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+pub mod fsio;
+
 use serde::{Deserialize, Serialize};
 
 /// Version of the JSON schema written by this crate; bumped on any incompatible change.

@@ -1,0 +1,151 @@
+//! Host facts every driver asks for, read in one place: CPU model, host name, kernel release,
+//! the host arch in forkbench's spelling, UTC time stamps, per-CPU busy share between two
+//! moments, and other running processes by name.
+
+use std::collections::BTreeMap;
+
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+use crate::procfs::{self, CpuTimes};
+
+fn read_trimmed(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// The CPU model: `model name` of `/proc/cpuinfo`, else lscpu's `Model name` (arm64's cpuinfo
+/// has none); `None` when neither says.
+pub fn cpu_model() -> Option<String> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    crate::env::cpu_model(&cpuinfo).or_else(|| {
+        let o = std::process::Command::new("lscpu").output().ok()?;
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .find(|l| l.trim_start().starts_with("Model name:"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    })
+}
+
+/// The host name; `unknown` when unreadable.
+pub fn hostname() -> String {
+    read_trimmed("/proc/sys/kernel/hostname").unwrap_or_else(|| "unknown".into())
+}
+
+/// `uname -r`; `unknown` when unreadable.
+pub fn kernel_release() -> String {
+    read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_else(|| "unknown".into())
+}
+
+/// This host's arch as forkbench spells it (`x86_64`, `arm64`), or Rust's name for others.
+pub fn arch_name() -> &'static str {
+    contract::Arch::host().map_or(std::env::consts::ARCH, contract::Arch::name)
+}
+
+/// A moment in UTC, written two ways.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UtcStamp {
+    /// RFC 3339, e.g. `2026-11-25T20:30:00Z`.
+    pub rfc3339: String,
+    /// For file names, e.g. `20261125T203000Z`.
+    pub compact: String,
+}
+
+impl UtcStamp {
+    /// `secs` since the Unix epoch.
+    pub fn at(secs: i64) -> UtcStamp {
+        let t = OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let rfc = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+        let compact = format_description!("[year][month][day]T[hour][minute][second]Z");
+        UtcStamp {
+            rfc3339: t.format(&rfc).expect("formats a valid date"),
+            compact: t.format(&compact).expect("formats a valid date"),
+        }
+    }
+
+    /// Now.
+    pub fn now() -> UtcStamp {
+        UtcStamp::at(OffsetDateTime::now_utc().unix_timestamp())
+    }
+}
+
+/// Per-CPU tick counters now (empty when `/proc/stat` is unreadable).
+pub fn cpu_ticks() -> BTreeMap<usize, CpuTimes> {
+    procfs::read_stat().unwrap_or_default()
+}
+
+/// Busy % of the busiest CPU other than `pinned` between two [`cpu_ticks`] snapshots.
+pub fn other_cpus_busy_pct(
+    before: &BTreeMap<usize, CpuTimes>,
+    after: &BTreeMap<usize, CpuTimes>,
+    pinned: Option<usize>,
+) -> Option<f64> {
+    procfs::load_between(before, after)
+        .into_iter()
+        .filter(|(c, l)| Some(*c) != pinned && l.ticks > 0)
+        .map(|(_, l)| l.busy_pct)
+        .reduce(f64::max)
+}
+
+/// Pids of running processes whose `comm` is `name`, except `except`, ascending.
+pub fn pids_named(name: &str, except: &[u32]) -> Vec<u32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out: Vec<u32> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| !except.contains(pid))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_stamps_of_known_moments() {
+        let s = UtcStamp::at(0);
+        assert_eq!(s.rfc3339, "1970-01-01T00:00:00Z");
+        assert_eq!(s.compact, "19700101T000000Z");
+        // 2024-02-29 (a leap day) 12:34:56.
+        let s = UtcStamp::at(1_709_210_096);
+        assert_eq!(s.rfc3339, "2024-02-29T12:34:56Z");
+        assert_eq!(s.compact, "20240229T123456Z");
+        assert!(UtcStamp::now().rfc3339.starts_with("20"));
+    }
+
+    #[test]
+    fn host_facts_are_readable_here() {
+        assert!(!hostname().is_empty());
+        assert_ne!(kernel_release(), "unknown");
+        assert!(["x86_64", "arm64"].contains(&arch_name()) || !arch_name().is_empty());
+        let me = std::process::id();
+        let comm = std::fs::read_to_string(format!("/proc/{me}/comm")).unwrap();
+        assert!(pids_named(comm.trim(), &[]).contains(&me));
+        assert!(!pids_named(comm.trim(), &[me]).contains(&me));
+    }
+
+    #[test]
+    fn busiest_other_cpu() {
+        let t = |total, idle| CpuTimes {
+            total,
+            idle,
+            steal: 0,
+        };
+        let a = BTreeMap::from([(0, t(100, 50)), (1, t(100, 50)), (2, t(100, 100))]);
+        let b = BTreeMap::from([(0, t(200, 60)), (1, t(200, 140)), (2, t(200, 190))]);
+        // CPU 0: 90% busy (pinned, ignored); CPU 1: 10%; CPU 2: 10%.
+        assert_eq!(other_cpus_busy_pct(&a, &b, Some(0)), Some(10.0));
+        assert_eq!(other_cpus_busy_pct(&a, &b, None), Some(90.0));
+    }
+}
