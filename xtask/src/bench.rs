@@ -5,14 +5,17 @@
 //! the tables.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use results::{ResultFile, RunRecord, SCHEMA_VERSION};
+use contract::{HostEnv, RunnerLine};
+use hostenv::host;
+use results::{RealContext, ResultFile, RunRecord, SCHEMA_VERSION};
 use serde_json::json;
 
-use crate::exec::{CallCtx, Caps, Executor, Outcome, Runner};
+use crate::exec::{CallCtx, Executor, Outcome, Release};
 use crate::plan::{Plan, call_seed};
 use crate::profile::{self, CpuSel, Profile};
 use crate::progress::Progress;
@@ -59,6 +62,8 @@ pub fn valid_label(l: &str) -> bool {
 /// What an execution produced.
 #[derive(Debug, Default)]
 pub struct Execution {
+    /// One per real-fork call; runs index it.
+    pub contexts: Vec<RealContext>,
     pub runs: Vec<RunRecord>,
     /// `(call name, reason)` of every skipped group.
     pub skipped: Vec<(String, String)>,
@@ -93,19 +98,20 @@ pub fn execute(
             seed: call_seed(seed, round, g),
         };
         let mut got = 0usize;
-        let outcome = exec.run(call, ctx, &mut |mut rec| {
-            rec.run_index = round;
-            // The run mean, the statistical unit, next to the raw samples.
-            let mean = rec.mean_ns();
-            if rec.extra.is_null() {
-                rec.extra = serde_json::json!({});
+        // The call's contexts count from 0; the file's list holds every call's.
+        let offset = out.contexts.len() as u32;
+        let outcome = exec.run(call, ctx, &mut |line| match line {
+            RunnerLine::Context(c) => out.contexts.push(*c),
+            RunnerLine::Run(mut rec) => {
+                rec.run_index = round;
+                if let Some(x) = rec.real.as_mut() {
+                    x.context += offset;
+                }
+                got += 1;
+                progress.record(&name, round, &rec);
+                out.runs.push(*rec);
             }
-            if let Some(o) = rec.extra.as_object_mut() {
-                o.insert("run_mean_ns".into(), json!(mean));
-            }
-            got += 1;
-            progress.record(&name, round, &rec);
-            out.runs.push(rec);
+            RunnerLine::Header(_) | RunnerLine::Counts(_) => {}
         })?;
         if let Outcome::Skipped(why) = outcome {
             skipped[g] = true;
@@ -120,15 +126,11 @@ pub fn execute(
 }
 
 /// Background load during the runs: `(runs with a figure, mean %, max %, runs above 25 %)`
-/// of the busiest other CPU, from each record's `extra.xtask_other_cpus_busy_pct`.
+/// of the busiest other CPU, from each record's `host_load`.
 pub fn load_summary(runs: &[RunRecord]) -> Option<(usize, f64, f64, usize)> {
     let v: Vec<f64> = runs
         .iter()
-        .filter_map(|r| {
-            r.extra
-                .get("xtask_other_cpus_busy_pct")
-                .and_then(|x| x.as_f64())
-        })
+        .filter_map(|r| r.host_load?.other_cpus_busy_pct)
         .collect();
     if v.is_empty() {
         return None;
@@ -142,12 +144,7 @@ pub fn load_summary(runs: &[RunRecord]) -> Option<(usize, f64, f64, usize)> {
 /// Runs during which another `forkbench` process was running.
 pub fn concurrent_runs(runs: &[RunRecord]) -> usize {
     runs.iter()
-        .filter(|r| {
-            r.extra
-                .get("xtask_concurrent_forkbench")
-                .and_then(|x| x.as_u64())
-                .is_some_and(|n| n > 0)
-        })
+        .filter(|r| r.host_load.is_some_and(|h| h.concurrent_forkbench > 0))
         .count()
 }
 
@@ -176,7 +173,10 @@ fn resolve_cpu(sel: CpuSel) -> usize {
     match sel {
         CpuSel::Id(n) => n,
         // The last CPU this process may use: CPU 0 takes most interrupts.
-        CpuSel::Last => util::allowed_cpus().last().copied().unwrap_or(0),
+        CpuSel::Last => hostenv::cpu::allowed_cpus()
+            .ok()
+            .and_then(|s| s.ids().last())
+            .unwrap_or(0),
     }
 }
 
@@ -190,11 +190,11 @@ pub fn estimate_secs(plan: &Plan) -> f64 {
         .iter()
         .map(|&(_, g)| {
             let c = &plan.groups[g];
-            let (mem, per_gib) = match c {
-                crate::plan::Call::Sim { mem, .. } => (mem, 0.006),
-                crate::plan::Call::Real { mem, .. } => (mem, 0.02),
+            let per_gib = match c {
+                crate::plan::Call::Sim { .. } => 0.006,
+                crate::plan::Call::Real { .. } => 0.02,
             };
-            let gib = profile::parse_size(mem).unwrap_or(0) as f64 / (1u64 << 30) as f64;
+            let gib = c.mem().0 as f64 / (1u64 << 30) as f64;
             c.forks() as f64 * per_gib * gib + 1.0 * gib.max(0.05)
         })
         .sum()
@@ -202,28 +202,38 @@ pub fn estimate_secs(plan: &Plan) -> f64 {
 
 fn machine_name(p: &Profile) -> String {
     if p.machine.name == "auto" {
-        util::hostname()
+        host::hostname()
     } else {
         p.machine.name.clone()
     }
 }
 
-/// Write the cost model as a TOML file the runner can read (only used when it has the flag).
+/// Write the cost model as a TOML file the runner reads (`--cost-model`).
 fn cost_model_file(p: &Profile) -> anyhow::Result<Option<PathBuf>> {
     if !p.cost_model.keys().any(|k| k.ends_with("_ns")) {
         return Ok(None);
     }
     let path = util::target_dir().join(format!("forkbench-cost-model-{}.toml", p.profile));
     let text = toml::to_string(&p.cost_model).context("serialising [cost_model]")?;
-    std::fs::create_dir_all(util::target_dir()).ok();
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    results::fsio::write_replace(&path, text.as_bytes())?;
     Ok(Some(path))
 }
 
-pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
+/// The host, captured once for the result file, with the sysfs facts its README shows.
+pub fn host_env(cpu: usize) -> HostEnv {
+    let paths: Vec<PathBuf> = crate::publish::ENV_SYSFS
+        .iter()
+        .map(|(_, p)| PathBuf::from(p))
+        .collect();
+    let mut env: HostEnv = hostenv::env::capture(&paths, &[]);
+    env.pinned_cpu = Some(cpu);
+    env
+}
+
+pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     let root = util::project_root();
     let profile = profile::load(a.config.as_deref(), &root)?;
-    let cpu_model = util::cpu_model();
+    let cpu_model = host::cpu_model();
     if let Err(msg) = profile::check_host(&profile, profile::host_arch(), cpu_model.as_deref()) {
         if !a.force {
             bail!(msg);
@@ -241,12 +251,14 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         .seed
         .unwrap_or(now.as_secs() ^ u64::from(now.subsec_nanos()));
     let machine = machine_name(&profile);
-    let (stamp, rfc3339) = util::utc_stamps(now.as_secs());
+    let stamp = host::UtcStamp::at(now.as_secs() as i64);
     let out_dir = {
         let o = PathBuf::from(&a.out);
         if o.is_absolute() { o } else { root.join(o) }
     };
-    let out_path = out_dir.join(&machine).join(format!("{stamp}-{label}.json"));
+    let out_path = out_dir
+        .join(&machine)
+        .join(format!("{}-{label}.json", stamp.compact));
     if out_path.exists() {
         bail!("{} already exists; not overwriting", out_path.display());
     }
@@ -267,9 +279,9 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         for (i, g) in plan.groups.iter().enumerate() {
             eprintln!("  group {i}: {}", g.name());
         }
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
-    let others = util::pids_named("forkbench", &[]);
+    let others = host::pids_named("forkbench", &[]);
     if !others.is_empty() {
         eprintln!(
             "warning: other forkbench processes are running (pids {others:?}); they compete for \
@@ -278,11 +290,8 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     }
     eprintln!("building the release runner ...");
     let bin = util::build_runner()?;
-    let mut runner = Runner::new(bin, cost_model_file(&profile)?);
-    runner.label = Some(label.clone());
-    runner.nice = profile.run.nice;
+    let mut runner = Release::new(bin, profile.run.nice, cost_model_file(&profile)?);
     runner.wait_quiet = std::time::Duration::from_secs(a.wait_quiet);
-    let caps: Caps = runner.caps()?;
     let mut progress = crate::progress::auto();
     let t0 = Instant::now();
     let ex = execute(&plan, &mut runner, cpu, seed, progress.as_mut())?;
@@ -295,7 +304,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         machine: machine.clone(),
         label: label.clone(),
-        created_utc: rfc3339,
+        created_utc: stamp.rfc3339,
         git_rev: util::git_rev(),
         seed,
         config: json!({
@@ -309,14 +318,6 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
                 "groups": plan.groups,
                 "order": plan.order,
             },
-            "runner_caps": {
-                "real": caps.real,
-                "contpte_flag": caps.contpte_flag,
-                "cost_model_flag": caps.cost_model_flag,
-                "sched_flag": caps.sched_flag,
-                "real_mode_flag": caps.real_mode_flag,
-                "real_label_flag": caps.real_label_flag,
-            },
             "skipped": ex.skipped.iter().map(|(n, w)| json!({"group": n, "reason": w})).collect::<Vec<_>>(),
             "wall_secs": (wall * 10.0).round() / 10.0,
             "waited_for_quiet_secs": (runner.waited.as_secs_f64() * 10.0).round() / 10.0,
@@ -327,7 +328,8 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
                 "runs_over_25pct": over,
             })),
         }),
-        env: util::capture_env(cpu_model),
+        env: host_env(cpu),
+        contexts: ex.contexts,
         runs: ex.runs,
     };
     file.save_new(&out_path)
@@ -352,7 +354,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     if out_dir == root.join("results") {
         println!("to publish: cargo xtask publish (renders results/{machine}/README.md and plots)");
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
@@ -378,7 +380,7 @@ mod tests {
         let p = local();
         let plan = crate::plan::plan(&p, true, 99);
         let mut mock = Mock {
-            missing_arches: vec!["arm64".into()],
+            missing_arches: vec![contract::Arch::Arm64],
             ..Mock::default()
         };
         let mut prog = Recorder::default();
@@ -388,18 +390,22 @@ mod tests {
         assert!(
             ex.skipped
                 .iter()
-                .all(|(n, w)| n.starts_with("sim arm64") && w.contains("not built yet"))
+                .all(|(n, w)| n.starts_with("sim arm64") && w.contains("not available"))
         );
         assert_eq!(prog.notes.len(), 4);
         // x86_64: 2 orders x 5 strategies x 3 runs; real: 5 layouts x 3 runs.
         assert_eq!(ex.runs.len(), 30 + 15);
         assert_eq!(prog.done, 45);
         assert_eq!(prog.total, 45);
-        assert!(
-            ex.runs
-                .iter()
-                .all(|r| r.extra["run_mean_ns"].as_f64() == Some(r.mean_ns()))
-        );
+        // One context per real-fork call; each real run points at its own call's context.
+        assert_eq!(ex.contexts.len(), 15);
+        let real: Vec<&RunRecord> = ex.runs.iter().filter(|r| r.real.is_some()).collect();
+        assert_eq!(real.len(), 15);
+        for (i, r) in real.iter().enumerate() {
+            let c = r.real.as_ref().unwrap().context as usize;
+            assert_eq!(c, i);
+            assert_eq!(r.variant.layout_name(), ex.contexts[c].layout.to_string());
+        }
         // Run indices are rounds; every variant has runs 0, 1, 2.
         let mut per: std::collections::BTreeMap<String, Vec<u32>> = Default::default();
         for r in &ex.runs {
@@ -419,7 +425,7 @@ mod tests {
         let _ = per_round;
         // Deterministic: same seed, same calls.
         let mut mock2 = Mock {
-            missing_arches: vec!["arm64".into()],
+            missing_arches: vec![contract::Arch::Arm64],
             ..Mock::default()
         };
         execute(&plan, &mut mock2, 1, 99, &mut Recorder::default()).unwrap();
@@ -430,8 +436,10 @@ mod tests {
     fn real_not_built_is_a_note_and_failures_stop_the_run() {
         let p = local();
         let plan = crate::plan::plan(&p, true, 5);
-        let mut mock = Mock::default();
-        mock.caps.real = false;
+        let mut mock = Mock {
+            real: false,
+            ..Mock::default()
+        };
         let mut prog = Recorder::default();
         let ex = execute(&plan, &mut mock, 0, 5, &mut prog).unwrap();
         assert_eq!(
@@ -462,19 +470,25 @@ mod tests {
         .unwrap()
         .runs;
         assert_eq!(load_summary(&runs), None);
+        let load = |busy: f64| {
+            Some(contract::HostLoad {
+                other_cpus_busy_pct: Some(busy),
+                concurrent_forkbench: 0,
+            })
+        };
         for (i, r) in runs.iter_mut().enumerate() {
-            r.extra["xtask_other_cpus_busy_pct"] = json!(if i % 2 == 0 { 2.0 } else { 4.0 });
+            r.host_load = load(if i % 2 == 0 { 2.0 } else { 4.0 });
         }
         assert_eq!(load_summary(&runs).map(|s| s.3), Some(0));
         assert!(load_warning(&runs).is_none());
-        runs[0].extra["xtask_other_cpus_busy_pct"] = json!(100.0);
+        runs[0].host_load = load(100.0);
         let n = runs.len();
         for r in runs.iter_mut().take(n / 5) {
-            r.extra["xtask_other_cpus_busy_pct"] = json!(90.0);
+            r.host_load = load(90.0);
         }
         let w = load_warning(&runs).unwrap();
         assert!(w.starts_with("warning: the machine was busy"), "{w}");
-        runs[1].extra["xtask_concurrent_forkbench"] = json!(1);
+        runs[1].host_load.as_mut().unwrap().concurrent_forkbench = 1;
         let w = load_warning(&runs).unwrap();
         assert!(
             w.contains("another forkbench process was running during 1 of"),

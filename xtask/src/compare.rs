@@ -38,14 +38,14 @@ pub struct Line {
 }
 
 /// Run means per variant. Labels are ignored (they name the kernels being compared), and so
-/// is a real-fork run's strategy field, which holds its kernel label.
+/// is a real-fork run's kernel release (A and B are usually different kernels).
 fn means(files: &[ResultFile]) -> BTreeMap<Variant, Vec<f64>> {
     let mut m: BTreeMap<Variant, Vec<f64>> = BTreeMap::new();
     for f in files {
         for r in &f.runs {
             let mut v = r.variant.clone();
-            if v.instrument == results::Instrument::Real {
-                v.strategy = "fork".into();
+            if let Variant::Real(real) = &mut v {
+                real.kernel = "fork".into();
             }
             m.entry(v).or_default().push(r.mean_ns());
         }
@@ -241,18 +241,11 @@ mod tests {
             ..Mock::default()
         };
         let ex = execute(&plan, &mut m, 1, seed, &mut Recorder::default()).unwrap();
-        ResultFile {
-            schema: results::SCHEMA_VERSION,
-            tool_version: "t".into(),
-            machine: "m".into(),
-            label: label.into(),
-            created_utc: "2026-01-01T00:00:00Z".into(),
-            git_rev: "r".into(),
-            seed,
-            config: serde_json::Value::Null,
-            env: serde_json::Value::Null,
-            runs: ex.runs,
-        }
+        let mut f = ResultFile::new("m", label, "2026-01-01T00:00:00Z", Default::default());
+        f.seed = seed;
+        f.contexts = ex.contexts;
+        f.runs = ex.runs;
+        f
     }
 
     #[test]

@@ -1,39 +1,22 @@
-//! Executors: how one planned call becomes run records. [`Runner`] spawns the release
-//! `forkbench` binary (one process per call, JSON lines on stdout); tests use a mock. An engine
-//! or instrument that is not built yet (the runner exits 2 for an arm64 or real-fork call) is
-//! a *skip with a note*, not a failure.
+//! Executors: how one planned call becomes runner lines (contexts and run records).
+//! [`Release`] runs the release `forkbench` binary through the contract's typed
+//! [`contract::Invocation`] and [`contract::Runner`]; tests use a mock. A real-fork call the
+//! host cannot do (the runner exits 2), or an arm64 model call the runner refuses, is a *skip
+//! with a note*, not a failure.
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
-use results::{RunRecord, SCHEMA_VERSION};
+use anyhow::bail;
+use contract::{HostLoad, Invocation, ModelOpts, RealOpts, RunnerLine, SimOpts, Strategies};
 
 use crate::plan::Call;
-
-/// What the runner binary supports, probed from its `--help` texts.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Caps {
-    /// `forkbench real` exists.
-    pub real: bool,
-    /// `forkbench sim --contpte` exists.
-    pub contpte_flag: bool,
-    /// `forkbench sim --cost-model` exists.
-    pub cost_model_flag: bool,
-    /// `forkbench real --sched` exists.
-    pub sched_flag: bool,
-    /// `forkbench real --mode` exists.
-    pub real_mode_flag: bool,
-    /// `forkbench real --label` exists.
-    pub real_label_flag: bool,
-}
 
 /// Result of one call.
 #[derive(Debug, PartialEq)]
 pub enum Outcome {
     Done,
-    /// The runner cannot do this yet (or not on this host); the note says why.
+    /// The runner cannot do this (on this host); the note says why.
     Skipped(String),
 }
 
@@ -45,296 +28,162 @@ pub struct CallCtx {
 }
 
 pub trait Executor {
-    fn caps(&mut self) -> anyhow::Result<Caps>;
-    /// Run one call (one run of every variant in it), handing over records as they arrive.
+    /// Run one call (one run of every variant in it), handing over its contexts and run
+    /// records (never the header) in the order the runner printed them; a run's
+    /// `real.context` counts from 0 within the call.
     fn run(
         &mut self,
         call: &Call,
         ctx: CallCtx,
-        emit: &mut dyn FnMut(RunRecord),
+        emit: &mut dyn FnMut(RunnerLine),
     ) -> anyhow::Result<Outcome>;
 }
 
-/// Spawns the release runner.
-pub struct Runner {
-    pub bin: PathBuf,
-    /// The bench label, passed to real-fork calls as the kernel label (their rows' name).
-    pub label: Option<String>,
-    /// Passed as `--cost-model <file>` to arm64 model calls when the runner has the flag.
-    pub cost_model_file: Option<PathBuf>,
-    /// Run the runner under `nice -n <nice>` when not 0.
-    pub nice: i32,
-    /// Before each call, wait up to this long for other `forkbench` processes to end.
-    pub wait_quiet: std::time::Duration,
-    /// Total time spent waiting so far.
-    pub waited: std::time::Duration,
-    caps: Option<Caps>,
-}
-
-impl Runner {
-    pub fn new(bin: PathBuf, cost_model_file: Option<PathBuf>) -> Self {
-        Runner {
-            bin,
-            label: None,
-            nice: 0,
-            wait_quiet: std::time::Duration::ZERO,
-            waited: std::time::Duration::ZERO,
-            cost_model_file,
-            caps: None,
-        }
-    }
-
-    fn help(&self, args: &[&str]) -> String {
-        Command::new(&self.bin)
-            .args(args)
-            .output()
-            .map(|o| {
-                let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
-                s.push_str(&String::from_utf8_lossy(&o.stderr));
-                s
-            })
-            .unwrap_or_default()
-    }
-
-    /// The argument list of one call.
-    pub fn args(
-        call: &Call,
-        ctx: CallCtx,
-        caps: &Caps,
-        cost_model: Option<&PathBuf>,
-        label: Option<&str>,
-    ) -> Vec<String> {
-        let mut a: Vec<String> = Vec::new();
-        let mut push = |k: &str, v: String| {
-            a.push(k.to_string());
-            a.push(v);
-        };
-        match call {
-            Call::Sim {
-                arch,
-                order,
-                strategies,
-                contpte,
-                mem,
-                iters,
-                warmup,
-                mode,
-            } => {
-                push("--arch", arch.clone());
-                push("--strategy", strategies.join(","));
-                push("--order", order.to_string());
-                push("--mem", mem.clone());
-                push("--iters", iters.to_string());
-                push("--runs", "1".into());
-                push("--warmup", warmup.to_string());
-                push("--mode", mode.clone());
-                push("--seed", ctx.seed.to_string());
-                push("--cpu", ctx.cpu.to_string());
-                if let Some(c) = contpte
-                    && caps.contpte_flag
-                {
-                    push("--contpte", c.clone());
-                }
-                if arch == "arm64"
-                    && caps.cost_model_flag
-                    && let Some(f) = cost_model
-                {
-                    push("--cost-model", f.display().to_string());
-                }
-                a.insert(0, "sim".into());
-            }
-            Call::Real {
-                layout,
-                mem,
-                iters,
-                warmup,
-                sched,
-                mode,
-            } => {
-                push("--layout", layout.clone());
-                push("--mem", mem.clone());
-                push("--iters", iters.to_string());
-                push("--runs", "1".into());
-                push("--warmup", warmup.to_string());
-                push("--cpu", ctx.cpu.to_string());
-                if caps.sched_flag {
-                    push("--sched", sched.clone());
-                }
-                if caps.real_mode_flag {
-                    push("--mode", mode.clone());
-                }
-                if caps.real_label_flag
-                    && let Some(l) = label
-                {
-                    push("--label", l.to_string());
-                }
-                a.insert(0, "real".into());
-            }
-        }
-        a.push("--json".into());
-        a
+/// The runner invocation of one call: one run (`--runs 1`) of every variant in it.
+pub fn invocation(call: &Call, ctx: CallCtx, cost_model: Option<&PathBuf>) -> Invocation {
+    match call {
+        Call::Sim {
+            arch,
+            order,
+            strategies,
+            contpte,
+            mem,
+            iters,
+            warmup,
+            mode,
+        } => Invocation::Sim(SimOpts {
+            model: ModelOpts {
+                arch: *arch,
+                contpte: *contpte,
+                strategies: Strategies(strategies.clone()),
+                order: *order,
+                mem: *mem,
+                mode: *mode,
+                ..ModelOpts::default()
+            },
+            iters: *iters,
+            runs: 1,
+            warmup: *warmup,
+            cpu: Some(ctx.cpu),
+            seed: ctx.seed,
+            count: false,
+            cost_model: (*arch == contract::Arch::Arm64)
+                .then(|| cost_model.map(|p| p.display().to_string()))
+                .flatten(),
+        }),
+        Call::Real {
+            layout,
+            mem,
+            iters,
+            warmup,
+            sched,
+            mode,
+        } => Invocation::Real(RealOpts {
+            mem: *mem,
+            iters: *iters,
+            runs: 1,
+            warmup: *warmup,
+            mode: *mode,
+            cpu: Some(ctx.cpu),
+            sched: *sched,
+            ..RealOpts::new(*layout)
+        }),
     }
 }
 
-/// Does this failed call mean "not available yet / here" rather than a broken run?
-/// Exit 2 (a usage error: unknown arch, subcommand, layout or flag) for arm64 model calls and
-/// for real-fork calls; everything else is a failure.
+/// Does this failed call mean "not available here" rather than a broken run? Exit 2 (the
+/// runner refused its input, or the host cannot do it) for real-fork calls and for model
+/// engines other than x86_64; everything else is a failure.
 pub fn is_skip(call: &Call, code: Option<i32>) -> bool {
     code == Some(2)
         && match call {
-            Call::Sim { arch, .. } => arch != "x86_64",
+            Call::Sim { arch, .. } => *arch != contract::Arch::X86_64,
             Call::Real { .. } => true,
         }
 }
 
-impl Executor for Runner {
-    fn caps(&mut self) -> anyhow::Result<Caps> {
-        if let Some(c) = &self.caps {
-            return Ok(c.clone());
-        }
-        let top = self.help(&["--help"]);
-        if top.is_empty() {
-            bail!("cannot run {}", self.bin.display());
-        }
-        let sim = self.help(&["sim", "--help"]);
-        let real = top
-            .lines()
-            .any(|l| l.trim_start().starts_with("real ") || l.trim() == "real");
-        let real_help = if real {
-            self.help(&["real", "--help"])
-        } else {
-            String::new()
-        };
-        let c = Caps {
-            real,
-            contpte_flag: sim.contains("--contpte"),
-            cost_model_flag: sim.contains("--cost-model"),
-            sched_flag: real_help.contains("--sched"),
-            real_mode_flag: real_help.contains("--mode"),
-            real_label_flag: real_help.contains("--label"),
-        };
-        self.caps = Some(c.clone());
-        Ok(c)
-    }
+/// Runs calls with the release runner.
+pub struct Release {
+    pub runner: contract::Runner,
+    /// Handed to arm64 model calls as `--cost-model <file>`.
+    pub cost_model_file: Option<PathBuf>,
+    /// Before each call, wait up to this long for other `forkbench` processes to end.
+    pub wait_quiet: Duration,
+    /// Total time spent waiting so far.
+    pub waited: Duration,
+}
 
+impl Release {
+    pub fn new(bin: PathBuf, nice: i32, cost_model_file: Option<PathBuf>) -> Self {
+        Release {
+            runner: contract::Runner { bin, nice },
+            cost_model_file,
+            wait_quiet: Duration::ZERO,
+            waited: Duration::ZERO,
+        }
+    }
+}
+
+impl Executor for Release {
     fn run(
         &mut self,
         call: &Call,
         ctx: CallCtx,
-        emit: &mut dyn FnMut(RunRecord),
+        emit: &mut dyn FnMut(RunnerLine),
     ) -> anyhow::Result<Outcome> {
-        let caps = self.caps()?;
-        if matches!(call, Call::Real { .. }) && !caps.real {
-            return Ok(Outcome::Skipped("`forkbench real` is not built yet".into()));
-        }
-        let args = Self::args(
-            call,
-            ctx,
-            &caps,
-            self.cost_model_file.as_ref(),
-            self.label.as_deref(),
-        );
+        use hostenv::host;
+        let inv = invocation(call, ctx, self.cost_model_file.as_ref());
         let t0 = std::time::Instant::now();
-        while !crate::util::pids_named("forkbench", &[]).is_empty()
-            && t0.elapsed() < self.wait_quiet
-        {
-            std::thread::sleep(std::time::Duration::from_millis(200));
+        while !host::pids_named("forkbench", &[]).is_empty() && t0.elapsed() < self.wait_quiet {
+            std::thread::sleep(Duration::from_millis(200));
         }
         self.waited += t0.elapsed();
-        let ticks0 = crate::util::cpu_ticks();
-        // Another forkbench (someone else's benchmark) competing for the CPUs.
-        let others0 = crate::util::pids_named("forkbench", &[]);
-        let mut cmd = if self.nice != 0 {
-            let mut c = Command::new("nice");
-            c.arg("-n").arg(self.nice.to_string()).arg(&self.bin);
-            c
-        } else {
-            Command::new(&self.bin)
-        };
-        let mut child = cmd
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", self.bin.display()))?;
-        let mut stderr = child.stderr.take().context("runner stderr")?;
-        let err_thread = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s);
-            s
-        });
-        let stdout = child.stdout.take().context("runner stdout")?;
-        let mut bad_line = None;
-        // Records are held until the call ends so that each can carry the load of the other
+        let ticks0 = host::cpu_ticks();
+        // Another forkbench (someone else's benchmark) competing for the CPUs: those running
+        // before the call, and those running when its first line arrives (the runner itself
+        // among them, so one fewer).
+        let before = host::pids_named("forkbench", &[]);
+        let mut during: Option<Vec<u32>> = None;
+        // Lines are held until the call ends so that each run can carry the load of the other
         // CPUs during its call (a busy machine makes noisy numbers).
-        let mut recs: Vec<RunRecord> = Vec::new();
-        for line in BufReader::new(stdout).lines() {
-            let line = line.context("reading runner output")?;
-            if line.trim().is_empty() {
-                continue;
+        let mut lines: Vec<RunnerLine> = Vec::new();
+        let result = self.runner.run_each(&inv, &mut |l| {
+            if during.is_none() {
+                during = Some(host::pids_named("forkbench", &[]));
             }
-            match serde_json::from_str::<RunRecord>(&line) {
-                Ok(r) if r.schema == SCHEMA_VERSION => recs.push(r),
-                Ok(r) => {
-                    bad_line.get_or_insert(format!(
-                        "runner printed schema {} (this xtask reads {SCHEMA_VERSION})",
-                        r.schema
-                    ));
-                }
-                Err(e) => {
-                    bad_line.get_or_insert(format!(
-                        "runner printed a line that is not a run record ({e}): {}",
-                        line.chars().take(120).collect::<String>()
-                    ));
-                }
+            if !matches!(l, RunnerLine::Header(_)) {
+                lines.push(l);
             }
+        });
+        if let Err(e) = result {
+            if is_skip(call, e.exit_code()) {
+                let why = match &e {
+                    contract::RunError::Failed { stderr_tail, .. } => stderr_tail.clone(),
+                    e => e.to_string(),
+                };
+                return Ok(Outcome::Skipped(why));
+            }
+            bail!("{}: {e}", call.name());
         }
-        let others1 = crate::util::pids_named("forkbench", &[child.id()]);
-        let status = child.wait().context("waiting for the runner")?;
-        let mut others = others0;
-        others.extend(others1);
-        others.sort_unstable();
-        others.dedup();
-        let stderr = err_thread.join().unwrap_or_default();
-        let last = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        if !status.success() {
-            if is_skip(call, status.code()) {
-                return Ok(Outcome::Skipped(last));
+        let concurrent = match during {
+            Some(mut d) => {
+                d.extend(&before);
+                d.sort_unstable();
+                d.dedup();
+                d.len().saturating_sub(1)
             }
-            bail!(
-                "{} failed ({status}): {last}\n  command: {} {}",
-                call.name(),
-                self.bin.display(),
-                args.join(" ")
-            );
-        }
-        if let Some(b) = bad_line {
-            bail!("{}: {b}", call.name());
-        }
-        let busy = crate::util::other_cpus_busy_pct(&ticks0, &crate::util::cpu_ticks(), ctx.cpu);
-        for mut r in recs {
-            if r.extra.is_null() {
-                r.extra = serde_json::json!({});
+            None => before.len(),
+        };
+        let busy = host::other_cpus_busy_pct(&ticks0, &host::cpu_ticks(), Some(ctx.cpu));
+        let load = HostLoad {
+            other_cpus_busy_pct: busy.map(|b| (b * 10.0).round() / 10.0),
+            concurrent_forkbench: concurrent as u32,
+        };
+        for mut l in lines {
+            if let RunnerLine::Run(r) = &mut l {
+                r.host_load = Some(load);
             }
-            if let Some(o) = r.extra.as_object_mut() {
-                if let Some(b) = busy {
-                    o.insert(
-                        "xtask_other_cpus_busy_pct".into(),
-                        serde_json::json!((b * 10.0).round() / 10.0),
-                    );
-                }
-                o.insert(
-                    "xtask_concurrent_forkbench".into(),
-                    serde_json::json!(others.len()),
-                );
-            }
-            emit(r);
+            emit(l);
         }
         Ok(Outcome::Done)
     }
@@ -344,13 +193,18 @@ impl Executor for Runner {
 pub mod mock {
     //! A deterministic executor: records with synthetic samples, no processes, no clocks.
 
-    use super::*;
-    use results::{Instrument, Variant};
+    use std::collections::BTreeMap;
 
-    /// Fakes the runner. `missing_arches` / `real` control what is "not built yet".
+    use super::*;
+    use contract::{
+        Arch, CheckSummary, HostEnv, OpCounter, RealContext, RealExtra, RealVariant, RunRecord,
+        Sched, SimVariant, Strategy, Variant,
+    };
+
+    /// Fakes the runner. `missing_arches` / `real` control what the "host" cannot do.
     pub struct Mock {
-        pub caps: Caps,
-        pub missing_arches: Vec<String>,
+        pub real: bool,
+        pub missing_arches: Vec<Arch>,
         /// Calls in the order they were made.
         pub calls: Vec<(String, CallCtx)>,
         /// Multiply every sample by this (a synthetic regression).
@@ -362,10 +216,7 @@ pub mod mock {
     impl Default for Mock {
         fn default() -> Self {
             Mock {
-                caps: Caps {
-                    real: true,
-                    ..Caps::default()
-                },
+                real: true,
                 missing_arches: vec![],
                 calls: vec![],
                 factor: 1.0,
@@ -374,29 +225,55 @@ pub mod mock {
         }
     }
 
-    fn base_ns(strategy: &str, layout: &str) -> f64 {
+    fn base_ns(strategy: Option<Strategy>, layout_has_9: bool) -> f64 {
         let s = match strategy {
-            "mm-unstable" => 1.00,
-            "hugetlb-rmap-cleanups" => 0.99,
-            "ryan-v4" => 0.98,
-            "fork-batching" => 0.70,
-            "upstream" => 0.65,
+            Some(Strategy::MmUnstable) => 1.00,
+            Some(Strategy::HugetlbRmapCleanups) => 0.99,
+            Some(Strategy::RyanV4) => 0.98,
+            Some(Strategy::ForkBatching) => 0.70,
+            Some(Strategy::Upstream) => 0.65,
             _ => 1.0,
         };
-        let l = if layout.contains('9') { 0.9 } else { 1.0 };
+        let l = if layout_has_9 { 0.9 } else { 1.0 };
         10_000_000.0 * s * l
     }
 
-    impl Executor for Mock {
-        fn caps(&mut self) -> anyhow::Result<Caps> {
-            Ok(self.caps.clone())
+    /// A real-fork context as the runner prints it.
+    pub fn context(call: &Call) -> RealContext {
+        let Call::Real {
+            layout, mem, iters, ..
+        } = call
+        else {
+            panic!("not a real call")
+        };
+        RealContext {
+            env: HostEnv {
+                kernel_release: "6.18.0-mock".into(),
+                ..HostEnv::default()
+            },
+            layout: *layout,
+            mem_bytes: mem.0,
+            iters: *iters,
+            runs: 1,
+            pinning: Default::default(),
+            timer: Default::default(),
+            populate: Default::default(),
+            pre: CheckSummary {
+                level: "full".into(),
+                ok: true,
+                summary: format!("verified {layout}"),
+                failure: None,
+            },
+            pre_report: serde_json::Value::Null,
         }
+    }
 
+    impl Executor for Mock {
         fn run(
             &mut self,
             call: &Call,
             ctx: CallCtx,
-            emit: &mut dyn FnMut(RunRecord),
+            emit: &mut dyn FnMut(RunnerLine),
         ) -> anyhow::Result<Outcome> {
             self.calls.push((call.name(), ctx));
             if self.fail_on.as_deref() == Some(call.name().as_str()) {
@@ -409,7 +286,8 @@ pub mod mock {
                     / 100_000.0
                     - 0.005
             };
-            let (inst, arch, strategies, layout, mem, iters, options) = match call {
+            let mut runs: Vec<(Variant, Option<Strategy>, u32)> = Vec::new();
+            let nine = match call {
                 Call::Sim {
                     arch,
                     order,
@@ -417,61 +295,75 @@ pub mod mock {
                     contpte,
                     mem,
                     iters,
+                    mode,
                     ..
                 } => {
                     if self.missing_arches.contains(arch) {
                         return Ok(Outcome::Skipped(format!(
-                            "forkbench: error: arch '{arch}' is not built yet"
+                            "forkbench: error: arch '{arch}' is not available"
                         )));
                     }
-                    (
-                        Instrument::Sim,
-                        arch.clone(),
-                        strategies.clone(),
-                        format!("order{order}"),
-                        mem.clone(),
-                        *iters,
-                        contpte.as_ref().map(|c| format!("contpte-{c}")),
-                    )
+                    for &s in strategies {
+                        let v = Variant::Sim(SimVariant {
+                            arch: *arch,
+                            contpte: *contpte,
+                            strategy: s,
+                            order: *order,
+                            mem_bytes: mem.0,
+                            mode: *mode,
+                            mapcount: Default::default(),
+                            counting: false,
+                        });
+                        runs.push((v, Some(s), *iters));
+                    }
+                    order.get() == 9
                 }
                 Call::Real {
-                    layout, mem, iters, ..
+                    layout,
+                    mem,
+                    iters,
+                    mode,
+                    ..
                 } => {
-                    if !self.caps.real {
-                        return Ok(Outcome::Skipped("`forkbench real` is not built yet".into()));
+                    if !self.real {
+                        return Ok(Outcome::Skipped(
+                            "forkbench: error: the host cannot do this layout".into(),
+                        ));
                     }
-                    (
-                        Instrument::Real,
-                        "x86_64".to_string(),
-                        vec!["host".to_string()],
-                        layout.clone(),
-                        mem.clone(),
-                        *iters,
-                        None,
-                    )
+                    emit(RunnerLine::Context(Box::new(context(call))));
+                    let v = Variant::Real(RealVariant {
+                        arch: Arch::X86_64,
+                        kernel: "6.18.0-mock".into(),
+                        accel: Default::default(),
+                        layout: *layout,
+                        mem_bytes: mem.0,
+                        mode: *mode,
+                        sched: Sched::Other,
+                        unverified: false,
+                    });
+                    runs.push((v, None, *iters));
+                    layout.to_string().contains('9')
                 }
             };
-            for (k, s) in strategies.iter().enumerate() {
-                let m = base_ns(s, &layout) * jitter(k as u64) * self.factor;
-                emit(RunRecord {
-                    schema: SCHEMA_VERSION,
-                    tool_version: "mock".into(),
-                    variant: Variant {
-                        instrument: inst,
-                        arch: arch.clone(),
-                        strategy: s.clone(),
-                        layout: layout.clone(),
-                        mem_bytes: crate::profile::parse_size(&mem).unwrap_or(0),
-                        mode: "fresh".into(),
-                        options: options.clone().unwrap_or_default(),
-                    },
+            for (k, (variant, strategy, iters)) in runs.into_iter().enumerate() {
+                let m = base_ns(strategy, nine) * jitter(k as u64) * self.factor;
+                let real = matches!(variant, Variant::Real(_)).then(|| {
+                    Box::new(RealExtra {
+                        context: 0,
+                        ..RealExtra::default()
+                    })
+                });
+                emit(RunnerLine::Run(Box::new(RunRecord {
+                    variant,
                     run_index: 0,
                     warmup: 0,
                     samples_ns: vec![m as u64; iters as usize],
-                    ops: [("pte_reads".to_string(), 1000u64)].into_iter().collect(),
                     cpu: Some(ctx.cpu),
-                    extra: serde_json::Value::Null,
-                });
+                    ops: BTreeMap::from([(OpCounter::PteReads, 1000)]),
+                    sim: None,
+                    real,
+                    host_load: None,
+                })));
             }
             Ok(Outcome::Done)
         }
@@ -481,61 +373,100 @@ pub mod mock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use contract::{Arch, Contpte, Mode, ModelOrder, RealLayout, Sched, Size, Strategy};
 
     #[test]
-    fn runner_arguments() {
+    fn invocations_of_calls() {
         let call = Call::Sim {
-            arch: "arm64".into(),
-            order: 9,
-            strategies: vec!["mm-unstable".into(), "upstream".into()],
-            contpte: Some("ena".into()),
-            mem: "1G".into(),
+            arch: Arch::Arm64,
+            order: ModelOrder::new(9).unwrap(),
+            strategies: vec![Strategy::MmUnstable, Strategy::Upstream],
+            contpte: Some(Contpte::Ena),
+            mem: Size(1 << 30),
             iters: 100,
             warmup: 2,
-            mode: "fresh".into(),
+            mode: Mode::Fresh,
         };
         let ctx = CallCtx { cpu: 1, seed: 7 };
-        let a = Runner::args(&call, ctx, &Caps::default(), None, None).join(" ");
+        let f = PathBuf::from("/t/cm.toml");
+        let a = invocation(&call, ctx, Some(&f)).args().join(" ");
         assert_eq!(
             a,
-            "sim --arch arm64 --strategy mm-unstable,upstream --order 9 --mem 1G --iters 100 \
-             --runs 1 --warmup 2 --mode fresh --seed 7 --cpu 1 --json"
+            "sim --arch arm64 --contpte ena --strategy mm-unstable,upstream --order 9 --mem 1G \
+             --mode fresh --mapcount per-page --iters 100 --runs 1 --warmup 2 --cpu 1 --seed 7 \
+             --cost-model /t/cm.toml --json"
         );
-        let caps = Caps {
-            real: true,
-            contpte_flag: true,
-            cost_model_flag: true,
-            sched_flag: true,
-            real_mode_flag: true,
-            real_label_flag: true,
-        };
-        let f = PathBuf::from("/t/cm.toml");
-        let a = Runner::args(&call, ctx, &caps, Some(&f), None).join(" ");
+        // The cost model is for the arm64 engine only.
+        let mut x86 = call.clone();
+        if let Call::Sim { arch, contpte, .. } = &mut x86 {
+            *arch = Arch::X86_64;
+            *contpte = None;
+        }
         assert!(
-            a.ends_with("--contpte ena --cost-model /t/cm.toml --json"),
-            "{a}"
+            !invocation(&x86, ctx, Some(&f))
+                .args()
+                .contains(&"--cost-model".to_string())
         );
         let real = Call::Real {
-            layout: "pte-order9".into(),
-            mem: "1G".into(),
+            layout: RealLayout::PteOrder9,
+            mem: Size(1 << 30),
             iters: 100,
             warmup: 2,
-            sched: "fifo".into(),
-            mode: "steady".into(),
+            sched: Sched::Fifo,
+            mode: Mode::Steady,
         };
-        let a = Runner::args(&real, ctx, &caps, None, Some("v6.9")).join(" ");
+        let a = invocation(&real, ctx, None).args().join(" ");
         assert_eq!(
             a,
-            "real --layout pte-order9 --mem 1G --iters 100 --runs 1 --warmup 2 --cpu 1 \
-             --sched fifo --mode steady --label v6.9 --json"
+            "real --layout pte-order9 --mem 1G --iters 100 --runs 1 --warmup 2 --mode steady \
+             --cpu 1 --sched fifo --fifo-priority 10 --pause sleep --json"
         );
         assert!(is_skip(&call, Some(2)));
         assert!(is_skip(&real, Some(2)));
         assert!(!is_skip(&real, Some(1)));
-        let mut x86 = call.clone();
-        if let Call::Sim { arch, .. } = &mut x86 {
-            *arch = "x86_64".into();
-        }
         assert!(!is_skip(&x86, Some(2)));
+    }
+
+    /// The release executor against a stand-in runner script: exit 2 of a real-fork call is a
+    /// skip carrying the runner's last stderr line; other failures are errors.
+    #[test]
+    fn release_executor_skips_exit_2_and_fails_otherwise() {
+        let d = tempfile::tempdir().unwrap();
+        let bin = d.path().join("forkbench");
+        std::fs::write(
+            &bin,
+            "#!/bin/sh\necho 'forkbench: error: no mTHP of 64K here' >&2\n\
+             if [ \"$1\" = real ]; then exit 2; else exit 1; fi\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut r = Release::new(bin, 0, None);
+        let ctx = CallCtx { cpu: 0, seed: 1 };
+        let real = Call::Real {
+            layout: RealLayout::Mthp { kb: 64 },
+            mem: Size(2 << 20),
+            iters: 1,
+            warmup: 0,
+            sched: Sched::Other,
+            mode: Mode::Steady,
+        };
+        let out = r.run(&real, ctx, &mut |_| {}).unwrap();
+        assert_eq!(
+            out,
+            Outcome::Skipped("forkbench: error: no mTHP of 64K here".into())
+        );
+        let sim = Call::Sim {
+            arch: Arch::X86_64,
+            order: ModelOrder::new(0).unwrap(),
+            strategies: vec![Strategy::Upstream],
+            contpte: None,
+            mem: Size(2 << 20),
+            iters: 1,
+            warmup: 0,
+            mode: Mode::Fresh,
+        };
+        let e = r.run(&sim, ctx, &mut |_| {}).unwrap_err().to_string();
+        assert!(e.contains("no mTHP of 64K here"), "{e}");
     }
 }

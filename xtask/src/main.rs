@@ -1,11 +1,17 @@
-//! `cargo xtask`: thin orchestration of the suite. `bench` runs a machine profile through the
-//! release `forkbench` runner and writes a result file; `table` and `compare` read result files;
-//! `publish` renders results/*/README.md; `report` draws SVG plots. Bad input is one line
-//! `xtask: error: …` and exit 2; `compare` exits 1 on a significant regression.
+//! `cargo xtask`: thin orchestration of the suite, eight tasks, each a module with its flags
+//! and a `run(&Flags) -> Result<ExitCode>`. `bench` runs a machine profile through the release
+//! `forkbench` runner (driven only through the contract's typed invocation) and writes a result
+//! file; `table` and `compare` read result files; `publish` renders results/*/README.md;
+//! `report` draws SVG plots; `bisect` finds the commit that changed a metric; `calibrate` fits
+//! the model's op costs to this machine; `fidelity` regenerates results/fidelity.md. Bad input
+//! is one line `xtask: error: …` and exit 2; `compare` exits 1 on a significant regression.
 
 mod bench;
+mod bisect_task;
+mod calibrate_task;
 mod compare;
 mod exec;
+mod fidelity_task;
 mod plan;
 mod plots;
 mod profile;
@@ -44,11 +50,11 @@ enum Task {
     /// Write SVG plots
     Report(plots::ReportArgs),
     /// Find the commit that changed a metric (noise-aware; exact for op counts)
-    Bisect(bisect::cli::BisectArgs),
+    Bisect(bisect_task::Flags),
     /// Fit per-operation costs of the model against the real fork() on this machine
-    Calibrate(calibrate::CalibrateArgs),
+    Calibrate(calibrate_task::Flags),
     /// Regenerate results/fidelity.md: the model beside every fork table of the thread
-    Fidelity(calibrate::FidelityArgs),
+    Fidelity(fidelity_task::Flags),
 }
 
 /// Usage errors as one line (`xtask: error: …`, exit 2); help and version print as usual.
@@ -86,37 +92,15 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let r = match cli.task {
-        Task::Bench(a) => bench::run(&a).map(|()| ExitCode::SUCCESS),
-        Task::Table(a) => table::run(&a).map(|()| ExitCode::SUCCESS),
-        Task::Compare(a) => compare::run(&a),
-        Task::Publish(a) => publish::run(&a).map(|()| ExitCode::SUCCESS),
-        Task::Report(a) => plots::run(&a).map(|()| ExitCode::SUCCESS),
-        Task::Bisect(a) => {
-            return match bisect::cli::run(&a, &util::project_root()) {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("xtask: error: {e}");
-                    ExitCode::from(e.exit_code())
-                }
-            };
-        }
-        Task::Calibrate(a) => util::build_runner().and_then(|bin| {
-            calibrate::run_calibrate(&util::project_root(), &bin, &a)
-                .map(|p| {
-                    println!("cost profile: {}", p.display());
-                    ExitCode::SUCCESS
-                })
-                .map_err(anyhow::Error::from)
-        }),
-        Task::Fidelity(a) => util::build_runner().and_then(|bin| {
-            calibrate::run_fidelity(&util::project_root(), &bin, &a)
-                .map(|p| {
-                    println!("wrote {}", p.display());
-                    ExitCode::SUCCESS
-                })
-                .map_err(anyhow::Error::from)
-        }),
+    let r = match &cli.task {
+        Task::Bench(a) => bench::run(a),
+        Task::Table(a) => table::run(a),
+        Task::Compare(a) => compare::run(a),
+        Task::Publish(a) => publish::run(a),
+        Task::Report(a) => plots::run(a),
+        Task::Bisect(a) => bisect_task::run(a),
+        Task::Calibrate(a) => calibrate_task::run(a),
+        Task::Fidelity(a) => fidelity_task::run(a),
     };
     match r {
         Ok(code) => code,

@@ -4,33 +4,34 @@
 //! interleaving, drift hits all variants alike). Inside a model call the runner interleaves the
 //! strategies in its own seeded order.
 
+use contract::{Arch, Contpte, Mode, ModelOrder, RealLayout, Sched, Size, Strategy};
 use serde::Serialize;
 
-use crate::profile::{CONTPTE, Profile};
+use crate::profile::Profile;
 
 /// One runner invocation shape (run once per round with `--runs 1`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "instrument", rename_all = "lowercase")]
 pub enum Call {
     Sim {
-        arch: String,
-        order: u32,
-        strategies: Vec<String>,
-        /// arm64: `dis`, `ena` or `basic` (record options `contpte-<x>`).
-        contpte: Option<String>,
-        mem: String,
+        arch: Arch,
+        order: ModelOrder,
+        strategies: Vec<Strategy>,
+        /// arm64 only.
+        contpte: Option<Contpte>,
+        mem: Size,
         iters: u32,
         warmup: u32,
-        mode: String,
+        mode: Mode,
     },
     Real {
-        layout: String,
-        mem: String,
+        layout: RealLayout,
+        mem: Size,
         iters: u32,
         warmup: u32,
-        sched: String,
-        /// `steady` or `fresh` (see `[real] mode`).
-        mode: String,
+        sched: Sched,
+        /// `[real] mode`, steady by default.
+        mode: Mode,
     },
 }
 
@@ -44,7 +45,7 @@ impl Call {
                 contpte,
                 ..
             } => match contpte {
-                Some(c) => format!("sim {arch} order{order} contpte-{c}"),
+                Some(c) => format!("sim {arch} order{order} {}", c.label()),
                 None => format!("sim {arch} order{order}"),
             },
             Call::Real { layout, .. } => format!("real {layout}"),
@@ -71,12 +72,19 @@ impl Call {
             Call::Real { iters, warmup, .. } => u64::from(iters + warmup),
         }
     }
+
+    /// Populated memory of the call.
+    pub fn mem(&self) -> Size {
+        match self {
+            Call::Sim { mem, .. } | Call::Real { mem, .. } => *mem,
+        }
+    }
 }
 
 /// Sizes after `--quick`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Sizes {
-    pub mem: String,
+    pub mem: Size,
     pub iters: u32,
     pub runs: u32,
     pub warmup: u32,
@@ -139,9 +147,9 @@ pub fn plan(p: &Profile, quick: bool, seed: u64) -> Plan {
     let q = |v: Option<u32>, d: u32| if quick { v.unwrap_or(d) } else { d };
     let sizes = Sizes {
         mem: if quick {
-            p.quick.mem.clone().unwrap_or(p.run.mem.clone())
+            p.quick.mem.unwrap_or(p.run.mem)
         } else {
-            p.run.mem.clone()
+            p.run.mem
         },
         iters: q(p.quick.iters, p.run.iters),
         runs: q(p.quick.runs, p.run.runs),
@@ -149,26 +157,28 @@ pub fn plan(p: &Profile, quick: bool, seed: u64) -> Plan {
     };
     let mut groups = Vec::new();
     if let Some(m) = &p.model {
-        for arch in &m.arches {
+        for &arch in &m.arches {
             for &order in &m.orders {
-                let opts: Vec<Option<String>> = if arch == "arm64" && !m.contpte.is_empty() {
+                let opts: Vec<Option<Contpte>> = if arch == Arch::Arm64 && !m.contpte.is_empty() {
                     // Keep the canonical order of options but the profile's selection.
-                    let mut v: Vec<&String> = m.contpte.iter().collect();
-                    v.sort_by_key(|c| CONTPTE.iter().position(|x| x == c));
-                    v.into_iter().map(|c| Some(c.clone())).collect()
+                    Contpte::ALL
+                        .iter()
+                        .filter(|c| m.contpte.contains(c))
+                        .map(|&c| Some(c))
+                        .collect()
                 } else {
                     vec![None]
                 };
                 for contpte in opts {
                     groups.push(Call::Sim {
-                        arch: arch.clone(),
+                        arch,
                         order,
                         strategies: m.strategies.clone(),
                         contpte,
-                        mem: sizes.mem.clone(),
+                        mem: sizes.mem,
                         iters: sizes.iters,
                         warmup: sizes.warmup,
-                        mode: p.run.mode.clone(),
+                        mode: p.run.mode,
                     });
                 }
             }
@@ -177,22 +187,22 @@ pub fn plan(p: &Profile, quick: bool, seed: u64) -> Plan {
     if let Some(r) = &p.real {
         // --quick shrinks the real benchmark like the model; its own overrides apply otherwise.
         let (mem, iters, warmup) = if quick {
-            (sizes.mem.clone(), sizes.iters, sizes.warmup)
+            (sizes.mem, sizes.iters, sizes.warmup)
         } else {
             (
-                r.mem.clone().unwrap_or(sizes.mem.clone()),
+                r.mem.unwrap_or(sizes.mem),
                 r.iters.unwrap_or(sizes.iters),
                 r.warmup.unwrap_or(sizes.warmup),
             )
         };
-        for l in &r.layouts {
+        for &layout in &r.layouts {
             groups.push(Call::Real {
-                layout: l.clone(),
-                mem: mem.clone(),
+                layout,
+                mem,
                 iters,
                 warmup,
-                sched: p.run.sched.clone(),
-                mode: r.mode.clone().unwrap_or_else(|| "steady".into()),
+                sched: p.run.sched,
+                mode: r.mode.unwrap_or(Mode::Steady),
             });
         }
     }
@@ -245,13 +255,13 @@ mod tests {
         assert_eq!(plan.groups.len(), 2 + 4 + 5);
         assert_eq!(plan.runs, 8);
         assert_eq!(plan.order.len(), 11 * 8);
-        assert_eq!(plan.sizes.mem, "1G");
+        assert_eq!(plan.sizes.mem, Size(1 << 30));
         let quick = super::plan(&p, true, 1);
-        assert_eq!(quick.sizes.mem, "64M");
+        assert_eq!(quick.sizes.mem, Size(64 << 20));
         assert_eq!(quick.runs, 3);
         assert!(quick.groups.iter().all(|g| match g {
             Call::Sim { mem, iters, .. } | Call::Real { mem, iters, .. } =>
-                mem == "64M" && *iters == 20,
+                *mem == Size(64 << 20) && *iters == 20,
         }));
         assert_eq!(
             plan.groups[2].name(),

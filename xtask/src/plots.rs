@@ -4,6 +4,7 @@
 //! stacked op counts per strategy and arch.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
@@ -130,7 +131,7 @@ pub fn newest_per_machine(results_dir: &Path) -> anyhow::Result<Vec<(String, Pat
     Ok(out)
 }
 
-pub fn run(a: &ReportArgs) -> anyhow::Result<()> {
+pub fn run(a: &ReportArgs) -> anyhow::Result<ExitCode> {
     let root = util::project_root();
     let results_dir = root.join(&a.results);
     let selections: Vec<(String, Vec<ResultFile>)> = if a.paths.is_empty() {
@@ -163,5 +164,5 @@ pub fn run(a: &ReportArgs) -> anyhow::Result<()> {
             println!("{}", p.display());
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -6,31 +6,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use contract::{Arch, Contpte, Mode, ModelOrder, RealLayout, Sched, Size, Strategy};
 use serde::{Deserialize, Serialize};
 
 /// The embedded default profile.
 pub const LOCAL_TOML: &str = include_str!("../../bench-configs/local.toml");
-
-/// The model's strategies in the thread's row order.
-pub const STRATEGIES: [&str; 5] = [
-    "mm-unstable",
-    "hugetlb-rmap-cleanups",
-    "ryan-v4",
-    "fork-batching",
-    "upstream",
-];
-/// Model engines (`forkbench sim --arch`).
-pub const MODEL_ARCHES: [&str; 2] = ["x86_64", "arm64"];
-/// arm64 contpte variants (record options `contpte-<x>`).
-pub const CONTPTE: [&str; 3] = ["dis", "ena", "basic"];
-/// Real-fork layouts (`forkbench real --layout`).
-pub const LAYOUTS: [&str; 5] = [
-    "order0",
-    "pte-order9",
-    "pmd-order9",
-    "mthp-64k",
-    "untouched",
-];
 
 /// A profile error: one line, with file, line and key when known.
 #[derive(Debug, thiserror::Error)]
@@ -61,14 +41,14 @@ pub struct Machine {
 pub struct RunCfg {
     /// CPU to pin to: an id or `"last"`.
     pub cpu: toml::Value,
-    /// `other` or `fifo` (real fork only; SCHED_FIFO needs root).
-    pub sched: String,
-    pub mem: String,
+    /// Scheduling of real-fork runs (SCHED_FIFO needs privilege; the runner falls back).
+    pub sched: Sched,
+    pub mem: Size,
     pub iters: u32,
     pub runs: u32,
     pub warmup: u32,
-    /// Model repeat mode: `fresh` or `steady`.
-    pub mode: String,
+    /// Model repeat mode.
+    pub mode: Mode,
     /// Niceness of the runner (`nice -n`), -20..=19; negative values need root (without it
     /// `nice` warns and the runner keeps the default priority). 0 = not wrapped.
     #[serde(default)]
@@ -79,7 +59,7 @@ pub struct RunCfg {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Overrides {
-    pub mem: Option<String>,
+    pub mem: Option<Size>,
     pub iters: Option<u32>,
     pub runs: Option<u32>,
     pub warmup: Option<u32>,
@@ -88,28 +68,28 @@ pub struct Overrides {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelCfg {
-    pub arches: Vec<String>,
-    pub strategies: Vec<String>,
-    pub orders: Vec<u32>,
+    pub arches: Vec<Arch>,
+    pub strategies: Vec<Strategy>,
+    pub orders: Vec<ModelOrder>,
     /// arm64 only: contpte variants; the first is the arm64 baseline's.
     #[serde(default)]
-    pub contpte: Vec<String>,
-    pub baseline: String,
+    pub contpte: Vec<Contpte>,
+    pub baseline: Strategy,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RealCfg {
-    pub layouts: Vec<String>,
-    pub baseline: String,
+    pub layouts: Vec<RealLayout>,
+    pub baseline: RealLayout,
     /// Overrides of `[run]` for the real benchmark.
     pub iters: Option<u32>,
     pub runs: Option<u32>,
-    pub mem: Option<String>,
+    pub mem: Option<Size>,
     pub warmup: Option<u32>,
     /// `steady` (fork the same parent again; the runner's default) or `fresh` (re-dirty every
     /// page before each fork, outside the timed section: one fault per PTE per fork).
-    pub mode: Option<String>,
+    pub mode: Option<Mode>,
 }
 
 /// The raw file.
@@ -146,18 +126,6 @@ impl Profile {
             _ => CpuSel::Last,
         }
     }
-}
-
-/// Bytes of a size like `1G`, `64M`, `2048K` (binary units).
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mul) = match s.chars().last()? {
-        'K' | 'k' => (&s[..s.len() - 1], 1u64 << 10),
-        'M' | 'm' => (&s[..s.len() - 1], 1 << 20),
-        'G' | 'g' => (&s[..s.len() - 1], 1 << 30),
-        _ => (s, 1),
-    };
-    num.parse::<u64>().ok()?.checked_mul(mul)
 }
 
 /// Line (1-based) of `key = ...` inside `[table]` (or of the header when `key` is None).
@@ -299,7 +267,6 @@ fn validate(p: &Profile, src: &str) -> Result<(), ProfileError> {
             ));
         }
     }
-    one_of("run", "sched", &p.run.sched, &["other", "fifo"])?;
     if !(-20..=19).contains(&p.run.nice) {
         return Err(err(
             "run",
@@ -307,16 +274,18 @@ fn validate(p: &Profile, src: &str) -> Result<(), ProfileError> {
             format!("{} is outside -20..=19", p.run.nice),
         ));
     }
-    one_of("run", "mode", &p.run.mode, &["fresh", "steady"])?;
-    let mem_ok = |table: &str, v: &str| match parse_size(v) {
-        Some(b) if b >= 2 << 20 && b % (2 << 20) == 0 => Ok(()),
-        _ => Err(err(
-            table,
-            "mem",
-            format!("'{v}' is not a size that is a positive multiple of 2M (e.g. 1G, 64M)"),
-        )),
+    let mem_ok = |table: &str, v: Size| {
+        if v.0 >= 2 << 20 && v.0.is_multiple_of(2 << 20) {
+            Ok(())
+        } else {
+            Err(err(
+                table,
+                "mem",
+                format!("'{v}' is not a positive multiple of 2M (e.g. 1G, 64M)"),
+            ))
+        }
     };
-    mem_ok("run", &p.run.mem)?;
+    mem_ok("run", p.run.mem)?;
     let counts = |table: &str, iters: Option<u32>, runs: Option<u32>| {
         if iters == Some(0) {
             return Err(err(table, "iters", "must be at least 1".into()));
@@ -333,7 +302,7 @@ fn validate(p: &Profile, src: &str) -> Result<(), ProfileError> {
         Ok(())
     };
     counts("run", Some(p.run.iters), Some(p.run.runs))?;
-    if let Some(m) = &p.quick.mem {
+    if let Some(m) = p.quick.mem {
         mem_ok("quick", m)?;
     }
     counts("quick", p.quick.iters, p.quick.runs)?;
@@ -356,24 +325,6 @@ fn validate(p: &Profile, src: &str) -> Result<(), ProfileError> {
         nonempty("arches", m.arches.len())?;
         nonempty("strategies", m.strategies.len())?;
         nonempty("orders", m.orders.len())?;
-        for a in &m.arches {
-            one_of("model", "arches", a, &MODEL_ARCHES)?;
-        }
-        for s in &m.strategies {
-            one_of("model", "strategies", s, &STRATEGIES)?;
-        }
-        for o in &m.orders {
-            if *o > 9 {
-                return Err(err(
-                    "model",
-                    "orders",
-                    format!("order {o} is above 9 (a PMD's worth of PTEs)"),
-                ));
-            }
-        }
-        for c in &m.contpte {
-            one_of("model", "contpte", c, &CONTPTE)?;
-        }
         if !m.strategies.contains(&m.baseline) {
             return Err(err(
                 "model",
@@ -386,9 +337,6 @@ fn validate(p: &Profile, src: &str) -> Result<(), ProfileError> {
         if r.layouts.is_empty() {
             return Err(err("real", "layouts", "must not be empty".into()));
         }
-        for l in &r.layouts {
-            one_of("real", "layouts", l, &LAYOUTS)?;
-        }
         if !r.layouts.contains(&r.baseline) {
             return Err(err(
                 "real",
@@ -396,11 +344,8 @@ fn validate(p: &Profile, src: &str) -> Result<(), ProfileError> {
                 format!("'{}' is not one of real.layouts", r.baseline),
             ));
         }
-        if let Some(m) = &r.mem {
+        if let Some(m) = r.mem {
             mem_ok("real", m)?;
-        }
-        if let Some(m) = &r.mode {
-            one_of("real", "mode", m, &["fresh", "steady"])?;
         }
         counts("real", r.iters, r.runs)?;
     }
@@ -442,7 +387,7 @@ pub fn load(config: Option<&str>, root: &Path) -> Result<Profile, ProfileError> 
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| c.to_string());
-    let src = std::fs::read_to_string(&path).map_err(|e| ProfileError {
+    let src = results::fsio::read(&path).map_err(|e| ProfileError {
         file: path.display().to_string(),
         line: None,
         key: None,
@@ -501,7 +446,7 @@ mod tests {
         assert_eq!(p.machine.arch, "auto");
         assert_eq!(p.run.iters, 100);
         assert_eq!(p.run.runs, 8);
-        assert_eq!(parse_size(&p.run.mem), Some(1 << 30));
+        assert_eq!(p.run.mem, Size(1 << 30));
         // The embedded copy is the file on disk.
         let disk = std::fs::read_to_string(root().join("bench-configs/local.toml")).unwrap();
         assert_eq!(disk, LOCAL_TOML);
@@ -541,13 +486,29 @@ mod tests {
         let src = with("orders = [0, 9]", "orders = [0, 12]");
         let e = err_of(&src);
         let l = line_of(&src, "orders = [0, 12]");
-        assert_eq!(
-            e,
-            format!("t.toml:{l}: key 'model.orders': order 12 is above 9 (a PMD's worth of PTEs)")
+        assert!(
+            e.starts_with(&format!(
+                "t.toml:{l}: key 'model.orders': unknown folio order '12'"
+            )),
+            "{e}"
         );
 
         let src = with("mem = \"1G\"", "mem = \"1.5G\"");
-        assert!(err_of(&src).contains("key 'run.mem': '1.5G' is not a size"));
+        assert!(
+            err_of(&src).contains("key 'run.mem': invalid size '1.5G'"),
+            "{}",
+            err_of(&src)
+        );
+        // Sizes are the contract's: `1GiB` is accepted like on the runner's command line;
+        // a size that is not a multiple of 2M is refused.
+        let p = parse(&with("mem = \"1G\"", "mem = \"1GiB\""), "t.toml", "t").unwrap();
+        assert_eq!(p.run.mem, Size(1 << 30));
+        let src = with("mem = \"1G\"", "mem = \"3M\"");
+        assert!(
+            err_of(&src).contains("key 'run.mem': '3M' is not a positive multiple of 2M"),
+            "{}",
+            err_of(&src)
+        );
         let src = with("cpu = \"last\"", "cpu = \"first\"");
         assert!(err_of(&src).contains("key 'run.cpu'"), "{}", err_of(&src));
         let src = with("nice = -20", "nice = -21");
@@ -555,7 +516,23 @@ mod tests {
         let src = with("runs = 8", "runs = 1");
         assert!(err_of(&src).contains("key 'run.runs': must be at least 2"));
         let src = with("\"upstream\"]", "\"downstream\"]");
-        assert!(err_of(&src).contains("key 'model.strategies': 'downstream' is not one of"));
+        assert!(
+            err_of(&src).contains("key 'model.strategies': unknown strategy 'downstream'"),
+            "{}",
+            err_of(&src)
+        );
+        let src = with("contpte = [", "contpte = [\"on\", ");
+        assert!(
+            err_of(&src).contains("key 'model.contpte': unknown contpte mode 'on'"),
+            "{}",
+            err_of(&src)
+        );
+        let src = with("\"untouched\"]", "\"untouched\", \"order3\"]");
+        assert!(
+            err_of(&src).contains("key 'real.layouts'"),
+            "{}",
+            err_of(&src)
+        );
         let src = with("[cost_model]", "[cost_model]\ntlbi = 3");
         assert!(
             err_of(&src).contains("key 'cost_model.tlbi'"),

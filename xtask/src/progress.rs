@@ -36,10 +36,11 @@ fn fmt_dur(secs: f64) -> String {
 }
 
 fn rec_text(call: &str, round: u32, rec: &RunRecord) -> String {
-    let what = if rec.variant.options.is_empty() || call.contains(&rec.variant.options) {
-        rec.variant.strategy.clone()
+    let (row, options) = (rec.variant.row_name(), rec.variant.options());
+    let what = if options.is_empty() || call.contains(&options) {
+        row
     } else {
-        format!("{} {}", rec.variant.strategy, rec.variant.options)
+        format!("{row} {options}")
     };
     format!(
         "run {} {call}: {what} {:.3} ms",

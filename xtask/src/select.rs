@@ -134,7 +134,7 @@ pub fn newest(dir: &Path) -> anyhow::Result<PathBuf> {
 }
 
 fn instruments(f: &ResultFile) -> BTreeSet<Instrument> {
-    f.runs.iter().map(|r| r.variant.instrument).collect()
+    f.runs.iter().map(|r| r.variant.instrument()).collect()
 }
 
 /// Refuse selections that mix machines, or files with different instruments, unless allowed.
@@ -156,7 +156,7 @@ pub fn check_mix(files: &[ResultFile], allow_mixed: bool) -> anyhow::Result<()> 
     if let Some(f) = files.iter().find(|f| instruments(f) != first) {
         let names = |s: &BTreeSet<Instrument>| {
             s.iter()
-                .map(|i| format!("{i:?}").to_lowercase())
+                .map(|i| i.to_string())
                 .collect::<Vec<_>>()
                 .join("+")
         };
@@ -178,7 +178,7 @@ pub fn filter_instrument(files: Vec<ResultFile>, inst: Option<Instrument>) -> Ve
         Some(i) => files
             .into_iter()
             .map(|mut f| {
-                f.runs.retain(|r| r.variant.instrument == i);
+                f.runs.retain(|r| r.variant.instrument() == i);
                 f
             })
             .collect(),
@@ -264,6 +264,7 @@ mod tests {
             resolve(&[old.display().to_string()], d.path()).unwrap_err()
         );
         assert!(e.contains("schema version 0 is not supported"), "{e}");
+        // Schema-1 files load (upgraded); the committed ones are checked in `results`.
         let e = format!("{:#}", resolve(&["v6.99".into()], d.path()).unwrap_err());
         assert!(e.starts_with("unknown label 'v6.99'"), "{e}");
         let empty = d.path().join("empty");
@@ -278,42 +279,55 @@ mod tests {
     fn file(machine: &str, label: &str, inst: Instrument, factor: f64) -> ResultFile {
         let runs = (0..4)
             .flat_map(|i| {
-                ["mm-unstable", "upstream"].into_iter().map(move |s| {
-                    let base = if s == "upstream" { 6e6 } else { 1e7 };
-                    results::RunRecord {
-                        schema: results::SCHEMA_VERSION,
-                        tool_version: "t".into(),
-                        variant: results::Variant {
-                            instrument: inst,
-                            arch: "x86_64".into(),
-                            strategy: s.into(),
-                            layout: "order9".into(),
-                            mem_bytes: 1 << 30,
-                            mode: "fresh".into(),
-                            options: String::new(),
-                        },
-                        run_index: i,
-                        warmup: 0,
-                        samples_ns: vec![(base * factor * (1.0 + 0.001 * f64::from(i))) as u64],
-                        ops: Default::default(),
-                        cpu: None,
-                        extra: serde_json::Value::Null,
-                    }
-                })
+                [results::Strategy::MmUnstable, results::Strategy::Upstream]
+                    .into_iter()
+                    .map(move |s| {
+                        let base = if s == results::Strategy::Upstream {
+                            6e6
+                        } else {
+                            1e7
+                        };
+                        let variant = match inst {
+                            Instrument::Sim => results::Variant::Sim(results::SimVariant {
+                                arch: results::Arch::X86_64,
+                                contpte: None,
+                                strategy: s,
+                                order: results::ModelOrder::new(9).unwrap(),
+                                mem_bytes: 1 << 30,
+                                mode: results::Mode::Fresh,
+                                mapcount: Default::default(),
+                                counting: false,
+                            }),
+                            Instrument::Real => results::Variant::Real(results::RealVariant {
+                                arch: results::Arch::X86_64,
+                                kernel: s.to_string(),
+                                accel: Default::default(),
+                                layout: results::RealLayout::PteOrder9,
+                                mem_bytes: 1 << 30,
+                                mode: results::Mode::Fresh,
+                                sched: results::Sched::Other,
+                                unverified: false,
+                            }),
+                        };
+                        results::RunRecord {
+                            variant,
+                            run_index: i,
+                            warmup: 0,
+                            samples_ns: vec![(base * factor * (1.0 + 0.001 * f64::from(i))) as u64],
+                            cpu: None,
+                            ops: Default::default(),
+                            sim: None,
+                            real: None,
+                            host_load: None,
+                        }
+                    })
             })
             .collect();
-        ResultFile {
-            schema: results::SCHEMA_VERSION,
-            tool_version: "t".into(),
-            machine: machine.into(),
-            label: label.into(),
-            created_utc: "x".into(),
-            git_rev: "r".into(),
-            seed: 1,
-            config: serde_json::Value::Null,
-            env: serde_json::Value::Null,
-            runs,
-        }
+        let mut f = ResultFile::new(machine, label, "x", Default::default());
+        f.git_rev = "r".into();
+        f.seed = 1;
+        f.runs = runs;
+        f
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! (e.g. one per kernel, each with its `--label`) into the thread's tables. Refuses to mix
 //! machines or instruments unless `--allow-mixed`.
 
+use std::process::ExitCode;
+
 use anyhow::bail;
 use clap::{Args, ValueEnum};
 use results::Instrument;
@@ -25,21 +27,6 @@ pub enum Format {
     Bench,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
-pub enum Inst {
-    Sim,
-    Real,
-}
-
-impl From<Inst> for Instrument {
-    fn from(i: Inst) -> Self {
-        match i {
-            Inst::Sim => Instrument::Sim,
-            Inst::Real => Instrument::Real,
-        }
-    }
-}
-
 #[derive(Args, Debug)]
 pub struct TableArgs {
     /// Result files, directories or labels [default: the newest file under results/]
@@ -51,7 +38,7 @@ pub struct TableArgs {
     pub format: Format,
     /// Only this instrument's runs
     #[arg(long, value_enum)]
-    pub instrument: Option<Inst>,
+    pub instrument: Option<Instrument>,
     /// Merge files of different machines or instruments anyway
     #[arg(long)]
     pub allow_mixed: bool,
@@ -59,7 +46,8 @@ pub struct TableArgs {
     #[arg(long, default_value = "results")]
     pub results: String,
     /// Use the *modelled* time of model runs (measured userspace time + counted privileged
-    /// ops x the profile's cost model, `extra.modelled_add_ns`) instead of the measured time
+    /// ops x the profile's cost model, the runs' `sim.modelled_add_ns`) instead of the measured
+    /// time
     #[arg(long)]
     pub modelled: bool,
 }
@@ -70,7 +58,7 @@ pub fn to_modelled(files: &mut [results::ResultFile]) -> usize {
     let mut n = 0;
     for f in files.iter_mut() {
         for r in f.runs.iter_mut() {
-            if let Some(add) = r.extra.get("modelled_add_ns").and_then(|v| v.as_f64()) {
+            if let Some(add) = r.sim.as_ref().and_then(|x| x.modelled_add_ns) {
                 let add = add.round() as u64;
                 for s in r.samples_ns.iter_mut() {
                     *s += add;
@@ -112,7 +100,7 @@ fn combined(cases: &[report::Case], machine: &str) -> String {
     s
 }
 
-pub fn run(a: &TableArgs) -> anyhow::Result<()> {
+pub fn run(a: &TableArgs) -> anyhow::Result<ExitCode> {
     let root = util::project_root();
     let results_dir = root.join(&a.results);
     let paths = if a.paths.is_empty() {
@@ -122,7 +110,7 @@ pub fn run(a: &TableArgs) -> anyhow::Result<()> {
     };
     let loaded = select::resolve(&paths, &results_dir)?;
     let files: Vec<_> = loaded.into_iter().map(|(_, f)| f).collect();
-    let mut files = select::filter_instrument(files, a.instrument.map(Into::into));
+    let mut files = select::filter_instrument(files, a.instrument);
     if a.modelled {
         let n = to_modelled(&mut files);
         if n == 0 {
@@ -147,49 +135,57 @@ pub fn run(a: &TableArgs) -> anyhow::Result<()> {
         .collect::<Vec<_>>()
         .join("+");
     print!("{}", render(&cases, &machine, a.format));
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
 mod modelled_tests {
     use super::*;
 
+    /// The committed schema-1 file renders the tables it rendered before schema 2 (the
+    /// snapshots were taken with the schema-1 reader).
+    #[test]
+    fn schema_1_file_renders_as_before() {
+        let p = util::project_root().join("results/vm/20261125T210102Z-6.18.44-fc-v595.json");
+        let f = select::load(&p).unwrap();
+        let cases = select::cases(&[f], None, &stats::Policy::default()).unwrap();
+        insta::assert_snapshot!("v1_file_thread", render(&cases, "vm", Format::Thread));
+        insta::assert_snapshot!("v1_file_extended", render(&cases, "vm", Format::Extended));
+        insta::assert_snapshot!("v1_file_combined", render(&cases, "vm", Format::Combined));
+    }
+
     #[test]
     fn modelled_shifts_only_runs_with_an_add_on() {
         let rec = |add: Option<f64>| results::RunRecord {
-            schema: results::SCHEMA_VERSION,
-            tool_version: "t".into(),
-            variant: results::Variant {
-                instrument: results::Instrument::Sim,
-                arch: "arm64".into(),
-                strategy: "upstream".into(),
-                layout: "order9".into(),
+            variant: results::Variant::Sim(results::SimVariant {
+                arch: results::Arch::Arm64,
+                contpte: Some(results::Contpte::Basic),
+                strategy: results::Strategy::Upstream,
+                order: results::ModelOrder::new(9).unwrap(),
                 mem_bytes: 1 << 20,
-                mode: "fresh".into(),
-                options: "contpte-basic".into(),
-            },
+                mode: results::Mode::Fresh,
+                mapcount: Default::default(),
+                counting: false,
+            }),
             run_index: 0,
             warmup: 0,
             samples_ns: vec![100, 200],
-            ops: Default::default(),
             cpu: None,
-            extra: match add {
-                Some(a) => serde_json::json!({ "modelled_add_ns": a }),
-                None => serde_json::Value::Null,
-            },
+            ops: Default::default(),
+            sim: Some(results::SimExtra {
+                ptes: 256,
+                seed: 1,
+                model_bytes: 0,
+                peak_rss_bytes: None,
+                cost_model: None,
+                modelled_add_ns: add,
+            }),
+            real: None,
+            host_load: None,
         };
-        let mut files = vec![results::ResultFile {
-            schema: results::SCHEMA_VERSION,
-            tool_version: "t".into(),
-            machine: "m".into(),
-            label: "l".into(),
-            created_utc: "x".into(),
-            git_rev: "r".into(),
-            seed: 0,
-            config: serde_json::Value::Null,
-            env: serde_json::Value::Null,
-            runs: vec![rec(Some(1000.0)), rec(None)],
-        }];
+        let mut f = results::ResultFile::new("m", "l", "x", Default::default());
+        f.runs = vec![rec(Some(1000.0)), rec(None)];
+        let mut files = vec![f];
         assert_eq!(to_modelled(&mut files), 1);
         assert_eq!(files[0].runs[0].samples_ns, vec![1100, 1200]);
         assert_eq!(files[0].runs[1].samples_ns, vec![100, 200]);

@@ -120,8 +120,8 @@ const fn block_start(idx: usize) -> usize {
 
 /// A contpte configuration.
 pub trait ContpteMode: 'static {
-    /// Option label (`contpte-dis`, `contpte-ena`, `contpte-basic`).
-    const NAME: &'static str;
+    /// Which configuration this is.
+    const MODE: contract::Contpte;
     /// CONT bits are written and `ptep_get` gathers.
     const CONT: bool;
     /// The v6.9 fork helpers (`wrprotect_ptes` batch, `pte_batch_hint`) and v4's arm64 side.
@@ -141,19 +141,19 @@ pub struct ContpteEna;
 pub struct ContpteBasic;
 
 impl ContpteMode for ContpteDis {
-    const NAME: &'static str = "contpte-dis";
+    const MODE: contract::Contpte = contract::Contpte::Dis;
     const CONT: bool = false;
     const FORK_HELPERS: bool = false;
     const FOLD: bool = false;
 }
 impl ContpteMode for ContpteEna {
-    const NAME: &'static str = "contpte-ena";
+    const MODE: contract::Contpte = contract::Contpte::Ena;
     const CONT: bool = true;
     const FORK_HELPERS: bool = true;
     const FOLD: bool = true;
 }
 impl ContpteMode for ContpteBasic {
-    const NAME: &'static str = "contpte-basic";
+    const MODE: contract::Contpte = contract::Contpte::Basic;
     const CONT: bool = true;
     const FORK_HELPERS: bool = false;
     const FOLD: bool = false;
@@ -311,8 +311,8 @@ impl<M: ContpteMode> Arm64<M> {
 }
 
 impl<M: ContpteMode> Arch for Arm64<M> {
-    const NAME: &'static str = "arm64";
-    const OPTIONS: &'static str = M::NAME;
+    const ID: contract::Arch = contract::Arch::Arm64;
+    const CONTPTE: Option<contract::Contpte> = Some(M::MODE);
     const HAS_SOFT_DIRTY: bool = false;
 
     #[inline(always)]

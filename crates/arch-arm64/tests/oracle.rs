@@ -12,7 +12,7 @@ use forkmodel::{Arch, Backing, ForkConfig, Layout, Model, NoCount, Order, PteVie
 use proptest::prelude::*;
 
 fn all<A: Arch>(layout: &Layout, cfg: ForkConfig) -> Result<(), String> {
-    check_layout::<A>(layout, cfg, &StrategyId::ALL)
+    check_layout::<A>(layout, cfg, StrategyId::ALL)
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
@@ -137,7 +137,7 @@ fn partially_covered_blocks_at_vma_and_table_edges() {
         vec![folio9(), folio9()],
         vec![VmaPiece::plain(512 + 3), VmaPiece::plain(509)],
     );
-    for s in StrategyId::ALL {
+    for &s in StrategyId::ALL {
         check_layout::<Arm64ContpteEna>(&l, ForkConfig::default(), &[s])
             .unwrap_or_else(|e| panic!("{s}: {e}"));
     }

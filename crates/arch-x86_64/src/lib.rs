@@ -100,7 +100,7 @@ const fn clear_saveddirty(pte: Pte) -> Pte {
 pub struct X86_64;
 
 impl Arch for X86_64 {
-    const NAME: &'static str = "x86_64";
+    const ID: contract::Arch = contract::Arch::X86_64;
     const HAS_SOFT_DIRTY: bool = true;
 
     #[inline(always)]

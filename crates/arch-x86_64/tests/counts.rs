@@ -127,7 +127,7 @@ fn issue_headline_figures() {
 
 #[test]
 fn steady_state_forks_skip_wrprotect_and_exclusive_clears() {
-    for s in StrategyId::ALL {
+    for &s in StrategyId::ALL {
         let first = count(s, 9, false);
         let again = count(s, 9, true);
         // The parent's PTEs are already read-only and its pages shared: no CAS, no clears,

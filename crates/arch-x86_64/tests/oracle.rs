@@ -33,7 +33,7 @@ proptest! {
         resched in prop::option::of(1u32..8),
     ) {
         let layout = random_layout(seed);
-        let r = check_layout::<X86_64>(&layout, cfg(mapcount, resched), &StrategyId::ALL);
+        let r = check_layout::<X86_64>(&layout, cfg(mapcount, resched), StrategyId::ALL);
         prop_assert!(r.is_ok(), "seed {seed}: {}", r.unwrap_err());
     }
 
@@ -56,7 +56,7 @@ proptest! {
                 tweaks: vec![],
             }],
         };
-        let r = check_layout::<X86_64>(&layout, ForkConfig::default(), &StrategyId::ALL);
+        let r = check_layout::<X86_64>(&layout, ForkConfig::default(), StrategyId::ALL);
         prop_assert!(r.is_ok(), "{}", r.unwrap_err());
         let r = r.unwrap();
         let pinned_pages: u64 = (0..folios)
@@ -109,7 +109,7 @@ fn overrun_mutant_is_caught_on_most_random_layouts_with_large_folios() {
 fn oracle_accepts_the_benchmark_layouts() {
     for order in [0, 4, 9] {
         let layout = Layout::uniform(8 << 20, Order::new(order).unwrap()).unwrap();
-        let r = check_layout::<X86_64>(&layout, ForkConfig::default(), &StrategyId::ALL).unwrap();
+        let r = check_layout::<X86_64>(&layout, ForkConfig::default(), StrategyId::ALL).unwrap();
         assert_eq!(r.len(), 5);
     }
 }

@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use signal_hook::consts::{SIGINT, SIGTERM};
+
 use clap::Args;
+use contract::Size;
+use results::fsio::{self, FsError};
 use serde_json::json;
 
 use crate::decide::{Decision, Policy, decide};
@@ -24,8 +28,10 @@ pub struct BisectArgs {
     /// A later revision (on the first-parent line) where it is bad
     #[arg(long)]
     pub bad: String,
-    /// Workspace metric, e.g. sim:x86_64:upstream:order9:time,
-    /// sim:arm64:fork-batching:order9:ptep_get_raw_reads, real:pte-order9:fork
+    /// Workspace metric: sim:ENGINE:STRATEGY:orderN:WHAT (ENGINE x86_64 or arm64[/dis|/ena|/basic];
+    /// WHAT time, ns_per_pte, ptes, model_bytes, peak_rss_bytes or an op counter) or
+    /// real:LAYOUT:fork; e.g. sim:x86_64:upstream:order9:time,
+    /// sim:arm64/dis:fork-batching:order9:ptep_get_raw_reads, real:pte-order9:fork
     #[arg(long, conflicts_with = "cmd", required_unless_present = "cmd")]
     pub metric: Option<String>,
     /// External mode: command run in each revision's checkout; prints one sample per line or
@@ -58,7 +64,7 @@ pub struct BisectArgs {
     pub alpha: f64,
     /// Memory per model/real run for workspace metrics
     #[arg(long, default_value = "64M")]
-    pub mem: String,
+    pub mem: Size,
     /// Forks per run for workspace metrics
     #[arg(long, default_value_t = 20)]
     pub iters: u32,
@@ -126,11 +132,12 @@ pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
     ensure_clean(&repo).map_err(|e| CliError::Usage(e.to_string()))?;
     let revs = rev_range(&repo, &a.good, &a.bad).map_err(|e| CliError::Usage(e.to_string()))?;
     let cancelled = Arc::new(AtomicBool::new(false));
-    {
-        let c = cancelled.clone();
-        // Children share our process group and get the same SIGINT; we only note it and let
-        // the search unwind, which removes the worktrees.
-        let _ = ctrlc::set_handler(move || c.store(true, Ordering::SeqCst));
+    // Children share our process group and get the same SIGINT; we only note it (or a
+    // SIGTERM) and let the search unwind, which removes the worktrees. The flag stays
+    // registered for the rest of the process, as the search's end is the process's end.
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&cancelled))
+            .map_err(|e| CliError::Other(format!("cannot watch for signal {sig}: {e}")))?;
     }
     let scratch = workspace.join("target").join("bisect");
     let mut wt = Worktrees::new(&repo, &scratch.join("worktrees"))
@@ -161,7 +168,7 @@ pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
                 worktrees: &mut wt,
                 metric: m.clone(),
                 target_dir: scratch.join("target"),
-                mem: a.mem.clone(),
+                mem: a.mem,
                 iters: a.iters,
                 cancelled: cancelled.clone(),
                 last_built: None,
@@ -274,8 +281,7 @@ pub fn render(r: &Report, what: &str) -> String {
     s
 }
 
-fn write_log(dir: &Path, what: &str, log: &serde_json::Value) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
+fn write_log(dir: &Path, what: &str, log: &serde_json::Value) -> Result<PathBuf, FsError> {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -301,18 +307,31 @@ fn write_log(dir: &Path, what: &str, log: &serde_json::Value) -> std::io::Result
                 format!("-{n}")
             }
         ));
-        let tmp = dir.join(format!(".{secs}-{tag}.tmp-{}", std::process::id()));
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(log).expect("log serialises"),
-        )?;
-        // A hard link never replaces an existing file.
-        let linked = std::fs::hard_link(&tmp, &path);
-        let _ = std::fs::remove_file(&tmp);
-        match linked {
+        let bytes = serde_json::to_vec_pretty(log).expect("log serialises");
+        match fsio::write_new(&path, &bytes) {
             Ok(()) => return Ok(path),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => n += 1,
+            Err(FsError::Exists { .. }) if n < 100 => n += 1,
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The endpoints' samples `bisect-run` decides against (`--reference`).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Reference {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    good: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bad: Option<Vec<f64>>,
+}
+
+impl Reference {
+    /// `good` or `bad` (clap allows no other).
+    fn side_mut(&mut self, which: &str) -> &mut Option<Vec<f64>> {
+        if which == "good" {
+            &mut self.good
+        } else {
+            &mut self.bad
         }
     }
 }
@@ -343,7 +362,11 @@ pub struct BisectRunArgs {
     pub alpha: f64,
 }
 
-/// Run one `git bisect run` step. Returns the exit code: 0 good, 1 bad, 125 skip.
+/// Run one `git bisect run` step. Returns the exit code: 0 good, 1 bad, 125 skip. An `Err` is
+/// an internal error (bad arguments, an unreadable reference, an endpoint that cannot be
+/// recorded): the step could not judge this revision at all, and `forkbench bisect-run` exits
+/// 255 so that git stops the bisection (any other code from 1 to 127 but 125 would mark the
+/// revision bad).
 pub fn bisect_run(a: &BisectRunArgs) -> Result<u8, CliError> {
     if a.min_runs == 0 || a.max_runs < a.min_runs || a.endpoint_runs < 1 {
         return Err(CliError::Usage(
@@ -352,38 +375,40 @@ pub fn bisect_run(a: &BisectRunArgs) -> Result<u8, CliError> {
     }
     let here = std::env::current_dir().map_err(|e| CliError::Other(e.to_string()))?;
     let once = || -> Result<Vec<f64>, String> { parse_samples(&run_shell(&here, &a.cmd, &[])?) };
-    let mut reference: serde_json::Value = match std::fs::read_to_string(&a.reference) {
+    let mut reference: Reference = match fsio::read(&a.reference) {
         Ok(t) => serde_json::from_str(&t).map_err(|e| {
             CliError::Usage(format!(
                 "{}: not a reference file: {e}",
                 a.reference.display()
             ))
         })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && a.record.is_some() => json!({}),
-        Err(e) => return Err(CliError::Usage(format!("{}: {e}", a.reference.display()))),
+        Err(FsError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound && a.record.is_some() =>
+        {
+            Reference::default()
+        }
+        Err(e) => return Err(CliError::Usage(e.to_string())),
     };
     if let Some(which) = &a.record {
         let mut all = Vec::new();
         for _ in 0..a.endpoint_runs {
             all.extend(once().map_err(CliError::Other)?);
         }
-        reference[which.as_str()] = json!(all);
-        let tmp = a.reference.with_extension("tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(&reference).expect("serialises"),
+        let recorded = all.len();
+        *reference.side_mut(which) = Some(all);
+        fsio::write_replace(
+            &a.reference,
+            &serde_json::to_vec_pretty(&reference).expect("serialises"),
         )
-        .and_then(|_| std::fs::rename(&tmp, &a.reference))
-        .map_err(|e| CliError::Other(format!("{}: {e}", a.reference.display())))?;
+        .map_err(|e| CliError::Other(e.to_string()))?;
         eprintln!(
-            "recorded {} samples as {which} in {}",
-            all.len(),
+            "recorded {recorded} samples as {which} in {}",
             a.reference.display()
         );
         return Ok(0);
     }
-    let side = |k: &str| -> Result<Vec<f64>, CliError> {
-        serde_json::from_value(reference[k].clone()).map_err(|_| {
+    let mut side = |k: &str| -> Result<Vec<f64>, CliError> {
+        reference.side_mut(k).take().ok_or_else(|| {
             CliError::Usage(format!(
                 "{} has no '{k}' samples: record them first with --record {k}",
                 a.reference.display()
@@ -424,4 +449,65 @@ pub fn bisect_run(a: &BisectRunArgs) -> Result<u8, CliError> {
         }
     }
     Ok(125)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(cmd: &str, reference: &Path, record: Option<&str>) -> Result<u8, CliError> {
+        bisect_run(&BisectRunArgs {
+            cmd: cmd.into(),
+            reference: reference.to_path_buf(),
+            record: record.map(String::from),
+            endpoint_runs: 3,
+            min_runs: 3,
+            max_runs: 6,
+            alpha: 0.05,
+        })
+    }
+
+    const GOOD: &str = "printf '100\\n101\\n99\\n102\\n'";
+    const BAD: &str = "printf '200\\n201\\n199\\n202\\n'";
+
+    #[test]
+    fn records_the_endpoints_then_decides() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path().join("ref.json");
+        assert_eq!(step(GOOD, &r, Some("good")).unwrap(), 0);
+        assert_eq!(step(BAD, &r, Some("bad")).unwrap(), 0);
+        let saved: Reference = serde_json::from_str(&fsio::read(&r).unwrap()).unwrap();
+        assert_eq!(saved.good.as_ref().map(Vec::len), Some(12));
+        assert_eq!(saved.bad.as_ref().map(|b| b[0]), Some(200.0));
+        assert_eq!(step(GOOD, &r, None).unwrap(), 0);
+        assert_eq!(step(BAD, &r, None).unwrap(), 1);
+        // A revision whose command fails is skipped, not judged.
+        assert_eq!(step("exit 3", &r, None).unwrap(), 125);
+    }
+
+    #[test]
+    fn internal_errors_are_errors_not_verdicts() {
+        // `forkbench bisect-run` turns every Err into exit 255 (git stops); none of these may
+        // come back as a good/bad/skip answer.
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("none.json");
+        assert!(matches!(
+            step(GOOD, &missing, None),
+            Err(CliError::Usage(_))
+        ));
+        let garbage = dir.path().join("garbage.json");
+        std::fs::write(&garbage, "not json").unwrap();
+        assert!(matches!(
+            step(GOOD, &garbage, None),
+            Err(CliError::Usage(_))
+        ));
+        let half = dir.path().join("half.json");
+        assert_eq!(step(GOOD, &half, Some("good")).unwrap(), 0);
+        let e = step(GOOD, &half, None).unwrap_err();
+        assert!(e.to_string().contains("--record bad"), "{e}");
+        assert!(matches!(
+            step("exit 3", &half, Some("bad")),
+            Err(CliError::Other(_))
+        ));
+    }
 }

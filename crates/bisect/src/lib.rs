@@ -9,8 +9,14 @@
 //!   stays undecided.
 //! - [`git`]: revision lists and detached worktrees under a scratch directory, removed on
 //!   drop; the user's checkout and branch are never touched.
-//! - [`measure`]: turning a command's output (one sample per line, JSON run records, or a
-//!   result file) into samples, and the metric names of this workspace.
+//! - [`measure`]: turning a command's output (one sample per line, the runner's JSON lines, or
+//!   a result file) into samples, and the metric names of this workspace, spelled with the
+//!   runner contract's words: `sim:ENGINE:STRATEGY:orderN:WHAT` (ENGINE `x86_64` or
+//!   `arm64[/dis|/ena|/basic]`; WHAT `time`, `ns_per_pte`, `ptes`, `model_bytes`,
+//!   `peak_rss_bytes` or an op counter) and `real:LAYOUT:fork`, run as typed
+//!   [`contract::Invocation`]s.
+//! - [`cli`]: `cargo xtask bisect` and `forkbench bisect-run` (whose internal errors exit 255,
+//!   so `git bisect run` stops rather than marking a revision bad).
 
 pub mod cli;
 pub mod decide;

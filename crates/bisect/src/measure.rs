@@ -1,34 +1,38 @@
 //! Turning command output into samples, and the metric names of this workspace
-//! (`sim:ARCH:STRATEGY:orderN:WHAT`, `real:LAYOUT:WHAT`) into runner invocations.
+//! (`sim:ENGINE:STRATEGY:orderN:WHAT`, `real:LAYOUT:fork`, spelled with the runner contract's
+//! words) into typed runner invocations.
 
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use results::{ResultFile, RunRecord};
+use contract::{
+    Arch, Contpte, Invocation, ModelOpts, ModelOrder, OpCounter, RealLayout, RealOpts, RunRecord,
+    Runner, RunnerOutput, SimOpts, Size, Strategies, Strategy, UnknownName,
+};
+use results::ResultFile;
 
 use crate::git::Worktrees;
 use crate::search::{Measure, MeasureError, Rev};
 
-/// Parse a command's stdout: a forkbench result file (run means), JSON run records one per
-/// line (run means), or plain numbers one per line.
+/// Parse a command's stdout: a forkbench result file (run means), the runner's `--json` lines
+/// (run means), or plain numbers one per line.
 pub fn parse_samples(stdout: &str) -> Result<Vec<f64>, String> {
     let text = stdout.trim();
     if text.is_empty() {
         return Err("the command printed nothing".into());
     }
     if text.starts_with('{') {
-        if let Ok(f) = serde_json::from_str::<ResultFile>(text) {
+        if let Ok(f) = ResultFile::parse(text, Path::new("the command's output")) {
             return Ok(f.runs.iter().map(RunRecord::mean_ns).collect());
         }
-        let mut out = Vec::new();
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let r: RunRecord = serde_json::from_str(line)
-                .map_err(|e| format!("not a run record or result file: {e}"))?;
-            out.push(r.mean_ns());
+        let out = RunnerOutput::parse(text)
+            .map_err(|e| format!("neither a result file nor runner output: {e}"))?;
+        if out.runs.is_empty() {
+            return Err("the runner output holds no run record".into());
         }
-        return Ok(out);
+        return Ok(out.runs.iter().map(RunRecord::mean_ns).collect());
     }
     text.lines()
         .filter(|l| !l.trim().is_empty())
@@ -119,177 +123,230 @@ impl Measure for ExternalCommand<'_> {
     }
 }
 
+/// What a model metric reads from its runner output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimWhat {
+    /// Mean fork time of the run (ns).
+    Time,
+    /// Mean ns per PTE copied.
+    NsPerPte,
+    /// PTEs copied per fork.
+    Ptes,
+    /// Bytes the model's arena and tables take.
+    ModelBytes,
+    /// The runner's peak RSS after the run.
+    PeakRssBytes,
+    /// An exact op count of one fork (`forkbench counts`).
+    Op(OpCounter),
+}
+
+impl SimWhat {
+    /// The run-record values, besides the op counters, a metric can name.
+    pub const RECORD_VALUES: [SimWhat; 5] = [
+        SimWhat::Time,
+        SimWhat::NsPerPte,
+        SimWhat::Ptes,
+        SimWhat::ModelBytes,
+        SimWhat::PeakRssBytes,
+    ];
+
+    /// The name in a metric.
+    pub fn name(self) -> &'static str {
+        match self {
+            SimWhat::Time => "time",
+            SimWhat::NsPerPte => "ns_per_pte",
+            SimWhat::Ptes => "ptes",
+            SimWhat::ModelBytes => "model_bytes",
+            SimWhat::PeakRssBytes => "peak_rss_bytes",
+            SimWhat::Op(c) => c.name(),
+        }
+    }
+
+    fn parse(s: &str) -> Option<SimWhat> {
+        SimWhat::RECORD_VALUES
+            .into_iter()
+            .find(|w| w.name() == s)
+            .or_else(|| s.parse().ok().map(SimWhat::Op))
+    }
+
+    /// This value of one run record.
+    fn of(self, r: &RunRecord) -> Option<f64> {
+        let sim = r.sim.as_ref();
+        match self {
+            SimWhat::Time => Some(r.mean_ns()),
+            SimWhat::NsPerPte => r.ns_per_pte(),
+            SimWhat::Ptes => sim.map(|x| x.ptes as f64),
+            SimWhat::ModelBytes => sim.map(|x| x.model_bytes as f64),
+            SimWhat::PeakRssBytes => sim.and_then(|x| x.peak_rss_bytes).map(|b| b as f64),
+            SimWhat::Op(c) => r.op(c).map(|n| n as f64),
+        }
+    }
+}
+
 /// What a workspace metric measures.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Metric {
-    /// The model: `sim:ARCH:STRATEGY:orderN:WHAT`; WHAT is `time`, an op counter
-    /// (`ptep_get_raw_reads`, ...) or a run-record `extra` key (`peak_rss_bytes`, ...).
+    /// The model: `sim:ENGINE:STRATEGY:orderN:WHAT`, ENGINE `x86_64` or `arm64[/CONTPTE]`
+    /// (CONTPTE `dis`, `ena` or `basic`; `ena` when omitted).
     Sim {
-        arch: String,
-        contpte: Option<String>,
-        strategy: String,
-        order: u8,
-        what: String,
+        arch: Arch,
+        contpte: Option<Contpte>,
+        strategy: Strategy,
+        order: ModelOrder,
+        what: SimWhat,
     },
     /// Real fork: `real:LAYOUT:fork`.
-    Real { layout: String },
+    Real { layout: RealLayout },
 }
 
 /// A metric name that cannot be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "bad metric '{0}': {1} (examples: sim:x86_64:upstream:order9:time, sim:arm64:fork-batching:order9:ptep_get_raw_reads, real:pte-order9:fork)"
+    "bad metric '{0}': {1} (grammar: sim:ENGINE:STRATEGY:orderN:WHAT with ENGINE x86_64 or arm64[/dis|/ena|/basic] and WHAT time, ns_per_pte, ptes, model_bytes, peak_rss_bytes or an op counter; or real:LAYOUT:fork. Examples: sim:x86_64:upstream:order9:time, sim:arm64/dis:fork-batching:order9:ptep_get_raw_reads, real:pte-order9:fork)"
 )]
 pub struct BadMetric(pub String, pub String);
-
-/// Op counters whose values are deterministic (exact comparison, one run per revision).
-pub const COUNTERS: &[&str] = &[
-    "ptep_get_calls",
-    "ptep_get_raw_reads",
-    "pte_reads",
-    "pte_writes",
-    "pte_atomics",
-    "tlbi",
-    "tlb_flush_mm",
-    "refcount_atomics",
-    "mapcount_atomics",
-    "large_mapcount_atomics",
-    "anon_exclusive_clears",
-    "rmap_calls",
-    "batches",
-    "resched_checks",
-    "page_copies",
-    "pte_range_calls",
-    "pte_range_restarts",
-    "lazy_mmu_enters",
-    "pte_tables_allocated",
-    "rss_flushes",
-    "swap_dups",
-    "folio_allocs",
-];
 
 impl Metric {
     /// Parse a metric name.
     pub fn parse(s: &str) -> Result<Metric, BadMetric> {
-        let bad = |why: &str| BadMetric(s.to_string(), why.to_string());
+        let bad = |why: String| BadMetric(s.to_string(), why);
         let parts: Vec<&str> = s.split(':').collect();
         match parts.as_slice() {
-            ["sim", arch, strategy, order, what] => {
-                let order: u8 = order
-                    .strip_prefix("order")
-                    .and_then(|o| o.parse().ok())
-                    .filter(|&o| o <= 9)
-                    .ok_or_else(|| bad("the fourth field must be order0..order9"))?;
-                let (arch, contpte) = match *arch {
-                    "x86_64" => ("x86_64", None),
-                    "arm64" | "arm64-ena" => ("arm64", Some("on")),
-                    "arm64-dis" => ("arm64", Some("off")),
-                    "arm64-basic" => ("arm64", Some("basic")),
-                    _ => return Err(bad("arch must be x86_64, arm64, arm64-dis or arm64-basic")),
+            ["sim", engine, strategy, order, what] => {
+                let (arch, contpte) = match engine.split_once('/') {
+                    None => (*engine, None),
+                    Some((arch, c)) => (arch, Some(c)),
                 };
-                if what.is_empty() {
-                    return Err(bad("empty WHAT"));
-                }
+                let arch: Arch = arch.parse().map_err(|e: UnknownName| bad(e.to_string()))?;
+                let contpte = match (arch, contpte) {
+                    (Arch::X86_64, None) => None,
+                    (Arch::X86_64, Some(_)) => {
+                        return Err(bad("contpte is an arm64 mode".into()));
+                    }
+                    (Arch::Arm64, None) => Some(Contpte::Ena),
+                    (Arch::Arm64, Some(c)) => {
+                        Some(c.parse().map_err(|e: UnknownName| bad(e.to_string()))?)
+                    }
+                };
+                let strategy: Strategy = strategy
+                    .parse()
+                    .map_err(|e: UnknownName| bad(e.to_string()))?;
+                let order = order
+                    .strip_prefix("order")
+                    .and_then(|o| o.parse::<ModelOrder>().ok())
+                    .ok_or_else(|| bad("the fourth field must be order0..order9".into()))?;
+                let what = SimWhat::parse(what).ok_or_else(|| {
+                    bad(format!(
+                        "unknown WHAT '{what}' (not a run-record value or an op counter)"
+                    ))
+                })?;
                 Ok(Metric::Sim {
-                    arch: arch.into(),
-                    contpte: contpte.map(String::from),
-                    strategy: strategy.to_string(),
+                    arch,
+                    contpte,
+                    strategy,
                     order,
-                    what: what.to_string(),
+                    what,
                 })
             }
             ["real", layout, "fork"] => Ok(Metric::Real {
-                layout: layout.to_string(),
+                layout: layout
+                    .parse()
+                    .map_err(|e: UnknownName| bad(e.to_string()))?,
             }),
             _ => Err(bad(
-                "expected sim:ARCH:STRATEGY:orderN:WHAT or real:LAYOUT:fork",
+                "expected sim:ENGINE:STRATEGY:orderN:WHAT or real:LAYOUT:fork".into(),
             )),
         }
     }
 
-    /// Whether the metric is deterministic.
+    /// Whether the metric is deterministic (an op count: exact comparison, one run per
+    /// revision).
     pub fn exact(&self) -> bool {
-        matches!(self, Metric::Sim { what, .. } if COUNTERS.contains(&what.as_str()))
+        matches!(
+            self,
+            Metric::Sim {
+                what: SimWhat::Op(_),
+                ..
+            }
+        )
     }
 
-    /// Arguments for the `forkbench` runner (one run).
-    pub fn runner_args(&self, mem: &str, iters: u32) -> Vec<String> {
-        let mut a: Vec<String> = Vec::new();
-        match self {
+    /// The runner call of one run: `counts` for op counts (2 MiB suffice, they scale
+    /// exactly), else one `sim` or `real` run of `iters` forks over `mem`.
+    pub fn invocation(&self, mem: Size, iters: u32) -> Invocation {
+        match *self {
             Metric::Sim {
                 arch,
                 contpte,
                 strategy,
                 order,
-                what,
+                ..
             } => {
-                let counts = self.exact();
-                a.push(if counts { "counts" } else { "sim" }.into());
-                a.extend(["--arch".into(), arch.clone()]);
-                if let Some(c) = contpte {
-                    a.extend(["--contpte".into(), c.clone()]);
+                let model = ModelOpts {
+                    arch,
+                    contpte,
+                    strategies: Strategies(vec![strategy]),
+                    order,
+                    mem: if self.exact() { Size(2 << 20) } else { mem },
+                    ..ModelOpts::default()
+                };
+                if self.exact() {
+                    Invocation::Counts(model)
+                } else {
+                    Invocation::Sim(SimOpts {
+                        model,
+                        iters,
+                        runs: 1,
+                        ..SimOpts::default()
+                    })
                 }
-                a.extend([
-                    "--strategy".into(),
-                    strategy.clone(),
-                    "--order".into(),
-                    order.to_string(),
-                ]);
-                a.extend([
-                    "--mem".into(),
-                    if counts { "2M".into() } else { mem.to_string() },
-                ]);
-                if !counts {
-                    a.extend([
-                        "--iters".into(),
-                        iters.to_string(),
-                        "--runs".into(),
-                        "1".into(),
-                    ]);
-                }
-                a.push("--json".into());
-                let _ = what;
             }
-            Metric::Real { layout } => {
-                a.extend(["real", "--layout", layout, "--mem", mem].map(String::from));
-                a.extend([
-                    "--iters".into(),
-                    iters.to_string(),
-                    "--runs".into(),
-                    "1".into(),
-                    "--json".into(),
-                ]);
-            }
+            Metric::Real { layout } => Invocation::Real(RealOpts {
+                mem,
+                iters,
+                runs: 1,
+                ..RealOpts::new(layout)
+            }),
         }
-        a
     }
 
-    /// The metric's value(s) from the runner's stdout.
-    pub fn extract(&self, stdout: &str) -> Result<Vec<f64>, String> {
-        let line = stdout
-            .lines()
-            .find(|l| !l.trim().is_empty())
-            .ok_or("the runner printed nothing")?;
-        let v: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| format!("runner output is not JSON: {e}"))?;
-        match self {
-            Metric::Sim { what, .. } if self.exact() => v[what.as_str()]
-                .as_f64()
-                .map(|x| vec![x])
-                .ok_or_else(|| format!("this revision's runner does not report '{what}'")),
-            Metric::Sim { what, .. } if what == "time" => {
-                let r: RunRecord =
-                    serde_json::from_value(v).map_err(|e| format!("not a run record: {e}"))?;
-                Ok(vec![r.mean_ns()])
+    /// The metric's value(s) from the runner's output: one per run record, or the op count of
+    /// the metric's strategy.
+    pub fn extract(&self, out: &RunnerOutput) -> Result<Vec<f64>, String> {
+        match *self {
+            Metric::Sim {
+                strategy,
+                what: SimWhat::Op(c),
+                ..
+            } => {
+                let row = out
+                    .counts
+                    .iter()
+                    .find(|r| r.strategy == strategy)
+                    .ok_or_else(|| format!("the runner printed no counts for {strategy}"))?;
+                row.ops
+                    .get(&c)
+                    .map(|&n| vec![n as f64])
+                    .ok_or_else(|| format!("this revision's runner does not report '{c}'"))
             }
-            Metric::Sim { what, .. } => v["extra"][what.as_str()]
-                .as_f64()
-                .map(|x| vec![x])
-                .ok_or_else(|| format!("this revision's run record has no extra.{what}")),
+            Metric::Sim { what, .. } => {
+                if out.runs.is_empty() {
+                    return Err("the runner printed no run record".into());
+                }
+                out.runs
+                    .iter()
+                    .map(|r| {
+                        what.of(r).ok_or_else(|| {
+                            format!("this revision's run record has no {}", what.name())
+                        })
+                    })
+                    .collect()
+            }
             Metric::Real { .. } => {
-                let r: RunRecord =
-                    serde_json::from_value(v).map_err(|e| format!("not a run record: {e}"))?;
-                Ok(vec![r.mean_ns()])
+                if out.runs.is_empty() {
+                    return Err("the runner printed no run record".into());
+                }
+                Ok(out.runs.iter().map(RunRecord::mean_ns).collect())
             }
         }
     }
@@ -301,7 +358,7 @@ pub struct WorkspaceMetric<'a> {
     pub worktrees: &'a mut Worktrees,
     pub metric: Metric,
     pub target_dir: std::path::PathBuf,
-    pub mem: String,
+    pub mem: Size,
     pub iters: u32,
     pub cancelled: Arc<AtomicBool>,
     /// The revision whose runner is in `target_dir` now.
@@ -325,65 +382,173 @@ impl Measure for WorkspaceMetric<'_> {
             }
             self.last_built = Some(rev.hash.clone());
         }
-        let out = Command::new(&bin)
-            .current_dir(&dir)
-            .args(self.metric.runner_args(&self.mem, self.iters))
-            .output()
-            .map_err(|e| MeasureError::Skip(format!("cannot run {}: {e}", bin.display())))?;
+        // The runner is the one this revision built: a revision from before the runner
+        // contract does not understand the invocation, and is skipped with the runner's words.
+        let out = Runner::new(&bin)
+            .run(&self.metric.invocation(self.mem, self.iters))
+            .map_err(|e| MeasureError::Skip(format!("runner failed: {e}")));
         check_cancelled(&self.cancelled)?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            return Err(MeasureError::Skip(format!(
-                "runner failed: {}",
-                err.lines().next().unwrap_or("no message")
-            )));
-        }
-        self.metric
-            .extract(&String::from_utf8_lossy(&out.stdout))
-            .map_err(MeasureError::Skip)
+        self.metric.extract(&out?).map_err(MeasureError::Skip)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use contract::{Header, Mapcount, Mode, RunnerLine, SimExtra, SimVariant, Variant};
+
     use super::*;
 
+    fn sim_record(samples: Vec<u64>) -> RunRecord {
+        RunRecord {
+            variant: Variant::Sim(SimVariant {
+                arch: Arch::X86_64,
+                contpte: None,
+                strategy: Strategy::Upstream,
+                order: ModelOrder::new(9).unwrap(),
+                mem_bytes: 64 << 20,
+                mode: Mode::Fresh,
+                mapcount: Mapcount::PerPage,
+                counting: false,
+            }),
+            run_index: 0,
+            warmup: 2,
+            samples_ns: samples,
+            cpu: None,
+            ops: Default::default(),
+            sim: Some(SimExtra {
+                ptes: 10,
+                seed: 1,
+                model_bytes: 4096,
+                peak_rss_bytes: Some(1 << 20),
+                cost_model: None,
+                modelled_add_ns: None,
+            }),
+            real: None,
+            host_load: None,
+        }
+    }
+
+    fn runner_output(runs: &[RunRecord]) -> String {
+        let mut lines = vec![RunnerLine::Header(Header::current()).to_json()];
+        lines.extend(
+            runs.iter()
+                .map(|r| RunnerLine::Run(Box::new(r.clone())).to_json()),
+        );
+        lines.join("\n") + "\n"
+    }
+
     #[test]
-    fn samples_from_numbers_and_records() {
+    fn samples_from_numbers_runner_lines_and_result_files() {
         assert_eq!(
             parse_samples("1.5\n2\n\n3e2\n").unwrap(),
             vec![1.5, 2.0, 300.0]
         );
         assert!(parse_samples("1\nfast\n").unwrap_err().contains("'fast'"));
         assert!(parse_samples("  \n").is_err());
+        let runs = [sim_record(vec![10, 20]), sim_record(vec![30])];
+        assert_eq!(
+            parse_samples(&runner_output(&runs)).unwrap(),
+            vec![15.0, 30.0]
+        );
+        // Run lines without the header are not runner output.
+        let headless = RunnerLine::Run(Box::new(runs[0].clone())).to_json();
+        assert!(parse_samples(&headless).is_err());
+        let mut file = ResultFile::new("m", "l", "2026-01-01T00:00:00Z", Default::default());
+        file.runs = runs.to_vec();
+        assert_eq!(parse_samples(&file.to_json()).unwrap(), vec![15.0, 30.0]);
+        let pretty = serde_json::to_string_pretty(&file).unwrap();
+        assert_eq!(parse_samples(&pretty).unwrap(), vec![15.0, 30.0]);
+        assert!(
+            parse_samples(&runner_output(&[]))
+                .unwrap_err()
+                .contains("no run record")
+        );
     }
 
     #[test]
-    fn metric_names() {
+    fn metric_names_use_the_contract_words() {
         let m = Metric::parse("sim:arm64:fork-batching:order9:ptep_get_raw_reads").unwrap();
         assert!(m.exact());
         assert_eq!(
-            m.runner_args("64M", 20).join(" "),
-            "counts --arch arm64 --contpte on --strategy fork-batching --order 9 --mem 2M --json"
+            m.invocation(Size(64 << 20), 20).args().join(" "),
+            "counts --arch arm64 --contpte ena --strategy fork-batching --order 9 --mem 2M \
+             --mode fresh --mapcount per-page --json"
         );
+        let d = Metric::parse("sim:arm64/dis:upstream:order0:tlbi").unwrap();
+        assert!(matches!(
+            d,
+            Metric::Sim {
+                contpte: Some(Contpte::Dis),
+                what: SimWhat::Op(OpCounter::Tlbi),
+                ..
+            }
+        ));
         let t = Metric::parse("sim:x86_64:upstream:order9:time").unwrap();
         assert!(!t.exact());
         assert_eq!(
-            t.runner_args("64M", 20).join(" "),
-            "sim --arch x86_64 --strategy upstream --order 9 --mem 64M --iters 20 --runs 1 --json"
+            t.invocation(Size(64 << 20), 20).args().join(" "),
+            "sim --arch x86_64 --strategy upstream --order 9 --mem 64M --mode fresh \
+             --mapcount per-page --iters 20 --runs 1 --warmup 2 --seed 1 --json"
         );
-        assert!(Metric::parse("real:pte-order9:fork").is_ok());
+        let r = Metric::parse("real:pte-order9:fork").unwrap();
+        assert!(
+            r.invocation(Size(64 << 20), 20)
+                .args()
+                .join(" ")
+                .starts_with("real --layout pte-order9 --mem 64M --iters 20 --runs 1 ")
+        );
         for bad in [
             "sim:x86_64:upstream:9:time",
             "sim:sparc:upstream:order9:time",
+            "sim:arm64-dis:upstream:order9:time",
+            "sim:arm64/on:upstream:order9:time",
+            "sim:x86_64/ena:upstream:order9:time",
+            "sim:x86_64:v6.7:order9:time",
+            "sim:x86_64:upstream:order10:time",
+            "sim:x86_64:upstream:order9:speed",
+            "real:order9:fork",
             "real:x",
             "nope",
         ] {
             assert!(Metric::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(
-            m.extract("{\"ptep_get_raw_reads\": 8704}\n").unwrap(),
-            vec![8704.0]
+        assert!(
+            Metric::parse("sim:arm64-dis:upstream:order9:time")
+                .unwrap_err()
+                .to_string()
+                .contains("arm64[/dis|/ena|/basic]")
+        );
+    }
+
+    #[test]
+    fn metrics_read_typed_fields() {
+        let out = RunnerOutput::parse(&runner_output(&[sim_record(vec![10, 30])])).unwrap();
+        let value = |name: &str| {
+            Metric::parse(&format!("sim:x86_64:upstream:order9:{name}"))
+                .unwrap()
+                .extract(&out)
+        };
+        assert_eq!(value("time").unwrap(), vec![20.0]);
+        assert_eq!(value("ns_per_pte").unwrap(), vec![2.0]);
+        assert_eq!(value("ptes").unwrap(), vec![10.0]);
+        assert_eq!(value("model_bytes").unwrap(), vec![4096.0]);
+        assert_eq!(value("peak_rss_bytes").unwrap(), vec![(1 << 20) as f64]);
+        let counts = format!(
+            "{}\n{}\n",
+            RunnerLine::Header(Header::current()).to_json(),
+            r#"{"line":"counts","arch":"arm64","contpte":"ena","strategy":"fork-batching","order":9,"mem_bytes":2097152,"mode":"fresh","ops":{"ptep_get_raw_reads":8704}}"#
+        );
+        let out = RunnerOutput::parse(&counts).unwrap();
+        let m = Metric::parse("sim:arm64:fork-batching:order9:ptep_get_raw_reads").unwrap();
+        assert_eq!(m.extract(&out).unwrap(), vec![8704.0]);
+        let missing = Metric::parse("sim:arm64:fork-batching:order9:tlbi").unwrap();
+        assert!(missing.extract(&out).unwrap_err().contains("'tlbi'"));
+        let other = Metric::parse("sim:arm64:upstream:order9:tlbi").unwrap();
+        assert!(
+            other
+                .extract(&out)
+                .unwrap_err()
+                .contains("no counts for upstream")
         );
     }
 }

@@ -92,7 +92,7 @@ fn args(good: &str, bad: &str, cmd: String, repo: &Path) -> BisectArgs {
         higher_is_better: false,
         exact: false,
         alpha: 0.05,
-        mem: "64M".into(),
+        mem: "64M".parse().unwrap(),
         iters: 20,
         out: PathBuf::from("results/bisect"),
     }

@@ -12,7 +12,9 @@
 //!
 //! The entry points for `cargo xtask calibrate` / `cargo xtask fidelity` are
 //! [`calibrate::run_calibrate`] with [`calibrate::CalibrateArgs`] and
-//! [`fidelity::run_fidelity`] with [`fidelity::FidelityArgs`].
+//! [`fidelity::run_fidelity`] with [`fidelity::FidelityArgs`]. Both tasks are split by layer:
+//! `cli` (flags and the entry point), `measure` (runner calls, through [`runner`]), `fit` or
+//! `evaluate` (pure arithmetic) and `render` (text).
 
 pub mod calibrate;
 pub mod fidelity;
@@ -21,7 +23,6 @@ pub mod nnls;
 pub mod profile;
 pub mod runner;
 pub mod tables;
-pub mod util;
 
 pub use calibrate::{CalibrateArgs, run_calibrate};
 pub use fidelity::{FidelityArgs, run_fidelity};
@@ -31,20 +32,16 @@ pub use profile::CostProfile;
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum CalibrateError {
-    #[error("{path}: {source}")]
-    Io {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Fs(#[from] results::fsio::FsError),
     #[error("{path}: {source}")]
     Json {
         path: std::path::PathBuf,
         #[source]
         source: serde_json::Error,
     },
-    #[error("{path}: refusing to overwrite an existing file")]
-    Exists { path: std::path::PathBuf },
+    #[error(transparent)]
+    Run(#[from] contract::RunError),
     #[error("running `{cmd}` failed: {msg}")]
     Runner { cmd: String, msg: String },
     #[error("fit: {0}")]

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use contract::{Mapcount, Mode, ModelOrder, OpCounter, RealLayout, Sched, Size, Strategy};
 use serde::{Deserialize, Serialize};
 
 use crate::runner::Ops;
@@ -24,8 +25,8 @@ pub struct CostTerm {
     pub ns: f64,
     /// `fitted` (NNLS) or `microbench` (fixed before the fit).
     pub source: String,
-    /// Counters (forkbench op-count names) and weights forming the feature.
-    pub counters: Vec<(String, f64)>,
+    /// Op counters and weights forming the feature.
+    pub counters: Vec<(OpCounter, f64)>,
     pub description: String,
 }
 
@@ -45,15 +46,15 @@ impl CostTerm {
 /// How the calibration was run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
-    pub mem: String,
+    pub mem: Size,
     pub iters: u32,
     pub runs: u32,
     pub cpu: Option<usize>,
-    pub sched: String,
-    pub mode: String,
+    pub sched: Sched,
+    pub mode: Mode,
     /// Model strategy whose counts the real kernel is fitted to.
-    pub strategy: String,
-    pub mapcount: String,
+    pub strategy: Strategy,
+    pub mapcount: Mapcount,
     /// Rows are weighted by 1/real time, so the fit minimises relative error.
     pub weighting: String,
 }
@@ -62,9 +63,9 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayoutFit {
     /// Real-fork layout (`order0`, `pte-order9`, `mthp-64k`, `untouched`).
-    pub layout: String,
+    pub layout: RealLayout,
     /// Model folio order (None for `untouched`: no PTEs).
-    pub order: Option<u32>,
+    pub order: Option<ModelOrder>,
     /// Real fork: mean and sample sd of the run means, ns.
     pub real_mean_ns: f64,
     pub real_std_ns: f64,
@@ -84,8 +85,8 @@ pub struct LayoutFit {
 /// Leave-one-out result for one layout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CrossValidation {
-    pub held_out: String,
-    pub fitted_on: Vec<String>,
+    pub held_out: RealLayout,
+    pub fitted_on: Vec<RealLayout>,
     pub predicted_ns: f64,
     pub real_ns: f64,
     /// `predicted / real − 1`.
@@ -96,8 +97,8 @@ pub struct CrossValidation {
 /// A calibrated prediction for another strategy on this machine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
-    pub strategy: String,
-    pub layout: String,
+    pub strategy: Strategy,
+    pub layout: RealLayout,
     pub predicted_ns: f64,
     pub model_measured_ns: Option<f64>,
     pub counts: Ops,
@@ -137,14 +138,14 @@ pub struct AltFit {
     pub name: String,
     pub costs: Vec<CostTerm>,
     /// Relative residual per layout, in layout order.
-    pub residual_rel: Vec<(String, f64)>,
+    pub residual_rel: Vec<(RealLayout, f64)>,
     pub note: String,
 }
 
 impl CostProfile {
     /// Load and validate a profile file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = crate::util::read(path)?;
+        let text = results::fsio::read(path)?;
         let p: Self = serde_json::from_str(&text).map_err(|source| CalibrateError::Json {
             path: path.to_owned(),
             source,
@@ -172,11 +173,11 @@ impl CostProfile {
 
     /// The one-line caption for tables computed with this profile.
     pub fn caption(&self) -> String {
-        let layouts: Vec<&str> = self.layouts.iter().map(|l| l.layout.as_str()).collect();
+        let layouts: Vec<String> = self.layouts.iter().map(|l| l.layout.to_string()).collect();
         let costs: Vec<String> = self
             .costs
             .iter()
-            .map(|t| format!("{} {}", t.name, fmt_ns(t.ns)))
+            .map(|t| format!("{} {}", t.name, fmt_cost_ns(t.ns)))
             .collect();
         format!(
             "cost profile: {host} ({arch}, {cpu}), calibrated {when} against Linux {kernel} \
@@ -197,15 +198,13 @@ impl CostProfile {
     }
 }
 
-/// Format nanoseconds compactly: `12.3 ns`, `4.56 µs`, `7.89 ms`.
-pub fn fmt_ns(ns: f64) -> String {
-    let a = ns.abs();
-    if a >= 1e6 {
-        format!("{:.3} ms", ns / 1e6)
-    } else if a >= 1e3 {
-        format!("{:.2} µs", ns / 1e3)
-    } else {
+/// A per-operation cost: two decimals below 1 µs, where sub-ns PTE loads and tens-of-ns
+/// atomics both matter (`0.39 ns`, `32.31 ns`); [`contract::fmt_ns`] from 1 µs up.
+pub fn fmt_cost_ns(ns: f64) -> String {
+    if ns.is_finite() && ns.abs() < 1e3 {
         format!("{ns:.2} ns")
+    } else {
+        contract::fmt_ns(ns)
     }
 }
 
@@ -248,14 +247,14 @@ pub(crate) mod tests {
             cpu_model: "Test CPU".into(),
             tool_version: "0.1.0".into(),
             settings: Settings {
-                mem: "1G".into(),
+                mem: Size(1 << 30),
                 iters: 100,
                 runs: 8,
                 cpu: Some(1),
-                sched: "fifo".into(),
-                mode: "steady".into(),
-                strategy: "upstream".into(),
-                mapcount: "per-page+large".into(),
+                sched: Sched::Fifo,
+                mode: Mode::Steady,
+                strategy: Strategy::Upstream,
+                mapcount: Mapcount::PerPageAndLarge,
                 weighting: "relative".into(),
             },
             costs: vec![
@@ -270,13 +269,13 @@ pub(crate) mod tests {
                     name: "per_page".into(),
                     ns: 25.0,
                     source: "fitted".into(),
-                    counters: vec![("mapcount_atomics".into(), 1.0)],
+                    counters: vec![(OpCounter::MapcountAtomics, 1.0)],
                     description: "per page".into(),
                 },
             ],
             layouts: vec![LayoutFit {
-                layout: "order0".into(),
-                order: Some(0),
+                layout: RealLayout::Order0,
+                order: Some(ModelOrder::new(0).unwrap()),
                 real_mean_ns: 1.0,
                 real_std_ns: 0.0,
                 real_run_means_ns: vec![1.0],
@@ -308,9 +307,31 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn costs_keep_two_decimals_below_a_microsecond() {
+        assert_eq!(fmt_cost_ns(0.386), "0.39 ns");
+        assert_eq!(fmt_cost_ns(32.314), "32.31 ns");
+        assert_eq!(fmt_cost_ns(68_911.5), "68.91 µs");
+    }
+
+    #[test]
+    fn committed_profiles_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results/calibration");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "json") {
+                let prof = CostProfile::load(&p).unwrap_or_else(|e| panic!("{e}"));
+                assert!(!prof.costs.is_empty() && !prof.layouts.is_empty());
+                n += 1;
+            }
+        }
+        assert!(n > 0, "no profile under {}", dir.display());
+    }
+
+    #[test]
     fn predict_sums_terms() {
         let p = sample_profile();
-        let ops = Ops::from([("mapcount_atomics".to_string(), 4)]);
+        let ops = Ops::from([(OpCounter::MapcountAtomics, 4)]);
         assert_eq!(p.predict(&ops), 100_100.0);
     }
 

@@ -1,6 +1,9 @@
-//! The fork tables the LKML thread published (kernel-model.md §7, tables 1–7), as data, each
-//! cell tied to the model configuration that reproduces it. Values are the thread's % change of
+//! The seven fork tables the LKML thread published (Ryan's v4/v5 series, David's fork-batching
+//! prototype and its follow-ups), as data, each cell tied to the model configuration that
+//! reproduces it. Values are the thread's % change of
 //! the mean fork time against the table's baseline (negative = faster).
+
+use contract::{Arch, Contpte, ModelOrder, Strategy};
 
 /// Where a published number was measured; decides the privileged-op cost assumptions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -26,18 +29,18 @@ impl Machine {
 /// One model configuration: `forkbench sim --arch A [--contpte C] --strategy S --order N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Config {
-    pub arch: &'static str,
-    pub contpte: Option<&'static str>,
-    pub strategy: &'static str,
-    pub order: u32,
+    pub arch: Arch,
+    pub contpte: Option<Contpte>,
+    pub strategy: Strategy,
+    pub order: ModelOrder,
 }
 
 impl Config {
-    /// `arch[/contpte-X]:strategy:orderN`.
+    /// `arch[/contpte-X]:strategy:orderN`, e.g. `arm64/contpte-ena:upstream:order9`.
     pub fn key(&self) -> String {
         let c = self
             .contpte
-            .map(|c| format!("/contpte-{c}"))
+            .map(|c| format!("/{}", c.label()))
             .unwrap_or_default();
         format!("{}{c}:{}:order{}", self.arch, self.strategy, self.order)
     }
@@ -94,17 +97,12 @@ pub struct Table {
     pub limits: &'static str,
 }
 
-const fn c(
-    arch: &'static str,
-    contpte: Option<&'static str>,
-    strategy: &'static str,
-    order: u32,
-) -> Config {
+fn c(arch: Arch, contpte: Option<Contpte>, strategy: Strategy, order: u8) -> Config {
     Config {
         arch,
         contpte,
         strategy,
-        order,
+        order: ModelOrder::new(order).expect("the tables use orders 0..=9"),
     }
 }
 
@@ -118,22 +116,22 @@ fn cell(thread: Option<f64>, text: &'static str, machine: Machine, m: Option<Mod
 }
 
 fn arm(
-    contpte_new: &'static str,
-    new: &'static str,
-    contpte_base: &'static str,
-    base: &'static str,
-    order: u32,
+    contpte_new: Contpte,
+    new: Strategy,
+    contpte_base: Contpte,
+    base: Strategy,
+    order: u8,
 ) -> Option<ModelCell> {
     Some(ModelCell {
-        new: c("arm64", Some(contpte_new), new, order),
-        base: c("arm64", Some(contpte_base), base, order),
+        new: c(Arch::Arm64, Some(contpte_new), new, order),
+        base: c(Arch::Arm64, Some(contpte_base), base, order),
     })
 }
 
-fn x86(new: &'static str, base: &'static str, order: u32) -> Option<ModelCell> {
+fn x86(new: Strategy, base: Strategy, order: u8) -> Option<ModelCell> {
     Some(ModelCell {
-        new: c("x86_64", None, new, order),
-        base: c("x86_64", None, base, order),
+        new: c(Arch::X86_64, None, new, order),
+        base: c(Arch::X86_64, None, base, order),
     })
 }
 
@@ -141,7 +139,7 @@ fn x86(new: &'static str, base: &'static str, order: u32) -> Option<ModelCell> {
 fn arm_row4(
     vals: [(Option<f64>, &'static str); 4],
     machines: [Machine; 2],
-    m: impl Fn(u32) -> Option<ModelCell>,
+    m: impl Fn(u8) -> Option<ModelCell>,
 ) -> Vec<Cell> {
     let ms = [machines[0], machines[0], machines[1], machines[1]];
     let orders = [0, 9, 0, 9];
@@ -150,17 +148,19 @@ fn arm_row4(
         .collect()
 }
 
-/// The seven fork tables of kernel-model.md §7.
+/// The thread's seven fork tables.
 pub fn thread_tables() -> Vec<Table> {
+    use Contpte::{Basic, Dis, Ena};
     use Machine::*;
+    use Strategy::{ForkBatching, HugetlbRmapCleanups, MmUnstable, RyanV4, Upstream};
     let m2a = [M2, Altra];
     let am2 = [Altra, M2];
-    let dis_v4 = |o| arm("off", "ryan-v4", "off", "mm-unstable", o);
-    let ena_v4 = |o| arm("on", "ryan-v4", "off", "mm-unstable", o);
-    let fb = |o| arm("off", "fork-batching", "off", "mm-unstable", o);
-    let rmapc = |o| arm("off", "hugetlb-rmap-cleanups", "off", "mm-unstable", o);
-    let basic_v5 = |o| arm("basic", "upstream", "off", "upstream", o);
-    let ena_v5 = |o| arm("on", "upstream", "off", "upstream", o);
+    let dis_v4 = |o| arm(Dis, RyanV4, Dis, MmUnstable, o);
+    let ena_v4 = |o| arm(Ena, RyanV4, Dis, MmUnstable, o);
+    let fb = |o| arm(Dis, ForkBatching, Dis, MmUnstable, o);
+    let rmapc = |o| arm(Dis, HugetlbRmapCleanups, Dis, MmUnstable, o);
+    let basic_v5 = |o| arm(Basic, Upstream, Dis, Upstream, o);
+    let ena_v5 = |o| arm(Ena, Upstream, Dis, Upstream, o);
     let p = |v: f64, t: &'static str| (Some(v), t);
     let blank = (None, "");
     let six_sizes = [
@@ -201,14 +201,7 @@ pub fn thread_tables() -> Vec<Table> {
         cells: six_sizes
             .iter()
             .zip(vals)
-            .map(|(&(_, o), (v, t))| {
-                cell(
-                    Some(v),
-                    t,
-                    Xeon,
-                    x86("upstream", "hugetlb-rmap-cleanups", o),
-                )
-            })
+            .map(|(&(_, o), (v, t))| cell(Some(v), t, Xeon, x86(Upstream, HugetlbRmapCleanups, o)))
             .collect(),
         why,
     };
@@ -249,14 +242,9 @@ pub fn thread_tables() -> Vec<Table> {
                             Some(-1.7),
                             "0.014210→0.013969 s (−1.7%)",
                             Xeon,
-                            x86("fork-batching", "mm-unstable", 0),
+                            x86(ForkBatching, MmUnstable, 0),
                         ),
-                        cell(
-                            Some(-1.9),
-                            "−1.9%",
-                            Xeon,
-                            x86("fork-batching", "mm-unstable", 0),
-                        ),
+                        cell(Some(-1.9), "−1.9%", Xeon, x86(ForkBatching, MmUnstable, 0)),
                     ],
                     why: "order-0 gains only the second ptep_get per PTE (an L1-hot load): the model says ≈0; the thread's −1.7…−1.9% includes code-layout and compiler effects the op counts cannot carry",
                 },
@@ -267,13 +255,13 @@ pub fn thread_tables() -> Vec<Table> {
                             Some(-36.3),
                             "0.014373→0.009149 s (−36.3%)",
                             Xeon,
-                            x86("fork-batching", "mm-unstable", 9),
+                            x86(ForkBatching, MmUnstable, 9),
                         ),
                         cell(
                             Some(-34.0),
                             "0.014262→0.009410 s (−34%)",
                             Xeon,
-                            x86("fork-batching", "mm-unstable", 9),
+                            x86(ForkBatching, MmUnstable, 9),
                         ),
                     ],
                     why: "the calibrated gain (−47%) is larger than the Xeon's: the profile was fitted on v6.18 on this VM, where order-9 forks take 0.48x order-0, against ≈0.64–0.70x on the Xeon; the measured userspace model (alternative) sees only −1…−3%, because its refcount atomics hit one hot line and cost little",
@@ -380,8 +368,8 @@ pub fn thread_tables() -> Vec<Table> {
                             "+3%",
                             Machine::M2,
                             Some(ModelCell {
-                                new: c("arm64", Some("on"), "ryan-v4", 0),
-                                base: c("arm64", Some("off"), "ryan-v4", 0),
+                                new: c(Arch::Arm64, Some(Ena), RyanV4, 0),
+                                base: c(Arch::Arm64, Some(Dis), RyanV4, 0),
                             }),
                         ),
                         cell(None, "", Machine::M2, None),
@@ -434,7 +422,7 @@ pub fn thread_tables() -> Vec<Table> {
                         m2a,
                         |o| {
                             if o == 9 {
-                                arm("basic", "mm-unstable", "off", "mm-unstable", 9)
+                                arm(Basic, MmUnstable, Dis, MmUnstable, 9)
                             } else {
                                 None
                             }

@@ -20,6 +20,23 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// CPU-numbered maps: JSON keys are strings, and inside the internally tagged [`RunnerLine`]
+/// serde hands them over as strings, which a `usize` key refuses; read them as digits.
+fn cpu_keys<'de, D, V>(d: D) -> Result<BTreeMap<usize, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    BTreeMap::<String, V>::deserialize(d)?
+        .into_iter()
+        .map(|(k, v)| {
+            k.parse()
+                .map(|cpu| (cpu, v))
+                .map_err(|_| serde::de::Error::custom(format!("'{k}' is not a CPU number")))
+        })
+        .collect()
+}
+
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
 }
@@ -325,7 +342,11 @@ pub struct RealExtra {
     pub counters: BTreeMap<String, CounterValue>,
     pub sched: Option<SchedInfo>,
     /// Busy/steal per CPU over the run.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "cpu_keys"
+    )]
     pub cpu_load: BTreeMap<usize, CpuBusy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemoryUse>,
@@ -384,6 +405,7 @@ pub struct HostEnv {
     pub hypervisor_type: Option<String>,
     pub dmi_product: Option<String>,
     /// cpufreq `scaling_governor` per CPU id; empty without cpufreq.
+    #[serde(deserialize_with = "cpu_keys")]
     pub cpufreq_governor: BTreeMap<usize, String>,
     pub mem_total_bytes: Option<u64>,
     pub mem_available_bytes: Option<u64>,
@@ -636,6 +658,26 @@ pub(crate) mod tests {
             let back: RunnerLine = serde_json::from_str(&j).unwrap();
             assert_eq!(back, l);
         }
+        // CPU-numbered maps survive the tagged framing.
+        let mut real = sim_record();
+        real.real = Some(Box::new(RealExtra {
+            cpu_load: BTreeMap::from([(
+                1,
+                CpuBusy {
+                    busy_pct: 50.0,
+                    steal_pct: 0.0,
+                },
+            )]),
+            ..RealExtra::default()
+        }));
+        let env = HostEnv {
+            cpufreq_governor: BTreeMap::from([(0, "performance".to_string())]),
+            ..HostEnv::default()
+        };
+        let env_line = serde_json::to_string(&env).unwrap();
+        assert_eq!(serde_json::from_str::<HostEnv>(&env_line).unwrap(), env);
+        let l = RunnerLine::Run(Box::new(real));
+        assert_eq!(serde_json::from_str::<RunnerLine>(&l.to_json()).unwrap(), l);
         let j = RunnerLine::Run(Box::new(sim_record())).to_json();
         assert!(
             j.starts_with(r#"{"line":"run","variant":{"instrument":"sim","arch":"arm64","#),

@@ -185,11 +185,11 @@ fn copy_benches(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("copy/{}", order.get()));
         group.throughput(Throughput::Elements(nr_ptes));
 
-        bench_model::<X86_64>(&mut group, &layout, "", &StrategyId::ALL);
+        bench_model::<X86_64>(&mut group, &layout, "", StrategyId::ALL);
         // arm64 without contpte must meet the same 2x-of-floor target as x86_64; with contpte
         // the extra gathered reads are the point, so every strategy is reported, no target.
         bench_model::<Arm64ContpteDis>(&mut group, &layout, "arm64-dis/", &[StrategyId::Upstream]);
-        bench_model::<Arm64ContpteEna>(&mut group, &layout, "arm64-ena/", &StrategyId::ALL);
+        bench_model::<Arm64ContpteEna>(&mut group, &layout, "arm64-ena/", StrategyId::ALL);
 
         let mut m = Model::<X86_64>::with_layout(&layout, ForkConfig::default()).expect("populate");
         group.bench_function("upstream+count", |b| {

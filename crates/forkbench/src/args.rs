@@ -1,8 +1,10 @@
-//! Parsing and validation of the runner's arguments: sizes (`2M`, `1G`, `1GiB`), folio
-//! orders, strategy lists. Bad input becomes a [`UsageError`], which `main` prints as one line
+//! What clap cannot check alone: the memory of a model run against its folio order, and the
+//! privileged-op cost model (`--cost-model`). Words and sizes parse through the contract's
+//! types in the CLI itself. Bad input becomes a [`UsageError`], which `main` prints as one line
 //! and turns into exit code 2.
 
-use forkmodel::{Order, StrategyId};
+use contract::CostModel;
+use forkmodel::{Ops, Order};
 
 /// Bad command-line input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,83 +18,10 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// Parse a byte size: a number with an optional K/M/G/T suffix (binary units, optional `iB`/`B`).
-pub fn parse_size(s: &str) -> Result<u64, UsageError> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let bad = || {
-        UsageError(format!(
-            "invalid size '{s}' (examples: 4096, 2M, 1G, 512KiB)"
-        ))
-    };
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let shift = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(1u64 << shift).ok_or_else(bad)
-}
-
-/// Parse a folio order (0..=9).
-pub fn parse_order(s: &str) -> Result<Order, UsageError> {
-    let n: u32 = s
-        .trim()
-        .parse()
-        .map_err(|_| UsageError(format!("invalid order '{s}' (expected 0..=9)")))?;
-    Order::new(n).map_err(|e| UsageError(e.to_string()))
-}
-
-/// Parse a strategy name, a comma-separated list, or `all`.
-pub fn parse_strategies(s: &str) -> Result<Vec<StrategyId>, UsageError> {
-    if s == "all" {
-        return Ok(StrategyId::ALL.to_vec());
-    }
-    let mut out = Vec::new();
-    for part in s.split(',') {
-        let id: StrategyId = part
-            .trim()
-            .parse()
-            .map_err(|e: forkmodel::strategy::UnknownStrategy| UsageError(e.to_string()))?;
-        if !out.contains(&id) {
-            out.push(id);
-        }
-    }
-    Ok(out)
-}
-
-/// Parse the mapcount model name.
-pub fn parse_mapcount(s: &str) -> Result<forkmodel::MapcountModel, UsageError> {
-    use forkmodel::MapcountModel::*;
-    match s {
-        "per-page" => Ok(PerPage),
-        "per-page+large" => Ok(PerPageAndLarge),
-        "large-only" => Ok(LargeOnly),
-        _ => Err(UsageError(format!(
-            "unknown mapcount model '{s}' (expected per-page, per-page+large or large-only)"
-        ))),
-    }
-}
-
-/// Per-operation costs of privileged work userspace cannot run (ns per op), used to compute a
-/// *modelled* time beside the measured one: `modelled = measured + sum(count x cost)`.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct CostModel {
-    /// One range TLB invalidation of a 64 KiB contpte block (TLBI x16 or a range TLBI, + DSB).
-    pub tlbi_ns: f64,
-    /// One `flush_tlb_mm` of the parent at the end of fork.
-    pub flush_tlb_mm_ns: f64,
-}
-
-impl CostModel {
-    /// Nanoseconds the counted privileged ops of one fork add.
-    pub fn added_ns(&self, ops: &forkmodel::Ops) -> f64 {
-        ops.tlbi as f64 * self.tlbi_ns + ops.tlb_flush_mm as f64 * self.flush_tlb_mm_ns
-    }
+/// Nanoseconds the counted privileged ops of one fork add to its measured time: the *modelled*
+/// time is `measured + sum(count x cost)` (userspace cannot run the privileged ops itself).
+pub fn added_ns(m: &CostModel, ops: &Ops) -> f64 {
+    ops.tlbi as f64 * m.tlbi_ns + ops.tlb_flush_mm as f64 * m.flush_tlb_mm_ns
 }
 
 /// Parse a cost model: `tlbi=NS,flush_tlb_mm=NS`, or the path of a file of `name_ns = NS`
@@ -204,17 +133,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes() {
-        assert_eq!(parse_size("2M").unwrap(), 2 << 20);
-        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
-        assert_eq!(parse_size("4096").unwrap(), 4096);
-        assert_eq!(parse_size("64kb").unwrap(), 64 << 10);
-        assert!(parse_size("1.5G").is_err());
-        assert!(parse_size("G").is_err());
-        assert!(parse_size("99999999999999T").is_err());
-    }
-
-    #[test]
     fn cost_models() {
         let m = parse_cost_model("tlbi=1500,flush_tlb_mm=2000.5").unwrap();
         assert_eq!((m.tlbi_ns, m.flush_tlb_mm_ns), (1500.0, 2000.5));
@@ -223,7 +141,7 @@ mod tests {
             tlb_flush_mm: 1,
             ..Default::default()
         };
-        assert_eq!(m.added_ns(&ops), 32.0 * 1500.0 + 2000.5);
+        assert_eq!(added_ns(&m, &ops), 32.0 * 1500.0 + 2000.5);
         assert!(parse_cost_model("tlbi=-1").is_err());
         assert!(
             parse_cost_model("dsb=3")
@@ -243,15 +161,7 @@ mod tests {
     }
 
     #[test]
-    fn orders_strategies_and_mem() {
-        assert_eq!(parse_order("9").unwrap().get(), 9);
-        assert!(parse_order("10").unwrap_err().0.contains("out of range"));
-        assert_eq!(parse_strategies("all").unwrap().len(), 5);
-        assert_eq!(
-            parse_strategies("upstream,mm-unstable,upstream").unwrap(),
-            vec![StrategyId::Upstream, StrategyId::MmUnstable]
-        );
-        assert!(parse_strategies("upstream,bogus").is_err());
+    fn mem_must_hold_whole_folios() {
         let o9 = Order::new(9).unwrap();
         assert!(check_mem(2 << 20, o9).is_ok());
         assert!(
@@ -261,5 +171,6 @@ mod tests {
                 .contains("not a multiple")
         );
         assert!(check_mem(0, o9).is_err());
+        assert!(check_mem(128 << 30, Order::new(0).unwrap()).is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! `forkbench check`: run the correctness oracle on the benchmark layout or on random layouts,
 //! for every strategy, and report what broke.
 
+use contract::{Arch as ArchId, Contpte};
 use forkmodel::oracle::{CheckFailure, check_layout};
 use forkmodel::{Arch, ForkConfig, Layout, MapcountModel, Order, StrategyId};
 
@@ -25,8 +26,8 @@ pub struct CheckSummary {
 
 /// Run the oracle. `Ok(Err(..))` is a correctness failure; `Err` is bad input.
 pub fn check(
-    arch: &str,
-    contpte: Option<&str>,
+    arch: ArchId,
+    contpte: Option<Contpte>,
     strategies: &[StrategyId],
     layouts: &CheckLayouts,
     mapcount: MapcountModel,

@@ -1,28 +1,31 @@
 //! `forkbench counts` and `forkbench sim`: exact op counts of one model fork, and timed model
 //! forks (the copy alone: restore and teardown stay outside the timed section). Strategies are
 //! interleaved run by run in a seeded random order, all on the same populated model, so that
-//! drift on a noisy machine hits every strategy alike.
+//! drift on a noisy machine hits every strategy alike. Both produce the contract's typed rows
+//! and records ([`CountsRow`], [`RunRecord`] with [`SimExtra`]).
 
 use std::time::Instant;
 
+use contract::{
+    Arch as ArchId, Contpte, CostModel, CountsRow, ModelOpts, ModelOrder, RunRecord, SimExtra,
+    SimOpts, SimVariant, Variant,
+};
 use forkmodel::layout::SplitRng;
 use forkmodel::{
     Arch, CopyStrategy, Counter, ForkConfig, Layout, MapcountModel, Mode, Model, NoCount, Ops,
-    Order, StrategyId, StrategyVisitor,
+    Order, StrategyId, StrategyVisitor, VisitStrategy,
 };
-use results::{Instrument, RunRecord, SCHEMA_VERSION, Variant};
-use serde_json::json;
 
-use crate::args::UsageError;
+use crate::args::{UsageError, added_ns, check_mem, parse_cost_model_arg};
 
-/// What to count or time.
+/// What to count or time, checked.
 #[derive(Debug, Clone)]
 pub struct SimSpec {
-    pub arch: String,
-    /// arm64 contpte configuration (`on`, `off`, `basic`); None for the default.
-    pub contpte: Option<String>,
+    pub arch: ArchId,
+    /// arm64 contpte configuration; `None` for the default (`ena` on arm64).
+    pub contpte: Option<Contpte>,
     pub strategies: Vec<StrategyId>,
-    pub order: Order,
+    pub order: ModelOrder,
     pub mem: u64,
     pub mode: Mode,
     pub mapcount: MapcountModel,
@@ -33,56 +36,102 @@ pub struct SimSpec {
     /// Time with op counting on (to measure what counting costs).
     pub count_while_timing: bool,
     /// Costs of privileged ops for the modelled time (None: report measured time only).
-    pub cost_model: Option<crate::args::CostModel>,
+    pub cost_model: Option<CostModel>,
     pub cpu: Option<usize>,
 }
 
 impl SimSpec {
+    /// A counting spec from `counts` options: checks what clap cannot (memory against the
+    /// folio size, contpte only on arm64).
+    pub fn counts(m: &ModelOpts) -> Result<SimSpec, UsageError> {
+        check_mem(m.mem.bytes(), folio_order(m.order))?;
+        if m.contpte.is_some() && m.arch != ArchId::Arm64 {
+            return Err(UsageError("--contpte applies to --arch arm64 only".into()));
+        }
+        if m.strategies.0.is_empty() {
+            return Err(UsageError("--strategy names no strategy".into()));
+        }
+        Ok(SimSpec {
+            arch: m.arch,
+            contpte: m.contpte,
+            strategies: m.strategies.0.clone(),
+            order: m.order,
+            mem: m.mem.bytes(),
+            mode: m.mode,
+            mapcount: m.mapcount,
+            iters: 0,
+            runs: 0,
+            warmup: 0,
+            seed: 0,
+            count_while_timing: false,
+            cost_model: None,
+            cpu: None,
+        })
+    }
+
+    /// A timing spec from `sim` options (the CPU is recorded, not pinned, here).
+    pub fn sim(s: &SimOpts) -> Result<SimSpec, UsageError> {
+        let mut spec = SimSpec::counts(&s.model)?;
+        if s.iters == 0 || s.runs == 0 {
+            return Err(UsageError("--iters and --runs must be at least 1".into()));
+        }
+        spec.iters = s.iters;
+        spec.runs = s.runs;
+        spec.warmup = s.warmup;
+        spec.seed = s.seed;
+        spec.count_while_timing = s.count;
+        spec.cost_model = s
+            .cost_model
+            .as_deref()
+            .map(parse_cost_model_arg)
+            .transpose()?;
+        spec.cpu = s.cpu;
+        Ok(spec)
+    }
+
     fn cfg(&self) -> ForkConfig {
         ForkConfig {
             mapcount: self.mapcount,
             resched_every: None,
         }
     }
-}
 
-/// Name of a mapcount model as the CLI spells it.
-pub fn mapcount_name(m: MapcountModel) -> &'static str {
-    match m {
-        MapcountModel::PerPage => "per-page",
-        MapcountModel::PerPageAndLarge => "per-page+large",
-        MapcountModel::LargeOnly => "large-only",
+    fn layout(&self) -> Result<Layout, UsageError> {
+        Layout::uniform(self.mem, folio_order(self.order)).map_err(|e| UsageError(e.to_string()))
     }
 }
 
-fn mode_name(m: Mode) -> &'static str {
-    match m {
-        Mode::Fresh => "fresh",
-        Mode::Steady => "steady",
-    }
+/// The model's folio order for the contract's (both are 0..=9).
+pub fn folio_order(o: ModelOrder) -> Order {
+    Order::new(u32::from(o.get())).expect("ModelOrder is within the model's orders")
 }
 
-/// Op counts of one fork per strategy, with the engine's option label. In `steady` mode, of
-/// the second fork of the parent.
-pub fn counts(spec: &SimSpec) -> Result<(String, Vec<(StrategyId, Ops)>), UsageError> {
+/// Op counts of one fork per strategy. In `steady` mode, of the second fork of the parent.
+pub fn counts(spec: &SimSpec) -> Result<Vec<CountsRow>, UsageError> {
     struct V<'a>(&'a SimSpec);
     impl crate::ArchVisitor for V<'_> {
-        type Output = Result<(String, Vec<(StrategyId, Ops)>), UsageError>;
+        type Output = Result<Vec<CountsRow>, UsageError>;
         fn visit<A: Arch>(self) -> Self::Output {
             let spec = self.0;
-            let layout =
-                Layout::uniform(spec.mem, spec.order).map_err(|e| UsageError(e.to_string()))?;
-            let mut model = Model::<A>::with_layout(&layout, spec.cfg())
+            let mut model = Model::<A>::with_layout(&spec.layout()?, spec.cfg())
                 .map_err(|e| UsageError(e.to_string()))?;
-            let rows = spec
+            Ok(spec
                 .strategies
                 .iter()
-                .map(|&s| (s, count_one(&mut model, s, spec.mode)))
-                .collect();
-            Ok((A::OPTIONS.to_string(), rows))
+                .map(|&s| CountsRow {
+                    arch: A::ID,
+                    contpte: A::CONTPTE,
+                    strategy: s,
+                    order: spec.order,
+                    mem_bytes: spec.mem,
+                    mode: spec.mode,
+                    mapcount: spec.mapcount,
+                    ops: count_one(&mut model, s, spec.mode).to_map(),
+                })
+                .collect())
         }
     }
-    crate::with_arch(&spec.arch, spec.contpte.as_deref(), V(spec))?
+    crate::with_arch(spec.arch, spec.contpte, V(spec))?
 }
 
 fn count_one<A: Arch>(model: &mut Model<A>, s: StrategyId, mode: Mode) -> Ops {
@@ -142,13 +191,12 @@ pub fn sim(spec: &SimSpec, emit: &mut dyn FnMut(RunRecord)) -> Result<(), UsageE
             sim_arch::<A>(self.0, self.1)
         }
     }
-    crate::with_arch(&spec.arch, spec.contpte.as_deref(), V(spec, emit))?
+    crate::with_arch(spec.arch, spec.contpte, V(spec, emit))?
 }
 
 fn sim_arch<A: Arch>(spec: &SimSpec, emit: &mut dyn FnMut(RunRecord)) -> Result<(), UsageError> {
-    let layout = Layout::uniform(spec.mem, spec.order).map_err(|e| UsageError(e.to_string()))?;
-    let mut model =
-        Model::<A>::with_layout(&layout, spec.cfg()).map_err(|e| UsageError(e.to_string()))?;
+    let mut model = Model::<A>::with_layout(&spec.layout()?, spec.cfg())
+        .map_err(|e| UsageError(e.to_string()))?;
     // Deterministic counts first (outside any timing), one per strategy.
     let ops: Vec<(StrategyId, Ops)> = spec
         .strategies
@@ -157,13 +205,6 @@ fn sim_arch<A: Arch>(spec: &SimSpec, emit: &mut dyn FnMut(RunRecord)) -> Result<
         .collect();
     let ptes = spec.mem / forkmodel::PAGE_SIZE;
     let mut rng = SplitRng::new(spec.seed);
-    let mut options = A::OPTIONS.to_string();
-    if spec.mapcount != MapcountModel::PerPage {
-        push_opt(&mut options, mapcount_name(spec.mapcount));
-    }
-    if spec.count_while_timing {
-        push_opt(&mut options, "counting");
-    }
     for run in 0..spec.runs {
         let mut order = spec.strategies.clone();
         // Fisher-Yates with the seeded generator: a new block order every run.
@@ -199,43 +240,34 @@ fn sim_arch<A: Arch>(spec: &SimSpec, emit: &mut dyn FnMut(RunRecord)) -> Result<
             }
             let _ = time(&mut model, spec.warmup);
             let samples = time(&mut model, spec.iters);
-            let mean = samples.iter().sum::<u64>() as f64 / samples.len().max(1) as f64;
             let fork_ops = ops_of(&ops, s);
-            let modelled_add = spec.cost_model.map(|m| m.added_ns(&fork_ops));
-            let op_map = fork_ops
-                .fields()
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect();
             emit(RunRecord {
-                schema: SCHEMA_VERSION,
-                tool_version: env!("CARGO_PKG_VERSION").to_string(),
-                variant: Variant {
-                    instrument: Instrument::Sim,
-                    arch: A::NAME.to_string(),
-                    strategy: s.name().to_string(),
-                    layout: format!("order{}", spec.order.get()),
+                variant: Variant::Sim(SimVariant {
+                    arch: A::ID,
+                    contpte: A::CONTPTE,
+                    strategy: s,
+                    order: spec.order,
                     mem_bytes: spec.mem,
-                    mode: mode_name(spec.mode).to_string(),
-                    options: options.clone(),
-                },
+                    mode: spec.mode,
+                    mapcount: spec.mapcount,
+                    counting: spec.count_while_timing,
+                }),
                 run_index: run,
                 warmup: spec.warmup,
                 samples_ns: samples,
-                ops: op_map,
                 cpu: spec.cpu,
-                extra: json!({
-                    "ptes": ptes,
-                    "ns_per_pte": mean / ptes as f64,
-                    "mapcount": mapcount_name(spec.mapcount),
-                    "seed": spec.seed,
-                    "model_bytes": model.footprint_bytes(),
-                    "peak_rss_bytes": peak_rss_bytes(),
+                ops: fork_ops.to_map(),
+                sim: Some(SimExtra {
+                    ptes,
+                    seed: spec.seed,
+                    model_bytes: model.footprint_bytes() as u64,
+                    peak_rss_bytes: peak_rss_bytes(),
+                    cost_model: spec.cost_model,
                     // Measured time never includes privileged ops; modelled = measured + this.
-                    "cost_model": spec.cost_model.map(|m| json!({"tlbi_ns": m.tlbi_ns, "flush_tlb_mm_ns": m.flush_tlb_mm_ns})),
-                    "modelled_add_ns": modelled_add,
-                    "modelled_mean_ns": modelled_add.map(|a| mean + a),
+                    modelled_add_ns: spec.cost_model.map(|m| added_ns(&m, &fork_ops)),
                 }),
+                real: None,
+                host_load: None,
             });
         }
     }
@@ -247,11 +279,4 @@ fn ops_of(ops: &[(StrategyId, Ops)], s: StrategyId) -> Ops {
         .find(|(id, _)| *id == s)
         .map(|(_, o)| *o)
         .unwrap_or_default()
-}
-
-fn push_opt(options: &mut String, o: &str) {
-    if !options.is_empty() {
-        options.push(',');
-    }
-    options.push_str(o);
 }

@@ -3,6 +3,9 @@
 
 use std::process::Command;
 
+use contract::OpCounter::{self, *};
+use contract::{Arch, Contpte, CostModel, CountsRow, RunRecord, RunnerOutput, Strategy};
+
 fn forkbench(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_forkbench"))
         .args(args)
@@ -15,11 +18,12 @@ fn forkbench(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn counts_json(strategy: &str, order: &str) -> serde_json::Value {
+fn counts_json(strategy: &str, order: &str) -> CountsRow {
     counts_on(&["--arch", "x86_64"], strategy, order)
 }
 
-fn counts_on(arch: &[&str], strategy: &str, order: &str) -> serde_json::Value {
+/// One strategy's counts row, read from `counts --json` (a header line, then the row).
+fn counts_on(arch: &[&str], strategy: &str, order: &str) -> CountsRow {
     let mut args = vec!["counts"];
     args.extend_from_slice(arch);
     args.extend_from_slice(&[
@@ -33,45 +37,97 @@ fn counts_on(arch: &[&str], strategy: &str, order: &str) -> serde_json::Value {
     ]);
     let (code, out, err) = forkbench(&args);
     assert_eq!(code, 0, "{err}");
-    serde_json::from_str(out.trim()).expect("one JSON object")
+    let parsed = RunnerOutput::parse(&out).expect("runner lines");
+    assert_eq!(parsed.header, Some(contract::Header::current()));
+    assert!(parsed.runs.is_empty() && parsed.contexts.is_empty());
+    let [row] = <[CountsRow; 1]>::try_from(parsed.counts).expect("one counts row");
+    row
+}
+
+fn sim_runs(args: &[&str]) -> Vec<RunRecord> {
+    let (code, out, err) = forkbench(args);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines()
+            .next()
+            .unwrap()
+            .starts_with(r#"{"line":"header","schema":2,"#),
+        "{out}"
+    );
+    RunnerOutput::parse(&out).expect("runner lines").runs
 }
 
 #[test]
 fn headline_counts() {
     let up = counts_json("upstream", "9");
-    assert_eq!(up["ptep_get_calls"], 512);
-    assert_eq!(up["refcount_atomics"], 1);
-    assert_eq!(up["mapcount_atomics"], 512);
+    assert_eq!(up.ops[&PtepGetCalls], 512);
+    assert_eq!(up.ops[&RefcountAtomics], 1);
+    assert_eq!(up.ops[&MapcountAtomics], 512);
+    assert_eq!(
+        up.ops.len(),
+        OpCounter::ALL.len(),
+        "every counter, zeros too"
+    );
+    assert_eq!(up.strategy, Strategy::Upstream);
+    assert_eq!((up.arch, up.contpte), (Arch::X86_64, None));
+    assert_eq!(up.order.get(), 9);
+    assert_eq!(up.mem_bytes, 2 << 20);
     let mm = counts_json("mm-unstable", "9");
-    assert_eq!(mm["ptep_get_calls"], 1024);
-    assert_eq!(mm["refcount_atomics"], 512);
-    assert_eq!(counts_json("upstream", "0")["refcount_atomics"], 512);
+    assert_eq!(mm.ops[&PtepGetCalls], 1024);
+    assert_eq!(mm.ops[&RefcountAtomics], 512);
+    assert_eq!(counts_json("upstream", "0").ops[&RefcountAtomics], 512);
 }
 
 #[test]
 fn arm64_contpte_headline_counts() {
-    let on = ["--arch", "arm64", "--contpte", "on"];
+    let ena = ["--arch", "arm64", "--contpte", "ena"];
     assert_eq!(
-        counts_on(&on, "fork-batching", "9")["ptep_get_raw_reads"],
+        counts_on(&ena, "fork-batching", "9").ops[&PtepGetRawReads],
         8704
     );
-    assert_eq!(counts_on(&on, "upstream", "9")["ptep_get_raw_reads"], 544);
-    assert_eq!(counts_on(&on, "ryan-v4", "9")["ptep_get_raw_reads"], 544);
-    assert_eq!(counts_on(&on, "upstream", "9")["tlbi"], 0);
-    assert_eq!(counts_on(&on, "upstream", "9")["options"], "contpte-ena");
+    assert_eq!(counts_on(&ena, "upstream", "9").ops[&PtepGetRawReads], 544);
+    assert_eq!(counts_on(&ena, "ryan-v4", "9").ops[&PtepGetRawReads], 544);
+    assert_eq!(counts_on(&ena, "upstream", "9").ops[&Tlbi], 0);
+    assert_eq!(counts_on(&ena, "upstream", "9").contpte, Some(Contpte::Ena));
+    // Without --contpte, arm64 models the v6.9 kernel.
+    assert_eq!(
+        counts_on(&["--arch", "arm64"], "upstream", "9").contpte,
+        Some(Contpte::Ena)
+    );
     // contpte without fork helpers unfolds every one of the 32 blocks.
     let basic = counts_on(
         &["--arch", "arm64", "--contpte", "basic"],
         "fork-batching",
         "9",
     );
-    assert_eq!(basic["tlbi"], 32);
-    assert_eq!(basic["options"], "contpte-basic");
+    assert_eq!(basic.ops[&Tlbi], 32);
+    assert_eq!(basic.contpte, Some(Contpte::Basic));
+}
+
+#[test]
+fn counts_without_json_lists_every_counter() {
+    let (code, out, err) = forkbench(&[
+        "counts",
+        "--strategy",
+        "upstream",
+        "--order",
+        "9",
+        "--mem",
+        "2M",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("x86_64 upstream order 9 mem 2097152 (fresh):\n"),
+        "{out}"
+    );
+    for c in OpCounter::ALL {
+        assert!(out.contains(&format!("  {c:<24} ")), "{c} in {out}");
+    }
 }
 
 #[test]
 fn sim_reports_modelled_time_separately() {
-    let (code, out, err) = forkbench(&[
+    let recs = sim_runs(&[
         "sim",
         "--arch",
         "arm64",
@@ -91,16 +147,24 @@ fn sim_reports_modelled_time_separately() {
         "--cost-model",
         "tlbi=1000,flush_tlb_mm=0",
     ]);
-    assert_eq!(code, 0, "{err}");
-    let r: results::RunRecord = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(r.extra["modelled_add_ns"], 32_000.0);
+    let [r] = <[RunRecord; 1]>::try_from(recs).expect("one run");
+    let sim = r.sim.as_ref().unwrap();
+    assert_eq!(sim.modelled_add_ns, Some(32_000.0));
+    assert_eq!(
+        sim.cost_model,
+        Some(CostModel {
+            tlbi_ns: 1000.0,
+            flush_tlb_mm_ns: 0.0
+        })
+    );
     let measured = r.mean_ns();
-    assert!((r.extra["modelled_mean_ns"].as_f64().unwrap() - (measured + 32_000.0)).abs() < 1e-6);
+    assert!((r.modelled_mean_ns().unwrap() - (measured + 32_000.0)).abs() < 1e-6);
+    assert_eq!(r.variant.id(), "sim:arm64:upstream:order9:contpte-basic");
 }
 
 #[test]
 fn sim_prints_one_run_record_per_strategy_and_run() {
-    let (code, out, err) = forkbench(&[
+    let recs = sim_runs(&[
         "sim",
         "--strategy",
         "upstream,mm-unstable",
@@ -116,24 +180,24 @@ fn sim_prints_one_run_record_per_strategy_and_run() {
         "--cpu",
         "0",
     ]);
-    assert_eq!(code, 0, "{err}");
-    let recs: Vec<results::RunRecord> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     assert_eq!(recs.len(), 4);
     for r in &recs {
         assert_eq!(r.samples_ns.len(), 3);
         assert!(r.samples_ns.iter().all(|&s| s > 0));
-        assert_eq!(r.variant.layout, "order9");
+        assert_eq!(r.variant.layout_name(), "order9");
         assert_eq!(r.cpu, Some(0));
+        let sim = r.sim.as_ref().unwrap();
+        assert_eq!(sim.ptes, 1024);
+        assert!(sim.model_bytes > 0);
+        assert!(r.ns_per_pte().unwrap() > 0.0);
+        assert_eq!(r.sim.as_ref().unwrap().modelled_add_ns, None);
         assert_eq!(
-            r.ops["ptep_get_calls"],
-            if r.variant.strategy == "upstream" {
+            r.op(PtepGetCalls),
+            Some(if r.variant.row_name() == "upstream" {
                 1024
             } else {
                 2048
-            }
+            })
         );
     }
     // Each run contains both strategies: interleaved, not one strategy's runs back to back.
@@ -141,10 +205,34 @@ fn sim_prints_one_run_record_per_strategy_and_run() {
         let names: Vec<_> = recs
             .iter()
             .filter(|r| r.run_index == run)
-            .map(|r| r.variant.strategy.as_str())
+            .map(|r| r.variant.row_name())
             .collect();
         assert_eq!(names.len(), 2);
     }
+}
+
+#[test]
+fn sim_without_json_prints_ns_per_pte() {
+    let (code, out, err) = forkbench(&[
+        "sim",
+        "--strategy",
+        "upstream",
+        "--order",
+        "9",
+        "--mem",
+        "2M",
+        "--iters",
+        "2",
+        "--runs",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let line = out.lines().next().unwrap();
+    assert!(
+        line.starts_with("upstream               run  0: mean "),
+        "{line}"
+    );
+    assert!(line.ends_with(" ns/PTE"), "{line}");
 }
 
 #[test]
@@ -175,8 +263,16 @@ fn bad_input_is_one_line_and_exit_2() {
         vec!["sim", "--mem", "2M", "--mode", "warm"],
         vec!["check", "--random", "0"],
         vec!["counts", "--mapcount", "none"],
-        vec!["counts", "--arch", "x86_64", "--contpte", "on"],
+        vec!["counts", "--arch", "x86_64", "--contpte", "ena"],
         vec!["counts", "--arch", "arm64", "--contpte", "maybe"],
+        vec!["counts", "--arch", "arm64", "--contpte", "on"],
+        vec!["check", "--contpte", "off", "--arch", "arm64"],
+        vec!["check", "--order", "9", "--mem", "1M"],
+        vec!["real", "--layout", "order7"],
+        vec!["real", "--layout", "mthp-2M"],
+        vec!["real", "--layout", "order0", "--mem", "3M"],
+        vec!["real", "--layout", "order0", "--mode", "warm"],
+        vec!["real", "--layout", "order0", "--label", "k"],
         vec!["sim", "--mem", "2M", "--cost-model", "tlbi=fast"],
         vec!["sim", "--cpu", "abc"],
         vec!["sim", "--iters", "-1"],

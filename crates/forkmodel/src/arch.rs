@@ -53,10 +53,10 @@ pub enum PteView {
 /// A page-table format and its arch hooks. The fork-copy core is generic over it and
 /// monomorphised per engine.
 pub trait Arch: Sized + 'static {
-    /// Engine name as used on the command line (`x86_64`, `arm64`).
-    const NAME: &'static str;
-    /// Variant label of engine options (e.g. `contpte-ena`); empty when none.
-    const OPTIONS: &'static str = "";
+    /// Which engine this is.
+    const ID: contract::Arch;
+    /// arm64's contpte configuration; `None` for engines without one.
+    const CONTPTE: Option<contract::Contpte> = None;
     /// Where the PFN sits in a PTE (`PFN_PTE_SHIFT`).
     const PFN_PTE_SHIFT: u32 = PAGE_SHIFT;
     /// Whether the arch has a soft-dirty bit (CONFIG_HAVE_ARCH_SOFT_DIRTY).

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use crate::arch::{Arch, Pte};
 use crate::mm::{Mm, Vma, rss, vma_needs_copy};
 use crate::ops::{BatchEvent, Counter};
-use crate::page::{MapcountModel, PageArena, pg};
+use crate::page::{MapcountModel, MapcountRules, PageArena, pg};
 use crate::strategy::{CopyStrategy, Walk};
 use crate::table::{PteTable, SwapMap, TableId};
 use crate::types::{Order, PAGE_SIZE, Pfn, VirtAddr};

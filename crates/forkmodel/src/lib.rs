@@ -7,6 +7,9 @@
 //! (exact op counts, or nothing at all for timed runs), and monomorphised over all three.
 //! The [`oracle`] checks every fork against the kernel's rules.
 //!
+//! The words it shares with the rest of forkbench (strategy, mode, mapcount model, op-counter
+//! names) are the `contract` crate's; this crate gives them behaviour.
+//!
 //! This crate knows no concrete arch, does no I/O and never reads the clock.
 
 #![deny(unsafe_code)]
@@ -28,7 +31,7 @@ pub use fork::ForkConfig;
 pub use layout::{Chunk, Layout, LayoutError, Region, Tweak, VmaPiece};
 pub use mm::{Backing, Mm, VmFlags, Vma};
 pub use model::{Memory, Mode, Model};
-pub use ops::{Counter, NoCount, Ops, Recorder};
-pub use page::MapcountModel;
-pub use strategy::{CopyStrategy, StrategyId, StrategyVisitor};
+pub use ops::{Counter, NoCount, OpCounter, Ops, Recorder};
+pub use page::{MapcountModel, MapcountRules};
+pub use strategy::{CopyStrategy, StrategyId, StrategyVisitor, VisitStrategy};
 pub use types::{Order, PAGE_SIZE, Pfn, VirtAddr};

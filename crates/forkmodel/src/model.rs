@@ -11,8 +11,8 @@ use crate::fork::{ForkConfig, copy_page_range};
 use crate::layout::{Chunk, Layout, LayoutError, Tweak};
 use crate::mm::{Backing, Mm, VmFlags, Vma, rss};
 use crate::ops::{Counter, NoCount};
-use crate::page::{MapcountModel, PageArena, pg};
-use crate::strategy::{CopyStrategy, StrategyId, StrategyVisitor};
+use crate::page::{MapcountModel, MapcountRules, PageArena, pg};
+use crate::strategy::{CopyStrategy, StrategyId, StrategyVisitor, VisitStrategy};
 use crate::table::{SwapMap, TableId, TablePool};
 use crate::types::{PTRS_PER_PTE, Pfn, VirtAddr};
 
@@ -23,26 +23,11 @@ pub struct Memory {
     pub swap: SwapMap,
 }
 
-/// How repeated timed forks treat the parent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Restore the parent's freshly-faulted state (writable, exclusive, young, dirty) before
-    /// each fork, outside the timed section.
-    Fresh,
-    /// Fork the same parent again; after the first fork its PTEs are read-only and shared.
-    Steady,
-}
-
-impl std::str::FromStr for Mode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "fresh" => Ok(Mode::Fresh),
-            "steady" => Ok(Mode::Steady),
-            _ => Err(format!("unknown mode '{s}' (expected fresh or steady)")),
-        }
-    }
-}
+/// How repeated timed forks treat the parent (the contract's word): `Fresh` restores the
+/// parent's freshly-faulted state (writable, exclusive, young, dirty) before each fork, outside
+/// the timed section ([`Model::restore_fresh`]); `Steady` forks the same parent again, whose
+/// PTEs stay read-only and shared after the first fork.
+pub use contract::Mode;
 
 /// The parent's page-table and page state right after populating.
 struct Snapshot {

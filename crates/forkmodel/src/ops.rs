@@ -1,31 +1,40 @@
 //! Operation counters. The copy path is generic over a [`Counter`]: [`NoCount`] compiles every
 //! count away (timed runs), [`Ops`] counts exactly, and the oracle's recorder also sees every
-//! batch. Field names are the JSON keys the CLI prints.
+//! batch. Fields are the contract's [`OpCounter`]s.
+
+use std::collections::BTreeMap;
+
+pub use contract::OpCounter;
 
 use crate::types::{Pfn, VirtAddr};
 
 macro_rules! ops_struct {
-    ($( $(#[$doc:meta])* $field:ident ),* $(,)?) => {
-        /// Exact operation counts of one fork (or any span of model work).
+    ($( $(#[$doc:meta])* $field:ident => $counter:ident ),* $(,)?) => {
+        /// Exact operation counts of one fork (or any span of model work). One field per
+        /// [`OpCounter`], named as it and in its order (a test checks both).
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
         pub struct Ops {
             $( $(#[$doc])* pub $field: u64, )*
         }
 
         impl Ops {
-            /// Counter names, in declaration order (the CLI's JSON keys).
+            /// Field names, in declaration order (the [`OpCounter`] names).
             pub const NAMES: &'static [&'static str] = &[$(stringify!($field)),*];
 
-            /// `(name, value)` pairs in declaration order.
-            pub fn fields(&self) -> Vec<(&'static str, u64)> {
-                vec![$((stringify!($field), self.$field)),*]
+            /// `(counter, value)` pairs in declaration order.
+            pub fn fields(&self) -> [(OpCounter, u64); Ops::NAMES.len()] {
+                [$((OpCounter::$counter, self.$field)),*]
             }
 
-            /// Value of the counter called `name`.
-            pub fn get(&self, name: &str) -> Option<u64> {
-                match name {
-                    $(stringify!($field) => Some(self.$field),)*
-                    _ => None,
+            /// The counts keyed by counter, as run records and counts rows carry them.
+            pub fn to_map(&self) -> BTreeMap<OpCounter, u64> {
+                self.fields().into_iter().collect()
+            }
+
+            /// Value of one counter.
+            pub fn get(&self, counter: OpCounter) -> u64 {
+                match counter {
+                    $(OpCounter::$counter => self.$field,)*
                 }
             }
 
@@ -39,49 +48,49 @@ macro_rules! ops_struct {
 
 ops_struct! {
     /// Calls of the arch's `ptep_get()` (each PTE the core looks at through the API).
-    ptep_get_calls,
+    ptep_get_calls => PtepGetCalls,
     /// Raw PTE loads made inside `ptep_get()` (17 per call on an arm64 contpte block).
-    ptep_get_raw_reads,
+    ptep_get_raw_reads => PtepGetRawReads,
     /// All raw PTE loads: `ptep_get`, wrprotect read-modify-write, set_ptes/fold checks.
-    pte_reads,
+    pte_reads => PteReads,
     /// Raw PTE stores (`set_pte`/`WRITE_ONCE`).
-    pte_writes,
+    pte_writes => PteWrites,
     /// Atomic read-modify-writes on PTEs (compare-and-swap, exchange).
-    pte_atomics,
+    pte_atomics => PteAtomics,
     /// Range TLB invalidations (arm64 contpte fold/unfold: one per 64 KiB block).
-    tlbi,
+    tlbi => Tlbi,
     /// `flush_tlb_mm()` calls (one per fork).
-    tlb_flush_mm,
+    tlb_flush_mm => TlbFlushMm,
     /// Atomics on a folio's `_refcount`.
-    refcount_atomics,
+    refcount_atomics => RefcountAtomics,
     /// Atomics on a page's `_mapcount`.
-    mapcount_atomics,
+    mapcount_atomics => MapcountAtomics,
     /// Atomics on a large folio's `_large_mapcount` (CONFIG switch; v6.11+).
-    large_mapcount_atomics,
+    large_mapcount_atomics => LargeMapcountAtomics,
     /// PageAnonExclusive clears (atomic bit clears; first fork after a fault only).
-    anon_exclusive_clears,
+    anon_exclusive_clears => AnonExclusiveClears,
     /// Invocations of rmap duplication functions (per PTE, or per batch for the `_ptes` APIs).
-    rmap_calls,
+    rmap_calls => RmapCalls,
     /// Calls into `copy_present_pte(s)` (a batch of nr >= 1 PTEs).
-    batches,
+    batches => Batches,
     /// Times `progress >= 32` triggered a need_resched / spin_needbreak check.
-    resched_checks,
+    resched_checks => ReschedChecks,
     /// Pages copied eagerly because an anon page may be DMA-pinned.
-    page_copies,
+    page_copies => PageCopies,
     /// `copy_pte_range` bodies run (one per page table, plus one per restart).
-    pte_range_calls,
+    pte_range_calls => PteRangeCalls,
     /// Restarts of `copy_pte_range` (`goto again`): resched breaks and -EAGAIN preallocation.
-    pte_range_restarts,
+    pte_range_restarts => PteRangeRestarts,
     /// Lazy-MMU mode entries (`arch_enter_lazy_mmu_mode`).
-    lazy_mmu_enters,
+    lazy_mmu_enters => LazyMmuEnters,
     /// Page tables allocated for the child.
-    pte_tables_allocated,
+    pte_tables_allocated => PteTablesAllocated,
     /// `add_mm_rss_vec()` flushes of the local RSS counters.
-    rss_flushes,
+    rss_flushes => RssFlushes,
     /// Swap-count duplications for copied swap entries.
-    swap_dups,
+    swap_dups => SwapDups,
     /// Folios allocated in the fork path (pinned-page copies).
-    folio_allocs,
+    folio_allocs => FolioAllocs,
 }
 
 /// One call of `copy_present_pte(s)` as seen by the oracle: the batch must never cross the
@@ -154,7 +163,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_fields_and_get_agree() {
+    fn fields_are_the_contract_counters_in_order() {
+        let contract: Vec<&str> = OpCounter::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(Ops::NAMES, contract.as_slice());
+        let o = Ops {
+            ptep_get_calls: 1,
+            folio_allocs: 22,
+            ..Ops::default()
+        };
+        let keys: Vec<OpCounter> = o.fields().iter().map(|(c, _)| *c).collect();
+        assert_eq!(keys, OpCounter::ALL);
+        let m = o.to_map();
+        assert_eq!(m.len(), OpCounter::ALL.len());
+        assert_eq!(m[&OpCounter::PtepGetCalls], 1);
+        assert_eq!(m[&OpCounter::FolioAllocs], 22);
+        assert_eq!(m[&OpCounter::Tlbi], 0);
+    }
+
+    #[test]
+    fn get_and_add_agree() {
         let mut o = Ops {
             tlbi: 3,
             ..Ops::default()
@@ -164,10 +191,11 @@ mod tests {
             batches: 1,
             ..Ops::default()
         });
-        assert_eq!(o.get("tlbi"), Some(5));
-        assert_eq!(o.get("batches"), Some(1));
-        assert_eq!(o.get("nope"), None);
-        assert_eq!(Ops::NAMES.len(), o.fields().len());
-        assert_eq!(Ops::NAMES[0], "ptep_get_calls");
+        assert_eq!(o.get(OpCounter::Tlbi), 5);
+        assert_eq!(o.get(OpCounter::Batches), 1);
+        assert_eq!(o.get(OpCounter::SwapDups), 0);
+        for (c, v) in o.fields() {
+            assert_eq!(o.get(c), v);
+        }
     }
 }

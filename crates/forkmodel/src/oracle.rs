@@ -11,7 +11,7 @@ use crate::arch::{Arch, Pte, PteView};
 use crate::mm::{Mm, VmFlags, Vma, rss, vma_needs_copy};
 use crate::model::{Model, pte_at, view_at};
 use crate::ops::BatchEvent;
-use crate::page::{MapcountModel, pg};
+use crate::page::{MapcountModel, MapcountRules, pg};
 use crate::types::{PTRS_PER_PTE, Pfn, VirtAddr};
 
 /// The parent as it was before the fork.

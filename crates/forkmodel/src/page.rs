@@ -52,27 +52,25 @@ impl PageRecord {
     }
 }
 
-/// How the model keeps mapcounts (the kernel's CONFIG choices over time).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum MapcountModel {
-    /// Per-page `_mapcount` only (v6.7 .. v6.10): the thread's kernels.
-    #[default]
-    PerPage,
-    /// Per-page `_mapcount` plus one `_large_mapcount` add per rmap call (v6.11+).
-    PerPageAndLarge,
-    /// CONFIG_NO_PAGE_MAPCOUNT: only `_large_mapcount` for large folios (≈v6.15+).
-    LargeOnly,
+/// How the model keeps mapcounts (the kernel's CONFIG choices over time); named in the
+/// contract, its rules are here ([`MapcountRules`]).
+pub use contract::Mapcount as MapcountModel;
+
+/// What a mapcount model keeps, per folio order.
+pub trait MapcountRules: Copy {
+    /// Whether per-page `_mapcount` is kept for a folio of this order.
+    fn per_page(self, order: u8) -> bool;
+    /// Whether `_large_mapcount` is kept for a folio of this order.
+    fn large(self, order: u8) -> bool;
 }
 
-impl MapcountModel {
-    /// Whether per-page `_mapcount` is kept for a folio of this order.
+impl MapcountRules for MapcountModel {
     #[inline(always)]
-    pub fn per_page(self, order: u8) -> bool {
+    fn per_page(self, order: u8) -> bool {
         order == 0 || !matches!(self, MapcountModel::LargeOnly)
     }
-    /// Whether `_large_mapcount` is kept for a folio of this order.
     #[inline(always)]
-    pub fn large(self, order: u8) -> bool {
+    fn large(self, order: u8) -> bool {
         order > 0 && !matches!(self, MapcountModel::PerPage)
     }
 }

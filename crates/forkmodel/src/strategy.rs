@@ -1,10 +1,7 @@
 //! The five fork-copy strategies of the LKML thread ("kernels"), named as the thread names
 //! them, plus a test-only mutant. Each is a zero-sized type implementing [`CopyStrategy`], so
-//! the copy loop is monomorphised per (arch, strategy); [`StrategyId`] picks one at run time,
-//! once, outside the hot loop.
-
-use std::fmt;
-use std::str::FromStr;
+//! the copy loop is monomorphised per (arch, strategy); a [`StrategyId`] (the contract's
+//! `Strategy`) picks one at run time, once, outside the hot loop.
 
 /// How a strategy walks the PTEs of one page table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,51 +23,20 @@ pub trait CopyStrategy: 'static {
     const WALK: Walk;
 }
 
-/// Names of the strategies as the thread uses them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum StrategyId {
-    /// `mm-unstable`: v6.7 per-PTE loop, two `ptep_get` per present PTE.
-    MmUnstable,
-    /// `hugetlb-rmap-cleanups`: the same loop on top of David's rmap API cleanups
-    /// (`folio_try_dup_anon_rmap_pte` instead of `page_try_dup_anon_rmap`); identical counts.
-    HugetlbRmapCleanups,
-    /// `ryan-v4`: Ryan's v4 02/16, arch `pte_batch_remaining`, `ptep_set_wrprotects`,
-    /// `set_ptes_full`, one `ptep_get` per batch.
-    RyanV4,
-    /// `fork-batching`: David's Dec 2023 prototype, `folio_pte_batch` with `ptep_get` on every
-    /// PTE and no arch hint.
-    ForkBatching,
-    /// `upstream`: v6.9+, `folio_pte_batch` + `pte_batch_hint`, `wrprotect_ptes`, `set_ptes`.
-    Upstream,
-    /// Test-only mutant: `upstream` without the same-folio stop (the "Bad page state" bug).
-    #[doc(hidden)]
-    OverrunMutant,
+/// The strategies' names are the contract's ([`contract::Strategy`]); this crate gives each
+/// its type and walk (the `strategy!` list below and [`VisitStrategy::visit`]).
+pub use contract::Strategy as StrategyId;
+
+/// Run a [`StrategyVisitor`] with a strategy's type: the one run-time dispatch, outside the
+/// hot loop. Adding a strategy means a variant in the contract and an arm here.
+pub trait VisitStrategy {
+    /// Run `visitor` with this strategy's type.
+    fn visit<V: StrategyVisitor>(self, visitor: V) -> V::Output;
 }
 
-impl StrategyId {
-    /// The five real strategies, baseline first.
-    pub const ALL: [StrategyId; 5] = [
-        StrategyId::MmUnstable,
-        StrategyId::HugetlbRmapCleanups,
-        StrategyId::RyanV4,
-        StrategyId::ForkBatching,
-        StrategyId::Upstream,
-    ];
-
-    /// Command-line name.
-    pub fn name(self) -> &'static str {
-        match self {
-            StrategyId::MmUnstable => "mm-unstable",
-            StrategyId::HugetlbRmapCleanups => "hugetlb-rmap-cleanups",
-            StrategyId::RyanV4 => "ryan-v4",
-            StrategyId::ForkBatching => "fork-batching",
-            StrategyId::Upstream => "upstream",
-            StrategyId::OverrunMutant => "overrun-mutant",
-        }
-    }
-
-    /// Run `visitor` with this strategy's type.
-    pub fn visit<V: StrategyVisitor>(self, visitor: V) -> V::Output {
+impl VisitStrategy for StrategyId {
+    #[inline]
+    fn visit<V: StrategyVisitor>(self, visitor: V) -> V::Output {
         match self {
             StrategyId::MmUnstable => visitor.visit::<MmUnstable>(),
             StrategyId::HugetlbRmapCleanups => visitor.visit::<HugetlbRmapCleanups>(),
@@ -82,30 +48,7 @@ impl StrategyId {
     }
 }
 
-impl fmt::Display for StrategyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// An unknown strategy name.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown strategy '{0}' (expected one of: mm-unstable, hugetlb-rmap-cleanups, ryan-v4, fork-batching, upstream)"
-)]
-pub struct UnknownStrategy(pub String);
-
-impl FromStr for StrategyId {
-    type Err = UnknownStrategy;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        StrategyId::ALL
-            .into_iter()
-            .find(|id| id.name() == s)
-            .ok_or_else(|| UnknownStrategy(s.to_string()))
-    }
-}
-
-/// Something generic over a strategy type, run through [`StrategyId::visit`].
+/// Something generic over a strategy type, run through [`VisitStrategy::visit`].
 pub trait StrategyVisitor {
     type Output;
     fn visit<S: CopyStrategy>(self) -> Self::Output;
@@ -146,13 +89,25 @@ strategy!(
 mod tests {
     use super::*;
 
-    #[test]
-    fn names_round_trip_and_mutant_is_not_selectable() {
-        for id in StrategyId::ALL {
-            assert_eq!(id.name().parse::<StrategyId>(), Ok(id));
+    struct Id;
+    impl StrategyVisitor for Id {
+        type Output = StrategyId;
+        fn visit<S: CopyStrategy>(self) -> StrategyId {
+            S::ID
         }
-        assert!("overrun-mutant".parse::<StrategyId>().is_err());
-        let e = "v6.7".parse::<StrategyId>().unwrap_err();
-        assert!(e.to_string().contains("unknown strategy 'v6.7'"));
+    }
+
+    #[test]
+    fn every_contract_strategy_visits_its_own_type() {
+        for &id in StrategyId::ALL.iter().chain([&StrategyId::OverrunMutant]) {
+            assert_eq!(id.visit(Id), id);
+        }
+        assert_eq!(
+            <OverrunMutant as CopyStrategy>::WALK,
+            Walk::FolioPteBatch {
+                hint: true,
+                folio_end_check: false
+            }
+        );
     }
 }

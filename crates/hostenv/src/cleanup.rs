@@ -3,9 +3,10 @@
 //! [`crate::sysfs::SysfsGuard`]) and kills and reaps tracked child processes, then lets the signal
 //! terminate the process as it would have.
 //!
-//! The registry is a fixed set of slots made of atomics, so the signal handler reads it without
+//! The handlers are registered through `signal-hook` (which chains any handler installed before).
+//! The registry is a fixed set of slots made of atomics, so the signal action reads it without
 //! locks or allocation and calls only async-signal-safe functions (`open`, `write`, `close`,
-//! `kill`, `waitpid`, `signal`, `sigprocmask`, `raise`, `_exit`). A forked child that receives
+//! `kill`, `waitpid`, `_exit`, and signal-hook's default-action emulation). A forked child that receives
 //! one of these signals before it exits just calls `_exit`: only the process that installed the
 //! handlers restores anything. SIGKILL cannot be caught; nothing can restore after it.
 
@@ -74,20 +75,21 @@ pub fn install() {
 }
 
 fn install_handler(sig: i32) {
-    // SAFETY: sigaction is plain data; all-zero is a valid value (no flags, empty mask).
-    let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
-    new.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    // SAFETY: `new.sa_mask` is a valid sigset_t owned by us.
-    unsafe { libc::sigemptyset(&mut new.sa_mask) };
+    if currently_ignored(sig) {
+        return;
+    }
+    // SAFETY: the action only makes async-signal-safe calls (atomics, open/write/close,
+    // kill/waitpid, getpid, _exit, and signal-hook's emulate_default_handler).
+    let _ = unsafe { signal_hook::low_level::register(sig, move || on_signal(sig)) };
+}
+
+/// Whether `sig` is set to `SIG_IGN` now (e.g. SIGHUP under `nohup`).
+fn currently_ignored(sig: i32) -> bool {
     // SAFETY: sigaction is plain data; all-zero is a valid value.
     let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are valid sigaction structs; `on_signal` is an extern "C" fn that
-    // only makes async-signal-safe calls.
-    let rc = unsafe { libc::sigaction(sig, &new, &mut old) };
-    if rc == 0 && old.sa_sigaction == libc::SIG_IGN {
-        // SAFETY: restores the previous, valid disposition.
-        unsafe { libc::sigaction(sig, &old, std::ptr::null_mut()) };
-    }
+    // SAFETY: a null new action only queries; `old` is a valid, writable sigaction.
+    let rc = unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) };
+    rc == 0 && old.sa_sigaction == libc::SIG_IGN
 }
 
 /// A slot armed by [`arm_restore`]: while it exists, a signal or panic writes `value` to `path`.
@@ -229,7 +231,7 @@ fn reap_tracked() {
     }
 }
 
-extern "C" fn on_signal(sig: libc::c_int) {
+fn on_signal(sig: libc::c_int) {
     // SAFETY: getpid is async-signal-safe.
     let me = unsafe { libc::getpid() };
     if me != OWNER_PID.load(Ordering::Acquire) {
@@ -240,17 +242,9 @@ extern "C" fn on_signal(sig: libc::c_int) {
     restore_armed();
     reap_tracked();
     // Terminate with the signal's default action, so the exit status says what happened.
-    // SAFETY: signal, sigemptyset, sigaddset, sigprocmask, raise and _exit are
-    // async-signal-safe; `set` is a local, valid sigset_t.
-    unsafe {
-        libc::signal(sig, libc::SIG_DFL);
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, sig);
-        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-        libc::raise(sig);
-        libc::_exit(128 + sig);
-    }
+    let _ = signal_hook::low_level::emulate_default_handler(sig);
+    // SAFETY: _exit is async-signal-safe and never returns.
+    unsafe { libc::_exit(128 + sig) };
 }
 
 #[cfg(test)]

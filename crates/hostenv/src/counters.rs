@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::io;
 
+use contract::CounterValue;
 use perf_event::events::{Cache, CacheId, CacheOp, CacheResult, Hardware, Software};
 use perf_event::{Builder, Counter, Group};
 use serde::Serialize;
@@ -132,41 +133,50 @@ pub trait Counters {
     fn read(&mut self) -> io::Result<Snapshot>;
 }
 
-/// JSON for a counter total over `ops` operations: one object per requested event, with
-/// `value` and `per_op`, or `value: null` and the reason.
-pub fn report(status: &[EventStatus], total: Option<&Snapshot>, ops: u64) -> serde_json::Value {
-    let mut m = serde_json::Map::new();
+/// Counter totals over `ops` operations, by `perf stat` name: per requested event its `value`
+/// and `per_op`, or no value and the reason; plus `time_enabled_ns` / `time_running_ns` (as
+/// values) when counters were read.
+pub fn report(
+    status: &[EventStatus],
+    total: Option<&Snapshot>,
+    ops: u64,
+) -> BTreeMap<String, CounterValue> {
+    let mut m = BTreeMap::new();
     for s in status {
         let v = total.and_then(|t| t.get(s.event)).filter(|_| s.available);
-        let mut o = serde_json::Map::new();
-        o.insert("value".into(), v.into());
-        if let Some(v) = v {
-            o.insert(
-                "per_op".into(),
-                if ops == 0 {
-                    serde_json::Value::Null
-                } else {
-                    (v as f64 / ops as f64).into()
-                },
-            );
-            o.insert("kernel".into(), s.kernel.into());
-        }
         let reason = match (&s.reason, v, total) {
             (Some(r), _, _) => Some(r.clone()),
             (None, None, None) => Some("counters were not read".to_string()),
             (None, None, Some(_)) => Some("not counted".to_string()),
             _ => None,
         };
-        if let Some(r) = reason {
-            o.insert("reason".into(), r.into());
-        }
-        m.insert(s.event.name().into(), o.into());
+        m.insert(
+            s.event.name().to_string(),
+            CounterValue {
+                value: v,
+                per_op: v.filter(|_| ops > 0).map(|v| v as f64 / ops as f64),
+                kernel: v.map(|_| s.kernel),
+                reason,
+            },
+        );
     }
     if let Some(t) = total {
-        m.insert("time_enabled_ns".into(), t.time_enabled_ns.into());
-        m.insert("time_running_ns".into(), t.time_running_ns.into());
+        for (name, ns) in [
+            ("time_enabled_ns", t.time_enabled_ns),
+            ("time_running_ns", t.time_running_ns),
+        ] {
+            m.insert(
+                name.to_string(),
+                CounterValue {
+                    value: Some(ns),
+                    per_op: None,
+                    kernel: None,
+                    reason: None,
+                },
+            );
+        }
     }
-    m.into()
+    m
 }
 
 /// Why opening an event failed, in words a result file can carry.
@@ -438,17 +448,21 @@ mod tests {
             time_running_ns: 5,
         };
         let j = report(&status, Some(&snap), 10);
-        assert_eq!(j["task-clock"]["value"], 1000);
-        assert_eq!(j["task-clock"]["per_op"], 100.0);
-        assert!(j["cycles"]["value"].is_null());
-        assert!(
-            j["cycles"]["reason"]
-                .as_str()
-                .unwrap()
-                .starts_with("no PMU")
-        );
+        assert_eq!(j["task-clock"].value, Some(1000));
+        assert_eq!(j["task-clock"].per_op, Some(100.0));
+        assert_eq!(j["task-clock"].kernel, Some(true));
+        assert_eq!(j["task-clock"].reason, None);
+        assert_eq!(j["cycles"].value, None);
+        assert!(j["cycles"].reason.as_deref().unwrap().starts_with("no PMU"));
+        assert_eq!(j["time_enabled_ns"].value, Some(5));
+        assert_eq!(report(&status, Some(&snap), 0)["task-clock"].per_op, None);
         let j = report(&status, None, 10);
-        assert!(j["task-clock"]["value"].is_null());
+        assert_eq!(j["task-clock"].value, None);
+        assert_eq!(
+            j["task-clock"].reason.as_deref(),
+            Some("counters were not read")
+        );
+        assert!(!j.contains_key("time_enabled_ns"));
     }
 
     #[test]

@@ -1,6 +1,5 @@
-//! CPU pinning that validates the id against the process's allowed CPU mask before it reaches
-//! `core_affinity` (which aborts the process on ids >= 1024), plus a guard that puts the
-//! previous mask back.
+//! CPU pinning that validates the id against the process's allowed CPU mask first (so a bad
+//! `--cpu` is one clear error, not `EINVAL`), plus a guard that puts the previous mask back.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -137,14 +136,7 @@ impl Drop for Pinned {
 pub fn pin_current_thread(cpu: usize) -> Result<Pinned, HostError> {
     let previous = allowed_cpus()?;
     validate(cpu, &previous)?;
-    // Validated above: cpu is in the allowed mask, hence < CPU_SETSIZE, so core_affinity's
-    // unchecked CPU_SET stays in bounds.
-    if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
-        return Err(HostError::Pin {
-            cpu,
-            source: std::io::Error::last_os_error(),
-        });
-    }
+    sys::sched_setaffinity(&[cpu]).map_err(|source| HostError::Pin { cpu, source })?;
     let pinned = Pinned { cpu, previous };
     let now = allowed_cpus()?;
     if now != CpuSet::from_ids([cpu]) {

@@ -2,72 +2,16 @@
 //! line, CPU model, online and allowed CPUs, the pinned CPU (set by the caller), base page size,
 //! hypervisor flag, cpufreq governors, memory, clock source, perf and RT settings, the PMUs the
 //! kernel exposes, the values of caller-chosen sysfs files, and caller-chosen kernel config
-//! options (from `/proc/config.gz` or `/boot/config-<release>`). Everything is best effort:
-//! a value that cannot be read is `null`, never an error.
+//! options (from `/proc/config.gz` or `/boot/config-<release>`), into the contract's [`HostEnv`].
+//! Everything is best effort: a value that cannot be read is `null`, never an error.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use serde::Serialize;
+/// The snapshot types are the contract's (they travel in result files); this module fills them.
+pub use contract::{HostEnv, KernelConfig};
 
 use crate::{cpu, procfs, sys, sysfs};
-
-/// Kernel config options, with where they were read from.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct KernelConfig {
-    /// `/proc/config.gz` or `/boot/config-<release>`; `None` if neither was readable.
-    pub source: Option<String>,
-    /// Requested option → `y`, `m`, a value, or `n` for "is not set" / absent.
-    pub values: BTreeMap<String, String>,
-    /// Why nothing could be read.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// A snapshot of the host; see the module docs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HostEnv {
-    pub kernel_release: String,
-    pub kernel_version: String,
-    /// `/proc/cmdline`.
-    pub kernel_cmdline: Option<String>,
-    /// This process's arguments (`argv`).
-    pub command_line: Vec<String>,
-    pub arch: String,
-    pub hostname: String,
-    pub cpu_model: Option<String>,
-    pub cpus_online: Option<String>,
-    /// The allowed CPU mask when the environment was captured (before any pinning).
-    pub cpus_allowed: Option<String>,
-    /// The CPU the measuring thread is pinned to; filled in by the caller (`None`: not pinned).
-    pub pinned_cpu: Option<usize>,
-    /// Base page size in bytes.
-    pub page_size: Option<u64>,
-    /// The `hypervisor` CPU flag of `/proc/cpuinfo` (x86: running as a guest); `None` when the
-    /// flags line is missing (e.g. arm64).
-    pub hypervisor_flag: Option<bool>,
-    /// `/sys/hypervisor/type` and the DMI system vendor/product, when readable.
-    pub hypervisor_type: Option<String>,
-    pub dmi_product: Option<String>,
-    /// cpufreq `scaling_governor` per CPU id; empty when there is no cpufreq (typical in a VM).
-    pub cpufreq_governor: BTreeMap<usize, String>,
-    pub mem_total_bytes: Option<u64>,
-    pub mem_available_bytes: Option<u64>,
-    pub swap_total_bytes: Option<u64>,
-    pub euid: u32,
-    pub clocksource: Option<String>,
-    pub perf_event_paranoid: Option<i64>,
-    /// PMUs under `/sys/bus/event_source/devices` (no `cpu` entry means no hardware PMU).
-    pub pmus: Vec<String>,
-    pub sched_rt_runtime_us: Option<i64>,
-    pub sched_rt_period_us: Option<i64>,
-    /// `prctl(PR_GET_THP_DISABLE)` of this process.
-    pub thp_disabled_by_prctl: Option<i32>,
-    /// Requested sysfs files → selected value (`null` when unreadable).
-    pub sysfs: BTreeMap<String, Option<String>>,
-    pub kernel_config: KernelConfig,
-}
 
 /// Capture the host environment plus the given sysfs files and kernel config options.
 pub fn capture(sysfs_paths: &[PathBuf], config_keys: &[&str]) -> HostEnv {
@@ -116,7 +60,7 @@ pub fn capture(sysfs_paths: &[PathBuf], config_keys: &[&str]) -> HostEnv {
         kernel_version: u.version,
         arch: u.machine,
         hostname: u.nodename,
-        cpu_model: cpu_model(&cpuinfo),
+        cpu_model: crate::host::cpu_model(),
         cpus_online: online.map(|s| s.to_string()),
         cpus_allowed: cpu::allowed_cpus().ok().map(|s| s.to_string()),
         mem_total_bytes: procfs::parse_meminfo_bytes(&meminfo, "MemTotal"),
@@ -147,7 +91,7 @@ pub fn capture(sysfs_paths: &[PathBuf], config_keys: &[&str]) -> HostEnv {
 }
 
 /// `model name` of the first CPU in `/proc/cpuinfo`.
-pub fn cpu_model(cpuinfo: &str) -> Option<String> {
+pub fn parse_cpu_model(cpuinfo: &str) -> Option<String> {
     cpuinfo.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
         (k.trim() == "model name").then(|| v.trim().to_string())
@@ -187,26 +131,29 @@ pub fn parse_kernel_config(text: &str, keys: &[&str]) -> BTreeMap<String, String
         .collect()
 }
 
+/// A gzip file decompressed to text (at most 64 MiB: a kernel config is about 300 KB).
+fn read_gzip_text(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path)?)
+        .take(64 << 20)
+        .read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// Read the running kernel's config and pick `keys`.
 pub fn kernel_config(release: &str, keys: &[&str]) -> KernelConfig {
     let mut errors = Vec::new();
     if Path::new("/proc/config.gz").exists() {
-        for tool in ["gzip", "zcat"] {
-            let mut cmd = Command::new(tool);
-            if tool == "gzip" {
-                cmd.arg("-dc");
+        match read_gzip_text(Path::new("/proc/config.gz")) {
+            Ok(text) => {
+                return KernelConfig {
+                    source: Some("/proc/config.gz".into()),
+                    values: parse_kernel_config(&text, keys),
+                    error: None,
+                };
             }
-            match cmd.arg("/proc/config.gz").output() {
-                Ok(out) if out.status.success() => {
-                    return KernelConfig {
-                        source: Some("/proc/config.gz".into()),
-                        values: parse_kernel_config(&String::from_utf8_lossy(&out.stdout), keys),
-                        error: None,
-                    };
-                }
-                Ok(out) => errors.push(format!("{tool}: exit status {}", out.status)),
-                Err(e) => errors.push(format!("{tool}: {e}")),
-            }
+            Err(e) => errors.push(format!("/proc/config.gz: {e}")),
         }
     }
     let boot = format!("/boot/config-{release}");
@@ -251,12 +198,29 @@ mod tests {
     }
 
     #[test]
+    fn gzip_configs_are_read_in_process() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.gz");
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&p).unwrap(),
+            flate2::Compression::default(),
+        );
+        gz.write_all(b"CONFIG_HZ=250\n").unwrap();
+        gz.finish().unwrap();
+        let text = read_gzip_text(&p).unwrap();
+        assert_eq!(parse_kernel_config(&text, &["HZ"])["CONFIG_HZ"], "250");
+        std::fs::write(&p, b"not gzip").unwrap();
+        assert!(read_gzip_text(&p).is_err());
+    }
+
+    #[test]
     fn cpuinfo_model() {
         assert_eq!(
-            cpu_model("processor\t: 0\nmodel name\t: AMD EPYC\n").as_deref(),
+            parse_cpu_model("processor\t: 0\nmodel name\t: AMD EPYC\n").as_deref(),
             Some("AMD EPYC")
         );
-        assert_eq!(cpu_model("processor : 0\n"), None);
+        assert_eq!(parse_cpu_model("processor : 0\n"), None);
         let info = "processor\t: 0\nflags\t\t: fpu vme hypervisor lahf_lm\n";
         assert_eq!(cpu_flag(info, "hypervisor"), Some(true));
         assert_eq!(cpu_flag(info, "hyper"), Some(false));

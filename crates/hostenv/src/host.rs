@@ -20,7 +20,7 @@ fn read_trimmed(path: &str) -> Option<String> {
 /// has none); `None` when neither says.
 pub fn cpu_model() -> Option<String> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    crate::env::cpu_model(&cpuinfo).or_else(|| {
+    crate::env::parse_cpu_model(&cpuinfo).or_else(|| {
         let o = std::process::Command::new("lscpu").output().ok()?;
         String::from_utf8_lossy(&o.stdout)
             .lines()

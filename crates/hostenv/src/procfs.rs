@@ -119,11 +119,14 @@ pub fn parse_meminfo_bytes(text: &str, field: &str) -> Option<u64> {
     })
 }
 
-/// `MemAvailable` in bytes.
+/// `MemAvailable` in bytes (through the `procfs` crate).
 pub fn mem_available_bytes() -> Result<u64, HostError> {
-    let text =
-        std::fs::read_to_string("/proc/meminfo").map_err(|e| HostError::io("/proc/meminfo", e))?;
-    parse_meminfo_bytes(&text, "MemAvailable").ok_or_else(|| HostError::Io {
+    use ::procfs::Current;
+    let m = ::procfs::Meminfo::current().map_err(|e| HostError::Io {
+        path: "/proc/meminfo".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    m.mem_available.ok_or_else(|| HostError::Io {
         path: "/proc/meminfo".into(),
         source: std::io::Error::other("no MemAvailable line"),
     })
@@ -176,10 +179,39 @@ pub fn cgroup_memory_headroom() -> Option<(u64, String)> {
     best
 }
 
-/// A field of `/proc/self/status` in bytes (`VmHWM`, `VmRSS`, `VmPTE`, …).
+/// This process's memory figures from `/proc/self/status`, in bytes (through `procfs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SelfMemory {
+    /// Peak resident set (`VmHWM`).
+    pub hwm: Option<u64>,
+    /// Resident set now (`VmRSS`).
+    pub rss: Option<u64>,
+    /// Page tables (`VmPTE`).
+    pub pte: Option<u64>,
+}
+
+/// [`SelfMemory`] now; all `None` when `/proc/self/status` cannot be read.
+pub fn self_memory() -> SelfMemory {
+    let Ok(s) = ::procfs::process::Process::myself().and_then(|p| p.status()) else {
+        return SelfMemory::default();
+    };
+    let kb = |v: Option<u64>| v.and_then(|k| k.checked_mul(1024));
+    SelfMemory {
+        hwm: kb(s.vmhwm),
+        rss: kb(s.vmrss),
+        pte: kb(s.vmpte),
+    }
+}
+
+/// A field of `/proc/self/status` in bytes: `VmHWM`, `VmRSS` or `VmPTE`.
 pub fn self_status_bytes(field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/status").ok()?;
-    parse_meminfo_bytes(&text, field)
+    let m = self_memory();
+    match field {
+        "VmHWM" => m.hwm,
+        "VmRSS" => m.rss,
+        "VmPTE" => m.pte,
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -231,5 +263,15 @@ mod tests {
             assert!(path.starts_with("/sys/fs/cgroup"), "{path}");
         }
         assert!(!read_stat().unwrap().is_empty());
+    }
+
+    #[test]
+    fn own_memory_and_available_memory_are_read() {
+        let m = self_memory();
+        let (hwm, rss) = (m.hwm.unwrap(), m.rss.unwrap());
+        assert!(hwm >= rss && rss > 0, "{m:?}");
+        assert_eq!(self_status_bytes("VmRSS").map(|r| r > 0), Some(true));
+        assert_eq!(self_status_bytes("VmSwap"), None);
+        assert!(mem_available_bytes().unwrap() > 0);
     }
 }

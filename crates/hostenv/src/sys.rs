@@ -1,14 +1,23 @@
-//! Thin, safe wrappers over the few libc calls `hostenv` needs (affinity, scheduling policy,
-//! rusage, clocks, uname, flock, prctl). Every `unsafe` block of the crate outside the signal
-//! handler lives here; each returns `io::Result` instead of aborting on bad input.
+//! The system calls `hostenv` needs, through `nix` (affinity with its `CpuSet`, getcpu,
+//! rusage, clocks, uname, flock, prctl, ids, page size). Only the scheduling-policy calls,
+//! which `nix` does not wrap, use `libc` directly; each of those `unsafe` blocks is here.
 
 use std::fs::File;
 use std::io;
-use std::mem::MaybeUninit;
-use std::os::fd::AsRawFd;
 
-/// `CPU_SETSIZE`: the number of CPU ids a `cpu_set_t` can hold.
-pub const CPU_SETSIZE: usize = libc::CPU_SETSIZE as usize;
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use nix::sched::CpuSet;
+use nix::sys::resource::{UsageWho, getrusage};
+use nix::time::{ClockId, clock_gettime};
+use nix::unistd::{Pid, SysconfVar, sysconf};
+
+/// The number of CPU ids a `cpu_set_t` can hold.
+pub const CPU_SETSIZE: usize = CpuSet::count();
+
+fn errno(e: Errno) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
+}
 
 fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 {
@@ -18,42 +27,26 @@ fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-fn empty_cpu_set() -> libc::cpu_set_t {
-    // SAFETY: cpu_set_t is a plain bit array; all-zero is the valid empty set.
-    unsafe { MaybeUninit::<libc::cpu_set_t>::zeroed().assume_init() }
-}
-
 /// The calling thread's allowed CPU ids (`sched_getaffinity(0)`), ascending.
 pub fn sched_getaffinity() -> io::Result<Vec<usize>> {
-    let mut set = empty_cpu_set();
-    // SAFETY: `set` is a valid, writable cpu_set_t of the size passed.
-    check(unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) })?;
+    let set = nix::sched::sched_getaffinity(Pid::from_raw(0)).map_err(errno)?;
     Ok((0..CPU_SETSIZE)
-        // SAFETY: i < CPU_SETSIZE, so CPU_ISSET stays inside the set.
-        .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
+        .filter(|&i| set.is_set(i).unwrap_or(false))
         .collect())
 }
 
 /// Set the calling thread's allowed CPUs. Ids `>= CPU_SETSIZE` give `EINVAL` (never an abort).
 pub fn sched_setaffinity(cpus: &[usize]) -> io::Result<()> {
-    let mut set = empty_cpu_set();
+    let mut set = CpuSet::new();
     for &c in cpus {
-        if c >= CPU_SETSIZE {
-            return Err(io::Error::from_raw_os_error(libc::EINVAL));
-        }
-        // SAFETY: c < CPU_SETSIZE was checked just above.
-        unsafe { libc::CPU_SET(c, &mut set) };
+        set.set(c).map_err(errno)?;
     }
-    // SAFETY: `set` is a valid cpu_set_t of the size passed.
-    check(unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) })?;
-    Ok(())
+    nix::sched::sched_setaffinity(Pid::from_raw(0), &set).map_err(errno)
 }
 
 /// The CPU the calling thread runs on right now (`sched_getcpu`).
 pub fn sched_getcpu() -> Option<usize> {
-    // SAFETY: no arguments, no memory is touched.
-    let c = unsafe { libc::sched_getcpu() };
-    usize::try_from(c).ok()
+    nix::sched::sched_getcpu().ok()
 }
 
 /// The calling thread's scheduling policy (with flags such as `SCHED_RESET_ON_FORK`) and
@@ -97,32 +90,26 @@ pub struct Rusage {
 
 /// `getrusage(RUSAGE_THREAD)`.
 pub fn getrusage_thread() -> io::Result<Rusage> {
-    let mut ru = MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: `ru` points to writable memory of the right size and type.
-    check(unsafe { libc::getrusage(libc::RUSAGE_THREAD, ru.as_mut_ptr()) })?;
-    // SAFETY: getrusage succeeded, so it filled the struct (which was zeroed anyway).
-    let ru = unsafe { ru.assume_init() };
+    let ru = getrusage(UsageWho::RUSAGE_THREAD).map_err(errno)?;
     let u = |v: libc::c_long| u64::try_from(v).unwrap_or(0);
     Ok(Rusage {
-        minflt: u(ru.ru_minflt),
-        majflt: u(ru.ru_majflt),
-        nvcsw: u(ru.ru_nvcsw),
-        nivcsw: u(ru.ru_nivcsw),
+        minflt: u(ru.minor_page_faults()),
+        majflt: u(ru.major_page_faults()),
+        nvcsw: u(ru.voluntary_context_switches()),
+        nivcsw: u(ru.involuntary_context_switches()),
     })
 }
 
 /// `clock_gettime(CLOCK_MONOTONIC)` in nanoseconds (vDSO, no syscall on x86_64 with tsc).
 #[inline(always)]
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
+    // CLOCK_MONOTONIC always exists on Linux; the error arm is never taken.
+    let Ok(ts) = clock_gettime(ClockId::CLOCK_MONOTONIC) else {
+        return 0;
     };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64)
+    (ts.tv_sec() as u64)
         .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec as u64)
+        .wrapping_add(ts.tv_nsec() as u64)
 }
 
 /// The fields of `uname(2)`.
@@ -137,82 +124,68 @@ pub struct Uname {
 
 /// `uname(2)`.
 pub fn uname() -> io::Result<Uname> {
-    let mut u = MaybeUninit::<libc::utsname>::zeroed();
-    // SAFETY: `u` points to writable memory for a utsname.
-    check(unsafe { libc::uname(u.as_mut_ptr()) })?;
-    // SAFETY: uname succeeded and filled the struct (which was zeroed anyway).
-    let u = unsafe { u.assume_init() };
-    let s = |f: &[libc::c_char]| {
-        let bytes: Vec<u8> = f
-            .iter()
-            .take_while(|&&c| c != 0)
-            .map(|&c| c as u8)
-            .collect();
-        String::from_utf8_lossy(&bytes).into_owned()
-    };
+    let u = nix::sys::utsname::uname().map_err(errno)?;
+    let s = |f: &std::ffi::OsStr| f.to_string_lossy().into_owned();
     Ok(Uname {
-        sysname: s(&u.sysname),
-        nodename: s(&u.nodename),
-        release: s(&u.release),
-        version: s(&u.version),
-        machine: s(&u.machine),
+        sysname: s(u.sysname()),
+        nodename: s(u.nodename()),
+        release: s(u.release()),
+        version: s(u.version()),
+        machine: s(u.machine()),
     })
 }
 
-/// `flock(fd, LOCK_EX)`: blocks until this open file holds the exclusive lock. The lock goes
-/// away when the file is closed.
-pub fn flock_exclusive(f: &File) -> io::Result<()> {
-    flock(f, libc::LOCK_EX)
-}
-
-/// `flock(fd, LOCK_SH)`: blocks until this open file holds a shared lock.
-pub fn flock_shared(f: &File) -> io::Result<()> {
-    flock(f, libc::LOCK_SH)
-}
-
-fn flock(f: &File, op: libc::c_int) -> io::Result<()> {
+fn flock(f: File, arg: FlockArg) -> io::Result<Flock<File>> {
+    let mut f = f;
     loop {
-        // SAFETY: the fd is valid for the lifetime of `f`.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), op) };
-        match check(rc) {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+        match Flock::lock(f, arg) {
+            Ok(l) => return Ok(l),
+            Err((back, Errno::EINTR)) => f = back,
+            Err((_, e)) => return Err(errno(e)),
         }
     }
 }
 
+/// Block until `f` holds the exclusive `flock`; it is released when the returned lock drops.
+pub fn flock_exclusive(f: File) -> io::Result<Flock<File>> {
+    flock(f, FlockArg::LockExclusive)
+}
+
+/// Block until `f` holds a shared `flock`.
+pub fn flock_shared(f: File) -> io::Result<Flock<File>> {
+    flock(f, FlockArg::LockShared)
+}
+
 /// `prctl(PR_GET_THP_DISABLE)`: the process-wide THP-disable setting (0 = THP allowed).
 pub fn thp_disable_flag() -> io::Result<i32> {
-    // SAFETY: PR_GET_THP_DISABLE takes no pointer arguments.
-    check(unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) })
+    nix::sys::prctl::get_thp_disable()
+        .map(i32::from)
+        .map_err(errno)
 }
 
 /// `prctl(PR_SET_THP_DISABLE, on)`: disable (or re-allow) THP for the whole process. It also
 /// makes khugepaged drop this mm at its next visit instead of scanning it again.
 pub fn set_thp_disable(on: bool) -> io::Result<()> {
-    // SAFETY: PR_SET_THP_DISABLE takes integer arguments only.
-    check(unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, libc::c_ulong::from(on), 0, 0, 0) })?;
-    Ok(())
+    nix::sys::prctl::set_thp_disable(on).map_err(errno)
 }
 
 /// Effective user id.
 pub fn geteuid() -> u32 {
-    // SAFETY: geteuid cannot fail and touches no memory.
-    unsafe { libc::geteuid() }
+    nix::unistd::geteuid().as_raw()
 }
 
 /// Process id.
 pub fn getpid() -> i32 {
-    // SAFETY: getpid cannot fail and touches no memory.
-    unsafe { libc::getpid() }
+    nix::unistd::getpid().as_raw()
 }
 
 /// The base page size (`sysconf(_SC_PAGESIZE)`).
 pub fn page_size() -> Option<u64> {
-    // SAFETY: sysconf takes an integer and touches no memory.
-    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(v).ok().filter(|&v| v > 0)
+    sysconf(SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|v| u64::try_from(v).ok())
+        .filter(|&v| v > 0)
 }
 
 #[cfg(test)]
@@ -231,10 +204,42 @@ mod tests {
         assert!(sched_getcpu().is_some());
         let a = monotonic_ns();
         let b = monotonic_ns();
-        assert!(b >= a);
-        assert!(!uname().unwrap().release.is_empty());
+        assert!(b >= a && a > 0);
+        let u = uname().unwrap();
+        assert!(!u.release.is_empty());
+        assert_eq!(
+            u.release,
+            std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap()
+                .trim()
+        );
         getrusage_thread().unwrap();
         assert!(page_size().unwrap() >= 4096);
         sched_get().unwrap();
+        assert_eq!(getpid(), std::process::id() as i32);
+    }
+
+    #[test]
+    fn thp_disable_round_trips() {
+        let before = thp_disable_flag().unwrap();
+        set_thp_disable(true).unwrap();
+        assert_eq!(thp_disable_flag().unwrap(), 1);
+        set_thp_disable(before != 0).unwrap();
+        assert_eq!(thp_disable_flag().unwrap(), before);
+    }
+
+    #[test]
+    fn exclusive_flock_excludes_a_second_open_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("l");
+        std::fs::write(&p, "").unwrap();
+        let held = flock_exclusive(File::open(&p).unwrap()).unwrap();
+        let other = File::open(&p).unwrap();
+        assert!(matches!(
+            Flock::lock(other, FlockArg::LockExclusiveNonblock),
+            Err((_, Errno::EWOULDBLOCK))
+        ));
+        drop(held);
+        assert!(Flock::lock(File::open(&p).unwrap(), FlockArg::LockExclusiveNonblock).is_ok());
     }
 }

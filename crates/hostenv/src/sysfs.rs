@@ -49,7 +49,7 @@ pub fn read_u64(path: impl AsRef<Path>) -> Option<u64> {
 #[derive(Debug)]
 pub struct ExclusiveLock {
     path: PathBuf,
-    _file: File,
+    _lock: nix::fcntl::Flock<File>,
 }
 
 impl ExclusiveLock {
@@ -57,8 +57,8 @@ impl ExclusiveLock {
     pub fn acquire(path: impl AsRef<Path>) -> Result<ExclusiveLock, HostError> {
         let path = path.as_ref().to_path_buf();
         let file = File::open(&path).map_err(|e| HostError::io(&path, e))?;
-        crate::sys::flock_exclusive(&file).map_err(|e| HostError::io(&path, e))?;
-        Ok(ExclusiveLock { path, _file: file })
+        let lock = crate::sys::flock_exclusive(file).map_err(|e| HostError::io(&path, e))?;
+        Ok(ExclusiveLock { path, _lock: lock })
     }
 
     /// Block until a shared lock on `path` is held: shared holders run together, but not
@@ -66,8 +66,8 @@ impl ExclusiveLock {
     pub fn acquire_shared(path: impl AsRef<Path>) -> Result<ExclusiveLock, HostError> {
         let path = path.as_ref().to_path_buf();
         let file = File::open(&path).map_err(|e| HostError::io(&path, e))?;
-        crate::sys::flock_shared(&file).map_err(|e| HostError::io(&path, e))?;
-        Ok(ExclusiveLock { path, _file: file })
+        let lock = crate::sys::flock_shared(file).map_err(|e| HostError::io(&path, e))?;
+        Ok(ExclusiveLock { path, _lock: lock })
     }
 
     /// The locked path.
@@ -82,7 +82,7 @@ pub struct SysfsGuard {
     path: PathBuf,
     original: String,
     value: String,
-    _lock: File,
+    _lock: nix::fcntl::Flock<File>,
     token: Option<RestoreToken>,
 }
 
@@ -91,8 +91,8 @@ impl SysfsGuard {
     /// `value` nothing is written (but the guard still restores on every exit path).
     pub fn set(path: impl AsRef<Path>, value: &str) -> Result<SysfsGuard, HostError> {
         let path = path.as_ref().to_path_buf();
-        let lock = File::open(&path).map_err(|e| HostError::io(&path, e))?;
-        crate::sys::flock_exclusive(&lock).map_err(|e| HostError::io(&path, e))?;
+        let file = File::open(&path).map_err(|e| HostError::io(&path, e))?;
+        let lock = crate::sys::flock_exclusive(file).map_err(|e| HostError::io(&path, e))?;
         let original = read_selected(&path)?;
         let token = cleanup::arm_restore(&path, original.as_bytes())?;
         let guard = SysfsGuard {

@@ -1,5 +1,5 @@
-//! The folio layouts the benchmark can set up, and what the kernel's THP sysfs tree says about
-//! which of them are possible on this host.
+//! The folio layouts the benchmark can set up ([`RealLayout`], named in the contract), and what
+//! the kernel's THP sysfs tree says about which of them are possible on this host.
 //!
 //! | layout | how it is made | expected folios |
 //! |---|---|---|
@@ -10,118 +10,13 @@
 //! | `untouched` | nothing (the VMA has no pages, so fork skips it) | none |
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
+
+/// The layouts are the contract's words; what they need from the host is here.
+pub use contract::{PAGE_SIZE, PMD_SIZE, RealLayout};
 
 /// Where the kernel's THP knobs live.
 pub const THP_ROOT: &str = "/sys/kernel/mm/transparent_hugepage";
-
-/// Base page size assumed by the layouts (x86_64, arm64 with 4K pages).
-pub const PAGE_SIZE: u64 = 4096;
-/// PMD size with 4 KiB pages.
-pub const PMD_SIZE: u64 = 2 << 20;
-
-/// A memory layout to fork over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Layout {
-    Order0,
-    PteOrder9,
-    PmdOrder9,
-    /// An mTHP size in KiB (a power of two between 8 KiB and the PMD size, exclusive).
-    Mthp {
-        kb: u64,
-    },
-    Untouched,
-}
-
-impl Layout {
-    /// Folio order every populated page should be in; `None` for `untouched`.
-    pub fn folio_order(self) -> Option<u32> {
-        match self {
-            Layout::Order0 => Some(0),
-            Layout::PteOrder9 | Layout::PmdOrder9 => Some(9),
-            Layout::Mthp { kb } => Some((kb / (PAGE_SIZE / 1024)).trailing_zeros()),
-            Layout::Untouched => None,
-        }
-    }
-
-    /// Whether the layout writes its pages.
-    pub fn populated(self) -> bool {
-        !matches!(self, Layout::Untouched)
-    }
-
-    /// Whether the layout needs PMD-sized THP.
-    pub fn needs_pmd_thp(self) -> bool {
-        matches!(self, Layout::PteOrder9 | Layout::PmdOrder9)
-    }
-}
-
-impl fmt::Display for Layout {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Layout::Order0 => f.write_str("order0"),
-            Layout::PteOrder9 => f.write_str("pte-order9"),
-            Layout::PmdOrder9 => f.write_str("pmd-order9"),
-            Layout::Mthp { kb } => write!(f, "mthp-{kb}k"),
-            Layout::Untouched => f.write_str("untouched"),
-        }
-    }
-}
-
-/// Why a layout name was not understood.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LayoutParseError(pub String);
-
-impl fmt::Display for LayoutParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl FromStr for Layout {
-    type Err = LayoutParseError;
-
-    /// `order0`, `pte-order9`, `pmd-order9`, `untouched`, or `mthp-<N>k` (`k`, `K`, `kB` and
-    /// `kb` are accepted, as is `mthp-<N>m`). Whether the kernel offers the size is checked later.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let expected =
-            "expected order0, pte-order9, pmd-order9, mthp-<size> (e.g. mthp-64k) or untouched";
-        match s {
-            "order0" => return Ok(Layout::Order0),
-            "pte-order9" => return Ok(Layout::PteOrder9),
-            "pmd-order9" => return Ok(Layout::PmdOrder9),
-            "untouched" => return Ok(Layout::Untouched),
-            _ => {}
-        }
-        let Some(size) = s.strip_prefix("mthp-") else {
-            return Err(LayoutParseError(format!(
-                "unknown layout {s:?}: {expected}"
-            )));
-        };
-        let lower = size.to_ascii_lowercase();
-        let (num, mult) = if let Some(n) = lower.strip_suffix("kb").or(lower.strip_suffix('k')) {
-            (n, 1)
-        } else if let Some(n) = lower.strip_suffix("mb").or(lower.strip_suffix('m')) {
-            (n, 1024)
-        } else {
-            return Err(LayoutParseError(format!(
-                "unknown layout {s:?}: an mTHP size needs a unit, e.g. mthp-64k"
-            )));
-        };
-        let kb = num
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| n.checked_mul(mult))
-            .filter(|&kb| kb >= 8 && kb.is_power_of_two())
-            .ok_or_else(|| {
-                LayoutParseError(format!(
-                    "unknown layout {s:?}: the mTHP size must be a power of two of at least 8k"
-                ))
-            })?;
-        Ok(Layout::Mthp { kb })
-    }
-}
 
 /// A THP setting as the fault path sees it for one size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,8 +107,8 @@ impl ThpInfo {
     }
 
     /// Check that `layout` can be produced here; the error is one line for the user.
-    pub fn check(&self, layout: Layout) -> Result<(), String> {
-        if (layout.needs_pmd_thp() || matches!(layout, Layout::Mthp { .. }))
+    pub fn check(&self, layout: RealLayout) -> Result<(), String> {
+        if (layout.needs_pmd_thp() || matches!(layout, RealLayout::Mthp { .. }))
             && self.enabled.is_none()
         {
             return Err(format!(
@@ -222,7 +117,7 @@ impl ThpInfo {
             ));
         }
         match layout {
-            Layout::PteOrder9 | Layout::PmdOrder9 => {
+            RealLayout::PteOrder9 | RealLayout::PmdOrder9 => {
                 if self.effective(self.pmd_kb) == Effective::Never {
                     return Err(format!(
                         "no THP available for {layout}: transparent_hugepage/enabled is {:?} and hugepages-{}kB/enabled is {:?}; \
@@ -236,7 +131,7 @@ impl ThpInfo {
                     ));
                 }
             }
-            Layout::Mthp { kb } => {
+            RealLayout::Mthp { kb } => {
                 let offered = self.mthp_sizes();
                 if kb >= self.pmd_kb {
                     return Err(format!(
@@ -272,7 +167,7 @@ impl ThpInfo {
                     ));
                 }
             }
-            Layout::Order0 | Layout::Untouched => {}
+            RealLayout::Order0 | RealLayout::Untouched => {}
         }
         Ok(())
     }
@@ -283,7 +178,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parse_and_display_round_trip() {
+    fn the_spellings_realfork_documents_parse() {
         for s in [
             "order0",
             "pte-order9",
@@ -292,36 +187,34 @@ mod tests {
             "mthp-64k",
             "mthp-16k",
         ] {
-            assert_eq!(s.parse::<Layout>().unwrap().to_string(), s);
+            assert_eq!(s.parse::<RealLayout>().unwrap().to_string(), s);
         }
-        assert_eq!(
-            "mthp-64K".parse::<Layout>().unwrap(),
-            Layout::Mthp { kb: 64 }
-        );
-        assert_eq!(
-            "mthp-64kB".parse::<Layout>().unwrap(),
-            Layout::Mthp { kb: 64 }
-        );
-        assert_eq!(
-            "mthp-1m".parse::<Layout>().unwrap(),
-            Layout::Mthp { kb: 1024 }
-        );
+        for (s, kb) in [("mthp-64K", 64), ("mthp-64kB", 64), ("mthp-1m", 1024)] {
+            assert_eq!(
+                s.parse::<RealLayout>().unwrap(),
+                RealLayout::Mthp { kb },
+                "{s}"
+            );
+        }
         for bad in [
             "order9", "mthp-", "mthp-64", "mthp-48k", "mthp-4k", "mthp-xk", "", "Order0",
         ] {
-            let e = bad.parse::<Layout>().unwrap_err();
-            assert!(e.0.contains("layout"), "{bad}: {e}");
+            let e = bad.parse::<RealLayout>().unwrap_err();
+            assert!(
+                e.to_string().contains("layout") || e.what == "mTHP size",
+                "{bad}: {e}"
+            );
         }
     }
 
     #[test]
     fn folio_orders() {
-        assert_eq!(Layout::Order0.folio_order(), Some(0));
-        assert_eq!(Layout::PteOrder9.folio_order(), Some(9));
-        assert_eq!(Layout::Mthp { kb: 64 }.folio_order(), Some(4));
-        assert_eq!(Layout::Mthp { kb: 16 }.folio_order(), Some(2));
-        assert_eq!(Layout::Mthp { kb: 1024 }.folio_order(), Some(8));
-        assert_eq!(Layout::Untouched.folio_order(), None);
+        assert_eq!(RealLayout::Order0.folio_order(), Some(0));
+        assert_eq!(RealLayout::PteOrder9.folio_order(), Some(9));
+        assert_eq!(RealLayout::Mthp { kb: 64 }.folio_order(), Some(4));
+        assert_eq!(RealLayout::Mthp { kb: 16 }.folio_order(), Some(2));
+        assert_eq!(RealLayout::Mthp { kb: 1024 }.folio_order(), Some(8));
+        assert_eq!(RealLayout::Untouched.folio_order(), None);
     }
 
     fn fake_tree(top: &str, sizes: &[(u64, &str)]) -> tempfile::TempDir {
@@ -361,16 +254,16 @@ mod tests {
         assert_eq!(t.pmd_kb, 2048);
         assert_eq!(t.mthp_sizes(), vec![16, 64]);
         assert_eq!(t.effective(2048), Effective::Madvise);
-        assert!(t.check(Layout::PteOrder9).is_ok());
-        assert!(t.check(Layout::Mthp { kb: 64 }).is_ok());
-        let e = t.check(Layout::Mthp { kb: 32 }).unwrap_err();
+        assert!(t.check(RealLayout::PteOrder9).is_ok());
+        assert!(t.check(RealLayout::Mthp { kb: 64 }).is_ok());
+        let e = t.check(RealLayout::Mthp { kb: 32 }).unwrap_err();
         assert_eq!(
             e,
             "mTHP size 32k is not offered by this kernel (offered: mthp-16k, mthp-64k)"
         );
-        assert!(t.check(Layout::Mthp { kb: 8 }).is_err());
+        assert!(t.check(RealLayout::Mthp { kb: 8 }).is_err());
         assert!(
-            t.check(Layout::Mthp { kb: 2048 })
+            t.check(RealLayout::Mthp { kb: 2048 })
                 .unwrap_err()
                 .contains("pmd-order9")
         );
@@ -380,22 +273,22 @@ mod tests {
     fn no_thp_and_larger_sizes_always_are_refused() {
         let d = fake_tree("never", &[(64, "never"), (2048, "inherit")]);
         let t = ThpInfo::read(d.path());
-        let e = t.check(Layout::PmdOrder9).unwrap_err();
+        let e = t.check(RealLayout::PmdOrder9).unwrap_err();
         assert!(e.starts_with("no THP available for pmd-order9"), "{e}");
-        assert!(t.check(Layout::Order0).is_ok());
+        assert!(t.check(RealLayout::Order0).is_ok());
 
         let d = fake_tree(
             "always",
             &[(64, "never"), (128, "never"), (2048, "inherit")],
         );
         let e = ThpInfo::read(d.path())
-            .check(Layout::Mthp { kb: 64 })
+            .check(RealLayout::Mthp { kb: 64 })
             .unwrap_err();
         assert!(e.contains("hugepages-2048kB"), "{e}");
 
         let d = tempfile::tempdir().unwrap();
         let e = ThpInfo::read(&d.path().join("missing"))
-            .check(Layout::PteOrder9)
+            .check(RealLayout::PteOrder9)
             .unwrap_err();
         assert!(e.starts_with("no THP available"), "{e}");
     }

@@ -3,12 +3,12 @@
 //! layout with pagemap + kpageflags, smaps and THP counter deltas, then time the parent's
 //! `fork()` over it with `CLOCK_MONOTONIC`, run by run, and re-verify after every run.
 //!
-//! [`run`] / [`run_each`] return [`results::RunRecord`]s: `samples_ns` are the fork() calls;
-//! `extra` carries the layout reports, the fork-to-reaped samples, per-iteration disturbance
-//! flags, perf counters, scheduling and pinning details, the load on every CPU, and the host
-//! environment (see `runner.rs` for the exact keys). Host concerns (pinning, SCHED_FIFO, sysfs
-//! guards, counters, signals) come from `hostenv`. This crate prints nothing; [`summary`] only
-//! formats lines for the binary.
+//! [`run`] takes the contract's [`contract::RealOpts`] and returns a [`RealOutput`]: one
+//! [`contract::RealContext`] (host environment, pinning, timer cost, populate and the pre-run
+//! verification, captured once) and one [`contract::RunRecord`] per run, whose `samples_ns` are
+//! the fork() calls and whose typed [`contract::RealExtra`] holds what changes per run
+//! (see `runner.rs`). Host concerns (pinning, SCHED_FIFO, sysfs guards, counters, signals) come
+//! from `hostenv`. This crate prints nothing; [`summary`] only formats lines for the binary.
 //!
 //! Every bad input is a [`RealError`] whose [`RealError::exit_code`] is 2 and whose message is
 //! one line; so is a layout that is not what was asked (unless `--allow-unverified`).
@@ -27,9 +27,9 @@ pub mod summary;
 pub mod verify;
 pub mod vmstat;
 
-pub use args::{Mode, Plan, RealArgs, SchedMode};
-pub use layout::Layout;
-pub use runner::{run, run_each};
+pub use args::{Plan, plan};
+pub use layout::RealLayout;
+pub use runner::{RealOutput, run, run_each};
 
 use hostenv::HostError;
 

@@ -14,7 +14,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// pagemap bit 63: page present in RAM.
 pub const PM_PRESENT: u64 = 1 << 63;
@@ -132,7 +132,7 @@ pub fn read_pagemap(first_vpn: u64, npages: usize) -> io::Result<Vec<u64>> {
 }
 
 /// What the pagemap flags alone say (no privileges needed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PagemapFlags {
     pub pages: u64,
     pub present: u64,
@@ -168,14 +168,14 @@ pub fn pagemap_flags(entries: &[u64]) -> PagemapFlags {
 }
 
 /// Folios of one order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct OrderCount {
     pub folios: u64,
     pub pages: u64,
 }
 
 /// The folio-order histogram of a virtual range; see the module docs.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Histogram {
     pub pages: u64,
     pub present: u64,

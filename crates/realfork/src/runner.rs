@@ -1,50 +1,34 @@
 //! Orchestration of `forkbench real`: validate, pin, map and populate, verify, then for each run
-//! time `warmup + iters` forks and re-verify; one [`RunRecord`] per run.
+//! time `warmup + iters` forks and re-verify.
 //!
-//! `extra` keys of each record:
-//! * `verification`: `{level, verified, pre: LayoutReport + summary, post: LayoutReport + summary}`
-//! * `populate`: time to populate and to PTE-map, and every sysfs knob switched (with its
-//!   original value, the value written and how long it was switched); `khugepaged_guard`
-//!   (pte-order9 is `MADV_NOHUGEPAGE` after the split) and `thp_disabled_for_runs`
-//!   (`PR_SET_THP_DISABLE` after the first verification, so khugepaged leaves the mm alone)
-//! * `run_mean_ns`, `run_median_ns`, `reaped_mean_ns`, `reaped_median_ns`: this run's figures
-//! * `reaped_ns`: fork-to-reaped per timed iteration; `warmup_ns`, `first_fork_ns`
-//! * `core_probe_ns`: per timed iteration, the core-throughput probe taken just before the fork
-//!   ([`crate::coreprobe`]; `null` with `--no-core-probe`)
-//! * `child_start_ns`: per timed iteration, when the child first ran (its stamp minus t0);
-//!   `child_ran_first`: whether that was before the parent's second timestamp
-//! * `nivcsw`, `nvcsw`, `minflt`, `migrated`: per timed iteration, across the fork() call
-//!   (migrated: the CPU changed or perf counted a cpu-migration)
-//! * `disturbed` (bool per timed iteration), `disturbances` (`[{iter, reasons}]`),
-//!   `disturbed_count`: preempted (involuntary context switch), blocked (voluntary context
-//!   switch: fork() slept, e.g. on the mmap or anon_vma lock held by an rmap walker such as
-//!   DAMON or kswapd, or a /proc reader), migrated (CPU changed or
-//!   cpu-migrations counted), context-switch (perf counted one), child-ran-first (the child's
-//!   stamp is earlier than the parent's second timestamp); such samples are kept, flagged
-//! * `mode`: `{name, meaning, refresh_ns[], refresh_minflt[]}` (the refresh is outside timing)
-//! * `counters`: perf totals over the timed fork() calls (`value`, `per_op`, or `null` + reason)
-//! * `sched`: requested/effective policy, priority, fallback reason, total pause between
-//!   iterations and how it was spent (`pause`: sleep or spin); `pinning`: requested CPU, allowed mask, CPU at start
-//! * `cpu_load`: busy and steal % of every CPU during the run (`/proc/stat` deltas), and the
-//!   busiest CPU other than the pinned one
-//! * `timer`: cost of one `clock_gettime(CLOCK_MONOTONIC)` measured back to back before the
-//!   runs, and its share of this run's mean fork time (the overhead inside each sample)
-//! * `memory`: the runner's peak RSS (`VmHWM`) and the region's Rss after the run, and their
-//!   difference (the runner's own memory), plus `VmPTE`
-//! * `env`: the host environment; `runs`: how many runs were requested
+//! What is the same for every run is captured once, in the [`RealContext`]: the host
+//! environment, pinning, the timer's cost, how the layout was populated (sysfs knobs switched,
+//! khugepaged guards) and the pre-run verification with its full report. Each run is one
+//! [`RunRecord`] whose [`RealExtra`] holds only what changes per run: the post-run verification
+//! summary, per-iteration vectors (fork-to-reaped, core probe, child start, context switches,
+//! minor faults, fresh-mode refresh), sparse index lists (migrated, child ran first), the
+//! disturbances with their reasons, perf counter totals, the scheduling had, the load on every
+//! CPU and the runner's memory. Disturbance reasons: preempted (involuntary context switch),
+//! blocked (voluntary context switch: fork() slept, e.g. on the mmap or anon_vma lock held by
+//! an rmap walker such as DAMON or kswapd, or a /proc reader), migrated (CPU changed or
+//! cpu-migrations counted), context-switch (perf counted one), child-ran-first (the child's
+//! stamp is earlier than the parent's second timestamp); such samples are kept, flagged.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use contract::{
+    Accel, Arch, CheckSummary, CpuBusy, Disturbance, KnobSwitch, MemoryUse, Mode, Pause, Pinning,
+    Populate, RealContext, RealExtra, RealLayout, RealOpts, RealVariant, RunRecord, Sched,
+    SchedInfo, TimerCost, Variant,
+};
 use hostenv::counters::{self, Counters, Event, PerfCounters, Snapshot};
 use hostenv::{cpu, procfs, sched, sysfs};
-use results::{Instrument, RunRecord, SCHEMA_VERSION, Variant};
-use serde_json::{Value, json};
 
 use crate::RealError;
-use crate::args::{Mode, Pause, Plan, RealArgs, SchedMode};
+use crate::args::{Plan, plan};
 use crate::forkloop::{StampPage, timed_fork};
-use crate::layout::{Layout, THP_ROOT, ThpInfo};
+use crate::layout::{THP_ROOT, ThpInfo};
 use crate::region::Region;
 use crate::verify::{self, Deltas, LayoutReport};
 use crate::vmstat::MmCounters;
@@ -79,16 +63,39 @@ pub const CONFIG_KEYS: &[&str] = &[
     "MEMCG",
 ];
 
-/// Run `forkbench real` and collect the records.
-pub fn run(args: &RealArgs) -> Result<Vec<RunRecord>, RealError> {
-    let mut out = Vec::new();
-    run_each(args, &mut |r| out.push(r.clone()))?;
-    Ok(out)
+/// What one `forkbench real` invocation measured: its context (captured once) and one record
+/// per run, each pointing at that context (`real.context == 0`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RealOutput {
+    pub context: RealContext,
+    pub runs: Vec<RunRecord>,
 }
 
-/// Run `forkbench real`, handing each record to `on_record` as soon as its run is verified.
-pub fn run_each(args: &RealArgs, on_record: &mut dyn FnMut(&RunRecord)) -> Result<(), RealError> {
-    let plan = args.plan()?;
+/// Run `forkbench real` and collect its context and records.
+pub fn run(opts: &RealOpts) -> Result<RealOutput, RealError> {
+    let mut context = None;
+    let mut runs = Vec::new();
+    run_each(opts, &mut |c| context = Some(c.clone()), &mut |r| {
+        runs.push(r.clone())
+    })?;
+    let context = context.expect("run_each hands over the context before it returns Ok");
+    Ok(RealOutput { context, runs })
+}
+
+/// Run `forkbench real`: `on_context` gets the invocation's context once, before the first run;
+/// `on_record` each run's record as soon as the run is verified.
+pub fn run_each(
+    opts: &RealOpts,
+    on_context: &mut dyn FnMut(&RealContext),
+    on_record: &mut dyn FnMut(&RunRecord),
+) -> Result<(), RealError> {
+    let plan = plan(opts)?;
+    let arch = Arch::host().ok_or_else(|| {
+        RealError::BadInput(format!(
+            "real fork runs on x86_64 and arm64 only, not {}",
+            std::env::consts::ARCH
+        ))
+    })?;
     let thp = ThpInfo::read(Path::new(THP_ROOT));
     preflight(&plan, &thp)?;
     hostenv::cleanup::install();
@@ -96,22 +103,13 @@ pub fn run_each(args: &RealArgs, on_record: &mut dyn FnMut(&RunRecord)) -> Resul
     let allowed = cpu::allowed_cpus()?;
     let mut env = capture_env(&thp);
     env.pinned_cpu = plan.cpu;
-    let label = plan
-        .label
-        .clone()
-        .unwrap_or_else(|| env.kernel_release.clone());
-    let arch = if env.arch.is_empty() {
-        std::env::consts::ARCH.to_string()
-    } else {
-        env.arch.clone()
-    };
     let pinned = plan.cpu.map(cpu::pin_current_thread).transpose()?;
-    let pinning = json!({
-        "requested_cpu": plan.cpu,
-        "allowed_before": allowed.to_string(),
-        "pinned": pinned.is_some(),
-        "cpu_at_start": cpu::current_cpu(),
-    });
+    let pinning = Pinning {
+        requested_cpu: plan.cpu,
+        allowed_before: allowed.to_string(),
+        pinned: pinned.is_some(),
+        cpu_at_start: cpu::current_cpu(),
+    };
 
     let timer = calibrate_timer();
     let stamp = StampPage::new().map_err(|e| RealError::io("mapping the stamp page", e))?;
@@ -147,7 +145,27 @@ pub fn run_each(args: &RealArgs, on_record: &mut dyn FnMut(&RunRecord)) -> Resul
     // the process, khugepaged drops the mm at its next visit. fork() does not consult the flag
     // when copying, and the layout is already in place (and re-verified after every run).
     let thp_guard = ThpDisabled::set();
-    let khugepaged_excluded = thp_guard.as_ref().map(|_| ()).map_err(Clone::clone);
+    let context = RealContext {
+        env,
+        layout: plan.layout,
+        mem_bytes: plan.mem,
+        iters: plan.iters,
+        runs: plan.runs,
+        pinning,
+        timer,
+        populate: Populate {
+            populate_ns: prep.populate_ns,
+            pte_map_ns: prep.split_ns,
+            sysfs_switched: prep.knobs,
+            khugepaged_guard: plan.layout == RealLayout::PteOrder9,
+            thp_disabled_for_runs: thp_guard.is_ok(),
+            thp_disable_error: thp_guard.as_ref().err().cloned(),
+        },
+        pre: check_summary(&pre),
+        pre_report: serde_json::to_value(&pre).unwrap_or_default(),
+    };
+    on_context(&context);
+
     let mut counters = PerfCounters::open(&Event::ALL);
     let mut counters_ok = counters.status().iter().any(|s| s.available);
     let mut counter_failure: Option<String> = None;
@@ -195,30 +213,34 @@ pub fn run_each(args: &RealArgs, on_record: &mut dyn FnMut(&RunRecord)) -> Resul
             )));
         }
 
-        let memory = memory_json(&post);
         let cpu_load = match (&stat0, &stat1) {
-            (Some(a), Some(b)) => load_json(a, b, plan.cpu),
-            _ => Value::Null,
+            (Some(a), Some(b)) => procfs::load_between(a, b)
+                .into_iter()
+                .map(|(c, l)| {
+                    (
+                        c,
+                        CpuBusy {
+                            busy_pct: l.busy_pct,
+                            steal_pct: l.steal_pct,
+                        },
+                    )
+                })
+                .collect(),
+            _ => Default::default(),
         };
         let rec = record(RecordParts {
             plan: &plan,
-            arch: &arch,
-            label: &label,
+            arch,
+            kernel: &context.env.kernel_release,
             run_index,
             data,
-            pre: &pre,
+            verified: pre.ok && post.ok,
             post: &post,
-            prep: &prep,
-            khugepaged_excluded: &khugepaged_excluded,
             sched_info,
-            pinning: pinning.clone(),
             cpu_load,
-            timer: &timer,
-            memory,
             counters: &counters,
             counters_used: counters_ok,
             counter_failure: counter_failure.clone(),
-            env: &env,
         });
         on_record(&rec);
     }
@@ -226,6 +248,16 @@ pub fn run_each(args: &RealArgs, on_record: &mut dyn FnMut(&RunRecord)) -> Resul
     drop(pinned);
     drop(region);
     Ok(())
+}
+
+/// A verification, summarised for a record.
+fn check_summary(r: &LayoutReport) -> CheckSummary {
+    CheckSummary {
+        level: r.level.to_string(),
+        ok: r.ok,
+        summary: r.summary(),
+        failure: (!r.ok).then(|| r.failure()),
+    }
 }
 
 /// THP disabled for this process (`PR_SET_THP_DISABLE`) while this exists; dropping it puts
@@ -255,8 +287,8 @@ impl Drop for ThpDisabled {
 /// Checks that need the host but change nothing.
 fn preflight(plan: &Plan, thp: &ThpInfo) -> Result<(), RealError> {
     thp.check(plan.layout).map_err(|e| {
-        let hint = if plan.layout != Layout::Order0
-            && plan.layout != Layout::Untouched
+        let hint = if plan.layout != RealLayout::Order0
+            && plan.layout != RealLayout::Untouched
             && hostenv::thp_disable_flag().ok() == Some(1)
         {
             " (also: THP is disabled for this process by prctl(PR_SET_THP_DISABLE))"
@@ -294,14 +326,6 @@ fn preflight(plan: &Plan, thp: &ThpInfo) -> Result<(), RealError> {
 }
 
 /// Cost of one `clock_gettime(CLOCK_MONOTONIC)` call, measured back to back.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct TimerCost {
-    calls: u32,
-    mean_ns: f64,
-    median_ns: f64,
-    min_ns: u64,
-}
-
 fn calibrate_timer() -> TimerCost {
     const CALLS: u32 = 100_000;
     let mut deltas = Vec::with_capacity(CALLS as usize);
@@ -315,30 +339,29 @@ fn calibrate_timer() -> TimerCost {
     deltas.sort_unstable();
     TimerCost {
         calls: CALLS,
-        mean_ns,
-        median_ns: deltas[deltas.len() / 2] as f64,
-        min_ns: deltas[0],
+        per_call_mean_ns: round3(mean_ns),
+        per_call_median_ns: deltas[deltas.len() / 2] as f64,
+        per_call_min_ns: deltas[0],
     }
 }
 
 /// The runner's own memory: peak RSS minus what the region holds.
-fn memory_json(post: &LayoutReport) -> Value {
+fn memory_use(post: &LayoutReport) -> MemoryUse {
     let hwm = procfs::self_status_bytes("VmHWM");
-    let rss = procfs::self_status_bytes("VmRSS");
     let region = post.observation.smaps.as_ref().map(|s| s.rss_kb * 1024);
-    json!({
-        "vm_hwm_bytes": hwm,
-        "vm_rss_bytes": rss,
-        "vm_pte_bytes": procfs::self_status_bytes("VmPTE"),
-        "region_rss_bytes": region,
-        "runner_own_peak_bytes": match (hwm, region) {
+    MemoryUse {
+        vm_hwm_bytes: hwm,
+        vm_rss_bytes: procfs::self_status_bytes("VmRSS"),
+        vm_pte_bytes: procfs::self_status_bytes("VmPTE"),
+        region_rss_bytes: region,
+        runner_own_peak_bytes: match (hwm, region) {
             (Some(h), Some(r)) => Some(h.saturating_sub(r)),
             _ => None,
         },
-    })
+    }
 }
 
-fn capture_env(thp: &ThpInfo) -> hostenv::env::HostEnv {
+fn capture_env(thp: &ThpInfo) -> contract::HostEnv {
     let r = &thp.root;
     let mut paths: Vec<PathBuf> = [
         "enabled",
@@ -366,7 +389,7 @@ struct Prepared {
     populate_ns: u64,
     split_ns: Option<u64>,
     deltas: Deltas,
-    knobs: Vec<Value>,
+    knobs: Vec<KnobSwitch>,
 }
 
 fn prepare(region: &mut Region, plan: &Plan, thp: &ThpInfo) -> Result<Prepared, RealError> {
@@ -383,12 +406,12 @@ fn prepare(region: &mut Region, plan: &Plan, thp: &ThpInfo) -> Result<Prepared, 
     // by them. (Best effort: without the directory there are no THP counters either.)
     let _lock = if plan.layout.populated() {
         let l = match plan.layout {
-            Layout::Mthp { .. } => sysfs::ExclusiveLock::acquire(&thp.root),
+            RealLayout::Mthp { .. } => sysfs::ExclusiveLock::acquire(&thp.root),
             _ => sysfs::ExclusiveLock::acquire_shared(&thp.root),
         };
         match (l, plan.layout) {
             (Ok(l), _) => Some(l),
-            (Err(e), Layout::Mthp { .. }) => return Err(e.into()),
+            (Err(e), RealLayout::Mthp { .. }) => return Err(e.into()),
             (Err(_), _) => None,
         }
     } else {
@@ -397,16 +420,16 @@ fn prepare(region: &mut Region, plan: &Plan, thp: &ThpInfo) -> Result<Prepared, 
     let before = MmCounters::read(&thp.root);
     let mut populate_ns = 0;
     match plan.layout {
-        Layout::Untouched => {}
-        Layout::Order0 => {
+        RealLayout::Untouched => {}
+        RealLayout::Order0 => {
             madv(region, libc::MADV_NOHUGEPAGE, "MADV_NOHUGEPAGE")?;
             populate_ns = populate(region);
         }
-        Layout::PteOrder9 | Layout::PmdOrder9 => {
+        RealLayout::PteOrder9 | RealLayout::PmdOrder9 => {
             madv(region, libc::MADV_HUGEPAGE, "MADV_HUGEPAGE")?;
             populate_ns = populate(region);
         }
-        Layout::Mthp { kb } => {
+        RealLayout::Mthp { kb } => {
             let knob = thp.size_knob(kb);
             // Knob switching is serialised with every other forkbench process (whatever size
             // it switches) by the exclusive lock above; re-check under it that no larger size
@@ -430,20 +453,20 @@ fn prepare(region: &mut Region, plan: &Plan, thp: &ThpInfo) -> Result<Prepared, 
             guard.restore()?;
             let window = hostenv::monotonic_ns().saturating_sub(t);
             let now = sysfs::read_selected(&knob).unwrap_or_default();
-            knobs.push(json!({
-                "path": knob.display().to_string(),
-                "original": original,
-                "written": "always",
-                "switched_ns": window,
-                "restored_value": now,
-            }));
+            knobs.push(KnobSwitch {
+                path: knob.display().to_string(),
+                original,
+                written: "always".into(),
+                switched_ns: window,
+                restored_value: now,
+            });
         }
     }
     let after = MmCounters::read(&thp.root);
     if let (Some(a), Some(b)) = (&before, &after) {
         deltas.populate = Some(b.since(a));
     }
-    if plan.layout == Layout::PteOrder9 {
+    if plan.layout == RealLayout::PteOrder9 {
         deltas.smaps_before_split =
             crate::smaps::read_range(region.start(), region.start() + region.len()).ok();
         let t = hostenv::monotonic_ns();
@@ -479,62 +502,38 @@ fn populate(region: &mut Region) -> u64 {
     hostenv::monotonic_ns().saturating_sub(t)
 }
 
-fn enter_sched(plan: &Plan) -> (Option<sched::FifoGuard>, Value) {
-    let rt = sched::rt_budget();
-    let requested = match plan.sched {
-        SchedMode::Other => {
-            return (
-                None,
-                json!({"requested": "other", "effective": "other", "rt_budget_us": rt}),
-            );
-        }
-        SchedMode::Batch => "batch",
-        SchedMode::Fifo => "fifo",
+/// Enter the requested policy (falling back to batch, then other, with the reason). The
+/// returned info's pause fields are filled in after the run.
+fn enter_sched(plan: &Plan) -> (Option<sched::FifoGuard>, SchedInfo) {
+    let info = |effective, priority, fallback| SchedInfo {
+        requested: plan.sched,
+        effective,
+        priority,
+        fallback,
+        pause: None,
+        pause_total_ns: 0,
     };
+    if plan.sched == Sched::Other {
+        return (None, info(Sched::Other, None, None));
+    }
     let mut fallback = None;
-    if plan.sched == SchedMode::Fifo {
+    if plan.sched == Sched::Fifo {
         match sched::set_fifo(plan.fifo_priority) {
             Ok(g) => {
                 let p = g.priority();
-                return (
-                    Some(g),
-                    json!({
-                        "requested": requested,
-                        "effective": "fifo",
-                        "priority": p,
-                        "children_inherit": true,
-                        "rt_budget_us": rt,
-                    }),
-                );
+                return (Some(g), info(Sched::Fifo, Some(p), None));
             }
             Err(e) => fallback = Some(e.to_string()),
         }
     }
     match sched::set_batch() {
-        Ok(g) => (
-            Some(g),
-            json!({
-                "requested": requested,
-                "effective": "batch",
-                "children_inherit": true,
-                "fallback": fallback,
-                "rt_budget_us": rt,
-            }),
-        ),
+        Ok(g) => (Some(g), info(Sched::Batch, None, fallback)),
         Err(e) => {
             let why = match fallback {
                 Some(f) => format!("{f}; {e}"),
                 None => e.to_string(),
             };
-            (
-                None,
-                json!({
-                    "requested": requested,
-                    "effective": "other",
-                    "fallback": why,
-                    "rt_budget_us": rt,
-                }),
-            )
+            (None, info(Sched::Other, None, Some(why)))
         }
     }
 }
@@ -549,13 +548,14 @@ struct RunData {
     nivcsw: Vec<u64>,
     nvcsw: Vec<u64>,
     minflt: Vec<u64>,
-    migrated: Vec<bool>,
-    disturbed: Vec<bool>,
-    disturbances: Vec<Value>,
+    /// Indices of the timed iterations that migrated.
+    migrated: Vec<u32>,
+    disturbances: Vec<Disturbance>,
     refresh_ns: Vec<u64>,
     refresh_minflt: Vec<u64>,
     child_start: Vec<Option<u64>>,
-    child_first: Vec<bool>,
+    /// Indices of the timed iterations whose child ran first.
+    child_first: Vec<u32>,
     core_probe: Vec<u64>,
     pause_ns: u64,
     counters_total: Option<Snapshot>,
@@ -652,22 +652,27 @@ fn run_loop<'c>(
             {
                 reasons.push("context-switch");
             }
-            let iter = d.samples.len();
+            let iter = u32::try_from(d.samples.len()).expect("iterations fit u32 (MAX_ITERS)");
             d.samples.push(f.fork_ns);
             d.reaped.push(f.reaped_ns);
             d.nivcsw.push(f.nivcsw);
             d.nvcsw.push(f.nvcsw);
             d.minflt.push(f.minflt);
-            d.migrated.push(migrated);
+            if migrated {
+                d.migrated.push(iter);
+            }
             d.child_start.push(f.child_start_ns);
-            d.child_first.push(f.child_ran_first);
+            if f.child_ran_first {
+                d.child_first.push(iter);
+            }
             if let Some(p) = probe {
                 d.core_probe.push(p);
             }
-            d.disturbed.push(!reasons.is_empty());
             if !reasons.is_empty() {
-                d.disturbances
-                    .push(json!({"iter": iter, "reasons": reasons, "fork_ns": f.fork_ns}));
+                d.disturbances.push(Disturbance {
+                    iter,
+                    reasons: reasons.into_iter().map(String::from).collect(),
+                });
             }
             if let (Some(t), Some(dl)) = (d.counters_total.as_mut(), &delta) {
                 add_into(t, dl);
@@ -688,53 +693,20 @@ fn run_loop<'c>(
     Ok(d)
 }
 
-fn load_json(
-    a: &std::collections::BTreeMap<usize, procfs::CpuTimes>,
-    b: &std::collections::BTreeMap<usize, procfs::CpuTimes>,
-    pinned: Option<usize>,
-) -> Value {
-    let load = procfs::load_between(a, b);
-    let other_max = load
-        .iter()
-        .filter(|(c, _)| Some(**c) != pinned)
-        .map(|(_, l)| l.busy_pct)
-        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
-    json!({
-        "per_cpu": load.iter().map(|(c, l)| (c.to_string(), json!(l))).collect::<serde_json::Map<_, _>>(),
-        "other_cpus_max_busy_pct": other_max,
-    })
-}
-
 struct RecordParts<'a> {
     plan: &'a Plan,
-    arch: &'a str,
-    label: &'a str,
+    arch: Arch,
+    kernel: &'a str,
     run_index: u32,
     data: RunData,
-    pre: &'a LayoutReport,
+    /// Both the pre-run and this run's verification passed.
+    verified: bool,
     post: &'a LayoutReport,
-    prep: &'a Prepared,
-    khugepaged_excluded: &'a Result<(), String>,
-    sched_info: Value,
-    pinning: Value,
-    cpu_load: Value,
-    timer: &'a TimerCost,
-    memory: Value,
+    sched_info: SchedInfo,
+    cpu_load: std::collections::BTreeMap<usize, CpuBusy>,
     counters: &'a PerfCounters,
     counters_used: bool,
     counter_failure: Option<String>,
-    env: &'a hostenv::env::HostEnv,
-}
-
-fn report_json(r: &LayoutReport) -> Value {
-    let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
-    if let Value::Object(m) = &mut v {
-        m.insert("summary".into(), r.summary().into());
-        if !r.ok {
-            m.insert("failure".into(), r.failure().into());
-        }
-    }
-    v
 }
 
 /// Floats in records are rounded so that they survive a JSON round trip exactly (serde_json's
@@ -743,21 +715,7 @@ fn round3(x: f64) -> f64 {
     (x * 1e3).round() / 1e3
 }
 
-fn round6(x: f64) -> f64 {
-    (x * 1e6).round() / 1e6
-}
-
 fn record(p: RecordParts<'_>) -> RunRecord {
-    let verified = p.pre.ok && p.post.ok;
-    let mut options = Vec::new();
-    match p.sched_info["effective"].as_str() {
-        Some("fifo") => options.push("sched-fifo"),
-        Some("batch") => options.push("sched-batch"),
-        _ => {}
-    }
-    if !verified {
-        options.push("unverified");
-    }
     let d = p.data;
     let forks = d.samples.len() as u64;
     let mut status = p.counters.status().to_vec();
@@ -766,7 +724,7 @@ fn record(p: RecordParts<'_>) -> RunRecord {
             s.reason = Some(format!("counting stopped: {why}"));
         }
     }
-    let counters_json = counters::report(
+    let counters = counters::report(
         &status,
         if p.counters_used {
             d.counters_total.as_ref()
@@ -775,102 +733,51 @@ fn record(p: RecordParts<'_>) -> RunRecord {
         },
         forks,
     );
-    let mode_meaning = match p.plan.mode {
-        Mode::Steady => {
-            "steady: the same parent forks again; after the first fork its PTEs stay write-protected and its pages are no longer AnonExclusive"
-        }
-        Mode::Fresh => {
-            "fresh: before each fork one byte per page is written (outside the timed section), so the parent's PTEs are writable and its folios exclusive again"
-        }
-    };
-    let f64s = |v: &[u64]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
-    // The same formula as `RunRecord::mean_ns`, so readers can compare the two exactly.
-    let mean = |v: &[u64]| {
-        (!v.is_empty()).then(|| v.iter().map(|&s| s as f64).sum::<f64>() / v.len() as f64)
-    };
-    let run_mean = mean(&d.samples);
-    let reaped_mean = mean(&d.reaped).map(round3);
-    let mut sched_json = p.sched_info;
-    sched_json["pause_between_iterations_ns"] = d.pause_ns.into();
+    let mut sched = p.sched_info;
+    sched.pause_total_ns = d.pause_ns;
     if d.pause_ns > 0 {
-        sched_json["pause"] = p.plan.pause.to_string().into();
+        sched.pause = Some(p.plan.pause);
     }
-    let extra = json!({
-        "verification": {
-            "level": p.pre.level.min(p.post.level),
-            "verified": verified,
-            "pre": report_json(p.pre),
-            "post": report_json(p.post),
-        },
-        "populate": {
-            "populate_ns": p.prep.populate_ns,
-            "pte_map_ns": p.prep.split_ns,
-            "sysfs_switched": p.prep.knobs,
-            "khugepaged_guard": p.plan.layout == Layout::PteOrder9,
-            "thp_disabled_for_runs": match p.khugepaged_excluded {
-                Ok(()) => json!(true),
-                Err(e) => json!({"failed": e}),
-            },
-        },
-        "run_mean_ns": run_mean,
-        "run_median_ns": stats::median(&f64s(&d.samples)),
-        "reaped_mean_ns": reaped_mean,
-        "reaped_median_ns": stats::median(&f64s(&d.reaped)),
-        "reaped_ns": d.reaped,
-        "child_start_ns": d.child_start,
-        "child_ran_first": d.child_first,
-        "child_ran_first_count": d.child_first.iter().filter(|&&b| b).count(),
-        "core_probe_ns": if d.core_probe.is_empty() { Value::Null } else { json!(d.core_probe) },
-        "warmup_ns": d.warmup,
-        "first_fork_ns": d.first_fork_ns,
-        "first_fork_of_process": p.run_index == 0,
-        "nivcsw": d.nivcsw,
-        "nvcsw": d.nvcsw,
-        "minflt": d.minflt,
-        "migrated": d.migrated,
-        "disturbed": d.disturbed,
-        "disturbed_count": d.disturbances.len(),
-        "disturbances": d.disturbances,
-        "mode": {
-            "name": p.plan.mode.to_string(),
-            "meaning": mode_meaning,
-            "refresh_ns": d.refresh_ns,
-            "refresh_minflt": d.refresh_minflt,
-        },
-        "counters": counters_json,
-        "sched": sched_json,
-        "pinning": p.pinning,
-        "cpu_load": p.cpu_load,
-        "timer": {
-            "what": "one clock_gettime(CLOCK_MONOTONIC) call, measured back to back before the runs; each fork sample contains about one such call",
-            "calls": p.timer.calls,
-            "per_call_mean_ns": round3(p.timer.mean_ns),
-            "per_call_median_ns": p.timer.median_ns,
-            "per_call_min_ns": p.timer.min_ns,
-            "share_of_fork_mean_pct": run_mean.map(|m| round6(100.0 * p.timer.mean_ns / m)),
-        },
-        "memory": p.memory,
-        "runs": p.plan.runs,
-        "iters": p.plan.iters,
-        "env": p.env,
-    });
+    let effective = sched.effective;
+    let extra = RealExtra {
+        context: 0,
+        post: Some(check_summary(p.post)),
+        reaped_ns: d.reaped,
+        core_probe_ns: d.core_probe,
+        child_start_ns: d.child_start,
+        child_ran_first: d.child_first,
+        migrated: d.migrated,
+        nivcsw: d.nivcsw,
+        nvcsw: d.nvcsw,
+        minflt: d.minflt,
+        disturbances: d.disturbances,
+        warmup_ns: d.warmup,
+        first_fork_ns: d.first_fork_ns,
+        refresh_ns: d.refresh_ns,
+        refresh_minflt: d.refresh_minflt,
+        counters,
+        sched: Some(sched),
+        cpu_load: p.cpu_load,
+        memory: Some(memory_use(p.post)),
+    };
     RunRecord {
-        schema: SCHEMA_VERSION,
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        variant: Variant {
-            instrument: Instrument::Real,
-            arch: p.arch.to_string(),
-            strategy: p.label.to_string(),
-            layout: p.plan.layout.to_string(),
+        variant: Variant::Real(RealVariant {
+            arch: p.arch,
+            kernel: p.kernel.to_string(),
+            accel: Accel::Host,
+            layout: p.plan.layout,
             mem_bytes: p.plan.mem,
-            mode: p.plan.mode.to_string(),
-            options: options.join(","),
-        },
+            mode: p.plan.mode,
+            sched: effective,
+            unverified: !p.verified,
+        }),
         run_index: p.run_index,
         warmup: p.plan.warmup,
         samples_ns: d.samples,
-        ops: Default::default(),
         cpu: p.plan.cpu,
-        extra,
+        ops: Default::default(),
+        sim: None,
+        real: Some(Box::new(extra)),
+        host_load: None,
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One VMA of smaps.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -58,7 +58,7 @@ pub fn parse(text: &str) -> Vec<Vma> {
 }
 
 /// smaps summed over the VMAs that overlap `[start, end)`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RangeSmaps {
     /// VMAs overlapping the range.
     pub vmas: u64,

@@ -8,9 +8,9 @@
 //! runs, so that slow drift of the host, shared by all groups, drops out. A large gap between the
 //! two says the run-to-run spread comes from the host drifting between runs, not from the forks.
 //! Means, standard deviations and medians come from the `stats` crate; tests between variants
-//! belong there too and read the JSON records instead.
+//! belong there too and read the JSON records instead. Durations print with [`contract::fmt_ns`].
 
-use results::RunRecord;
+use contract::{RealContext, RealExtra, RunRecord, fmt_ns};
 
 /// Mean, median and sample standard deviation; `None` for no samples.
 pub fn mean_median_sd(samples: &[u64]) -> Option<(f64, f64, f64)> {
@@ -19,37 +19,35 @@ pub fn mean_median_sd(samples: &[u64]) -> Option<(f64, f64, f64)> {
     Some((s.mean, stats::median(&xs)?, s.std))
 }
 
-/// A duration in ns with a readable unit.
-pub fn fmt_ns(ns: f64) -> String {
-    if ns >= 1e6 {
-        format!("{:.3} ms", ns / 1e6)
-    } else if ns >= 1e3 {
-        format!("{:.2} µs", ns / 1e3)
-    } else {
-        format!("{ns:.0} ns")
-    }
+fn real(rec: &RunRecord) -> Option<&RealExtra> {
+    rec.real.as_deref()
 }
 
-/// Lines describing one record: the verification line before the first run (and after any run
-/// whose check failed or was partial), then the run's figures.
-pub fn describe(rec: &RunRecord) -> Vec<String> {
+fn with_options(mut line: String, rec: &RunRecord) -> String {
+    let options = rec.variant.options();
+    if !options.is_empty() {
+        line.push_str(&format!(" [{options}]"));
+    }
+    line
+}
+
+/// Lines describing one record of the invocation `ctx`: the verification line before the first
+/// run (and after any run whose check failed, and after the last), then the run's figures.
+pub fn describe(ctx: &RealContext, rec: &RunRecord) -> Vec<String> {
     let mut out = Vec::new();
-    let v = &rec.extra["verification"];
-    if rec.run_index == 0
-        && let Some(s) = v["pre"]["summary"].as_str()
-    {
-        out.push(format!("layout: {s}"));
-        if let Some(s) = rec.extra["sched"]["fallback"].as_str() {
-            let to = rec.extra["sched"]["effective"]
-                .as_str()
-                .unwrap_or("other")
-                .to_uppercase();
-            out.push(format!("sched: fell back to SCHED_{to}: {s}"));
+    let x = real(rec);
+    if rec.run_index == 0 {
+        out.push(format!("layout: {}", ctx.pre.summary));
+        if let Some(s) = x.and_then(|x| x.sched.as_ref())
+            && let Some(why) = &s.fallback
+        {
+            out.push(format!(
+                "sched: fell back to SCHED_{}: {why}",
+                s.effective.name().to_uppercase()
+            ));
         }
     }
-    let reaped = u64s(&rec.extra["reaped_ns"]);
-    let disturbed = rec.extra["disturbed_count"].as_u64().unwrap_or(0);
-    let mut line = format!("{} run {}:", rec.variant.layout, rec.run_index);
+    let mut line = format!("{} run {}:", rec.variant.layout_name(), rec.run_index);
     match mean_median_sd(&rec.samples_ns) {
         Some((mean, median, sd)) => line.push_str(&format!(
             " fork mean {} median {} sd {} ({:.1}%) n={}",
@@ -61,37 +59,30 @@ pub fn describe(rec: &RunRecord) -> Vec<String> {
         )),
         None => line.push_str(" no samples"),
     }
-    line.push_str(&format!(", {disturbed} disturbed"));
-    if let Some((mean, _, _)) = mean_median_sd(&reaped) {
+    line.push_str(&format!(
+        ", {} disturbed",
+        x.map_or(0, RealExtra::disturbed_count)
+    ));
+    if let Some((mean, _, _)) = x.and_then(|x| mean_median_sd(&x.reaped_ns)) {
         line.push_str(&format!("; fork->reaped mean {}", fmt_ns(mean)));
     }
-    if let Some(first) = rec.extra["first_fork_ns"].as_u64() {
+    if let Some(first) = x.and_then(|x| x.first_fork_ns) {
         line.push_str(&format!("; first fork {}", fmt_ns(first as f64)));
     }
-    if !rec.variant.options.is_empty() {
-        line.push_str(&format!(" [{}]", rec.variant.options));
-    }
-    out.push(line);
-    let post = &v["post"];
-    let last = u64::from(rec.run_index) + 1 == rec.extra["runs"].as_u64().unwrap_or(0);
-    if (post["ok"] == false || last)
-        && let Some(s) = post["summary"].as_str()
+    out.push(with_options(line, rec));
+    let last = rec.run_index + 1 == ctx.runs;
+    if let Some(post) = x.and_then(|x| x.post.as_ref())
+        && (!post.ok || last)
     {
-        out.push(format!("layout: {s}"));
+        out.push(format!("layout: {}", post.summary));
     }
     out
-}
-
-fn u64s(v: &serde_json::Value) -> Vec<u64> {
-    v.as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_u64()).collect())
-        .unwrap_or_default()
 }
 
 /// One line over all records of one variant: `<layout> over R runs x N: fork mean (of run
 /// means), std_rel (sample sd of run means / their mean), median of all samples, fork-to-reaped
 /// mean, disturbed samples, timer overhead, runner memory`. `None` without records.
-pub fn aggregate(recs: &[RunRecord]) -> Option<String> {
+pub fn aggregate(ctx: &RealContext, recs: &[RunRecord]) -> Option<String> {
     let first = recs.first()?;
     let means: Vec<f64> = recs.iter().map(RunRecord::mean_ns).collect();
     let runs = stats::Summary::of(&means)?;
@@ -104,22 +95,17 @@ pub fn aggregate(recs: &[RunRecord]) -> Option<String> {
     let run_medians: Vec<f64> = per_run.iter().filter_map(|xs| stats::median(xs)).collect();
     let medians = stats::Summary::of(&run_medians)?;
     let short_term = stats::regrouped(&per_run).map(|s| s.cv());
-    let reaped: Vec<f64> = recs
+    let extras: Vec<&RealExtra> = recs.iter().filter_map(real).collect();
+    let reaped: Vec<f64> = extras
         .iter()
-        .flat_map(|r| u64s(&r.extra["reaped_ns"]))
-        .map(|x| x as f64)
+        .flat_map(|x| &x.reaped_ns)
+        .map(|&v| v as f64)
         .collect();
-    let disturbed: u64 = recs
-        .iter()
-        .filter_map(|r| r.extra["disturbed_count"].as_u64())
-        .sum();
-    let child_first: u64 = recs
-        .iter()
-        .filter_map(|r| r.extra["child_ran_first_count"].as_u64())
-        .sum();
+    let disturbed: usize = extras.iter().map(|x| x.disturbed_count()).sum();
+    let child_first: usize = extras.iter().map(|x| x.child_ran_first.len()).sum();
     let mut line = format!(
         "{} over {} runs x {}: fork mean {} std_rel {:.2}%",
-        first.variant.layout,
+        first.variant.layout_name(),
         recs.len(),
         first.samples_ns.len(),
         fmt_ns(runs.mean),
@@ -140,10 +126,10 @@ pub fn aggregate(recs: &[RunRecord]) -> Option<String> {
         "; disturbed {disturbed} of {} (child ran first {child_first})",
         all.len()
     ));
-    let probe: Vec<f64> = recs
+    let probe: Vec<f64> = extras
         .iter()
-        .flat_map(|r| u64s(&r.extra["core_probe_ns"]))
-        .map(|x| x as f64)
+        .flat_map(|x| &x.core_probe_ns)
+        .map(|&v| v as f64)
         .collect();
     if let (Some(r), Some(p)) = (stats::pearson(&probe, &all), stats::Summary::of(&probe)) {
         line.push_str(&format!(
@@ -153,18 +139,17 @@ pub fn aggregate(recs: &[RunRecord]) -> Option<String> {
             r
         ));
     }
-    if let Some(t) = first.extra["timer"]["per_call_mean_ns"].as_f64()
-        && runs.mean > 0.0
-    {
+    let t = ctx.timer.per_call_mean_ns;
+    if t > 0.0 && runs.mean > 0.0 {
         line.push_str(&format!(
             "; timer {:.0} ns = {:.4}% of fork",
             t,
             100.0 * t / runs.mean
         ));
     }
-    if let Some(m) = recs
+    if let Some(m) = extras
         .iter()
-        .filter_map(|r| r.extra["memory"]["runner_own_peak_bytes"].as_u64())
+        .filter_map(|x| x.memory.as_ref()?.runner_own_peak_bytes)
         .max()
     {
         line.push_str(&format!(
@@ -172,15 +157,16 @@ pub fn aggregate(recs: &[RunRecord]) -> Option<String> {
             m as f64 / f64::from(1 << 20)
         ));
     }
-    if !first.variant.options.is_empty() {
-        line.push_str(&format!(" [{}]", first.variant.options));
-    }
-    Some(line)
+    Some(with_options(line, first))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use contract::{
+        Accel, Arch, CheckSummary, HostEnv, MemoryUse, Mode, Pinning, Populate, RealLayout,
+        RealVariant, Sched, TimerCost, Variant,
+    };
 
     #[test]
     fn descriptive_figures() {
@@ -190,44 +176,96 @@ mod tests {
         assert_eq!(med, 2.5);
         assert!((sd - 1.290_994_448_7).abs() < 1e-9);
         assert_eq!(mean_median_sd(&[7]).unwrap(), (7.0, 7.0, 0.0));
-        assert_eq!(fmt_ns(1_500_000.0), "1.500 ms");
-        assert_eq!(fmt_ns(1_500.0), "1.50 µs");
-        assert_eq!(fmt_ns(15.0), "15 ns");
+    }
+
+    fn check(summary: &str) -> CheckSummary {
+        CheckSummary {
+            level: "full".into(),
+            ok: true,
+            summary: summary.into(),
+            failure: None,
+        }
+    }
+
+    fn ctx(runs: u32) -> RealContext {
+        RealContext {
+            env: HostEnv::default(),
+            layout: RealLayout::Order0,
+            mem_bytes: 1 << 30,
+            iters: 2,
+            runs,
+            pinning: Pinning::default(),
+            timer: TimerCost {
+                calls: 10,
+                per_call_mean_ns: 20.0,
+                per_call_median_ns: 20.0,
+                per_call_min_ns: 19,
+            },
+            populate: Populate::default(),
+            pre: check("verified order0 (before)"),
+            pre_report: serde_json::Value::Null,
+        }
     }
 
     fn rec(run_index: u32, samples: Vec<u64>) -> RunRecord {
         RunRecord {
-            schema: results::SCHEMA_VERSION,
-            tool_version: "0".into(),
-            variant: results::Variant {
-                instrument: results::Instrument::Real,
-                arch: "x86_64".into(),
-                strategy: "k".into(),
-                layout: "order0".into(),
+            variant: Variant::Real(RealVariant {
+                arch: Arch::X86_64,
+                kernel: "k".into(),
+                accel: Accel::Host,
+                layout: RealLayout::Order0,
                 mem_bytes: 1 << 30,
-                mode: "steady".into(),
-                options: "sched-fifo".into(),
-            },
+                mode: Mode::Steady,
+                sched: Sched::Fifo,
+                unverified: false,
+            }),
             run_index,
             warmup: 1,
             samples_ns: samples.clone(),
-            ops: Default::default(),
             cpu: Some(1),
-            extra: serde_json::json!({
-                "reaped_ns": samples.iter().map(|s| s * 2).collect::<Vec<_>>(),
-                "disturbed_count": 1,
-                "child_ran_first_count": 0,
-                "timer": {"per_call_mean_ns": 20.0},
-                "memory": {"runner_own_peak_bytes": 3 << 20},
-            }),
+            ops: Default::default(),
+            sim: None,
+            real: Some(Box::new(RealExtra {
+                post: Some(check("verified order0 (after)")),
+                reaped_ns: samples.iter().map(|s| s * 2).collect(),
+                disturbances: vec![contract::Disturbance {
+                    iter: 0,
+                    reasons: vec!["preempted".into()],
+                }],
+                first_fork_ns: Some(5_000),
+                memory: Some(MemoryUse {
+                    runner_own_peak_bytes: Some(3 << 20),
+                    ..MemoryUse::default()
+                }),
+                ..RealExtra::default()
+            })),
+            host_load: None,
         }
     }
 
     #[test]
+    fn describe_reads_the_context_and_the_run() {
+        let c = ctx(2);
+        let lines = describe(&c, &rec(0, vec![900, 1100]));
+        assert_eq!(
+            lines,
+            [
+                "layout: verified order0 (before)",
+                "order0 run 0: fork mean 1.00 µs median 1.00 µs sd 141 ns (14.1%) n=2, 1 disturbed; \
+                 fork->reaped mean 2.00 µs; first fork 5.00 µs [sched-fifo]",
+            ]
+        );
+        // After the last run, its verification line.
+        let lines = describe(&c, &rec(1, vec![1000]));
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[1], "layout: verified order0 (after)");
+    }
+
+    #[test]
     fn aggregate_over_runs() {
-        assert_eq!(aggregate(&[]), None);
+        assert_eq!(aggregate(&ctx(2), &[]), None);
         let recs = vec![rec(0, vec![900, 1100]), rec(1, vec![1000, 1000])];
-        let line = aggregate(&recs).unwrap();
+        let line = aggregate(&ctx(2), &recs).unwrap();
         // Run means 1000 and 1000: std_rel 0; regrouped round-robin: (900+1000)/2 and
         // (1100+1000)/2, std_rel 7.07%; median of all four samples 1000.
         assert_eq!(
@@ -245,9 +283,9 @@ mod tests {
         let mut b = rec(1, vec![1000, 1200, 800]);
         // Probe readings exactly proportional to the fork times: r = 1; sd/mean of the six
         // readings is 14.14/100 (Python: statistics.stdev([90,110,100,100,120,80]) / 100).
-        a.extra["core_probe_ns"] = serde_json::json!([90, 110, 100]);
-        b.extra["core_probe_ns"] = serde_json::json!([100, 120, 80]);
-        let line = aggregate(&[a, b]).unwrap();
+        a.real.as_mut().unwrap().core_probe_ns = vec![90, 110, 100];
+        b.real.as_mut().unwrap().core_probe_ns = vec![100, 120, 80];
+        let line = aggregate(&ctx(2), &[a, b]).unwrap();
         assert!(
             line.contains("; core probe 100 ns (sd 14.1%), r 1.00 with fork time;"),
             "{line}"

@@ -10,15 +10,15 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::layout::{Layout, PAGE_SIZE};
+use crate::layout::{PAGE_SIZE, RealLayout};
 use crate::pagemap::{self, Histogram, PagemapFlags};
 use crate::smaps::{self, RangeSmaps};
 use crate::vmstat::MmCounters;
 
 /// How much of the layout could be seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     None,
@@ -37,7 +37,7 @@ impl std::fmt::Display for Level {
 }
 
 /// What was read from the range.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Observation {
     pub pagemap: Option<PagemapFlags>,
     pub histogram: Option<Histogram>,
@@ -87,7 +87,7 @@ pub fn observe(start: u64, len: u64, use_pagemap: bool) -> Observation {
 }
 
 /// Counter deltas that belong to one verification.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Deltas {
     /// Across populating the region.
     pub populate: Option<MmCounters>,
@@ -100,7 +100,7 @@ pub struct Deltas {
 }
 
 /// One verification check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
     pub name: String,
     pub ok: bool,
@@ -109,7 +109,7 @@ pub struct Check {
 }
 
 /// The verdict on a layout at one moment.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayoutReport {
     pub layout: String,
     /// `before` or `after run N`.
@@ -169,7 +169,7 @@ impl Judge {
 /// Judge an observation of a `mem_bytes` region in `layout`. `after_run` adds the checks that
 /// must hold once the fork children are gone.
 pub fn judge(
-    layout: Layout,
+    layout: RealLayout,
     mem_bytes: u64,
     stage: &str,
     obs: Observation,
@@ -252,7 +252,7 @@ pub fn judge(
             s.rss_kb == want_rss,
             format!("Rss {} kB (expected {want_rss} kB)", s.rss_kb),
         );
-        let want_huge = if layout == Layout::PmdOrder9 {
+        let want_huge = if layout == RealLayout::PmdOrder9 {
             mem_kb
         } else {
             0
@@ -273,8 +273,8 @@ pub fn judge(
         // pte-order9 is populated under MADV_HUGEPAGE and then switched to MADV_NOHUGEPAGE
         // (the khugepaged guard), so both end up `nh`.
         let flag = match layout {
-            Layout::Order0 | Layout::PteOrder9 => Some("nh"),
-            Layout::PmdOrder9 => Some("hg"),
+            RealLayout::Order0 | RealLayout::PteOrder9 => Some("nh"),
+            RealLayout::PmdOrder9 => Some("hg"),
             _ => None,
         };
         if let Some(flag) = flag {
@@ -292,7 +292,7 @@ pub fn judge(
         .unwrap_or(0);
     if let Some(d) = &deltas.populate {
         match layout {
-            Layout::Order0 => {
+            RealLayout::Order0 => {
                 j.unchanged("thp_fault_alloc", d.vm("thp_fault_alloc"));
                 let mthp: i64 = d
                     .mthp
@@ -302,11 +302,11 @@ pub fn judge(
                     .sum();
                 j.unchanged("mTHP anon_fault_alloc (all sizes)", mthp);
             }
-            Layout::PteOrder9 | Layout::PmdOrder9 => {
+            RealLayout::PteOrder9 | RealLayout::PmdOrder9 => {
                 j.at_least("thp_fault_alloc", d.vm("thp_fault_alloc"), nfolios);
                 j.unchanged("thp_fault_fallback", d.vm("thp_fault_fallback"));
             }
-            Layout::Mthp { kb } => {
+            RealLayout::Mthp { kb } => {
                 j.at_least(
                     &format!("{kb}kB/anon_fault_alloc"),
                     d.size_stat(kb, "anon_fault_alloc"),
@@ -318,7 +318,7 @@ pub fn judge(
                 );
                 j.unchanged("thp_fault_alloc", d.vm("thp_fault_alloc"));
             }
-            Layout::Untouched => {}
+            RealLayout::Untouched => {}
         }
     }
     if let Some(s) = &deltas.smaps_before_split {
@@ -342,7 +342,7 @@ pub fn judge(
     if let Some(d) = &deltas.run {
         j.unchanged("thp_split_page", d.vm("thp_split_page"));
         j.unchanged("thp_collapse_alloc", d.vm("thp_collapse_alloc"));
-        if let Layout::Mthp { kb } = layout {
+        if let RealLayout::Mthp { kb } = layout {
             j.unchanged(&format!("{kb}kB/split"), d.size_stat(kb, "split"));
         }
     }
@@ -368,6 +368,11 @@ pub fn judge(
 }
 
 impl LayoutReport {
+    /// The pre-run report a [`contract::RealContext`] carries (`pre_report`), read back.
+    pub fn from_context(ctx: &contract::RealContext) -> Result<LayoutReport, serde_json::Error> {
+        LayoutReport::deserialize(&ctx.pre_report)
+    }
+
     /// One line: level, folio histogram (or smaps), key counter deltas.
     pub fn summary(&self) -> String {
         let mut s = format!(
@@ -516,7 +521,7 @@ mod tests {
             smaps_before_split: Some(smaps(MEM / 1024, MEM / 1024, "hg")),
             run: None,
         };
-        let r = judge(Layout::PteOrder9, MEM, "before", obs, d, false);
+        let r = judge(RealLayout::PteOrder9, MEM, "before", obs, d, false);
         assert_eq!(r.level, Level::Full);
         assert!(r.ok, "{}", r.failure());
         assert!(
@@ -543,7 +548,7 @@ mod tests {
             populate: Some(counters(&[("thp_fault_alloc", 0)], &[])),
             ..Default::default()
         };
-        let r = judge(Layout::PteOrder9, MEM, "before", obs, d, false);
+        let r = judge(RealLayout::PteOrder9, MEM, "before", obs, d, false);
         assert!(!r.ok);
         let f = r.failure();
         assert!(
@@ -570,14 +575,14 @@ mod tests {
             populate: Some(counters(&[("thp_fault_alloc", 3)], &[])),
             ..Default::default()
         };
-        let r = judge(Layout::Order0, MEM, "before", obs(), noisy(), false);
+        let r = judge(RealLayout::Order0, MEM, "before", obs(), noisy(), false);
         assert_eq!(r.level, Level::Full);
         assert!(r.ok, "{}", r.failure());
         assert!(r.checks.iter().any(|c| !c.ok && !c.decisive));
 
         let mut o = obs();
         o.histogram = None;
-        let r = judge(Layout::Order0, MEM, "before", o, noisy(), false);
+        let r = judge(RealLayout::Order0, MEM, "before", o, noisy(), false);
         assert_eq!(r.level, Level::Partial);
         assert!(!r.ok);
     }
@@ -598,7 +603,7 @@ mod tests {
             ..Default::default()
         };
         let r = judge(
-            Layout::PmdOrder9,
+            RealLayout::PmdOrder9,
             MEM,
             "before",
             obs.clone(),
@@ -608,7 +613,7 @@ mod tests {
         assert_eq!(r.level, Level::Partial);
         assert!(r.ok, "{}", r.failure());
         // The same smaps cannot pass as PTE-mapped.
-        let r = judge(Layout::PteOrder9, MEM, "before", obs, d, false);
+        let r = judge(RealLayout::PteOrder9, MEM, "before", obs, d, false);
         assert!(!r.ok);
         assert!(r.failure().contains("AnonHugePages 8192 kB (expected 0 kB"));
     }
@@ -619,7 +624,14 @@ mod tests {
             unavailable: vec!["/proc/self/smaps: Permission denied".into()],
             ..Default::default()
         };
-        let r = judge(Layout::Order0, MEM, "before", obs, Deltas::default(), false);
+        let r = judge(
+            RealLayout::Order0,
+            MEM,
+            "before",
+            obs,
+            Deltas::default(),
+            false,
+        );
         assert_eq!(r.level, Level::None);
         assert!(!r.ok);
         assert_eq!(
@@ -642,7 +654,14 @@ mod tests {
             run: Some(counters(&[], &[("64kB/split", 0)])),
             ..Default::default()
         };
-        let r = judge(Layout::Mthp { kb: 64 }, MEM, "after run 0", obs, d, true);
+        let r = judge(
+            RealLayout::Mthp { kb: 64 },
+            MEM,
+            "after run 0",
+            obs,
+            d,
+            true,
+        );
         assert!(!r.ok);
         assert!(
             r.failure().contains("mapped exclusively"),
@@ -666,7 +685,7 @@ mod tests {
             unavailable: vec![],
         };
         let r = judge(
-            Layout::Untouched,
+            RealLayout::Untouched,
             MEM,
             "before",
             obs,

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Global THP counters at one moment.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct MmCounters {
     /// `/proc/vmstat` entries starting with `thp_` plus `nr_anon_transparent_hugepages`.
     pub vmstat: BTreeMap<String, i64>,

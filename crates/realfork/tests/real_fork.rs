@@ -1,6 +1,7 @@
 //! Real forks on this machine with small regions (16 MiB) and few iterations, one test at a
 //! time (they share global THP counters and, for mTHP, a global knob). The tests check layouts,
-//! verification, records and error handling; they never assert anything about timing.
+//! verification, the typed context and records, and error handling; they never assert anything
+//! about timing.
 //!
 //! THP-dependent tests fail with a clear message when the host offers no THP: a silent pass
 //! would hide that the layouts were never exercised.
@@ -8,10 +9,13 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use realfork::layout::{Layout, THP_ROOT, ThpInfo};
-use realfork::{RealArgs, RealError, run};
-use results::{Instrument, RunRecord};
-use serde_json::Value;
+use contract::{
+    Instrument, Mode, Pause, RealContext, RealExtra, RealLayout, RealOpts, RunRecord, RunnerLine,
+    Sched, Size, Variant,
+};
+use realfork::layout::{THP_ROOT, ThpInfo};
+use realfork::verify::LayoutReport;
+use realfork::{RealError, RealOutput, run};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -22,14 +26,13 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn args(layout: &str) -> RealArgs {
-    RealArgs {
-        layout: layout.into(),
-        mem: "16M".into(),
+fn args(layout: RealLayout) -> RealOpts {
+    RealOpts {
+        mem: Size(MEM),
         iters: 5,
         runs: 2,
         warmup: 1,
-        ..Default::default()
+        ..RealOpts::new(layout)
     }
 }
 
@@ -37,7 +40,7 @@ fn is_root() -> bool {
     hostenv::geteuid() == 0
 }
 
-fn require_thp(layout: Layout) {
+fn require_thp(layout: RealLayout) {
     let thp = ThpInfo::read(Path::new(THP_ROOT));
     if let Err(why) = thp.check(layout) {
         panic!(
@@ -47,120 +50,175 @@ fn require_thp(layout: Layout) {
     }
 }
 
-fn verification(r: &RunRecord) -> &Value {
-    &r.extra["verification"]
+fn real(r: &RunRecord) -> &RealExtra {
+    r.real
+        .as_deref()
+        .expect("a real-fork record has real-fork details")
 }
 
-/// Checks every record must pass.
-fn common(records: &[RunRecord], layout: &str, runs: usize, iters: usize) {
-    assert_eq!(records.len(), runs);
+fn pre_report(ctx: &RealContext) -> LayoutReport {
+    LayoutReport::from_context(ctx).expect("pre_report is a LayoutReport")
+}
+
+/// The post-run verification line says `n` folios of `order` cover the region.
+fn post_has_folios(r: &RunRecord, n: u64, order: u32) {
+    let post = real(r).post.as_ref().unwrap();
+    let want = format!(" {n} order-{order} folios (100.0%)");
+    assert!(
+        post.summary.contains(&want),
+        "{want:?} in {:?}",
+        post.summary
+    );
+}
+
+/// Checks every invocation must pass.
+fn common(out: &RealOutput, layout: RealLayout, runs: usize, iters: usize) {
+    let ctx = &out.context;
     let release = hostenv::uname().unwrap().release;
-    for (i, r) in records.iter().enumerate() {
+    assert_eq!(ctx.layout, layout);
+    assert_eq!(ctx.mem_bytes, MEM);
+    assert_eq!(ctx.runs as usize, runs);
+    assert_eq!(ctx.iters as usize, iters);
+    // Timer overhead is measured, not assumed.
+    assert!(ctx.timer.per_call_mean_ns > 0.0, "{:?}", ctx.timer);
+    assert!(ctx.timer.calls > 0);
+    // Environment capture, once per invocation.
+    let env = &ctx.env;
+    assert_eq!(env.kernel_release, release);
+    assert!(!env.kernel_version.is_empty());
+    assert!(env.cpus_online.is_some() && env.cpus_allowed.is_some());
+    assert!(!env.command_line.is_empty());
+    assert_eq!(env.page_size, Some(4096));
+    assert_eq!(env.pinned_cpu, ctx.pinning.requested_cpu);
+    assert!(env.kernel_config.source.is_some() || env.kernel_config.error.is_some());
+    for k in ["enabled", "defrag", "khugepaged/pages_to_scan"] {
+        let key = format!("{THP_ROOT}/{k}");
+        assert!(
+            env.sysfs.contains_key(&key),
+            "{key} missing from {:?}",
+            env.sysfs
+        );
+    }
+    let thp = ThpInfo::read(Path::new(THP_ROOT));
+    for kb in thp.sizes.keys() {
+        let knob = thp.size_knob(*kb).display().to_string();
+        assert!(env.sysfs.contains_key(&knob), "{knob} missing");
+    }
+    assert!(ctx.pre.ok, "{}", ctx.pre.summary);
+    if is_root() {
+        assert_eq!(
+            ctx.pre.level, "full",
+            "running as root gives full verification"
+        );
+    }
+    assert_eq!(pre_report(ctx).summary(), ctx.pre.summary);
+
+    assert_eq!(out.runs.len(), runs);
+    for (i, r) in out.runs.iter().enumerate() {
         assert_eq!(r.run_index as usize, i);
-        assert_eq!(r.variant.instrument, Instrument::Real);
-        assert_eq!(r.variant.layout, layout);
-        assert_eq!(r.variant.arch, std::env::consts::ARCH);
-        assert_eq!(r.variant.strategy, release);
-        assert_eq!(r.variant.mem_bytes, MEM);
+        let Variant::Real(v) = &r.variant else {
+            panic!("not a real-fork variant: {:?}", r.variant)
+        };
+        assert_eq!(r.variant.instrument(), Instrument::Real);
+        assert_eq!(v.layout, layout);
+        assert_eq!(Some(v.arch), contract::Arch::host());
+        assert_eq!(v.kernel, release);
+        assert_eq!(v.mem_bytes, MEM);
+        assert!(!v.unverified);
         assert_eq!(r.samples_ns.len(), iters);
-        let reaped: Vec<u64> = r.extra["reaped_ns"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
-        assert_eq!(reaped.len(), iters);
-        for (f, rp) in r.samples_ns.iter().zip(&reaped) {
+        let x = real(r);
+        assert_eq!(x.context, 0);
+        assert_eq!(x.reaped_ns.len(), iters);
+        for (f, rp) in r.samples_ns.iter().zip(&x.reaped_ns) {
             assert!(rp >= f, "fork-to-reaped includes the fork");
         }
-        assert_eq!(r.extra["disturbed"].as_array().unwrap().len(), iters);
-        let probes = r.extra["core_probe_ns"].as_array().unwrap();
-        assert_eq!(probes.len(), iters, "one core probe per timed fork");
-        assert!(probes.iter().all(|p| p.as_u64().unwrap() > 0));
-        assert_eq!(r.extra["child_ran_first"].as_array().unwrap().len(), iters);
-        let starts = r.extra["child_start_ns"].as_array().unwrap();
-        assert_eq!(starts.len(), iters);
-        assert!(starts.iter().all(Value::is_u64), "every child stamped");
-        // Per-run figures agree with the samples.
-        assert_eq!(r.extra["run_mean_ns"].as_f64(), Some(r.mean_ns()));
-        assert!(r.extra["run_median_ns"].as_f64().unwrap() > 0.0);
-        assert!(r.extra["reaped_mean_ns"].as_f64().unwrap() >= r.mean_ns());
-        // Timer overhead and the runner's own memory are measured, not assumed.
-        let t = &r.extra["timer"];
-        assert!(t["per_call_mean_ns"].as_f64().unwrap() > 0.0, "{t}");
-        assert!(t["share_of_fork_mean_pct"].as_f64().is_some(), "{t}");
-        let m = &r.extra["memory"];
-        assert!(m["vm_hwm_bytes"].as_u64().unwrap() > 0, "{m}");
-        assert!(m["runner_own_peak_bytes"].is_u64(), "{m}");
-        // Environment capture (issue item 6).
-        let env = &r.extra["env"];
-        for key in [
-            "kernel_release",
-            "kernel_version",
-            "cpus_online",
-            "cpus_allowed",
-        ] {
-            assert!(env[key].is_string(), "{key}: {}", env[key]);
-        }
-        assert!(!env["command_line"].as_array().unwrap().is_empty());
-        assert_eq!(env["page_size"], 4096);
-        assert_eq!(env["pinned_cpu"].as_u64().map(|c| c as usize), r.cpu);
-        assert!(env["kernel_config"]["values"].is_object());
-        assert!(env["cpufreq_governor"].is_object());
-        let sysfs = env["sysfs"].as_object().unwrap();
-        for k in ["enabled", "defrag", "khugepaged/pages_to_scan"] {
+        assert_eq!(
+            x.core_probe_ns.len(),
+            iters,
+            "one core probe per timed fork"
+        );
+        assert!(x.core_probe_ns.iter().all(|&p| p > 0));
+        assert_eq!(x.child_start_ns.len(), iters);
+        assert!(
+            x.child_start_ns.iter().all(Option::is_some),
+            "every child stamped"
+        );
+        for list in [&x.child_ran_first, &x.migrated] {
+            assert!(list.iter().all(|&i| (i as usize) < iters), "{list:?}");
             assert!(
-                sysfs.contains_key(&format!("{THP_ROOT}/{k}")),
-                "{k} missing from {sysfs:?}"
+                list.windows(2).all(|w| w[0] < w[1]),
+                "sorted indices {list:?}"
             );
         }
-        let thp = ThpInfo::read(Path::new(THP_ROOT));
-        for kb in thp.sizes.keys() {
-            let knob = thp.size_knob(*kb).display().to_string();
-            assert!(sysfs.contains_key(&knob), "{knob} missing");
+        assert!(
+            x.disturbances
+                .iter()
+                .all(|d| (d.iter as usize) < iters && !d.reasons.is_empty())
+        );
+        for (list, why) in [
+            (&x.child_ran_first, "child-ran-first"),
+            (&x.migrated, "migrated"),
+        ] {
+            for &i in list {
+                assert!(
+                    x.disturbances
+                        .iter()
+                        .any(|d| d.iter == i && d.reasons.iter().any(|r| r == why)),
+                    "{why} at {i} is a disturbance"
+                );
+            }
         }
-        assert_eq!(r.extra["warmup_ns"].as_array().unwrap().len(), 1);
-        let v = verification(r);
-        assert_eq!(v["verified"], true, "{}", v["post"]["summary"]);
-        if is_root() {
-            assert_eq!(
-                v["level"], "full",
-                "running as root gives full verification"
-            );
+        for v in [&x.nivcsw, &x.nvcsw, &x.minflt] {
+            assert_eq!(v.len(), iters);
         }
-        // The record round-trips through the results schema.
-        let line = serde_json::to_string(r).unwrap();
+        assert_eq!(x.warmup_ns.len(), 1);
+        assert!(x.first_fork_ns.is_some());
+        // The runner's own memory is measured.
+        let m = x.memory.unwrap();
+        assert!(m.vm_hwm_bytes.unwrap() > 0, "{m:?}");
+        assert!(m.runner_own_peak_bytes.is_some(), "{m:?}");
+        assert!(!x.cpu_load.is_empty());
+        let post = x.post.as_ref().unwrap();
+        assert!(post.ok, "{}", post.summary);
+        assert_eq!(post.failure, None);
+        assert!(
+            post.summary
+                .starts_with(&format!("verified {layout} (after run {i}, ")),
+            "{}",
+            post.summary
+        );
+        // The record round-trips as a runner line.
+        let line = RunnerLine::Run(Box::new(r.clone())).to_json();
         assert!(!line.contains('\n'));
-        let back: RunRecord = serde_json::from_str(&line).unwrap();
-        assert_eq!(&back, r);
+        let back: RunnerLine = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, RunnerLine::Run(Box::new(r.clone())));
     }
-}
-
-fn histogram<'a>(r: &'a RunRecord, stage: &str) -> &'a Value {
-    &verification(r)[stage]["observation"]["histogram"]
+    let line = RunnerLine::Context(Box::new(ctx.clone())).to_json();
+    assert_eq!(
+        serde_json::from_str::<RunnerLine>(&line).unwrap(),
+        RunnerLine::Context(Box::new(ctx.clone()))
+    );
 }
 
 #[test]
 fn order0_is_verified_and_timed() {
     let _s = serial();
-    let recs = run(&args("order0")).unwrap();
-    common(&recs, "order0", 2, 5);
+    let out = run(&args(RealLayout::Order0)).unwrap();
+    common(&out, RealLayout::Order0, 2, 5);
+    let pre = pre_report(&out.context);
     if is_root() {
-        for stage in ["pre", "post"] {
-            let h = histogram(&recs[1], stage);
-            assert_eq!(h["orders"]["0"]["folios"], PAGES, "{h}");
-            assert_eq!(h["irregular_pages"], 0);
-        }
-        assert_eq!(
-            verification(&recs[0])["post"]["observation"]["pagemap"]["exclusive"],
-            PAGES
-        );
+        let h = pre.observation.histogram.as_ref().unwrap();
+        assert_eq!(h.orders[&0].folios, PAGES, "{h:?}");
+        assert_eq!(h.irregular_pages, 0);
+        assert_eq!(pre.observation.pagemap.unwrap().exclusive, PAGES);
+        post_has_folios(&out.runs[1], PAGES, 0);
     }
-    let smaps = &verification(&recs[0])["pre"]["observation"]["smaps"];
-    assert_eq!(smaps["anon_huge_kb"], 0);
-    assert_eq!(smaps["single_exact_vma"], true);
-    // Software counters work here; a missing counter is null with a reason, never an error.
-    let c = &recs[0].extra["counters"];
+    let smaps = pre.observation.smaps.as_ref().unwrap();
+    assert_eq!(smaps.anon_huge_kb, 0);
+    assert!(smaps.single_exact_vma);
+    // Software counters work here; a missing counter has no value but a reason, never an
+    // error.
+    let c = &real(&out.runs[0]).counters;
     for name in [
         "task-clock",
         "page-faults",
@@ -168,8 +226,8 @@ fn order0_is_verified_and_timed() {
         "cpu-migrations",
     ] {
         assert!(
-            c[name]["value"].is_u64() || c[name]["reason"].is_string(),
-            "{name}: {}",
+            c[name].value.is_some() || c[name].reason.is_some(),
+            "{name}: {:?}",
             c[name]
         );
     }
@@ -180,17 +238,15 @@ fn order0_is_verified_and_timed() {
             "branch-misses",
             "dTLB-load-misses",
         ] {
-            assert!(c[name]["value"].is_null(), "{name}");
+            assert_eq!(c[name].value, None, "{name}");
             assert!(
-                c[name]["reason"].as_str().unwrap().starts_with("no PMU"),
-                "{name}: {}",
+                c[name].reason.as_deref().unwrap().starts_with("no PMU"),
+                "{name}: {:?}",
                 c[name]
             );
         }
     }
-    assert!(recs[0].extra["cpu_load"]["per_cpu"].is_object());
-    assert!(recs[0].extra["env"]["kernel_release"].is_string());
-    let lines = realfork::summary::describe(&recs[0]);
+    let lines = realfork::summary::describe(&out.context, &out.runs[0]);
     assert!(
         lines[0].starts_with("layout: verified order0 (before, "),
         "{lines:?}"
@@ -203,52 +259,47 @@ fn order0_is_verified_and_timed() {
 
 #[test]
 fn pte_order9_is_pte_mapped_without_splitting_folios() {
-    require_thp(Layout::PteOrder9);
+    require_thp(RealLayout::PteOrder9);
     let _s = serial();
-    let recs = run(&args("pte-order9")).unwrap();
-    common(&recs, "pte-order9", 2, 5);
+    let out = run(&args(RealLayout::PteOrder9)).unwrap();
+    common(&out, RealLayout::PteOrder9, 2, 5);
     // THP is disabled only during the runs (khugepaged guard) and allowed again afterwards.
     assert_eq!(hostenv::thp_disable_flag().unwrap(), 0);
-    assert_eq!(recs[0].extra["populate"]["thp_disabled_for_runs"], true);
-    assert_eq!(recs[0].extra["populate"]["khugepaged_guard"], true);
-    let v = verification(&recs[0]);
-    assert_eq!(v["pre"]["observation"]["smaps"]["anon_huge_kb"], 0);
+    let p = &out.context.populate;
+    assert!(p.thp_disabled_for_runs, "{p:?}");
+    assert!(p.khugepaged_guard);
+    assert!(p.pte_map_ns.is_some());
+    let pre = pre_report(&out.context);
+    assert_eq!(pre.observation.smaps.as_ref().unwrap().anon_huge_kb, 0);
     assert_eq!(
-        v["pre"]["deltas"]["smaps_before_split"]["anon_huge_kb"],
+        pre.deltas.smaps_before_split.as_ref().unwrap().anon_huge_kb,
         MEM / 1024
     );
-    assert!(
-        v["pre"]["deltas"]["split"]["vmstat"]["thp_split_pmd"]
-            .as_i64()
-            .unwrap()
-            >= 8
-    );
+    assert!(pre.deltas.split.as_ref().unwrap().vmstat["thp_split_pmd"] >= 8);
     if is_root() {
-        for stage in ["pre", "post"] {
-            let h = histogram(&recs[1], stage);
-            assert_eq!(h["orders"]["9"]["folios"], MEM >> 21, "{h}");
-            assert_eq!(h["misaligned_folios"], 0);
-            assert_eq!(h["partial_folios"], 0);
-        }
+        let h = pre.observation.histogram.as_ref().unwrap();
+        assert_eq!(h.orders[&9].folios, MEM >> 21, "{h:?}");
+        assert_eq!(h.misaligned_folios, 0);
+        assert_eq!(h.partial_folios, 0);
+        post_has_folios(&out.runs[1], MEM >> 21, 9);
     }
 }
 
 #[test]
 fn pmd_order9_is_pmd_mapped() {
-    require_thp(Layout::PmdOrder9);
+    require_thp(RealLayout::PmdOrder9);
     let _s = serial();
-    let recs = run(&args("pmd-order9")).unwrap();
-    common(&recs, "pmd-order9", 2, 5);
-    let v = verification(&recs[1]);
-    assert_eq!(
-        v["post"]["observation"]["smaps"]["anon_huge_kb"],
-        MEM / 1024
+    let out = run(&args(RealLayout::PmdOrder9)).unwrap();
+    common(&out, RealLayout::PmdOrder9, 2, 5);
+    let post = real(&out.runs[1]).post.as_ref().unwrap();
+    assert!(
+        post.summary
+            .contains(&format!("; AnonHugePages {} kB", MEM / 1024)),
+        "{}",
+        post.summary
     );
     if is_root() {
-        assert_eq!(
-            histogram(&recs[1], "post")["orders"]["9"]["folios"],
-            MEM >> 21
-        );
+        post_has_folios(&out.runs[1], MEM >> 21, 9);
     }
 }
 
@@ -263,12 +314,12 @@ fn mthp_knob_is_switched_only_while_populating_and_restored() {
             panic!("this kernel offers no mTHP sizes; the mTHP layout cannot be tested")
         })
     };
-    let layout = Layout::Mthp { kb };
+    let layout = RealLayout::Mthp { kb };
     require_thp(layout);
     let knob = thp.size_knob(kb);
     let _s = serial();
     let before = hostenv::sysfs::read_selected(&knob).unwrap();
-    let result = run(&args(&layout.to_string()));
+    let result = run(&args(layout));
     let after = hostenv::sysfs::read_selected(&knob).unwrap();
     assert_eq!(after, before, "{} was not restored", knob.display());
     if !is_root() {
@@ -276,21 +327,21 @@ fn mthp_knob_is_switched_only_while_populating_and_restored() {
         assert_eq!(e.exit_code(), 2, "{e}");
         return;
     }
-    let recs = result.unwrap();
-    common(&recs, &layout.to_string(), 2, 5);
-    let sw = &recs[0].extra["populate"]["sysfs_switched"][0];
-    assert_eq!(sw["original"], before.as_str());
-    assert_eq!(sw["written"], "always");
-    assert_eq!(sw["restored_value"], before.as_str());
+    let out = result.unwrap();
+    common(&out, layout, 2, 5);
+    let sw = &out.context.populate.sysfs_switched[0];
+    assert_eq!(sw.path, knob.display().to_string());
+    assert_eq!(sw.original, before);
+    assert_eq!(sw.written, "always");
+    assert_eq!(sw.restored_value, before);
     let order = layout.folio_order().unwrap();
-    let h = histogram(&recs[1], "post");
+    post_has_folios(&out.runs[1], PAGES >> order, order);
     assert_eq!(
-        h["orders"][order.to_string()]["folios"],
-        PAGES >> order,
-        "{h}"
-    );
-    assert_eq!(
-        verification(&recs[0])["pre"]["observation"]["smaps"]["anon_huge_kb"],
+        pre_report(&out.context)
+            .observation
+            .smaps
+            .unwrap()
+            .anon_huge_kb,
         0
     );
 }
@@ -298,10 +349,10 @@ fn mthp_knob_is_switched_only_while_populating_and_restored() {
 #[test]
 fn untouched_forks_an_empty_vma() {
     let _s = serial();
-    let recs = run(&args("untouched")).unwrap();
-    common(&recs, "untouched", 2, 5);
+    let out = run(&args(RealLayout::Untouched)).unwrap();
+    common(&out, RealLayout::Untouched, 2, 5);
     assert_eq!(
-        verification(&recs[0])["pre"]["observation"]["smaps"]["rss_kb"],
+        pre_report(&out.context).observation.smaps.unwrap().rss_kb,
         0
     );
 }
@@ -309,84 +360,80 @@ fn untouched_forks_an_empty_vma() {
 #[test]
 fn the_core_probe_can_be_switched_off() {
     let _s = serial();
-    let recs = run(&RealArgs {
+    let out = run(&RealOpts {
         no_core_probe: true,
         runs: 1,
-        ..args("untouched")
+        ..args(RealLayout::Untouched)
     })
     .unwrap();
-    assert_eq!(recs[0].samples_ns.len(), 5);
-    assert!(recs[0].extra["core_probe_ns"].is_null());
+    assert_eq!(out.runs[0].samples_ns.len(), 5);
+    assert!(real(&out.runs[0]).core_probe_ns.is_empty());
 }
 
 #[test]
 fn fresh_mode_rewrites_every_page_outside_the_timed_section() {
     let _s = serial();
-    let a = RealArgs {
-        mode: "fresh".into(),
+    let a = RealOpts {
+        mode: Mode::Fresh,
         runs: 1,
-        ..args("order0")
+        ..args(RealLayout::Order0)
     };
-    let recs = run(&a).unwrap();
-    common(&recs, "order0", 1, 5);
-    assert_eq!(recs[0].variant.mode, "fresh");
-    let m = &recs[0].extra["mode"];
-    let faults: Vec<u64> = m["refresh_minflt"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect();
-    assert_eq!(faults.len(), 5);
+    let out = run(&a).unwrap();
+    common(&out, RealLayout::Order0, 1, 5);
+    assert_eq!(out.runs[0].variant.mode(), Mode::Fresh);
+    let x = real(&out.runs[0]);
+    assert_eq!(x.refresh_minflt.len(), 5);
     // Every PTE was write-protected by the previous fork, so every page write faults (and the
     // kernel reuses the page: the layout stays order-0, as the post-run check proved).
-    assert!(faults.iter().all(|&f| f >= PAGES), "{faults:?}");
-    assert_eq!(m["refresh_ns"].as_array().unwrap().len(), 5);
+    assert!(
+        x.refresh_minflt.iter().all(|&f| f >= PAGES),
+        "{:?}",
+        x.refresh_minflt
+    );
+    assert_eq!(x.refresh_ns.len(), 5);
 
-    let steady = run(&RealArgs {
+    let steady = run(&RealOpts {
         runs: 1,
-        ..args("order0")
+        ..args(RealLayout::Order0)
     })
     .unwrap();
-    assert!(
-        steady[0].extra["mode"]["refresh_ns"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert!(real(&steady.runs[0]).refresh_ns.is_empty());
 }
 
 #[test]
 fn fifo_runs_parent_and_children_or_records_why_not() {
     let _s = serial();
     let cpu = hostenv::cpu::allowed_cpus().unwrap().ids().last().unwrap();
-    for pause in ["sleep", "spin"] {
-        let a = RealArgs {
-            sched: "fifo".into(),
-            pause: pause.into(),
+    for pause in [Pause::Sleep, Pause::Spin] {
+        let a = RealOpts {
+            sched: Sched::Fifo,
+            pause,
             cpu: Some(cpu),
             runs: 1,
-            ..args("order0")
+            ..args(RealLayout::Order0)
         };
         let before = hostenv::sched::current().unwrap();
-        let recs = run(&a).unwrap();
+        let out = run(&a).unwrap();
         assert_eq!(
             hostenv::sched::current().unwrap(),
             before,
             "policy restored"
         );
-        common(&recs, "order0", 1, 5);
-        assert_eq!(recs[0].cpu, Some(cpu));
-        let s = &recs[0].extra["sched"];
-        assert_eq!(s["requested"], "fifo");
+        common(&out, RealLayout::Order0, 1, 5);
+        assert_eq!(out.runs[0].cpu, Some(cpu));
+        assert_eq!(out.context.pinning.requested_cpu, Some(cpu));
+        assert!(out.context.pinning.pinned);
+        let s = real(&out.runs[0]).sched.as_ref().unwrap();
+        assert_eq!(s.requested, Sched::Fifo);
         if is_root() {
-            assert_eq!(s["effective"], "fifo", "{s}");
-            assert_eq!(recs[0].variant.options, "sched-fifo");
+            assert_eq!(s.effective, Sched::Fifo, "{s:?}");
+            assert!(s.priority.is_some());
+            assert_eq!(out.runs[0].variant.options(), "sched-fifo");
             // Warm-up plus 5 timed forks, each followed by at least 1 ms.
-            assert!(s["pause_between_iterations_ns"].as_u64().unwrap() >= 6_000_000);
-            assert_eq!(s["pause"], pause, "{s}");
-        } else if s["effective"] == "other" {
-            assert!(s["fallback"].is_string());
+            assert!(s.pause_total_ns >= 6_000_000);
+            assert_eq!(s.pause, Some(pause), "{s:?}");
+        } else if s.effective == Sched::Other {
+            assert!(s.fallback.is_some());
         }
     }
 }
@@ -396,20 +443,20 @@ fn batch_runs_parent_and_children_without_privileges() {
     let _s = serial();
     let cpu = hostenv::cpu::allowed_cpus().unwrap().ids().last().unwrap();
     let before = hostenv::sched::current().unwrap();
-    let recs = run(&RealArgs {
-        sched: "batch".into(),
+    let out = run(&RealOpts {
+        sched: Sched::Batch,
         cpu: Some(cpu),
         runs: 1,
-        ..args("order0")
+        ..args(RealLayout::Order0)
     })
     .unwrap();
     assert_eq!(hostenv::sched::current().unwrap(), before);
-    common(&recs, "order0", 1, 5);
-    let s = &recs[0].extra["sched"];
-    assert_eq!(s["effective"], "batch", "{s}");
-    assert_eq!(recs[0].variant.options, "sched-batch");
-    assert_eq!(s["pause_between_iterations_ns"], 0);
-    assert!(s.get("pause").is_none(), "no pause, so no pause kind: {s}");
+    common(&out, RealLayout::Order0, 1, 5);
+    let s = real(&out.runs[0]).sched.as_ref().unwrap();
+    assert_eq!(s.effective, Sched::Batch, "{s:?}");
+    assert_eq!(out.runs[0].variant.options(), "sched-batch");
+    assert_eq!(s.pause_total_ns, 0);
+    assert_eq!(s.pause, None, "no pause, so no pause kind: {s:?}");
 }
 
 #[test]
@@ -417,9 +464,9 @@ fn bad_cpu_ids_are_one_line_errors_with_exit_code_2() {
     let allowed = hostenv::cpu::allowed_cpus().unwrap();
     let outside = allowed.ids().last().unwrap() + 1;
     for cpu in [outside, 1023, 1024, 5000, usize::MAX] {
-        let e = run(&RealArgs {
+        let e = run(&RealOpts {
             cpu: Some(cpu),
-            ..args("order0")
+            ..args(RealLayout::Order0)
         })
         .unwrap_err();
         assert_eq!(e.exit_code(), 2, "{e}");
@@ -432,33 +479,25 @@ fn bad_cpu_ids_are_one_line_errors_with_exit_code_2() {
 
 #[test]
 fn bad_inputs_are_one_line_errors_with_exit_code_2() {
-    let cases: Vec<(RealArgs, &str)> = vec![
-        (args("order7"), "unknown layout \"order7\""),
+    let cases: Vec<(RealOpts, &str)> = vec![
         (
-            args("mthp-8k"),
+            args(RealLayout::Mthp { kb: 8 }),
             "mTHP size 8k is not offered by this kernel (offered: ",
         ),
-        (args("mthp-2m"), "use pmd-order9"),
+        (args(RealLayout::Mthp { kb: 2048 }), "use pmd-order9"),
         (
-            RealArgs {
-                mem: "16T".into(),
-                ..args("order0")
+            RealOpts {
+                mem: Size(16 << 40),
+                ..args(RealLayout::Order0)
             },
             "not enough memory: --mem 16777216 MiB needs about",
         ),
         (
-            RealArgs {
-                mem: "3M".into(),
-                ..args("order0")
+            RealOpts {
+                mem: Size(3 << 20),
+                ..args(RealLayout::Order0)
             },
             "multiple of 2 MiB",
-        ),
-        (
-            RealArgs {
-                mode: "warm".into(),
-                ..args("order0")
-            },
-            "unknown --mode",
         ),
     ];
     for (a, want) in cases {
@@ -473,14 +512,16 @@ fn bad_inputs_are_one_line_errors_with_exit_code_2() {
 #[test]
 fn without_pagemap_verification_is_partial() {
     let _s = serial();
-    let a = RealArgs {
+    let a = RealOpts {
         no_pagemap: true,
         runs: 1,
-        ..args("order0")
+        ..args(RealLayout::Order0)
     };
-    let recs = run(&a).unwrap();
-    let v = verification(&recs[0]);
-    assert_eq!(v["level"], "partial");
-    assert_eq!(v["verified"], true, "{}", v["pre"]["summary"]);
-    assert!(v["pre"]["observation"]["histogram"].is_null());
+    let out = run(&a).unwrap();
+    assert_eq!(out.context.pre.level, "partial");
+    assert!(out.context.pre.ok, "{}", out.context.pre.summary);
+    let post = real(&out.runs[0]).post.as_ref().unwrap();
+    assert_eq!(post.level, "partial");
+    assert!(post.ok);
+    assert!(pre_report(&out.context).observation.histogram.is_none());
 }

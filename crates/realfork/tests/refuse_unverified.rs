@@ -3,7 +3,8 @@
 //! pages although sysfs offers THP: verification must refuse with exit code 2 and one line, and
 //! `--allow-unverified` must time anyway and mark the records unverified.
 
-use realfork::{RealArgs, run};
+use contract::{RealLayout, RealOpts, Size};
+use realfork::run;
 
 fn disable_thp_for_this_process() {
     // SAFETY: PR_SET_THP_DISABLE takes integer arguments only; it affects only this process,
@@ -12,14 +13,13 @@ fn disable_thp_for_this_process() {
     assert_eq!(rc, 0, "prctl: {}", std::io::Error::last_os_error());
 }
 
-fn args() -> RealArgs {
-    RealArgs {
-        layout: "pte-order9".into(),
-        mem: "8M".into(),
+fn args() -> RealOpts {
+    RealOpts {
+        mem: Size(8 << 20),
         iters: 3,
         runs: 1,
         warmup: 0,
-        ..Default::default()
+        ..RealOpts::new(RealLayout::PteOrder9)
     }
 }
 
@@ -44,19 +44,21 @@ fn wrong_layout_is_refused_with_one_line_and_exit_code_2() {
 #[test]
 fn allow_unverified_times_and_marks_the_records() {
     disable_thp_for_this_process();
-    let recs = run(&RealArgs {
+    let out = run(&RealOpts {
         allow_unverified: true,
         ..args()
     })
     .unwrap();
-    assert_eq!(recs.len(), 1);
-    let r = &recs[0];
+    assert_eq!(out.runs.len(), 1);
+    let r = &out.runs[0];
     assert_eq!(r.samples_ns.len(), 3);
-    assert_eq!(r.variant.options, "unverified");
-    assert_eq!(r.extra["verification"]["verified"], false);
+    assert_eq!(r.variant.options(), "unverified");
+    assert!(!out.context.pre.ok);
     assert!(
-        r.extra["verification"]["pre"]["failure"]
-            .as_str()
+        out.context
+            .pre
+            .failure
+            .as_deref()
             .unwrap()
             .starts_with("layout is not pte-order9")
     );

@@ -9,49 +9,52 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use realfork::{RealArgs, run};
+use contract::{RealLayout, RealOpts, Sched, Size};
+use realfork::run;
+use realfork::verify::LayoutReport;
 
 const HELPER_ENV: &str = "REALFORK_UNPRIVILEGED_HELPER";
 
 fn check_unprivileged_run() {
     assert_ne!(hostenv::geteuid(), 0, "must run unprivileged");
-    let recs = run(&RealArgs {
-        layout: "order0".into(),
-        mem: "8M".into(),
+    let out = run(&RealOpts {
+        mem: Size(8 << 20),
         iters: 3,
         runs: 1,
-        sched: "fifo".into(),
-        ..Default::default()
+        sched: Sched::Fifo,
+        ..RealOpts::new(RealLayout::Order0)
     })
     .unwrap_or_else(|e| panic!("unprivileged run failed: {e}"));
-    let r = &recs[0];
-    let v = &r.extra["verification"];
-    assert_eq!(v["level"], "partial", "{}", v["pre"]["summary"]);
-    assert_eq!(v["verified"], true, "{}", v["pre"]["summary"]);
-    let unavailable = v["pre"]["observation"]["unavailable"].to_string();
+    let pre = &out.context.pre;
+    assert_eq!(pre.level, "partial", "{}", pre.summary);
+    assert!(pre.ok, "{}", pre.summary);
+    let r = &out.runs[0];
+    let x = r.real.as_deref().unwrap();
+    let post = x.post.as_ref().unwrap();
+    assert!(post.ok && post.level == "partial", "{}", post.summary);
+    assert!(!r.variant.options().contains("unverified"));
+    let unavailable = LayoutReport::from_context(&out.context)
+        .unwrap()
+        .observation
+        .unavailable
+        .join("; ");
     assert!(unavailable.contains("PFNs are hidden"), "{unavailable}");
-    let s = &r.extra["sched"];
-    if s["effective"] != "fifo" {
+    let s = x.sched.as_ref().unwrap();
+    if s.effective != Sched::Fifo {
         // Without CAP_SYS_NICE/RLIMIT_RTPRIO: SCHED_BATCH instead, with the reason recorded.
-        assert_eq!(s["effective"], "batch", "{s}");
+        assert_eq!(s.effective, Sched::Batch, "{s:?}");
         assert!(
-            s["fallback"]
-                .as_str()
+            s.fallback
+                .as_deref()
                 .unwrap()
                 .contains("sched_setscheduler(SCHED_FIFO)"),
-            "{s}"
+            "{s:?}"
         );
-        assert_eq!(r.variant.options, "sched-batch");
+        assert_eq!(r.variant.options(), "sched-batch");
     }
-    // Every counter is either counted or null with a reason.
-    for (name, c) in r.extra["counters"].as_object().unwrap() {
-        if name.starts_with("time_") {
-            continue;
-        }
-        assert!(
-            c["value"].is_u64() || c["reason"].is_string(),
-            "{name}: {c}"
-        );
+    // Every counter is either counted or has no value and a reason.
+    for (name, c) in &x.counters {
+        assert!(c.value.is_some() || c.reason.is_some(), "{name}: {c:?}");
     }
 }
 
@@ -70,12 +73,11 @@ fn check_fork_eagain_is_one_clear_error() {
     };
     // SAFETY: as above; lowering the soft limit is always allowed.
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NPROC, &lim) }, 0);
-    let e = run(&RealArgs {
-        layout: "order0".into(),
-        mem: "8M".into(),
+    let e = run(&RealOpts {
+        mem: Size(8 << 20),
         iters: 3,
         runs: 1,
-        ..Default::default()
+        ..RealOpts::new(RealLayout::Order0)
     })
     .unwrap_err();
     // SAFETY: restores the saved limit.

@@ -16,14 +16,17 @@ use std::collections::BTreeMap;
 use results::{Instrument, ResultFile, RunRecord};
 use stats::{Comparison, Policy, Summary};
 
-/// Thread row order of the model's strategies.
-pub const STRATEGY_ORDER: [&str; 5] = [
-    "mm-unstable",
-    "hugetlb-rmap-cleanups",
-    "ryan-v4",
-    "fork-batching",
-    "upstream",
-];
+/// Thread row order of the model's strategies (the contract's canonical order).
+pub const STRATEGY_ORDER: [&str; 5] = {
+    let all = results::Strategy::ALL;
+    [
+        all[0].name(),
+        all[1].name(),
+        all[2].name(),
+        all[3].name(),
+        all[4].name(),
+    ]
+};
 
 /// Row order of engine options (contpte-dis first: it is the pre-contpte kernel).
 pub const OPTIONS_ORDER: [&str; 4] = ["", "contpte-dis", "contpte-ena", "contpte-basic"];
@@ -56,8 +59,11 @@ pub struct Row {
     pub machine: String,
     pub instrument: Instrument,
     pub arch: String,
+    /// The variant's row name: the strategy (model) or the kernel release (real fork).
     pub strategy: String,
+    /// `Variant::layout_name`.
     pub layout: String,
+    /// `Variant::options`.
     pub options: String,
     pub mem_bytes: u64,
     pub mode: String,
@@ -159,28 +165,32 @@ pub fn build_cases(
         let li = labels.iter().position(|l| *l == f.label).unwrap_or(0);
         for r in &f.runs {
             let v = &r.variant;
-            let by_layout = v.instrument == Instrument::Real && !multi;
+            let inst = v.instrument();
+            let layout = v.layout_name();
+            let options = v.options();
+            let by_layout = inst == Instrument::Real && !multi;
             let key: CaseKey = (
-                v.instrument,
-                v.arch.clone(),
+                inst,
+                v.arch().to_string(),
                 if by_layout {
                     String::new()
                 } else {
-                    v.layout.clone()
+                    layout.clone()
                 },
-                v.mem_bytes,
-                v.mode.clone(),
+                v.mem_bytes(),
+                v.mode().to_string(),
             );
             let mut name = String::new();
             if multi {
                 name.push_str(&f.label);
             }
-            let part = match v.instrument {
-                Instrument::Sim => v.strategy.as_str(),
-                Instrument::Real if by_layout => v.layout.as_str(),
+            let row_name = v.row_name();
+            let part = match inst {
+                Instrument::Sim => row_name.as_str(),
+                Instrument::Real if by_layout => layout.as_str(),
                 Instrument::Real => "",
             };
-            for p in [part, v.options.as_str()] {
+            for p in [part, options.as_str()] {
                 if !p.is_empty() {
                     if !name.is_empty() {
                         name.push(' ');
@@ -190,9 +200,9 @@ pub fn build_cases(
             }
             let sort: SortKey = (
                 li,
-                rank(&STRATEGY_ORDER, &v.strategy),
-                rank(&LAYOUT_ORDER, &v.layout),
-                rank(&OPTIONS_ORDER, &v.options),
+                rank(&STRATEGY_ORDER, &row_name),
+                rank(&LAYOUT_ORDER, &layout),
+                rank(&OPTIONS_ORDER, &options),
                 name.clone(),
             );
             if !cases.iter().any(|(k, _)| *k == key) {
@@ -290,20 +300,20 @@ fn new_row(name: &str, f: &ResultFile, r: &RunRecord, _fi: usize) -> Row {
         name: name.to_string(),
         label: f.label.clone(),
         machine: f.machine.clone(),
-        instrument: v.instrument,
-        arch: v.arch.clone(),
-        strategy: v.strategy.clone(),
-        layout: v.layout.clone(),
-        options: v.options.clone(),
-        mem_bytes: v.mem_bytes,
-        mode: v.mode.clone(),
+        instrument: v.instrument(),
+        arch: v.arch().to_string(),
+        strategy: v.row_name(),
+        layout: v.layout_name(),
+        options: v.options(),
+        mem_bytes: v.mem_bytes(),
+        mode: v.mode().to_string(),
         run_means: vec![r.mean_ns()],
         summary: Summary {
             n: 0,
             mean: f64::NAN,
             std: f64::NAN,
         },
-        ops: r.ops.clone(),
+        ops: r.ops.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         cmp: None,
     }
 }

@@ -1,6 +1,9 @@
 //! Snapshot and shape tests of the tables, exports and plots, on synthetic result files.
 
-use results::{Instrument, ResultFile, RunRecord, SCHEMA_VERSION, Variant};
+use results::{
+    Arch, HostEnv, Instrument, Mode, RealLayout, RealVariant, ResultFile, RunRecord, Sched,
+    SimVariant, Variant,
+};
 use stats::Policy;
 
 use super::*;
@@ -14,54 +17,64 @@ fn unit_z() -> Vec<f64> {
     c.iter().map(|x| x / sd).collect()
 }
 
-/// A run record whose single sample is `mean_ns`.
+/// A run record whose single sample is `mean_ns`. `row` is the strategy (model) or the kernel
+/// (real fork); `layout` is `order<N>` (model) or a real layout; `options` the model's
+/// `contpte-<x>`.
 pub(crate) fn rec(
     inst: Instrument,
-    strategy: &str,
+    row: &str,
     layout: &str,
     options: &str,
     run: u32,
     mean_ns: f64,
 ) -> RunRecord {
-    RunRecord {
-        schema: SCHEMA_VERSION,
-        tool_version: "t".into(),
-        variant: Variant {
-            instrument: inst,
-            arch: "arm64".into(),
-            strategy: strategy.into(),
-            layout: layout.into(),
+    let variant = match inst {
+        Instrument::Sim => Variant::Sim(SimVariant {
+            arch: Arch::Arm64,
+            contpte: options.strip_prefix("contpte-").map(|c| c.parse().unwrap()),
+            strategy: row.parse().unwrap(),
+            order: layout.trim_start_matches("order").parse().unwrap(),
             mem_bytes: 1 << 30,
-            mode: "fresh".into(),
-            options: options.into(),
-        },
+            mode: Mode::Fresh,
+            mapcount: Default::default(),
+            counting: false,
+        }),
+        Instrument::Real => Variant::Real(RealVariant {
+            arch: Arch::Arm64,
+            kernel: row.into(),
+            accel: Default::default(),
+            layout: layout.parse::<RealLayout>().unwrap(),
+            mem_bytes: 1 << 30,
+            mode: Mode::Fresh,
+            sched: Sched::Other,
+            unverified: false,
+        }),
+    };
+    RunRecord {
+        variant,
         run_index: run,
         warmup: 0,
         samples_ns: vec![mean_ns.round() as u64],
-        ops: Default::default(),
         cpu: None,
-        extra: serde_json::Value::Null,
+        ops: Default::default(),
+        sim: None,
+        real: None,
+        host_load: None,
     }
 }
 
 pub(crate) fn file(machine: &str, label: &str, runs: Vec<RunRecord>) -> ResultFile {
-    ResultFile {
-        schema: SCHEMA_VERSION,
-        tool_version: "t".into(),
-        machine: machine.into(),
-        label: label.into(),
-        created_utc: "2026-01-01T00:00:00Z".into(),
-        git_rev: "r".into(),
-        seed: 1,
-        config: serde_json::Value::Null,
-        env: serde_json::Value::Null,
-        runs,
-    }
+    let mut f = ResultFile::new(machine, label, "2026-01-01T00:00:00Z", HostEnv::default());
+    f.git_rev = "r".into();
+    f.seed = 1;
+    f.runs = runs;
+    f
 }
 
 /// Runs of one variant whose run means have exactly `mean_rel`/`std_rel` against `base_ns`.
 fn runs_with(
     strategy: &str,
+    options: &str,
     layout: &str,
     base_ns: f64,
     mean_rel: f64,
@@ -72,7 +85,7 @@ fn runs_with(
         .enumerate()
         .map(|(i, z)| {
             let m = base_ns * (1.0 + mean_rel) + z * std_rel * base_ns;
-            rec(Instrument::Sim, strategy, layout, "", i as u32, m)
+            rec(Instrument::Sim, strategy, layout, options, i as u32, m)
         })
         .collect()
 }
@@ -104,10 +117,11 @@ fn thread_format_shape() {
     insta::assert_snapshot!(thread_table(&rows));
 }
 
-/// The thread's M2 fork table (Ryan's contpte v4 cover letter / patch 15/16, spec
-/// kernel-model.md §7 table 5): contpte-dis -1.0% (sd 2.0%) at order 0 and -0.1% at order 9,
-/// contpte-ena +2.6% and -25.4%. The thread gives no baseline std and no other stds in the spec
-/// excerpt, so those below (1.1%, 1.2%, 0.1%, 1.5%, 0.7%) are assumptions of this test.
+/// The thread's M2 fork table (Ryan's contpte v4 cover letter / patch 15/16): contpte-dis
+/// -1.0% (sd 2.0%) at order 0 and -0.1% at order 9, contpte-ena +2.6% and -25.4%. The thread
+/// gives no baseline std and no other stds, so those below (1.1%, 1.2%, 0.1%, 1.5%, 0.7%) are
+/// assumptions of this test. The thread's rows `baseline`/`contpte-dis`/`contpte-ena` are typed variants here: mm-unstable
+/// without contpte, and with contpte dis and ena.
 fn m2_file() -> ResultFile {
     let b = 14_000_000.0;
     let mut runs = Vec::new();
@@ -115,23 +129,37 @@ fn m2_file() -> ResultFile {
         ("order0", -0.010, 0.020, 0.026, 0.015, 0.011),
         ("order9", -0.001, 0.001, -0.254, 0.007, 0.012),
     ] {
-        runs.extend(runs_with("baseline", layout, b, 0.0, base_sd));
-        runs.extend(runs_with("contpte-dis", layout, b, dis, dis_sd));
-        runs.extend(runs_with("contpte-ena", layout, b, ena, ena_sd));
+        runs.extend(runs_with("mm-unstable", "", layout, b, 0.0, base_sd));
+        runs.extend(runs_with(
+            "mm-unstable",
+            "contpte-dis",
+            layout,
+            b,
+            dis,
+            dis_sd,
+        ));
+        runs.extend(runs_with(
+            "mm-unstable",
+            "contpte-ena",
+            layout,
+            b,
+            ena,
+            ena_sd,
+        ));
     }
     file("Apple M2 VM", "v4", runs)
 }
 
 #[test]
 fn thread_m2_fork_table_from_synthetic_samples() {
-    let cases = build_cases(&[m2_file()], Some("baseline"), &Policy::default()).unwrap();
+    let cases = build_cases(&[m2_file()], Some("mm-unstable"), &Policy::default()).unwrap();
     assert_eq!(cases.len(), 2);
     let combined = combined_from_cases(&cases, "Apple M2 VM");
     assert_eq!(combined.len(), 1);
     let t = combined_table(&combined[0]);
     insta::assert_snapshot!(t);
     assert!(
-        t.contains("| contpte-dis       |    -1.0% |     2.0% |    -0.1% |     0.1% |"),
+        t.contains("| mm-unstable contpte-dis |    -1.0% |     2.0% |    -0.1% |     0.1% |"),
         "{t}"
     );
     assert!(
@@ -143,7 +171,7 @@ fn thread_m2_fork_table_from_synthetic_samples() {
 
 #[test]
 fn extended_and_exports() {
-    let cases = build_cases(&[m2_file()], Some("baseline"), &Policy::default()).unwrap();
+    let cases = build_cases(&[m2_file()], Some("mm-unstable"), &Policy::default()).unwrap();
     insta::assert_snapshot!(extended_table(&cases[1]));
     let csv = export::to_csv(&cases);
     let mut lines = csv.lines();
@@ -158,7 +186,7 @@ fn extended_and_exports() {
     assert_eq!(recs.len(), 6);
     let ena9 = recs
         .iter()
-        .find(|r| r["kernel"] == "contpte-ena" && r["layout"] == "order9")
+        .find(|r| r["kernel"] == "mm-unstable contpte-ena" && r["layout"] == "order9")
         .unwrap();
     assert_eq!(ena9["verdict"], "faster");
     assert!((ena9["mean_rel"].as_f64().unwrap() + 0.254).abs() < 1e-6);
@@ -182,12 +210,12 @@ fn labels_become_rows_and_real_layouts_become_rows() {
     let a = file(
         "m",
         "v6.8",
-        runs_with("mm-unstable", "order9", 1e7, 0.0, 0.005),
+        runs_with("mm-unstable", "", "order9", 1e7, 0.0, 0.005),
     );
     let b = file(
         "m",
         "v6.9",
-        runs_with("mm-unstable", "order9", 1e7, -0.3, 0.005),
+        runs_with("mm-unstable", "", "order9", 1e7, -0.3, 0.005),
     );
     let cases = build_cases(&[a, b], None, &Policy::default()).unwrap();
     assert_eq!(cases.len(), 1);
@@ -213,7 +241,7 @@ fn labels_become_rows_and_real_layouts_become_rows() {
 
 #[test]
 fn plots_are_svg_documents() {
-    let cases = build_cases(&[m2_file()], Some("baseline"), &Policy::default()).unwrap();
+    let cases = build_cases(&[m2_file()], Some("mm-unstable"), &Policy::default()).unwrap();
     let s = svg::mean_rel_bars(&cases[1], "Apple M2 VM").unwrap();
     assert!(s.starts_with("<svg") && s.contains("contpte-ena") && s.contains("-25.4%"));
     let mut runs = Vec::new();

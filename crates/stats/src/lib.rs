@@ -1,6 +1,6 @@
 //! Statistics over run means, on `statrs`. The unit of measurement is one run (the mean of its
-//! forks), not one fork: forks within a run are not independent (anchors.md §7, pseudo-
-//! replication). Relative figures follow the LKML thread: `mean_rel = mean / mean_baseline - 1`,
+//! forks), not one fork: forks within a run are not independent (treating them as independent
+//! would be pseudo-replication). Relative figures follow the LKML thread: `mean_rel = mean / mean_baseline - 1`,
 //! `std_rel = std / mean_baseline` (sample std, n-1).
 //!
 //! On top of that: Welch's two-sample t-test, the 95% CI of the ratio of means by the delta
@@ -111,6 +111,23 @@ pub fn median(xs: &[f64]) -> Option<f64> {
     })
 }
 
+/// Mean and sample standard deviation (n-1) of `xs`, summed in order: `(NaN, NaN)` when empty,
+/// sd 0 for one value. Unlike [`Summary::of`] it never refuses: a non-finite value makes the
+/// result non-finite, which a report can print as such.
+pub fn mean_sd(xs: &[f64]) -> (f64, f64) {
+    if xs.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let sd = if xs.len() > 1 {
+        (xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    (mean, sd)
+}
+
 /// Result of Welch's unequal-variance t-test of `new` against `base`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Welch {
@@ -197,7 +214,7 @@ pub fn ratio_ci(base: &Summary, new: &Summary, level: f64) -> Option<RatioCi> {
 
 /// Minimum detectable relative effect of a two-sided t-test with `n` runs per side at run-to-run
 /// coefficient of variation `cv`: `(t(1-α/2, 2n-2) + t(power, 2n-2)) · sqrt(2/n) · cv`
-/// (anchors.md §7). None for n < 2 or a non-finite cv.
+/// (the usual power formula with Student's t). None for n < 2 or a non-finite cv.
 pub fn mde(cv: f64, n: usize, alpha: f64, power: f64) -> Option<f64> {
     if n < 2 || !cv.is_finite() || cv < 0.0 {
         return None;
@@ -358,6 +375,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn mean_sd_of_values() {
+        let (m, s) = mean_sd(&[1.0, 2.0, 3.0]);
+        assert_eq!(m, 2.0);
+        assert!((s - 1.0).abs() < 1e-12);
+        assert_eq!(mean_sd(&[5.0]), (5.0, 0.0));
+        assert!(mean_sd(&[]).0.is_nan());
+        assert!(mean_sd(&[1.0, f64::NAN]).0.is_nan());
+    }
+
+    #[test]
     fn pearson_matches_hand_computed_values() {
         let x = [1.0, 2.0, 3.0, 4.0];
         assert!((pearson(&x, &[2.0, 4.0, 6.0, 8.0]).unwrap() - 1.0).abs() < 1e-12);
@@ -482,7 +509,7 @@ mod tests {
 
     #[test]
     fn mde_and_runs_needed_match_the_anchor_table() {
-        // anchors.md §7 (two-sided, α = 0.05, power 0.8, equal n): rows CV → (MDE at 8 runs,
+        // Reference values (two-sided, α = 0.05, power 0.8, equal n): rows CV → (MDE at 8 runs,
         // runs for 1 %, runs for 0.5 %).
         let rows = [
             (0.003, 0.0045, 3, 7),

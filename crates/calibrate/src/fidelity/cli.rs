@@ -1,0 +1,122 @@
+//! `cargo xtask fidelity`: its flags and entry point. Optionally measures (writing the inputs
+//! file) or re-prices the stored inputs with another profile, then renders the report; `--check`
+//! only compares.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use contract::Size;
+
+use super::inputs::Inputs;
+use super::measure::measure;
+use super::render::{check_fresh, render};
+use crate::Result;
+use crate::profile::{CostProfile, newest_profile};
+
+/// Arguments of `cargo xtask fidelity`.
+#[derive(Debug, Clone, Args)]
+pub struct FidelityArgs {
+    /// Re-measure the model first and rewrite the inputs file (otherwise only render)
+    #[arg(long)]
+    pub measure: bool,
+    /// Only check that the report is up to date with its inputs (exit with an error if stale)
+    #[arg(long, conflicts_with = "measure")]
+    pub check: bool,
+    /// Inputs file (default: <root>/results/fidelity-inputs.json)
+    #[arg(long)]
+    pub inputs: Option<PathBuf>,
+    /// Report file (default: <root>/results/fidelity.md)
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Calibration profile to embed when measuring (default: the newest of this host under
+    /// results/calibration); without --measure, re-price the existing inputs with it
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
+    /// No calibration profile (model time = measured userspace time); without --measure, drop
+    /// the profile from the existing inputs
+    #[arg(long, conflicts_with = "profile")]
+    pub no_profile: bool,
+    /// Memory per model fork when measuring
+    #[arg(long, default_value = "1G")]
+    pub mem: Size,
+    /// Timed forks per run when measuring
+    #[arg(long, default_value_t = 100)]
+    pub iters: u32,
+    /// Runs per configuration when measuring
+    #[arg(long, default_value_t = 8)]
+    pub runs: u32,
+    /// CPU to pin the model to when measuring
+    #[arg(long)]
+    pub cpu: Option<usize>,
+}
+
+/// Entry point of `cargo xtask fidelity`: optionally measure, then render. Returns the report path.
+pub fn run_fidelity(root: &Path, forkbench: &Path, args: &FidelityArgs) -> Result<PathBuf> {
+    let inputs_path = args
+        .inputs
+        .clone()
+        .unwrap_or_else(|| root.join("results/fidelity-inputs.json"));
+    let out = args
+        .output
+        .clone()
+        .unwrap_or_else(|| root.join("results/fidelity.md"));
+    if args.check {
+        check_fresh(&inputs_path, &out)?;
+        println!("{} is up to date", out.display());
+        return Ok(out);
+    }
+    if args.measure {
+        let profile = if args.no_profile {
+            None
+        } else {
+            let path = args.profile.clone().or_else(|| {
+                newest_profile(
+                    &root.join("results/calibration"),
+                    &hostenv::host::hostname(),
+                )
+            });
+            match path {
+                Some(p) => Some((
+                    p.file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned(),
+                    CostProfile::load(&p)?,
+                )),
+                None => None,
+            }
+        };
+        let inputs = measure(forkbench, args, profile)?;
+        let json = serde_json::to_string_pretty(&inputs).expect("inputs serialise") + "\n";
+        results::fsio::write_replace(&inputs_path, json.as_bytes())?;
+        eprintln!("fidelity: wrote {}", inputs_path.display());
+    } else if args.profile.is_some() || args.no_profile {
+        // Re-price the existing measurements with another cost profile (or none).
+        let mut inputs = Inputs::load(&inputs_path)?;
+        match &args.profile {
+            Some(p) => {
+                inputs.profile = Some(CostProfile::load(p)?);
+                inputs.profile_file = Some(
+                    p.file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+            None => {
+                inputs.profile = None;
+                inputs.profile_file = None;
+            }
+        }
+        let json = serde_json::to_string_pretty(&inputs).expect("inputs serialise") + "\n";
+        results::fsio::write_replace(&inputs_path, json.as_bytes())?;
+        eprintln!(
+            "fidelity: re-priced {} with the new profile",
+            inputs_path.display()
+        );
+    }
+    let inputs = Inputs::load(&inputs_path)?;
+    results::fsio::write_replace(&out, render(&inputs).as_bytes())?;
+    println!("wrote {}", out.display());
+    Ok(out)
+}
