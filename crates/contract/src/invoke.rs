@@ -60,8 +60,7 @@ pub struct ModelOpts {
     /// (contpte without them); default ena on arm64
     #[cfg_attr(feature = "clap", arg(long))]
     pub contpte: Option<Contpte>,
-    /// Strategies: a comma list of mm-unstable, hugetlb-rmap-cleanups, ryan-v4, fork-batching,
-    /// upstream; or all
+    /// Strategies: a comma list of strategy names, or all (an unknown name lists the choices)
     #[cfg_attr(feature = "clap", arg(long = "strategy", default_value = "all"))]
     pub strategies: Strategies,
     /// Folio order of the populated memory (0..=9)
