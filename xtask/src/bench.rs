@@ -299,7 +299,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     if ex.runs.is_empty() {
         bail!("no runs were made (every variant was skipped); no result file written");
     }
-    let file = ResultFile {
+    let mut file = ResultFile {
         schema: SCHEMA_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         machine: machine.clone(),
@@ -329,9 +329,12 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
             })),
         }),
         env: host_env(cpu),
-        contexts: ex.contexts,
-        runs: ex.runs,
+        contexts: Vec::new(),
+        runs: Vec::new(),
     };
+    // The runs' context indexes already count over the whole list; absorbing it into an empty
+    // file keeps them and lets the file's host capture take what the contexts captured beyond it.
+    file.absorb(ex.contexts, ex.runs);
     file.save_new(&out_path)
         .with_context(|| format!("saving {}", out_path.display()))?;
     let cases = select::cases(std::slice::from_ref(&file), None, &stats::Policy::default())?;

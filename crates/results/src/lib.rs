@@ -100,7 +100,11 @@ impl ResultFile {
         let probe: serde_json::Value = serde_json::from_str(text).map_err(parse_err)?;
         let found = probe.get("schema").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
         match found {
-            SCHEMA_VERSION => serde_json::from_value(probe).map_err(parse_err),
+            SCHEMA_VERSION => {
+                let mut probe = probe;
+                expand_context_envs(&mut probe);
+                serde_json::from_value(probe).map_err(parse_err)
+            }
             1 => {
                 let old: v1::ResultFile = serde_json::from_value(probe).map_err(parse_err)?;
                 old.upgrade().map_err(|why| ResultsError::Upgrade {
@@ -148,7 +152,13 @@ impl ResultFile {
         for (k, v) in fields {
             let _ = writeln!(o, "  \"{k}\": {v},");
         }
-        list(&mut o, "contexts", &self.contexts, false);
+        let env = serde_json::to_value(&self.env).expect("host env serialises");
+        let contexts: Vec<serde_json::Value> = self
+            .contexts
+            .iter()
+            .map(|c| compact_context_env(c, &env))
+            .collect();
+        list(&mut o, "contexts", &contexts, false);
         list(&mut o, "runs", &self.runs, true);
         o.push_str("}\n");
         o
@@ -170,6 +180,9 @@ impl ResultFile {
     /// Append one runner call's contexts and runs, re-indexing the runs' contexts (which count
     /// from 0 within the call) into this file's list.
     pub fn absorb(&mut self, contexts: Vec<RealContext>, runs: Vec<RunRecord>) {
+        for c in &contexts {
+            enrich_env(&mut self.env, &c.env);
+        }
         let offset = self.contexts.len() as u32;
         self.contexts.extend(contexts);
         self.runs.extend(runs.into_iter().map(|mut r| {
@@ -178,6 +191,64 @@ impl ResultFile {
             }
             r
         }));
+    }
+}
+
+/// Add to the file's host capture what a runner call on the same kernel captured beyond it
+/// (kernel config options, more sysfs files), so the file says it once and each context keeps
+/// only what really differed.
+fn enrich_env(file: &mut HostEnv, ctx: &HostEnv) {
+    if file.kernel_release != ctx.kernel_release {
+        return;
+    }
+    let cfg = &mut file.kernel_config;
+    if cfg.values.is_empty() {
+        *cfg = ctx.kernel_config.clone();
+    }
+    for (path, value) in &ctx.sysfs {
+        file.sysfs
+            .entry(path.clone())
+            .or_insert_with(|| value.clone());
+    }
+}
+
+/// A context as written: its `env` replaced by `env_diff`, the top-level fields in which it
+/// differs from the file's `env` (most of a host capture is the same for every runner call of a
+/// suite run; what moves, e.g. `mem_available_bytes` or a THP knob, stays exact).
+fn compact_context_env(c: &RealContext, file_env: &serde_json::Value) -> serde_json::Value {
+    let mut v = serde_json::to_value(c).expect("context serialises");
+    let (Some(obj), Some(base)) = (v.as_object_mut(), file_env.as_object()) else {
+        return v;
+    };
+    let Some(serde_json::Value::Object(env)) = obj.remove("env") else {
+        return v;
+    };
+    let diff: serde_json::Map<String, serde_json::Value> = env
+        .into_iter()
+        .filter(|(k, val)| base.get(k) != Some(val))
+        .collect();
+    obj.insert("env_diff".into(), serde_json::Value::Object(diff));
+    v
+}
+
+/// The inverse of [`compact_context_env`] on a parsed schema-2 file: every context with an
+/// `env_diff` gets the file's `env` with those fields replaced.
+fn expand_context_envs(file: &mut serde_json::Value) {
+    let Some(base) = file.get("env").and_then(|e| e.as_object()).cloned() else {
+        return;
+    };
+    let Some(contexts) = file.get_mut("contexts").and_then(|c| c.as_array_mut()) else {
+        return;
+    };
+    for c in contexts.iter_mut().filter_map(|c| c.as_object_mut()) {
+        if c.contains_key("env") {
+            continue;
+        }
+        if let Some(serde_json::Value::Object(diff)) = c.remove("env_diff") {
+            let mut env = base.clone();
+            env.extend(diff);
+            c.insert("env".into(), serde_json::Value::Object(env));
+        }
     }
 }
 

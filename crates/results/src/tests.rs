@@ -156,6 +156,58 @@ fn files_are_compact_and_any_layout_loads() {
 }
 
 #[test]
+fn contexts_store_only_how_their_env_differs_from_the_files() {
+    let mut f = sample_file();
+    f.env = HostEnv {
+        kernel_release: "6.18.0".into(),
+        hostname: "box".into(),
+        mem_available_bytes: Some(10 << 30),
+        ..HostEnv::default()
+    };
+    f.contexts[0].env = HostEnv {
+        mem_available_bytes: Some(9 << 30),
+        ..f.env.clone()
+    };
+    f.contexts[1].env = f.env.clone();
+    let text = f.to_json();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("\"pre_report\""))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(
+        lines[0].contains(r#""env_diff":{"mem_available_bytes":9663676416}"#),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1].contains(r#""env_diff":{}"#), "{}", lines[1]);
+    assert!(!lines[0].contains("\"hostname\""));
+    let back = ResultFile::parse(&text, std::path::Path::new("t.json")).unwrap();
+    assert_eq!(back, f);
+    assert_eq!(back.contexts[0].env.hostname, "box");
+    // What a runner call captured beyond the file's own capture moves up into the file's.
+    let mut g = ResultFile::new("m", "l", "t", f.env.clone());
+    let mut c = real_context();
+    c.env = f.env.clone();
+    c.env
+        .kernel_config
+        .values
+        .insert("CONFIG_HZ".into(), "250".into());
+    c.env.sysfs.insert("/sys/x".into(), Some("always".into()));
+    g.absorb(vec![c.clone()], vec![real_run(0)]);
+    assert_eq!(g.env.kernel_config.values["CONFIG_HZ"], "250");
+    assert_eq!(g.env.sysfs["/sys/x"].as_deref(), Some("always"));
+    assert!(g.to_json().contains(r#""env_diff":{}"#));
+    // Another kernel's capture is left alone.
+    let mut other = c;
+    other.env.kernel_release = "6.1.0".into();
+    other.env.sysfs.insert("/sys/y".into(), None);
+    g.absorb(vec![other], vec![]);
+    assert!(!g.env.sysfs.contains_key("/sys/y"));
+    assert_eq!(back.contexts[0].env.mem_available_bytes, Some(9 << 30));
+}
+
+#[test]
 fn load_rejects_other_schema_garbage_and_devices() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("bad.json");
