@@ -210,10 +210,20 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            // One line, like every other bad-input error (clap adds a usage hint below it).
+            // One line, like every other bad-input error: clap's message up to the blank line
+            // before its usage block, so `[possible values: ...]` and tips stay.
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("forkbench: {first} (see forkbench --help)");
+            let msg: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let msg = if msg.is_empty() {
+                "error: invalid arguments".to_string()
+            } else {
+                msg.join(" ")
+            };
+            eprintln!("forkbench: {msg} (see forkbench --help)");
             return ExitCode::from(2);
         }
     };

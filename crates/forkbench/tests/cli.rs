@@ -288,4 +288,7 @@ fn bad_input_is_one_line_and_exit_2() {
             "{args:?}: {err}"
         );
     }
+    // The one line keeps clap's list of choices.
+    let (_, _, err) = forkbench(&["counts", "--arch", "arm64", "--contpte", "on"]);
+    assert!(err.contains("[possible values: dis, ena, basic]"), "{err}");
 }
