@@ -11,12 +11,15 @@ use std::path::{Path, PathBuf};
 /// The snapshot types are the contract's (they travel in result files); this module fills them.
 pub use contract::{HostEnv, KernelConfig};
 
-use crate::{cpu, procfs, sys, sysfs};
+use crate::{cpu, sys, sysfs};
 
 /// Capture the host environment plus the given sysfs files and kernel config options.
 pub fn capture(sysfs_paths: &[PathBuf], config_keys: &[&str]) -> HostEnv {
     let u = sys::uname().unwrap_or_default();
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let meminfo = {
+        use ::procfs::Current;
+        ::procfs::Meminfo::current().ok()
+    };
     let rt = crate::sched::rt_budget();
     let mut pmus: Vec<String> = std::fs::read_dir("/sys/bus/event_source/devices")
         .map(|d| {
@@ -63,9 +66,9 @@ pub fn capture(sysfs_paths: &[PathBuf], config_keys: &[&str]) -> HostEnv {
         cpu_model: crate::host::cpu_model(),
         cpus_online: online.map(|s| s.to_string()),
         cpus_allowed: cpu::allowed_cpus().ok().map(|s| s.to_string()),
-        mem_total_bytes: procfs::parse_meminfo_bytes(&meminfo, "MemTotal"),
-        mem_available_bytes: procfs::parse_meminfo_bytes(&meminfo, "MemAvailable"),
-        swap_total_bytes: procfs::parse_meminfo_bytes(&meminfo, "SwapTotal"),
+        mem_total_bytes: meminfo.as_ref().map(|m| m.mem_total),
+        mem_available_bytes: meminfo.as_ref().and_then(|m| m.mem_available),
+        swap_total_bytes: meminfo.as_ref().map(|m| m.swap_total),
         euid: sys::geteuid(),
         clocksource: sysfs::read_trimmed(
             "/sys/devices/system/clocksource/clocksource0/current_clocksource",

@@ -1,6 +1,7 @@
 //! Small `/proc` readers: per-CPU times from `/proc/stat` (to record the load on the other CPUs
-//! during a run), `MemAvailable` from `/proc/meminfo`, and `key value` files such as
-//! `/proc/vmstat`. Parsers are pure functions over text so they are tested on fixed input.
+//! during a run; parsed here because `procfs::KernelStats` lists CPUs by position, not id, and
+//! an offline CPU would shift the rest), `MemAvailable` and this process's memory (through the
+//! `procfs` crate), and the memory cgroup's headroom.
 
 use std::collections::BTreeMap;
 
@@ -91,32 +92,6 @@ pub fn load_between(
         );
     }
     out
-}
-
-/// `key value` lines (as in `/proc/vmstat`); lines that do not parse are skipped.
-pub fn parse_kv(text: &str) -> BTreeMap<String, i64> {
-    text.lines()
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            let k = it.next()?;
-            let v = it.next()?.parse().ok()?;
-            Some((k.to_string(), v))
-        })
-        .collect()
-}
-
-/// A field of `/proc/meminfo` in bytes (`MemAvailable`, `MemTotal`, …).
-pub fn parse_meminfo_bytes(text: &str, field: &str) -> Option<u64> {
-    text.lines().find_map(|l| {
-        let rest = l.strip_prefix(field)?.strip_prefix(':')?;
-        let mut it = rest.split_whitespace();
-        let n: u64 = it.next()?.parse().ok()?;
-        match it.next() {
-            Some("kB") => n.checked_mul(1024),
-            None => Some(n),
-            Some(_) => None,
-        }
-    })
 }
 
 /// `MemAvailable` in bytes (through the `procfs` crate).
@@ -248,14 +223,7 @@ mod tests {
     }
 
     #[test]
-    fn meminfo_and_kv() {
-        let m = "MemTotal:       24684096 kB\nMemAvailable:   1024 kB\nHugePages_Total: 0\n";
-        assert_eq!(parse_meminfo_bytes(m, "MemAvailable"), Some(1024 * 1024));
-        assert_eq!(parse_meminfo_bytes(m, "HugePages_Total"), Some(0));
-        assert_eq!(parse_meminfo_bytes(m, "Mem"), None);
-        let kv = parse_kv("thp_fault_alloc 3\nthp_split_pmd 512\nbroken\nx y\n");
-        assert_eq!(kv.len(), 2);
-        assert_eq!(kv["thp_split_pmd"], 512);
+    fn memory_and_cgroup_headroom() {
         assert!(mem_available_bytes().unwrap() > 0);
         assert!(self_status_bytes("VmHWM").unwrap() > 0);
         // Best effort: a limit, if any, is a finite number with the cgroup that sets it.

@@ -1,6 +1,7 @@
 //! Snapshots of the global THP event counters (`thp_*` and `nr_anon_transparent_hugepages` in
 //! `/proc/vmstat`) and of the per-size mTHP stats (`hugepages-<N>kB/stats/*`), and their deltas.
 //! These are system-wide: other processes can move them too, which the verifier accounts for.
+//! `/proc/vmstat` is read through the `procfs` crate.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,8 +18,10 @@ pub struct MmCounters {
 }
 
 /// Keep the vmstat keys the verifier cares about.
-pub fn filter_vmstat(all: &BTreeMap<String, i64>) -> BTreeMap<String, i64> {
-    all.iter()
+pub fn filter_vmstat<'a>(
+    all: impl IntoIterator<Item = (&'a String, &'a i64)>,
+) -> BTreeMap<String, i64> {
+    all.into_iter()
         .filter(|(k, _)| k.starts_with("thp_") || k.as_str() == "nr_anon_transparent_hugepages")
         .map(|(k, v)| (k.clone(), *v))
         .collect()
@@ -27,8 +30,7 @@ pub fn filter_vmstat(all: &BTreeMap<String, i64>) -> BTreeMap<String, i64> {
 impl MmCounters {
     /// Read `/proc/vmstat` and the mTHP stats under `thp_root`; `None` if vmstat is unreadable.
     pub fn read(thp_root: &Path) -> Option<MmCounters> {
-        let text = std::fs::read_to_string("/proc/vmstat").ok()?;
-        let vmstat = filter_vmstat(&hostenv::procfs::parse_kv(&text));
+        let vmstat = filter_vmstat(&procfs::vmstat().ok()?);
         let mut mthp = BTreeMap::new();
         if let Ok(dir) = std::fs::read_dir(thp_root) {
             for e in dir.flatten() {
@@ -103,9 +105,15 @@ mod tests {
 
     #[test]
     fn deltas_and_filters() {
-        let all = hostenv::procfs::parse_kv(
-            "nr_free_pages 5\nthp_fault_alloc 10\nthp_split_pmd 3\nnr_anon_transparent_hugepages 2\n",
-        );
+        let all: BTreeMap<String, i64> = [
+            ("nr_free_pages", 5),
+            ("thp_fault_alloc", 10),
+            ("thp_split_pmd", 3),
+            ("nr_anon_transparent_hugepages", 2),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
         let v = filter_vmstat(&all);
         assert_eq!(v.len(), 3);
         let a = MmCounters {
