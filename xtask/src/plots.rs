@@ -109,13 +109,7 @@ pub fn write_plots(
 /// Newest file of every machine directory under `results_dir`.
 pub fn newest_per_machine(results_dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(results_dir)
-        .with_context(|| format!("reading {}", results_dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    for d in dirs {
+    for d in select::machine_dirs(results_dir)? {
         let files = select::json_files(&d)?;
         if let Some(f) = files
             .iter()

@@ -364,13 +364,7 @@ pub fn render_all(results_dir: &Path, which: Files) -> anyhow::Result<Vec<(PathB
     };
     let mut machines = Vec::new();
     if results_dir.is_dir() {
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(results_dir)
-            .with_context(|| format!("reading {}", results_dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir())
-            .collect();
-        dirs.sort();
-        for d in dirs {
+        for d in select::machine_dirs(results_dir)? {
             let mut files = Vec::new();
             for p in select::json_files(&d)? {
                 if only.as_ref().is_some_and(|t| !t.contains(&p)) {

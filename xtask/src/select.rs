@@ -23,6 +23,17 @@ pub fn is_result_name(name: &str) -> bool {
         && b[16] == b'-'
 }
 
+/// The machine directories under `results_dir` (`results/<machine>/`), sorted.
+pub fn machine_dirs(results_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(results_dir)
+        .with_context(|| format!("reading {}", results_dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
 /// Every result file (see [`is_result_name`]) under `dir`, sorted by path.
 pub fn json_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();

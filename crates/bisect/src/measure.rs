@@ -98,6 +98,18 @@ fn check_cancelled(cancelled: &AtomicBool) -> Result<(), MeasureError> {
     }
 }
 
+/// A worktree of `rev`, unless Ctrl-C was seen (a failed checkout aborts the bisection).
+fn checkout(
+    worktrees: &mut Worktrees,
+    rev: &Rev,
+    cancelled: &AtomicBool,
+) -> Result<std::path::PathBuf, MeasureError> {
+    check_cancelled(cancelled)?;
+    worktrees
+        .checkout(rev)
+        .map_err(|e| MeasureError::Abort(e.to_string()))
+}
+
 /// External mode: run a user command in a worktree of each revision.
 pub struct ExternalCommand<'a> {
     pub worktrees: &'a mut Worktrees,
@@ -107,11 +119,7 @@ pub struct ExternalCommand<'a> {
 
 impl Measure for ExternalCommand<'_> {
     fn measure(&mut self, rev: &Rev) -> Result<Vec<f64>, MeasureError> {
-        check_cancelled(&self.cancelled)?;
-        let dir = self
-            .worktrees
-            .checkout(rev)
-            .map_err(|e| MeasureError::Abort(e.to_string()))?;
+        let dir = checkout(self.worktrees, rev, &self.cancelled)?;
         let out = run_shell(
             &dir,
             &self.cmd,
@@ -367,11 +375,7 @@ pub struct WorkspaceMetric<'a> {
 
 impl Measure for WorkspaceMetric<'_> {
     fn measure(&mut self, rev: &Rev) -> Result<Vec<f64>, MeasureError> {
-        check_cancelled(&self.cancelled)?;
-        let dir = self
-            .worktrees
-            .checkout(rev)
-            .map_err(|e| MeasureError::Abort(e.to_string()))?;
+        let dir = checkout(self.worktrees, rev, &self.cancelled)?;
         let bin = self.target_dir.join("release").join("forkbench");
         if self.last_built.as_deref() != Some(rev.hash.as_str()) {
             let st = cargo_build_forkbench(&dir, Some(&self.target_dir))

@@ -52,18 +52,7 @@ fn parse_cost_model_file(text: &str) -> Result<CostModel, UsageError> {
         if !k.ends_with("_ns") {
             continue;
         }
-        let v: f64 = v
-            .trim()
-            .parse()
-            .ok()
-            .filter(|x: &f64| x.is_finite() && *x >= 0.0)
-            .ok_or_else(|| {
-                UsageError(format!(
-                    "{k}: '{}' is not a non-negative number of ns",
-                    v.trim()
-                ))
-            })?;
-        vals.insert(k.to_string(), v);
+        vals.insert(k.to_string(), parse_ns(k, v)?);
     }
     let get = |k: &str| vals.get(k).copied();
     let dsb = get("dsb_ish_ns").unwrap_or(0.0);
@@ -77,6 +66,20 @@ fn parse_cost_model_file(text: &str) -> Result<CostModel, UsageError> {
     })
 }
 
+/// A cost in ns: finite and not negative; `what` names it in the error.
+fn parse_ns(what: &str, v: &str) -> Result<f64, UsageError> {
+    v.trim()
+        .parse()
+        .ok()
+        .filter(|x: &f64| x.is_finite() && *x >= 0.0)
+        .ok_or_else(|| {
+            UsageError(format!(
+                "{what}: '{}' is not a non-negative number of ns",
+                v.trim()
+            ))
+        })
+}
+
 /// Parse `tlbi=NS,flush_tlb_mm=NS` (either key may be left out; unknown keys are errors).
 pub fn parse_cost_model(s: &str) -> Result<CostModel, UsageError> {
     let mut m = CostModel::default();
@@ -84,16 +87,7 @@ pub fn parse_cost_model(s: &str) -> Result<CostModel, UsageError> {
         let (k, v) = part
             .split_once('=')
             .ok_or_else(|| UsageError(format!("--cost-model entry '{part}' is not KEY=NS")))?;
-        let v: f64 = v
-            .trim()
-            .parse()
-            .ok()
-            .filter(|x: &f64| x.is_finite() && *x >= 0.0)
-            .ok_or_else(|| {
-                UsageError(format!(
-                    "--cost-model {k}: '{v}' is not a non-negative number of ns"
-                ))
-            })?;
+        let v = parse_ns(&format!("--cost-model {k}"), v)?;
         match k.trim() {
             "tlbi" => m.tlbi_ns = v,
             "flush_tlb_mm" => m.flush_tlb_mm_ns = v,
