@@ -1,18 +1,24 @@
-//! `cargo xtask bench [--config NAME|PATH] [--label L] [--quick]`: profile → plan → runner
-//! calls (run-level interleaving in a seeded random block order) → one result file
-//! `results/<machine>/<UTC timestamp>-<label>.json` (atomic, never overwritten) with every raw
-//! sample, the profile, the plan, the environment, the git revision and the tool version →
-//! the tables.
+//! `cargo xtask bench [--config NAME|PATH] [--label L] [--quick]`: profile → plan, checked
+//! against the host (memory, CPUs) → runner calls (run-level interleaving in a seeded random
+//! block order) → one result file `results/<machine>/<UTC timestamp>-<label>[-N].json` (atomic,
+//! never overwritten; `-N` when another bench took the name in the same second) with every raw
+//! sample, the profile, the plan, the environment, the git revision and the tool version → the
+//! tables. Before the first run the file's journal `<file>.partial` is created (proving the
+//! directory writable); every call's records are appended to it as they arrive, so a run that
+//! fails late or is stopped by SIGINT/SIGTERM/SIGHUP (between runner calls) keeps what it
+//! measured: `cargo xtask table <file>.partial` renders it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::Args;
 use contract::{HostEnv, RunnerLine};
 use hostenv::host;
-use results::{RealContext, ResultFile, RunRecord, SCHEMA_VERSION};
+use results::{RealContext, ResultFile, RunRecord, SCHEMA_VERSION, journal};
 use serde_json::json;
 
 use crate::exec::{CallCtx, Executor, Outcome, Release};
@@ -71,6 +77,7 @@ pub struct Execution {
 
 /// Run the plan through `exec`: every round, every group (in the round's order), one call each.
 /// A group whose first call is skipped is not called again.
+#[cfg(test)]
 pub fn execute(
     plan: &Plan,
     exec: &mut dyn Executor,
@@ -78,12 +85,27 @@ pub fn execute(
     seed: u64,
     progress: &mut dyn Progress,
 ) -> anyhow::Result<Execution> {
+    let never = AtomicBool::new(false);
+    execute_to(plan, exec, cpu, seed, progress, None, &never)
+}
+
+/// [`execute`], appending every call's contexts, runs and skip to `journal` as soon as the call
+/// is done, and stopping between calls once `stop` is set (a signal).
+pub fn execute_to(
+    plan: &Plan,
+    exec: &mut dyn Executor,
+    cpu: usize,
+    seed: u64,
+    progress: &mut dyn Progress,
+    mut journal: Option<&mut journal::Writer>,
+    stop: &AtomicBool,
+) -> anyhow::Result<Execution> {
     let total: usize = plan
         .groups
         .iter()
         .map(|g| g.records_per_call())
         .sum::<usize>()
-        * plan.runs as usize;
+        .saturating_mul(plan.runs as usize);
     progress.start(total as u64);
     let mut out = Execution::default();
     let mut skipped: Vec<bool> = vec![false; plan.groups.len()];
@@ -91,39 +113,66 @@ pub fn execute(
         if skipped[g] {
             continue;
         }
+        if stop.load(Ordering::Relaxed) {
+            bail!(Interrupted);
+        }
         let call = &plan.groups[g];
         let name = call.name();
         let ctx = CallCtx {
             cpu,
             seed: call_seed(seed, round, g),
         };
-        let mut got = 0usize;
+        let mut contexts: Vec<RealContext> = Vec::new();
+        let mut runs: Vec<RunRecord> = Vec::new();
         // The call's contexts count from 0; the file's list holds every call's.
         let offset = out.contexts.len() as u32;
         let outcome = exec.run(call, ctx, &mut |line| match line {
-            RunnerLine::Context(c) => out.contexts.push(*c),
+            RunnerLine::Context(c) => contexts.push(*c),
             RunnerLine::Run(mut rec) => {
                 rec.run_index = round;
                 if let Some(x) = rec.real.as_mut() {
                     x.context += offset;
                 }
-                got += 1;
                 progress.record(&name, round, &rec);
-                out.runs.push(*rec);
+                runs.push(*rec);
             }
             RunnerLine::Header(_) | RunnerLine::Counts(_) => {}
-        })?;
+        });
+        let outcome = match outcome {
+            // A runner killed by the same Ctrl-C fails; say why it stopped.
+            Err(_) if stop.load(Ordering::Relaxed) => bail!(Interrupted),
+            o => o?,
+        };
+        if let Some(j) = journal.as_deref_mut() {
+            for c in &contexts {
+                j.context(c)?;
+            }
+            for r in &runs {
+                j.run(r)?;
+            }
+        }
+        let got = runs.len();
+        out.contexts.extend(contexts);
+        out.runs.extend(runs);
         if let Outcome::Skipped(why) = outcome {
             skipped[g] = true;
-            let left = (plan.runs - round) as usize * call.records_per_call() - got;
+            let left = ((plan.runs - round) as usize * call.records_per_call()).saturating_sub(got);
             progress.shrink(left as u64);
             progress.note(&format!("skipping {name}: {why}"));
+            if let Some(j) = journal.as_deref_mut() {
+                j.skipped(&name, &why)?;
+            }
             out.skipped.push((name, why));
         }
     }
     progress.finish();
     Ok(out)
 }
+
+/// The bench was stopped by a signal between two runner calls.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+pub struct Interrupted;
 
 /// Background load during the runs: `(runs with a figure, mean %, max %, runs above 25 %)`
 /// of the busiest other CPU, from each record's `host_load`.
@@ -200,12 +249,92 @@ pub fn estimate_secs(plan: &Plan) -> f64 {
         .sum()
 }
 
+/// The machine's name as it goes into the file and the path (see [`util::path_component`]).
 fn machine_name(p: &Profile) -> String {
     if p.machine.name == "auto" {
-        host::hostname()
+        util::path_component(&host::hostname())
     } else {
-        p.machine.name.clone()
+        util::path_component(&p.machine.name)
     }
+}
+
+/// What a plan is checked against before anything runs.
+#[derive(Debug, Clone, Default)]
+pub struct HostFacts {
+    /// `MemAvailable`, when known.
+    pub mem_available: Option<u64>,
+    /// CPUs this process may run on, when known.
+    pub allowed_cpus: Option<hostenv::cpu::CpuSet>,
+}
+
+impl HostFacts {
+    pub fn current() -> Self {
+        HostFacts {
+            mem_available: hostenv::procfs::mem_available_bytes().ok(),
+            allowed_cpus: hostenv::cpu::allowed_cpus().ok(),
+        }
+    }
+}
+
+/// Refuse, before the first run, a plan this host cannot run as asked: a group populating more
+/// memory than is available, a pinned CPU this process may not use. (A layout the host does
+/// not offer is found by the runner and skipped.)
+pub fn check_plan(plan: &Plan, cpu: CpuSel, host: &HostFacts) -> anyhow::Result<()> {
+    if let Some(avail) = host.mem_available
+        && let Some(g) = plan.groups.iter().max_by_key(|g| g.mem().0)
+        && g.mem().0 > avail
+    {
+        bail!(
+            "group '{}' populates {} but this host has only {} MiB available (MemAvailable); \
+             lower [run] mem / [real] mem",
+            g.name(),
+            g.mem(),
+            avail >> 20
+        );
+    }
+    if let (CpuSel::Id(n), Some(set)) = (cpu, &host.allowed_cpus)
+        && !set.contains(n)
+    {
+        bail!("[run] cpu = {n} is not one of the CPUs this process may use ({set})");
+    }
+    Ok(())
+}
+
+/// Create `<dir>/<stamp>-<label>[-N].json.partial`, the journal that reserves the name of the
+/// result file it becomes: the first N (none, 2, 3, ...) whose journal and result file are both
+/// new, so benches started in the same second each get their own. Creating it (and syncing its
+/// header) is the proof that results can be written here, before the first run.
+fn reserve(
+    dir: &Path,
+    stamp: &str,
+    label: &str,
+    meta: &ResultFile,
+) -> anyhow::Result<(PathBuf, journal::Writer)> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot write results under {}", dir.display()))?;
+    for n in 1..1000u32 {
+        let name = if n == 1 {
+            format!("{stamp}-{label}.json")
+        } else {
+            format!("{stamp}-{label}-{n}.json")
+        };
+        let path = dir.join(name);
+        if path.exists() {
+            continue;
+        }
+        match journal::Writer::create(&journal::path_for(&path), meta) {
+            Ok(w) => return Ok((path, w)),
+            Err(results::ResultsError::Exists { .. }) => continue,
+            Err(e) => {
+                return Err(anyhow::anyhow!(e))
+                    .with_context(|| format!("cannot write results under {}", dir.display()));
+            }
+        }
+    }
+    bail!(
+        "{}: no free result name for {stamp}-{label} (999 taken)",
+        dir.display()
+    )
 }
 
 /// Write the cost model as a TOML file the runner reads (`--cost-model`).
@@ -231,6 +360,34 @@ pub fn host_env(cpu: usize) -> HostEnv {
 }
 
 pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let stop = Arc::new(AtomicBool::new(false));
+    // Ctrl-C (the runner, in the same process group, gets it too and restores what it
+    // changed), `kill` and a closed terminal: stop between runner calls, keep the journal.
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    bench(a, &HostFacts::current(), &stop, &mut |p: &Profile| {
+        eprintln!("building the release runner ...");
+        let bin = util::build_runner()?;
+        let mut runner = Release::new(bin, p.run.nice, cost_model_file(p)?);
+        runner.wait_quiet = std::time::Duration::from_secs(a.wait_quiet);
+        Ok(Box::new(runner) as Box<dyn Executor>)
+    })
+}
+
+/// `bench` with the host's facts, a stop flag and the executor to run calls with (made only
+/// once the plan is checked and the journal is open).
+pub fn bench(
+    a: &BenchArgs,
+    host_facts: &HostFacts,
+    stop: &AtomicBool,
+    make_executor: &mut dyn FnMut(&Profile) -> anyhow::Result<Box<dyn Executor>>,
+) -> anyhow::Result<ExitCode> {
     let root = util::project_root();
     let profile = profile::load(a.config.as_deref(), &root)?;
     let cpu_model = host::cpu_model();
@@ -256,13 +413,8 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         let o = PathBuf::from(&a.out);
         if o.is_absolute() { o } else { root.join(o) }
     };
-    let out_path = out_dir
-        .join(&machine)
-        .join(format!("{}-{label}.json", stamp.compact));
-    if out_path.exists() {
-        bail!("{} already exists; not overwriting", out_path.display());
-    }
     let plan = crate::plan::plan(&profile, a.quick, seed);
+    check_plan(&plan, profile.cpu(), host_facts)?;
     let cpu = resolve_cpu(profile.cpu());
     let est = estimate_secs(&plan);
     eprintln!(
@@ -280,24 +432,6 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
             eprintln!("  group {i}: {}", g.name());
         }
         return Ok(ExitCode::SUCCESS);
-    }
-    let others = host::pids_named("forkbench", &[]);
-    if !others.is_empty() {
-        eprintln!(
-            "warning: other forkbench processes are running (pids {others:?}); they compete for \
-             the CPUs and make the numbers noisy"
-        );
-    }
-    eprintln!("building the release runner ...");
-    let bin = util::build_runner()?;
-    let mut runner = Release::new(bin, profile.run.nice, cost_model_file(&profile)?);
-    runner.wait_quiet = std::time::Duration::from_secs(a.wait_quiet);
-    let mut progress = crate::progress::auto();
-    let t0 = Instant::now();
-    let ex = execute(&plan, &mut runner, cpu, seed, progress.as_mut())?;
-    let wall = t0.elapsed().as_secs_f64();
-    if ex.runs.is_empty() {
-        bail!("no runs were made (every variant was skipped); no result file written");
     }
     let mut file = ResultFile {
         schema: SCHEMA_VERSION,
@@ -318,25 +452,102 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
                 "groups": plan.groups,
                 "order": plan.order,
             },
-            "skipped": ex.skipped.iter().map(|(n, w)| json!({"group": n, "reason": w})).collect::<Vec<_>>(),
-            "wall_secs": (wall * 10.0).round() / 10.0,
-            "waited_for_quiet_secs": (runner.waited.as_secs_f64() * 10.0).round() / 10.0,
-            "load": load_summary(&ex.runs).map(|(n, mean, max, over)| json!({
-                "runs": n,
-                "other_cpus_busy_pct_mean": (mean * 10.0).round() / 10.0,
-                "other_cpus_busy_pct_max": max,
-                "runs_over_25pct": over,
-            })),
         }),
         env: host_env(cpu),
         contexts: Vec::new(),
         runs: Vec::new(),
     };
+    // Before the first run: the name is reserved and the directory proven writable.
+    let (out_path, mut journal) = reserve(
+        &out_dir.join(&machine),
+        &stamp.compact,
+        &util::path_component(&label),
+        &file,
+    )?;
+    let partial = journal.path().to_owned();
+    let others = host::pids_named("forkbench", &[]);
+    if !others.is_empty() {
+        eprintln!(
+            "warning: other forkbench processes are running (pids {others:?}); they compete for \
+             the CPUs and make the numbers noisy"
+        );
+    }
+    let mut runner = match make_executor(&profile) {
+        Ok(r) => r,
+        Err(e) => {
+            drop(journal);
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    let mut progress = crate::progress::auto();
+    let t0 = Instant::now();
+    let ex = execute_to(
+        &plan,
+        runner.as_mut(),
+        cpu,
+        seed,
+        progress.as_mut(),
+        Some(&mut journal),
+        stop,
+    );
+    let kept = journal.runs;
+    drop(journal);
+    let ex = match ex {
+        Ok(ex) => ex,
+        Err(e) if kept == 0 => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+        Err(e) => {
+            return Err(e.context(format!(
+                "the {kept} runs measured so far are kept in {} (cargo xtask table {0})",
+                partial.display()
+            )));
+        }
+    };
+    let wall = t0.elapsed().as_secs_f64();
+    if ex.runs.is_empty() {
+        let _ = std::fs::remove_file(&partial);
+        bail!("no runs were made (every variant was skipped); no result file written");
+    }
+    if let Some(cfg) = file.config.as_object_mut() {
+        cfg.insert(
+            "skipped".into(),
+            json!(
+                ex.skipped
+                    .iter()
+                    .map(|(n, w)| json!({"group": n, "reason": w}))
+                    .collect::<Vec<_>>()
+            ),
+        );
+        cfg.insert("wall_secs".into(), json!((wall * 10.0).round() / 10.0));
+        cfg.insert(
+            "waited_for_quiet_secs".into(),
+            json!((runner.waited().as_secs_f64() * 10.0).round() / 10.0),
+        );
+        cfg.insert(
+            "load".into(),
+            json!(load_summary(&ex.runs).map(|(n, mean, max, over)| json!({
+                "runs": n,
+                "other_cpus_busy_pct_mean": (mean * 10.0).round() / 10.0,
+                "other_cpus_busy_pct_max": max,
+                "runs_over_25pct": over,
+            }))),
+        );
+    }
     // The runs' context indexes already count over the whole list; absorbing it into an empty
     // file keeps them and lets the file's host capture take what the contexts captured beyond it.
     file.absorb(ex.contexts, ex.runs);
-    file.save_new(&out_path)
-        .with_context(|| format!("saving {}", out_path.display()))?;
+    file.save_new(&out_path).map_err(|e| {
+        anyhow::anyhow!(
+            "saving {}: {e}; every run is kept in {} (cargo xtask table {1})",
+            out_path.display(),
+            partial.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(&partial);
+    file.check_samples(&out_path)?;
     let cases = select::cases(std::slice::from_ref(&file), None, &stats::Policy::default())?;
     println!(
         "{}",
@@ -361,10 +572,280 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
     use crate::exec::mock::Mock;
     use crate::progress::Recorder;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// A result file made by the mock executor from the quick local plan.
+    pub fn mock_file(seed: u64) -> ResultFile {
+        let plan = crate::plan::plan(&local(), true, seed);
+        let ex = execute(
+            &plan,
+            &mut Mock::default(),
+            1,
+            seed,
+            &mut Recorder::default(),
+        )
+        .unwrap();
+        let mut f = ResultFile::new("m", "a", "2026-01-01T00:00:00Z", Default::default());
+        f.git_rev = "r".into();
+        f.config = json!({});
+        f.absorb(ex.contexts, ex.runs);
+        f
+    }
+
+    /// The mock, shared so the test can see its calls after `bench` dropped its box.
+    struct Shared(Rc<RefCell<Mock>>);
+
+    impl Executor for Shared {
+        fn run(
+            &mut self,
+            call: &crate::plan::Call,
+            ctx: CallCtx,
+            emit: &mut dyn FnMut(RunnerLine),
+        ) -> anyhow::Result<Outcome> {
+            self.0.borrow_mut().run(call, ctx, emit)
+        }
+    }
+
+    fn args(out: &Path, config: Option<&Path>) -> BenchArgs {
+        BenchArgs {
+            config: config.map(|p| p.display().to_string()),
+            label: Some("t".into()),
+            quick: true,
+            seed: Some(3),
+            out: out.display().to_string(),
+            force: false,
+            dry_run: false,
+            wait_quiet: 0,
+        }
+    }
+
+    /// Run `bench` with `mock`; returns the result and the calls the mock saw.
+    fn bench_with(
+        a: &BenchArgs,
+        mock: Mock,
+        host: &HostFacts,
+    ) -> (anyhow::Result<ExitCode>, usize) {
+        let shared = Rc::new(RefCell::new(mock));
+        let s2 = Rc::clone(&shared);
+        let r = bench(a, host, &AtomicBool::new(false), &mut |_| {
+            Ok(Box::new(Shared(Rc::clone(&s2))) as Box<dyn Executor>)
+        });
+        let calls = shared.borrow().calls.len();
+        (r, calls)
+    }
+
+    fn files_in(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// `--out` under a regular file: refused in one line before the first runner call.
+    #[test]
+    fn unwritable_out_fails_before_any_run() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("plain");
+        std::fs::write(&file, "x").unwrap();
+        let (r, calls) = bench_with(
+            &args(&file.join("results"), None),
+            Mock::default(),
+            &HostFacts::default(),
+        );
+        let e = format!("{:#}", r.unwrap_err());
+        assert!(e.contains("cannot write results under"), "{e}");
+        assert_eq!(e.lines().count(), 1);
+        assert_eq!(calls, 0);
+    }
+
+    /// A runner failing on call 5 leaves a journal with the records of calls 1-4, which loads
+    /// and renders; a full run leaves only the result file.
+    #[test]
+    fn a_late_failure_keeps_the_runs_in_a_journal() {
+        let d = tempfile::tempdir().unwrap();
+        let mock = Mock {
+            fail_on_call: Some(5),
+            ..Mock::default()
+        };
+        let (r, calls) = bench_with(&args(d.path(), None), mock, &HostFacts::default());
+        assert_eq!(calls, 5);
+        let e = format!("{:#}", r.unwrap_err());
+        assert!(e.contains("boom") && e.contains(".partial"), "{e}");
+        let dir = d.path().join(machine_name(&local()));
+        let files = files_in(&dir);
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert!(journal::is_journal(&files[0]));
+        assert!(e.contains(&files[0].display().to_string()), "{e}");
+        let f = select::load(&files[0]).unwrap();
+        // The same plan and seed through a mock that does not fail: the first 4 calls' records.
+        let plan = crate::plan::plan(&local(), true, 3);
+        let mut m = Mock::default();
+        let all = execute(
+            &plan,
+            &mut m,
+            resolve_cpu(local().cpu()),
+            3,
+            &mut Recorder::default(),
+        )
+        .unwrap();
+        let per_call: usize = plan.order[..4]
+            .iter()
+            .map(|&(_, g)| plan.groups[g].records_per_call())
+            .sum();
+        assert_eq!(f.runs.len(), per_call);
+        assert_eq!(f.runs, all.runs[..per_call].to_vec());
+        assert_eq!(f.label, "t");
+        let cases =
+            select::cases(std::slice::from_ref(&f), None, &stats::Policy::default()).unwrap();
+        let t = crate::table::render(&cases, "m", crate::table::Format::Thread);
+        assert!(t.contains("mean_rel"), "{t}");
+        // `table FILE.partial` reads it too.
+        let targs = crate::table::TableArgs {
+            paths: vec![files[0].display().to_string()],
+            baseline: None,
+            format: crate::table::Format::Thread,
+            instrument: None,
+            allow_mixed: false,
+            results: d.path().display().to_string(),
+            modelled: false,
+        };
+        crate::table::run(&targs).unwrap();
+
+        let ok = tempfile::tempdir().unwrap();
+        let (r, _) = bench_with(
+            &args(ok.path(), None),
+            Mock::default(),
+            &HostFacts::default(),
+        );
+        r.unwrap();
+        let files = files_in(&ok.path().join(machine_name(&local())));
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert!(select::is_result_name(
+            &files[0].file_name().unwrap().to_string_lossy()
+        ));
+    }
+
+    /// Two benches in the same second (same stamp and label) both get a file.
+    #[test]
+    fn names_are_unique_within_a_second() {
+        let d = tempfile::tempdir().unwrap();
+        let f = mock_file(1);
+        let stamp = "20260101T000000Z";
+        let (p1, j1) = reserve(d.path(), stamp, "t", &f).unwrap();
+        let (p2, j2) = reserve(d.path(), stamp, "t", &f).unwrap();
+        assert_ne!(p1, p2);
+        drop((j1, j2));
+        f.save_new(&p1).unwrap();
+        f.save_new(&p2).unwrap();
+        std::fs::remove_file(journal::path_for(&p1)).unwrap();
+        // A finished file with that name (its journal gone) is not reused either.
+        let (p3, _j3) = reserve(d.path(), stamp, "t", &f).unwrap();
+        assert!(p3 != p1 && p3 != p2);
+        for p in [&p1, &p2, &p3] {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(select::is_result_name(&name), "{name}");
+        }
+        assert_eq!(select::json_files(d.path()).unwrap().len(), 2);
+    }
+
+    /// A signal between calls stops the bench there; the journal holds the calls before it.
+    #[test]
+    fn a_signal_stops_between_calls_and_the_journal_keeps_the_rest() {
+        struct StopAfter<'a> {
+            mock: Mock,
+            after: usize,
+            stop: &'a AtomicBool,
+        }
+        impl Executor for StopAfter<'_> {
+            fn run(
+                &mut self,
+                call: &crate::plan::Call,
+                ctx: CallCtx,
+                emit: &mut dyn FnMut(RunnerLine),
+            ) -> anyhow::Result<Outcome> {
+                let o = self.mock.run(call, ctx, emit);
+                if self.mock.calls.len() == self.after {
+                    self.stop.store(true, Ordering::Relaxed);
+                }
+                o
+            }
+        }
+        let d = tempfile::tempdir().unwrap();
+        let plan = crate::plan::plan(&local(), true, 9);
+        let stop = AtomicBool::new(false);
+        let mut ex = StopAfter {
+            mock: Mock::default(),
+            after: 3,
+            stop: &stop,
+        };
+        let path = d.path().join("20260101T000000Z-t.json.partial");
+        let mut j = journal::Writer::create(&path, &mock_file(1)).unwrap();
+        let e = execute_to(
+            &plan,
+            &mut ex,
+            1,
+            9,
+            &mut Recorder::default(),
+            Some(&mut j),
+            &stop,
+        )
+        .unwrap_err();
+        assert!(e.is::<Interrupted>(), "{e}");
+        assert_eq!(ex.mock.calls.len(), 3);
+        let per_call: usize = plan.order[..3]
+            .iter()
+            .map(|&(_, g)| plan.groups[g].records_per_call())
+            .sum();
+        assert_eq!(j.runs, per_call);
+        assert_eq!(select::load(&path).unwrap().runs.len(), per_call);
+    }
+
+    /// A plan the host cannot run as asked is refused before anything runs, in one line.
+    #[test]
+    fn plans_beyond_the_host_are_refused_up_front() {
+        let d = tempfile::tempdir().unwrap();
+        let host = HostFacts {
+            mem_available: Some(24 << 30),
+            allowed_cpus: Some(hostenv::cpu::CpuSet::from_ids([0, 1])),
+        };
+        let cases = [
+            ("[real]", "[real]\nmem = \"30G\"", false, "populates 30G"),
+            ("mem = \"1G\"", "mem = \"30G\"", false, "populates 30G"),
+            (
+                "cpu = \"last\"",
+                "cpu = 7",
+                true,
+                "cpu = 7 is not one of the CPUs",
+            ),
+            (
+                "[cost_model]",
+                "[cost_model]\ntlbi_page_ns = inf",
+                true,
+                "finite, non-negative",
+            ),
+        ];
+        for (i, (edit, new, quick, want)) in cases.into_iter().enumerate() {
+            let src = profile::LOCAL_TOML.replacen(edit, new, 1);
+            let p = d.path().join(format!("p{i}.toml"));
+            std::fs::write(&p, src).unwrap();
+            let mut a = args(&d.path().join("out"), Some(&p));
+            a.quick = quick;
+            let (r, calls) = bench_with(&a, Mock::default(), &host);
+            let e = format!("{:#}", r.unwrap_err());
+            assert!(e.contains(want), "{e}");
+            assert_eq!(e.lines().count(), 1);
+            assert_eq!(calls, 0);
+            a.dry_run = true;
+            assert!(bench_with(&a, Mock::default(), &host).0.is_err());
+        }
+        assert!(!d.path().join("out").exists());
+    }
 
     fn local() -> Profile {
         profile::load(None, &util::project_root()).unwrap()

@@ -1,8 +1,9 @@
 //! Executors: how one planned call becomes runner lines (contexts and run records).
 //! [`Release`] runs the release `forkbench` binary through the contract's typed
 //! [`contract::Invocation`] and [`contract::Runner`]; tests use a mock. A real-fork call the
-//! host cannot do (the runner exits 2), or an arm64 model call the runner refuses, is a *skip
-//! with a note*, not a failure.
+//! host cannot do (the runner exits 3, [`contract::EXIT_UNSUPPORTED`]: no THP, no such mTHP
+//! size, no privilege) is a *skip with a note*; any other failure, exit 2 for bad input
+//! included, stops the bench.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,6 +38,11 @@ pub trait Executor {
         ctx: CallCtx,
         emit: &mut dyn FnMut(RunnerLine),
     ) -> anyhow::Result<Outcome>;
+
+    /// Time spent waiting for a quiet machine so far.
+    fn waited(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// The runner invocation of one call: one run (`--runs 1`) of every variant in it.
@@ -91,15 +97,12 @@ pub fn invocation(call: &Call, ctx: CallCtx, cost_model: Option<&PathBuf>) -> In
     }
 }
 
-/// Does this failed call mean "not available here" rather than a broken run? Exit 2 (the
-/// runner refused its input, or the host cannot do it) for real-fork calls and for model
-/// engines other than x86_64; everything else is a failure.
+/// Does this failed call mean "not supported here" (a skip, recorded) rather than a broken
+/// run or bad input? Only a real-fork call the runner refused with
+/// [`contract::EXIT_UNSUPPORTED`] (no THP, an mTHP size not offered, needs root, the layout did
+/// not verify); anything else, exit 2 for bad input included, stops the bench.
 pub fn is_skip(call: &Call, code: Option<i32>) -> bool {
-    code == Some(2)
-        && match call {
-            Call::Sim { arch, .. } => *arch != contract::Arch::X86_64,
-            Call::Real { .. } => true,
-        }
+    code == Some(i32::from(contract::EXIT_UNSUPPORTED)) && matches!(call, Call::Real { .. })
 }
 
 /// Runs calls with the release runner.
@@ -156,11 +159,11 @@ impl Executor for Release {
             }
         });
         if let Err(e) = result {
+            let why = match &e {
+                contract::RunError::Failed { stderr_tail, .. } => stderr_tail.clone(),
+                e => e.to_string(),
+            };
             if is_skip(call, e.exit_code()) {
-                let why = match &e {
-                    contract::RunError::Failed { stderr_tail, .. } => stderr_tail.clone(),
-                    e => e.to_string(),
-                };
                 return Ok(Outcome::Skipped(why));
             }
             bail!("{}: {e}", call.name());
@@ -187,6 +190,10 @@ impl Executor for Release {
         }
         Ok(Outcome::Done)
     }
+
+    fn waited(&self) -> Duration {
+        self.waited
+    }
 }
 
 #[cfg(test)]
@@ -211,6 +218,8 @@ pub mod mock {
         pub factor: f64,
         /// Fail (hard) on the call with this name.
         pub fail_on: Option<String>,
+        /// Fail (hard) on the call with this 1-based number.
+        pub fail_on_call: Option<usize>,
     }
 
     impl Default for Mock {
@@ -221,6 +230,7 @@ pub mod mock {
                 calls: vec![],
                 factor: 1.0,
                 fail_on: None,
+                fail_on_call: None,
             }
         }
     }
@@ -276,7 +286,9 @@ pub mod mock {
             emit: &mut dyn FnMut(RunnerLine),
         ) -> anyhow::Result<Outcome> {
             self.calls.push((call.name(), ctx));
-            if self.fail_on.as_deref() == Some(call.name().as_str()) {
+            if self.fail_on.as_deref() == Some(call.name().as_str())
+                || self.fail_on_call == Some(self.calls.len())
+            {
                 bail!("{} failed (exit status: 1): boom", call.name());
             }
             // Deterministic per-call jitter from the seed (±0.5 %).
@@ -421,22 +433,24 @@ mod tests {
             "real --layout pte-order9 --mem 1G --iters 100 --runs 1 --warmup 2 --mode steady \
              --cpu 1 --sched fifo --fifo-priority 10 --pause sleep --json"
         );
-        assert!(is_skip(&call, Some(2)));
-        assert!(is_skip(&real, Some(2)));
+        // Only exit 3 ("not supported here") of a real-fork call is a skip.
+        assert!(is_skip(&real, Some(3)));
+        assert!(!is_skip(&real, Some(2)));
         assert!(!is_skip(&real, Some(1)));
-        assert!(!is_skip(&x86, Some(2)));
+        assert!(!is_skip(&call, Some(3)));
+        assert!(!is_skip(&x86, Some(3)));
     }
 
-    /// The release executor against a stand-in runner script: exit 2 of a real-fork call is a
+    /// The release executor against a stand-in runner script: exit 3 of a real-fork call is a
     /// skip carrying the runner's last stderr line; other failures are errors.
     #[test]
-    fn release_executor_skips_exit_2_and_fails_otherwise() {
+    fn release_executor_skips_exit_3_and_fails_otherwise() {
         let d = tempfile::tempdir().unwrap();
         let bin = d.path().join("forkbench");
         std::fs::write(
             &bin,
-            "#!/bin/sh\necho 'forkbench: error: no mTHP of 64K here' >&2\n\
-             if [ \"$1\" = real ]; then exit 2; else exit 1; fi\n",
+            "#!/bin/sh\necho 'forkbench: not supported here: mTHP size 64k is not offered by this kernel' >&2\n\
+             if [ \"$1\" = real ]; then exit 3; else exit 1; fi\n",
         )
         .unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -454,7 +468,9 @@ mod tests {
         let out = r.run(&real, ctx, &mut |_| {}).unwrap();
         assert_eq!(
             out,
-            Outcome::Skipped("forkbench: error: no mTHP of 64K here".into())
+            Outcome::Skipped(
+                "forkbench: not supported here: mTHP size 64k is not offered by this kernel".into()
+            )
         );
         let sim = Call::Sim {
             arch: Arch::X86_64,
@@ -467,6 +483,65 @@ mod tests {
             mode: Mode::Fresh,
         };
         let e = r.run(&sim, ctx, &mut |_| {}).unwrap_err().to_string();
-        assert!(e.contains("no mTHP of 64K here"), "{e}");
+        assert!(e.contains("is not offered by this kernel"), "{e}");
+    }
+
+    fn stand_in(dir: &std::path::Path, script: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = dir.join("forkbench");
+        std::fs::write(&bin, script).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        bin
+    }
+
+    fn real_call() -> Call {
+        Call::Real {
+            layout: RealLayout::Order0,
+            mem: Size(2 << 20),
+            iters: 1,
+            warmup: 0,
+            sched: Sched::Other,
+            mode: Mode::Steady,
+        }
+    }
+
+    /// A real-fork call refused with exit 2 for bad input (not a host limitation) stops the
+    /// bench with the runner's message instead of being skipped.
+    #[test]
+    fn exit_2_for_bad_input_is_an_error_not_a_skip() {
+        let d = tempfile::tempdir().unwrap();
+        let bin = stand_in(
+            d.path(),
+            "#!/bin/sh\necho 'forkbench: error: not enough memory: --mem 30720 MiB needs about \
+             32640 MiB available, but MemAvailable is 20000 MiB' >&2\nexit 2\n",
+        );
+        let mut r = Release::new(bin, 0, None);
+        let e = r
+            .run(&real_call(), CallCtx { cpu: 0, seed: 1 }, &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not enough memory"), "{e}");
+        assert_eq!(e.lines().count(), 1);
+    }
+
+    /// A runner printing a header of another schema stops the bench in one line.
+    #[test]
+    fn runner_of_another_schema_stops_the_bench() {
+        let d = tempfile::tempdir().unwrap();
+        let bin = stand_in(
+            d.path(),
+            "#!/bin/sh\necho '{\"line\":\"header\",\"schema\":1,\"tool_version\":\"0\"}'\n",
+        );
+        let mut r = Release::new(bin, 0, None);
+        let mut lines = 0;
+        let e = r
+            .run(&real_call(), CallCtx { cpu: 0, seed: 1 }, &mut |_| {
+                lines += 1
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("schema 1"), "{e}");
+        assert_eq!(e.lines().count(), 1);
+        assert_eq!(lines, 0);
     }
 }

@@ -105,10 +105,43 @@ fn main() -> ExitCode {
     match r {
         Ok(code) => code,
         Err(e) => {
-            // One line: anyhow's chain joined by ": ", newlines folded.
-            let msg = format!("{e:#}").replace('\n', " ");
-            eprintln!("xtask: error: {msg}");
+            eprintln!("xtask: error: {}", one_line(&e));
             ExitCode::from(2)
         }
+    }
+}
+
+/// An error as one line: anyhow's chain joined by ": ", newlines folded, and a cause left out
+/// when the message before it already ends with it (errors that print their source, such as
+/// `path: os error`, would otherwise say the OS error twice).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !msg.is_empty() && msg.ends_with(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    /// A failed save says the OS error once.
+    #[test]
+    fn os_errors_are_said_once() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("plain");
+        std::fs::write(&file, "x").unwrap();
+        let f = results::ResultFile::new("m", "l", "x", Default::default());
+        let e = f.save_new(&file.join("sub/r.json")).unwrap_err();
+        let e = anyhow::Error::new(e).context("saving r.json");
+        let msg = super::one_line(&e);
+        assert_eq!(msg.matches("Not a directory").count(), 1, "{msg}");
+        assert!(msg.starts_with("saving r.json: "), "{msg}");
     }
 }

@@ -68,8 +68,8 @@ impl Call {
                 warmup,
                 strategies,
                 ..
-            } => u64::from(iters + warmup) * strategies.len() as u64,
-            Call::Real { iters, warmup, .. } => u64::from(iters + warmup),
+            } => (u64::from(*iters) + u64::from(*warmup)) * strategies.len() as u64,
+            Call::Real { iters, warmup, .. } => u64::from(*iters) + u64::from(*warmup),
         }
     }
 

@@ -99,7 +99,7 @@ pub fn write_plots(
                 report::svg::fork_time_by_order(&rows, machine)?
             }
         };
-        let p = dir.join(&name);
+        let p = dir.join(util::path_component(&name));
         std::fs::write(&p, svg).with_context(|| format!("writing {}", p.display()))?;
         written.push(p);
     }
@@ -152,11 +152,65 @@ pub fn run(a: &ReportArgs) -> anyhow::Result<ExitCode> {
         let cases = select::cases(&files, a.baseline.as_deref(), &stats::Policy::default())?;
         let dir = match &a.out {
             Some(o) => PathBuf::from(o),
-            None => results_dir.join(&machine).join("plots"),
+            // The machine comes from a file's contents: it must not climb out of results/.
+            None => results_dir
+                .join(util::path_component(&machine))
+                .join("plots"),
         };
         for p in write_plots(&cases, &machine, &dir)? {
             println!("{}", p.display());
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A result file whose `machine` is `../../x` or an absolute path draws its plots under
+    /// `results/`, never outside.
+    #[test]
+    fn machine_names_from_files_stay_under_results() {
+        let d = tempfile::tempdir().unwrap();
+        let results = d.path().join("deep/results");
+        for (i, evil) in ["../../x", "/tmp/forkbench-evil-plots"]
+            .into_iter()
+            .enumerate()
+        {
+            let mut f = crate::bench::tests::mock_file(1);
+            f.machine = evil.into();
+            let p = d.path().join(format!("20260101T00000{i}Z-a.json"));
+            f.save_new(&p).unwrap();
+            let args = ReportArgs {
+                paths: vec![p.display().to_string()],
+                out: None,
+                baseline: None,
+                allow_mixed: false,
+                results: results.display().to_string(),
+            };
+            run(&args).unwrap();
+        }
+        assert!(!d.path().join("x").exists());
+        assert!(!std::path::Path::new("/tmp/forkbench-evil-plots/plots").exists());
+        let svgs: Vec<PathBuf> = select_svgs(d.path());
+        assert!(!svgs.is_empty());
+        assert!(svgs.iter().all(|p| p.starts_with(&results)), "{svgs:?}");
+    }
+
+    fn select_svgs(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|e| e == "svg") {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
 }

@@ -9,6 +9,12 @@ use std::path::{Path, PathBuf};
 use contract::{Arch, Contpte, Mode, ModelOrder, RealLayout, Sched, Size, Strategy};
 use serde::{Deserialize, Serialize};
 
+/// Upper bounds of the counts in a profile: far beyond any useful run, low enough that no
+/// product of them overflows.
+pub const MAX_ITERS: u32 = 1_000_000;
+pub const MAX_RUNS: u32 = 10_000;
+pub const MAX_WARMUP: u32 = 10_000;
+
 /// The embedded default profile.
 pub const LOCAL_TOML: &str = include_str!("../../bench-configs/local.toml");
 
@@ -286,9 +292,24 @@ fn validate(p: &Profile, src: &str) -> Result<(), ProfileError> {
         }
     };
     mem_ok("run", p.run.mem)?;
-    let counts = |table: &str, iters: Option<u32>, runs: Option<u32>| {
+    let counts = |table: &str, iters: Option<u32>, runs: Option<u32>, warmup: Option<u32>| {
         if iters == Some(0) {
             return Err(err(table, "iters", "must be at least 1".into()));
+        }
+        for (key, v, max) in [
+            ("iters", iters, MAX_ITERS),
+            ("runs", runs, MAX_RUNS),
+            ("warmup", warmup, MAX_WARMUP),
+        ] {
+            if let Some(v) = v
+                && v > max
+            {
+                return Err(err(
+                    table,
+                    key,
+                    format!("{v} is more than the limit of {max}"),
+                ));
+            }
         }
         if let Some(r) = runs
             && r < 2
@@ -301,11 +322,16 @@ fn validate(p: &Profile, src: &str) -> Result<(), ProfileError> {
         }
         Ok(())
     };
-    counts("run", Some(p.run.iters), Some(p.run.runs))?;
+    counts(
+        "run",
+        Some(p.run.iters),
+        Some(p.run.runs),
+        Some(p.run.warmup),
+    )?;
     if let Some(m) = p.quick.mem {
         mem_ok("quick", m)?;
     }
-    counts("quick", p.quick.iters, p.quick.runs)?;
+    counts("quick", p.quick.iters, p.quick.runs, p.quick.warmup)?;
     if p.model.is_none() && p.real.is_none() {
         return Err(ProfileError {
             file: p.source.clone(),
@@ -347,15 +373,19 @@ fn validate(p: &Profile, src: &str) -> Result<(), ProfileError> {
         if let Some(m) = r.mem {
             mem_ok("real", m)?;
         }
-        counts("real", r.iters, r.runs)?;
+        counts("real", r.iters, r.runs, r.warmup)?;
     }
     for (k, v) in &p.cost_model {
         match (k.as_str(), v) {
             ("source" | "note", toml::Value::String(_)) => {}
             (k, toml::Value::Float(_) | toml::Value::Integer(_)) if k.ends_with("_ns") => {
                 let x = v.as_float().or(v.as_integer().map(|i| i as f64));
-                if !x.is_some_and(|x| x >= 0.0) {
-                    return Err(err("cost_model", k, "must be a non-negative number".into()));
+                if !x.is_some_and(|x| x.is_finite() && x >= 0.0) {
+                    return Err(err(
+                        "cost_model",
+                        k,
+                        "must be a finite, non-negative number".into(),
+                    ));
                 }
             }
             (k, _) => {
@@ -552,6 +582,60 @@ mod tests {
             .collect();
         let e = err_of(&src);
         assert!(e.contains("key 'run.mode': missing field"), "{e}");
+    }
+
+    #[test]
+    fn counts_are_bounded_and_costs_finite() {
+        for (edit, new, key) in [
+            ("warmup = 2", "warmup = 4294967295", "run.warmup"),
+            ("iters = 100", "iters = 4000000000", "run.iters"),
+            ("runs = 8", "runs = 100000", "run.runs"),
+        ] {
+            let e = err_of(&with(edit, new));
+            assert!(e.contains(&format!("key '{key}'")), "{e}");
+            assert!(e.contains("is more than the limit"), "{e}");
+        }
+        for bad in ["inf", "nan", "-1.0"] {
+            let e = err_of(&with(
+                "[cost_model]",
+                &format!("[cost_model]\ntlbi_page_ns = {bad}"),
+            ));
+            assert!(
+                e.contains("key 'cost_model.tlbi_page_ns': must be a finite, non-negative number"),
+                "{e}"
+            );
+        }
+        // The largest counts a profile allows plan without overflow.
+        let src = with("warmup = 2", &format!("warmup = {MAX_WARMUP}")).replacen(
+            "iters = 100",
+            &format!("iters = {MAX_ITERS}"),
+            1,
+        );
+        let p = parse(&src, "t.toml", "t").unwrap();
+        let plan = crate::plan::plan(&p, false, 1);
+        assert!(
+            plan.groups
+                .iter()
+                .all(|g| g.forks() >= u64::from(MAX_ITERS))
+        );
+        let huge = crate::plan::Call::Real {
+            layout: RealLayout::Order0,
+            mem: Size(2 << 20),
+            iters: u32::MAX,
+            warmup: u32::MAX,
+            sched: Sched::Other,
+            mode: Mode::Steady,
+        };
+        assert_eq!(huge.forks(), 2 * u64::from(u32::MAX));
+    }
+
+    /// `--config /dev/zero` must not read until memory runs out.
+    #[test]
+    fn device_profiles_are_refused_in_one_line() {
+        let e = load(Some("/dev/zero"), &root()).unwrap_err().to_string();
+        assert!(e.contains("/dev/zero: cannot read profile"), "{e}");
+        assert!(e.contains("not a regular file"), "{e}");
+        assert_eq!(e.lines().count(), 1);
     }
 
     #[test]

@@ -393,7 +393,7 @@ pub fn render_all(results_dir: &Path, which: Files) -> anyhow::Result<Vec<(PathB
 pub fn stale(results_dir: &Path, which: Files) -> anyhow::Result<Vec<PathBuf>> {
     Ok(render_all(results_dir, which)?
         .into_iter()
-        .filter(|(p, c)| std::fs::read_to_string(p).ok().as_deref() != Some(c.as_str()))
+        .filter(|(p, c)| results::fsio::read(p).ok().as_deref() != Some(c.as_str()))
         .map(|(p, _)| p)
         .collect())
 }
@@ -415,7 +415,7 @@ pub fn run(a: &PublishArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for (p, c) in render_all(&dir, Files::All)? {
-        if std::fs::read_to_string(&p).ok().as_deref() != Some(c.as_str()) {
+        if results::fsio::read(&p).ok().as_deref() != Some(c.as_str()) {
             results::fsio::write_replace(&p, c.as_bytes())?;
             println!("wrote {}", p.display());
         }

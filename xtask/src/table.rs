@@ -59,9 +59,11 @@ pub fn to_modelled(files: &mut [results::ResultFile]) -> usize {
     for f in files.iter_mut() {
         for r in f.runs.iter_mut() {
             if let Some(add) = r.sim.as_ref().and_then(|x| x.modelled_add_ns) {
+                // `as` saturates (NaN and negatives to 0); so does the sum: a sample near
+                // u64::MAX stays there for `check_samples` to refuse, never wraps.
                 let add = add.round() as u64;
                 for s in r.samples_ns.iter_mut() {
-                    *s += add;
+                    *s = s.saturating_add(add);
                 }
                 n += 1;
             }
@@ -189,5 +191,9 @@ mod modelled_tests {
         assert_eq!(to_modelled(&mut files), 1);
         assert_eq!(files[0].runs[0].samples_ns, vec![1100, 1200]);
         assert_eq!(files[0].runs[1].samples_ns, vec![100, 200]);
+        // Near u64::MAX the sum saturates (load refuses such samples; this never panics).
+        files[0].runs[0].samples_ns = vec![u64::MAX - 1];
+        to_modelled(&mut files);
+        assert_eq!(files[0].runs[0].samples_ns, vec![u64::MAX]);
     }
 }

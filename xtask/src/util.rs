@@ -70,3 +70,53 @@ pub fn git_rev() -> String {
         .unwrap_or(false);
     if dirty { format!("{rev}-dirty") } else { rev }
 }
+
+/// The one way a name from outside (a machine or label from a profile, a host name, a result
+/// file's `machine` field) becomes a path component: characters outside `[A-Za-z0-9._+-]`
+/// become `_`, leading dots are dropped (no `..`, no hidden files), at most 64 characters, and
+/// an empty result is `unnamed`. A name never climbs out of the directory it is joined to.
+pub fn path_component(name: &str) -> String {
+    let mapped: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.+".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let s: String = mapped.trim_start_matches('.').chars().take(64).collect();
+    if s.is_empty() { "unnamed".into() } else { s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_never_leave_their_directory() {
+        for bad in [
+            "../../x",
+            "/etc/passwd",
+            "..",
+            ".",
+            "",
+            "a/../../b",
+            "x\0y",
+            ".hidden",
+        ] {
+            let c = path_component(bad);
+            assert!(
+                !c.contains('/') && !c.starts_with('.') && !c.is_empty(),
+                "{bad:?} -> {c}"
+            );
+            let joined = std::path::Path::new("/r").join(&c);
+            assert_eq!(joined.parent(), Some(std::path::Path::new("/r")), "{bad:?}");
+        }
+        assert_eq!(path_component("vm"), "vm");
+        assert_eq!(path_component("6.18.0+"), "6.18.0+");
+        assert_eq!(path_component("../../x"), "_.._x");
+        assert_eq!(path_component(&"a".repeat(100)).len(), 64);
+    }
+}

@@ -1,20 +1,23 @@
 //! `cargo xtask bisect` and `forkbench bisect-run`: argument types and the two entry points.
 //! Output: a table of every tested revision (n, mean, 95% CI, decision) and the first bad
-//! commit; a JSON log of the session under `results/bisect/`.
+//! commit; a JSON log of the session under `results/bisect/`. Every argument and the output
+//! directory are checked before the first measurement; SIGINT, SIGTERM and SIGHUP end a
+//! bisection cleanly (worktrees removed). A `bisect-run` step never exits 1..=127 but for a
+//! verdict: its internal errors and panics exit 255, which makes `git bisect run` stop.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use clap::Args;
 use contract::Size;
 use results::fsio::{self, FsError};
 use serde_json::json;
 
-use crate::decide::{Decision, Policy, decide};
+use crate::decide::{Decision, Policy, decide, p_endpoints};
 use crate::git::{Worktrees, ensure_clean, rev_range};
 use crate::measure::{ExternalCommand, Metric, WorkspaceMetric, parse_samples, run_shell};
 use crate::search::{Config, Outcome, Report, SearchError, bisect};
@@ -98,14 +101,27 @@ impl CliError {
     }
 }
 
-fn validate(a: &BisectArgs) -> Result<(), CliError> {
-    if a.max_runs == 0 || a.min_runs == 0 || a.endpoint_runs < 2 {
-        return Err(CliError::Usage(
-            "--min-runs and --max-runs must be at least 1, --endpoint-runs at least 2".into(),
-        ));
+/// `--alpha` must be a significance level a test can reach and still mean something.
+fn validate_alpha(alpha: f64) -> Result<(), CliError> {
+    if alpha > 0.0 && alpha < 0.5 {
+        Ok(())
+    } else {
+        Err(CliError::Usage(format!(
+            "--alpha must be in (0, 0.5), got {alpha}"
+        )))
     }
-    if !(a.alpha > 0.0 && a.alpha < 0.5) {
-        return Err(CliError::Usage("--alpha must be in (0, 0.5)".into()));
+}
+
+fn validate(a: &BisectArgs) -> Result<(), CliError> {
+    if a.min_runs == 0 || a.max_runs < a.min_runs || a.endpoint_runs < 2 {
+        return Err(CliError::Usage(format!(
+            "need 1 <= --min-runs <= --max-runs and --endpoint-runs >= 2 (got --min-runs {}, --max-runs {}, --endpoint-runs {})",
+            a.min_runs, a.max_runs, a.endpoint_runs
+        )));
+    }
+    validate_alpha(a.alpha)?;
+    if a.iters == 0 {
+        return Err(CliError::Usage("--iters must be at least 1".into()));
     }
     if a.threshold.is_some_and(|t| !(t.is_finite() && t >= 0.0)) {
         return Err(CliError::Usage(
@@ -131,14 +147,13 @@ pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
     };
     ensure_clean(&repo).map_err(|e| CliError::Usage(e.to_string()))?;
     let revs = rev_range(&repo, &a.good, &a.bad).map_err(|e| CliError::Usage(e.to_string()))?;
-    let cancelled = Arc::new(AtomicBool::new(false));
-    // Children share our process group and get the same SIGINT; we only note it (or a
-    // SIGTERM) and let the search unwind, which removes the worktrees. The flag stays
-    // registered for the rest of the process, as the search's end is the process's end.
-    for sig in [SIGINT, SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&cancelled))
-            .map_err(|e| CliError::Other(format!("cannot watch for signal {sig}: {e}")))?;
-    }
+    let out_dir = if a.out.is_absolute() {
+        a.out.clone()
+    } else {
+        workspace.join(&a.out)
+    };
+    ensure_writable(&out_dir, "--out")?;
+    let cancelled = watch_signals()?;
     let scratch = workspace.join("target").join("bisect");
     let mut wt = Worktrees::new(&repo, &scratch.join("worktrees"))
         .map_err(|e| CliError::Other(e.to_string()))?;
@@ -219,15 +234,45 @@ pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
         },
         "report": report,
     });
-    let out_dir = if a.out.is_absolute() {
-        a.out.clone()
-    } else {
-        workspace.join(&a.out)
-    };
     let path = write_log(&out_dir, &what, &log)
         .map_err(|e| CliError::Other(format!("writing the log: {e}")))?;
     println!("log: {}", path.display());
     Ok(report)
+}
+
+/// A flag set by SIGINT, SIGTERM or SIGHUP. Children share our process group and get the same
+/// Ctrl-C; we only note a signal and let the search unwind, which removes the worktrees. The
+/// flag stays registered for the rest of the process, as the search's end is the process's.
+pub fn watch_signals() -> Result<Arc<AtomicBool>, CliError> {
+    let cancelled = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM, SIGHUP] {
+        signal_hook::flag::register(sig, Arc::clone(&cancelled))
+            .map_err(|e| CliError::Other(format!("cannot watch for signal {sig}: {e}")))?;
+    }
+    Ok(cancelled)
+}
+
+/// Refuse, before anything is measured, a directory we could not write the result into:
+/// create it and a probe file in it (removed at once).
+fn ensure_writable(dir: &Path, what: &str) -> Result<(), CliError> {
+    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let probe = dir.join(format!(
+        ".write-check-{}-{}",
+        std::process::id(),
+        PROBES.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = fsio::write_new(&probe, b"");
+    let _ = std::fs::remove_file(&probe);
+    written.map_err(|e| {
+        let why = match e {
+            FsError::Io { source, .. } => source.to_string(),
+            other => other.to_string(),
+        };
+        CliError::Usage(format!(
+            "{what} {}: cannot write there: {why}",
+            dir.display()
+        ))
+    })
 }
 
 fn short(h: &str) -> &str {
@@ -252,13 +297,19 @@ pub fn render(r: &Report, what: &str) -> String {
             Decision::Bad => "bad".to_string(),
             Decision::Unknown => format!("skip ({})", t.note.as_deref().unwrap_or("unknown")),
         };
+        // A revision skipped before its first sample has no mean.
+        let mean = if t.samples.is_empty() || t.mean.is_nan() {
+            "-".to_string()
+        } else {
+            format!("{:.6e}", t.mean)
+        };
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {:.6e} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
             t.index,
             short(&t.rev.hash),
             t.rev.subject.replace('|', "/"),
             t.samples.len(),
-            t.mean,
+            mean,
             ci,
             d
         ));
@@ -362,17 +413,48 @@ pub struct BisectRunArgs {
     pub alpha: f64,
 }
 
+/// The exit code that makes `git bisect run` stop the bisection (it reads any other code from
+/// 1 to 127 but 125 as "bad", a panic's 101 included).
+pub const EXIT_ABORT_BISECT: u8 = 255;
+
+/// Make any panic from now on exit [`EXIT_ABORT_BISECT`] (after the usual panic message), so
+/// that a bug in a `git bisect run` step stops the bisection instead of blaming a commit.
+pub fn abort_bisect_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        eprintln!("bisect-run: internal error; exiting 255 so that git bisect stops");
+        std::process::exit(EXIT_ABORT_BISECT.into());
+    }));
+}
+
+/// One `git bisect run` step as a process exit code: [`bisect_run`]'s verdict, or
+/// [`EXIT_ABORT_BISECT`] after one error line (prefixed with `program`) for an internal error.
+/// The caller installs [`abort_bisect_on_panic`] first.
+pub fn bisect_run_step(a: &BisectRunArgs, program: &str) -> u8 {
+    match bisect_run(a) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{program}: error: {e}");
+            EXIT_ABORT_BISECT
+        }
+    }
+}
+
 /// Run one `git bisect run` step. Returns the exit code: 0 good, 1 bad, 125 skip. An `Err` is
-/// an internal error (bad arguments, an unreadable reference, an endpoint that cannot be
-/// recorded): the step could not judge this revision at all, and `forkbench bisect-run` exits
-/// 255 so that git stops the bisection (any other code from 1 to 127 but 125 would mark the
-/// revision bad).
+/// an internal error (bad arguments, an unreadable or unusable reference, an endpoint that
+/// cannot be recorded): the step could not judge this revision at all, and
+/// [`bisect_run_step`] exits 255 so that git stops the bisection (any other code from 1 to
+/// 127 but 125 would mark the revision bad). Arguments, the reference and (when recording)
+/// its directory are checked before the command runs.
 pub fn bisect_run(a: &BisectRunArgs) -> Result<u8, CliError> {
     if a.min_runs == 0 || a.max_runs < a.min_runs || a.endpoint_runs < 1 {
-        return Err(CliError::Usage(
-            "need 1 <= --min-runs <= --max-runs and --endpoint-runs >= 1".into(),
-        ));
+        return Err(CliError::Usage(format!(
+            "need 1 <= --min-runs <= --max-runs and --endpoint-runs >= 1 (got --min-runs {}, --max-runs {}, --endpoint-runs {})",
+            a.min_runs, a.max_runs, a.endpoint_runs
+        )));
     }
+    validate_alpha(a.alpha)?;
     let here = std::env::current_dir().map_err(|e| CliError::Other(e.to_string()))?;
     let once = || -> Result<Vec<f64>, String> { parse_samples(&run_shell(&here, &a.cmd, &[])?) };
     let mut reference: Reference = match fsio::read(&a.reference) {
@@ -390,17 +472,28 @@ pub fn bisect_run(a: &BisectRunArgs) -> Result<u8, CliError> {
         Err(e) => return Err(CliError::Usage(e.to_string())),
     };
     if let Some(which) = &a.record {
+        let dir = a
+            .reference
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        ensure_writable(dir, "--reference")?;
         let mut all = Vec::new();
         for _ in 0..a.endpoint_runs {
             all.extend(once().map_err(CliError::Other)?);
         }
         let recorded = all.len();
-        *reference.side_mut(which) = Some(all);
-        fsio::write_replace(
-            &a.reference,
-            &serde_json::to_vec_pretty(&reference).expect("serialises"),
-        )
-        .map_err(|e| CliError::Other(e.to_string()))?;
+        *reference.side_mut(which) = Some(all.clone());
+        let bytes = serde_json::to_vec_pretty(&reference)
+            .map_err(|e| CliError::Other(format!("cannot encode the reference: {e}")))?;
+        // Atomic: the old reference stays whole, and no temporary file is left, when the
+        // write fails; the samples measured are printed so that they are not lost.
+        fsio::write_replace(&a.reference, &bytes).map_err(|e| {
+            CliError::Other(format!(
+                "cannot save the {which} samples: {e}; they were {}",
+                serde_json::to_string(&all).unwrap_or_default()
+            ))
+        })?;
         eprintln!(
             "recorded {recorded} samples as {which} in {}",
             a.reference.display()
@@ -416,6 +509,22 @@ pub fn bisect_run(a: &BisectRunArgs) -> Result<u8, CliError> {
         })
     };
     let (good, bad) = (side("good")?, side("bad")?);
+    for (k, samples) in [("good", &good), ("bad", &bad)] {
+        if samples.is_empty() {
+            return Err(CliError::Usage(format!(
+                "{}: the '{k}' samples are empty: record them with --record {k}",
+                a.reference.display()
+            )));
+        }
+    }
+    let p = p_endpoints(&good, &bad);
+    if p >= a.alpha {
+        return Err(CliError::Usage(format!(
+            "{}: the good and bad samples do not differ (p = {p:.3} >= --alpha {}): no step to find",
+            a.reference.display(),
+            a.alpha
+        )));
+    }
     let policy = Policy { alpha: a.alpha };
     let mut cand = Vec::new();
     let mut runs = 0;
@@ -483,6 +592,78 @@ mod tests {
         assert_eq!(step(BAD, &r, None).unwrap(), 1);
         // A revision whose command fails is skipped, not judged.
         assert_eq!(step("exit 3", &r, None).unwrap(), 125);
+    }
+
+    /// Every run of the returned command appends a line to `dir/runs`.
+    fn counting(dir: &Path) -> String {
+        format!("echo x >> {}; echo 7", dir.join("runs").display())
+    }
+
+    #[test]
+    fn bad_arguments_and_references_are_refused_before_any_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let cmd = counting(dir.path());
+        let r = dir.path().join("ref.json");
+        std::fs::write(&r, r#"{"good":[1.0,1.0],"bad":[2.0,2.0]}"#).unwrap();
+        let with = |f: &dyn Fn(&mut BisectRunArgs)| {
+            let mut a = BisectRunArgs {
+                cmd: cmd.clone(),
+                reference: r.clone(),
+                record: None,
+                endpoint_runs: 3,
+                min_runs: 3,
+                max_runs: 6,
+                alpha: 0.05,
+            };
+            f(&mut a);
+            bisect_run(&a)
+        };
+        let refused = |what: &str, e: Result<u8, CliError>| {
+            let e = e.expect_err(what);
+            assert!(matches!(e, CliError::Usage(_)), "{what}: {e}");
+            assert!(!e.to_string().contains('\n'), "{what}: {e}");
+            e.to_string()
+        };
+        assert!(refused("alpha 2", with(&|a| a.alpha = 2.0)).contains("--alpha"));
+        refused("alpha NaN", with(&|a| a.alpha = f64::NAN));
+        refused("alpha 0", with(&|a| a.alpha = 0.0));
+        refused("min > max", with(&|a| (a.min_runs, a.max_runs) = (5, 2)));
+        // Not a regular file: refused at once, not read until memory runs out.
+        let zero = refused(
+            "/dev/zero",
+            with(&|a| a.reference = PathBuf::from("/dev/zero")),
+        );
+        assert!(zero.contains("not a regular file"), "{zero}");
+        // Recording where the reference cannot be written: refused before measuring.
+        let unwritable = refused(
+            "/proc",
+            with(&|a| {
+                a.reference = PathBuf::from("/proc/forkbench-ref.json");
+                a.record = Some("good".into());
+            }),
+        );
+        assert!(unwritable.contains("cannot write"), "{unwritable}");
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "").unwrap();
+        refused(
+            "under a file",
+            with(&|a| {
+                a.reference = file.join("ref.json");
+                a.record = Some("bad".into());
+            }),
+        );
+        // Empty or equal endpoints: nothing to decide against (an empty one used to panic).
+        for (text, want) in [
+            (r#"{"good":[],"bad":[]}"#, "'good' samples are empty"),
+            (r#"{"good":[1.0],"bad":[]}"#, "'bad' samples are empty"),
+            (r#"{"good":[5,5,5],"bad":[5,5,5]}"#, "do not differ"),
+            (r#"{"good":[0,0],"bad":[0,0]}"#, "do not differ"),
+        ] {
+            std::fs::write(&r, text).unwrap();
+            let e = refused(text, with(&|_| {}));
+            assert!(e.contains(want), "{text}: {e}");
+        }
+        assert!(!dir.path().join("runs").exists(), "a run was made");
     }
 
     #[test]

@@ -56,7 +56,8 @@ pub fn is_deterministic(groups: &[&[f64]]) -> bool {
 }
 
 /// p-value that `a` and `b` differ: the larger of the two-sided Mann-Whitney U and Welch
-/// p-values, so both tests must agree. 1.0 when either side is too small to test.
+/// p-values, so both tests must agree. 1.0 when either side is too small to test, or when a
+/// test has no answer (`f64::max` would silently drop a NaN and let the other test decide).
 pub fn p_differ(a: &[f64], b: &[f64]) -> f64 {
     let (Some(sa), Some(sb)) = (Summary::of(a), Summary::of(b)) else {
         return 1.0;
@@ -65,7 +66,37 @@ pub fn p_differ(a: &[f64], b: &[f64]) -> f64 {
         return 1.0;
     };
     let mw = mann_whitney_p(a, b);
+    if w.p.is_nan() || mw.is_nan() {
+        return 1.0;
+    }
     w.p.max(mw)
+}
+
+/// p-value that the endpoints differ: exact (0 or 1) when both are deterministic, else
+/// [`p_differ`]. 1.0 when a side has no samples.
+pub fn p_endpoints(good: &[f64], bad: &[f64]) -> f64 {
+    match (good.first(), bad.first()) {
+        (Some(g), Some(b)) if is_deterministic(&[good, bad]) => {
+            if g == b {
+                1.0
+            } else {
+                0.0
+            }
+        }
+        (Some(_), Some(_)) => p_differ(good, bad),
+        _ => 1.0,
+    }
+}
+
+/// The mean of `xs` as a running mean, so samples near `f64::MAX` do not overflow the sum to
+/// infinity; NaN when empty.
+pub fn mean(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    xs.iter()
+        .enumerate()
+        .fold(0.0, |m, (i, &x)| m + (x - m) / (i + 1) as f64)
 }
 
 /// Two-sided Mann-Whitney U p-value. Exact (by counting rank arrangements) for small samples
@@ -171,16 +202,17 @@ fn beyond_midpoint(good: &[f64], bad: &[f64], cand: &[f64]) -> Option<Decision> 
     }
 }
 
-/// Classify `cand` against the endpoints' samples.
+/// Classify `cand` against the endpoints' samples. Without samples on any side there is
+/// nothing to compare: unknown. `position` is NaN only when the endpoints' means are equal,
+/// which both entry points refuse before deciding anything.
 pub fn decide(good: &[f64], bad: &[f64], cand: &[f64], policy: &Policy) -> (Decision, Evidence) {
-    let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len().max(1) as f64;
     let (mg, mb, mc) = (mean(good), mean(bad), mean(cand));
-    let position = if mb != mg {
+    let position = if mb != mg && mc.is_finite() {
         (mc - mg) / (mb - mg)
     } else {
         f64::NAN
     };
-    if cand.is_empty() {
+    if good.is_empty() || bad.is_empty() || cand.is_empty() {
         return (
             Decision::Unknown,
             Evidence {
@@ -288,6 +320,36 @@ mod tests {
         assert_eq!(decide(&[512.0], &[1024.0], &[1024.0], &p).0, Decision::Bad);
         // A third value is a change from good: the change has started.
         assert_eq!(decide(&[512.0], &[1024.0], &[600.0], &p).0, Decision::Bad);
+    }
+
+    #[test]
+    fn degenerate_samples_decide_nothing_and_never_panic() {
+        let p = Policy::default();
+        // An empty reference side with all-equal candidates used to index good[0] and panic.
+        for (good, bad) in [
+            (&[][..], &[][..]),
+            (&[][..], &[2.0][..]),
+            (&[1.0][..], &[][..]),
+        ] {
+            let (d, ev) = decide(good, bad, &[5.0, 5.0, 5.0], &p);
+            assert_eq!(d, Decision::Unknown);
+            assert_eq!((ev.p_vs_good, ev.p_vs_bad), (1.0, 1.0));
+        }
+        assert_eq!(p_endpoints(&[], &[1.0]), 1.0);
+        assert_eq!(p_endpoints(&[0.0, 0.0], &[0.0, 0.0]), 1.0);
+        assert_eq!(p_endpoints(&[0.0, 0.0], &[1.0, 1.0]), 0.0);
+        // Samples near f64::MAX: the mean does not overflow, so the position is a number.
+        let big = f64::MAX * 0.75;
+        let good = [big * 0.5, big * 0.5];
+        let bad = [big, big];
+        let (d, ev) = decide(&good, &bad, &[big, big], &p);
+        assert_eq!(d, Decision::Bad);
+        assert!((ev.position - 1.0).abs() < 1e-12, "{ev:?}");
+        assert_eq!(mean(&[f64::MAX, f64::MAX]), f64::MAX);
+        // All-zero endpoints with noisy candidates: evidence, not NaN.
+        let (d, ev) = decide(&[0.0; 4], &[1.0; 4], &[0.0, 0.1, 0.0, 0.1], &p);
+        assert!(!ev.p_vs_good.is_nan() && !ev.p_vs_bad.is_nan() && !ev.position.is_nan());
+        assert_ne!(d, Decision::Bad);
     }
 
     #[test]

@@ -369,21 +369,52 @@ pub struct WorkspaceMetric<'a> {
     pub mem: Size,
     pub iters: u32,
     pub cancelled: Arc<AtomicBool>,
-    /// The revision whose runner is in `target_dir` now.
+    /// The revision whose runner was last built and copied into the worktree session.
     pub last_built: Option<String>,
+}
+
+impl WorkspaceMetric<'_> {
+    /// Build the runner of the checkout `dir` into the shared target directory and copy it to
+    /// `bin`, holding the target directory's lock from the build to the copy so that no other
+    /// bisection's build lands in between.
+    fn build(&self, dir: &Path, bin: &Path) -> Result<(), MeasureError> {
+        let abort = |what: &str, e: &dyn std::fmt::Display| {
+            MeasureError::Abort(format!("{what} {}: {e}", self.target_dir.display()))
+        };
+        std::fs::create_dir_all(&self.target_dir).map_err(|e| abort("cannot create", &e))?;
+        let lock_path = self.target_dir.join(".bisect-build.lock");
+        let file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| abort("cannot open the build lock in", &e))?;
+        let _lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| abort("cannot lock", &e))?;
+        let st = cargo_build_forkbench(dir, Some(&self.target_dir))
+            .map_err(|e| MeasureError::Abort(format!("cannot run cargo: {e}")))?;
+        if !st.success() {
+            return Err(MeasureError::Skip(format!("build failed ({st})")));
+        }
+        std::fs::copy(self.target_dir.join("release").join("forkbench"), bin)
+            .map_err(|e| abort("cannot copy the runner from", &e))?;
+        Ok(())
+    }
 }
 
 impl Measure for WorkspaceMetric<'_> {
     fn measure(&mut self, rev: &Rev) -> Result<Vec<f64>, MeasureError> {
         let dir = checkout(self.worktrees, rev, &self.cancelled)?;
-        let bin = self.target_dir.join("release").join("forkbench");
+        // Our own copy of this revision's runner: the shared target directory's may be
+        // rebuilt at any time by another bisection of the same workspace.
+        let bin = self
+            .worktrees
+            .session_dir()
+            .join(format!("forkbench-{}", &rev.hash[..rev.hash.len().min(12)]));
         if self.last_built.as_deref() != Some(rev.hash.as_str()) {
-            let st = cargo_build_forkbench(&dir, Some(&self.target_dir))
-                .map_err(|e| MeasureError::Abort(format!("cannot run cargo: {e}")))?;
+            self.build(&dir, &bin)?;
             check_cancelled(&self.cancelled)?;
-            if !st.success() {
-                return Err(MeasureError::Skip(format!("build failed ({st})")));
-            }
             self.last_built = Some(rev.hash.clone());
         }
         // The runner is the one this revision built: a revision from before the runner

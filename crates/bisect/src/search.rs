@@ -7,7 +7,7 @@
 use serde::Serialize;
 use stats::Summary;
 
-use crate::decide::{Decision, Evidence, Policy, decide, is_deterministic, p_differ};
+use crate::decide::{Decision, Evidence, Policy, decide, mean, p_endpoints};
 
 /// One revision of the range.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -144,16 +144,26 @@ fn ci95(xs: &[f64]) -> (f64, f64) {
     }
 }
 
-fn mean(xs: &[f64]) -> f64 {
-    xs.iter().sum::<f64>() / xs.len().max(1) as f64
-}
-
 fn collect(m: &mut dyn Measure, rev: &Rev, runs: usize) -> Result<Vec<f64>, MeasureError> {
     let mut all = Vec::new();
     for _ in 0..runs {
         all.extend(m.measure(rev)?);
     }
     Ok(all)
+}
+
+/// The relative change from `good` to `bad` in percent; from a zero mean it is 0 when bad is
+/// zero too, else infinite (any change is past any threshold), never NaN.
+fn change_pct(good: f64, bad: f64) -> f64 {
+    if good == 0.0 {
+        if bad == 0.0 {
+            0.0
+        } else {
+            f64::INFINITY.copysign(bad)
+        }
+    } else {
+        (bad / good - 1.0) * 100.0
+    }
 }
 
 /// Bisect `revs` (`revs[0]` good, last bad) with `m`.
@@ -187,12 +197,8 @@ pub fn bisect(revs: &[Rev], m: &mut dyn Measure, cfg: &Config) -> Result<Report,
         });
     }
     let (mg, mb) = (mean(&good), mean(&bad));
-    let change_pct = (mb / mg - 1.0) * 100.0;
-    let p = if is_deterministic(&[&good, &bad]) {
-        if good[0] == bad[0] { 1.0 } else { 0.0 }
-    } else {
-        p_differ(&good, &bad)
-    };
+    let change_pct = change_pct(mg, mb);
+    let p = p_endpoints(&good, &bad);
     let below_threshold = cfg.threshold_pct.is_some_and(|t| change_pct.abs() < t);
     if p >= cfg.policy.alpha || below_threshold {
         return Err(SearchError::NoDifference {
@@ -418,6 +424,19 @@ mod tests {
             Outcome::Ambiguous { candidates } => assert_eq!(candidates, vec![7, 8]),
             o => panic!("{o:?}"),
         }
+    }
+
+    #[test]
+    fn all_zero_endpoints_are_refused_without_nan() {
+        let mut zero = mock(0, -1.0, 0.0);
+        let e = bisect(&revs(6), &mut zero, &Config::default()).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("do not differ"), "{text}");
+        assert!(!text.contains("NaN"), "{text}");
+        assert!(matches!(e, SearchError::NoDifference { change_pct, .. } if change_pct == 0.0));
+        // From zero to something: a change past any threshold, not NaN.
+        assert_eq!(change_pct(0.0, 3.0), f64::INFINITY);
+        assert_eq!(change_pct(100.0, 110.0).round(), 10.0);
     }
 
     #[test]

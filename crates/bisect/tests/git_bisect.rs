@@ -2,7 +2,8 @@
 //! every run of the test sees the same numbers): a 10% step is found exactly; a 2% step under
 //! 5% noise with few runs is reported as unknown or ambiguous, never as a wrong commit; an
 //! exact metric takes one run per revision; dirty trees and bad ranges are refused; worktrees
-//! are gone afterwards.
+//! are gone afterwards; two bisections of one repository at once both find the step; bad
+//! arguments and an unwritable `--out` are refused before anything is measured.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -242,4 +243,131 @@ fn a_failing_revision_is_skipped_with_its_reason() {
         Outcome::Ambiguous { candidates } => assert_eq!(candidates, vec![4, 5]),
         o => panic!("{o:?}"),
     }
+}
+
+#[test]
+fn two_concurrent_bisects_of_one_repo_both_find_the_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, hashes) = make_repo(tmp.path(), 12, 7, 0.0, 0.0);
+    let ws = tmp.path().join("ws");
+    sh(tmp.path(), "mkfifo a-started a-go b-started");
+    let p = |n: &str| tmp.path().join(n).display().to_string();
+    // The first bisection stops in its first run, inside its worktree, until the second has
+    // started (and so swept the scratch directory) and made its own first run.
+    let cmd_a = format!(
+        "if [ ! -e {m} ]; then : > {m}; echo a > {s}; read x < {g} || true; fi; cat count",
+        m = p("a-first"),
+        s = p("a-started"),
+        g = p("a-go")
+    );
+    let cmd_b = format!(
+        "if [ ! -e {m} ]; then : > {m}; echo b > {s}; fi; cat count",
+        m = p("b-first"),
+        s = p("b-started")
+    );
+    let bisection = |cmd: String| {
+        let mut a = args(&hashes[0], &hashes[11], cmd, &repo);
+        a.exact = true;
+        let ws = ws.clone();
+        std::thread::spawn(move || run(&a, &ws).map_err(|e| e.to_string()))
+    };
+    let first = bisection(cmd_a);
+    std::fs::read_to_string(tmp.path().join("a-started")).unwrap();
+    let second = bisection(cmd_b);
+    std::fs::read_to_string(tmp.path().join("b-started")).unwrap();
+    std::fs::write(tmp.path().join("a-go"), "go\n").unwrap();
+    for (name, h) in [("first", first), ("second", second)] {
+        let r = h.join().unwrap().unwrap_or_else(|e| panic!("{name}: {e}"));
+        match r.outcome {
+            Outcome::Found { index } => assert_eq!(index, 7, "{name}"),
+            o => panic!("{name}: {o:?}"),
+        }
+        assert!(
+            r.tested.iter().all(|t| t.decision != Decision::Unknown),
+            "{name}: {:?}",
+            r.tested
+        );
+    }
+    assert_eq!(worktrees_left(&repo), 0);
+}
+
+/// A command that counts its runs in `dir/runs`.
+fn counting_cmd(dir: &Path) -> String {
+    format!("echo x >> {}; cat count", dir.join("runs").display())
+}
+
+#[test]
+fn an_unwritable_out_is_refused_before_measuring() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, hashes) = make_repo(tmp.path(), 4, 2, 0.0, 0.0);
+    let ws = tmp.path().join("ws");
+    // Root ignores permission bits: a directory under a regular file cannot be made by anyone.
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    for out in [file.join("bisect"), PathBuf::from("/proc/forkbench-bisect")] {
+        let mut a = args(&hashes[0], &hashes[3], counting_cmd(tmp.path()), &repo);
+        a.exact = true;
+        a.out = out.clone();
+        let e = run(&a, &ws).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("--out") && !msg.contains('\n'), "{msg}");
+        assert!(
+            !tmp.path().join("runs").exists(),
+            "{}: measured before refusing",
+            out.display()
+        );
+    }
+}
+
+#[test]
+fn bad_run_counts_and_levels_are_refused_before_measuring() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, hashes) = make_repo(tmp.path(), 4, 2, 0.0, 0.0);
+    let ws = tmp.path().join("ws");
+    let base = args(&hashes[0], &hashes[3], counting_cmd(tmp.path()), &repo);
+    let bad: [(&str, BisectArgs); 5] = [
+        (
+            "--min-runs",
+            BisectArgs {
+                min_runs: 5,
+                max_runs: 2,
+                ..base.clone()
+            },
+        ),
+        (
+            "--min-runs",
+            BisectArgs {
+                min_runs: 0,
+                ..base.clone()
+            },
+        ),
+        (
+            "--alpha",
+            BisectArgs {
+                alpha: 2.0,
+                ..base.clone()
+            },
+        ),
+        (
+            "--alpha",
+            BisectArgs {
+                alpha: f64::NAN,
+                ..base.clone()
+            },
+        ),
+        (
+            "--iters",
+            BisectArgs {
+                iters: 0,
+                ..base.clone()
+            },
+        ),
+    ];
+    for (flag, a) in bad {
+        let e = run(&a, &ws).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{e}");
+        assert!(e.to_string().contains(flag), "{flag}: {e}");
+    }
+    assert!(!tmp.path().join("runs").exists());
 }

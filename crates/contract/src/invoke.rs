@@ -396,6 +396,13 @@ impl RunnerOutput {
     }
 }
 
+/// The runner's exit code for bad input (arguments, sizes, a CPU not allowed, not enough memory).
+pub const EXIT_USAGE: u8 = 2;
+/// The runner's exit code for "not supported on this host": the layout cannot be produced here
+/// (no THP, an mTHP size the kernel does not offer, a knob only root may switch) or did not
+/// verify. Drivers record such a call as a skip; every other failure stops them.
+pub const EXIT_UNSUPPORTED: u8 = 3;
+
 /// A runner call that did not produce its output.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -429,7 +436,12 @@ impl RunError {
 
     /// Exit 2: the runner refused its input (or the host cannot do it).
     pub fn is_usage(&self) -> bool {
-        self.exit_code() == Some(2)
+        self.exit_code() == Some(i32::from(EXIT_USAGE))
+    }
+
+    /// Exit 3: this host cannot do what was asked (see [`EXIT_UNSUPPORTED`]).
+    pub fn is_unsupported(&self) -> bool {
+        self.exit_code() == Some(i32::from(EXIT_UNSUPPORTED))
     }
 }
 
@@ -449,8 +461,11 @@ impl Runner {
         }
     }
 
-    /// The process for `inv` (stdio not set).
+    /// The process for `inv` (stdio not set). It gets SIGTERM when the thread that spawns it
+    /// dies (`PR_SET_PDEATHSIG`; kept across `nice`'s exec), so a driver killed by its pid
+    /// alone leaves no runner behind, and SIGTERM lets the runner put back what it changed.
     pub fn command(&self, inv: &Invocation) -> Command {
+        use std::os::unix::process::CommandExt;
         let mut c = if self.nice != 0 {
             let mut c = Command::new("nice");
             c.arg("-n").arg(self.nice.to_string()).arg(&self.bin);
@@ -459,6 +474,22 @@ impl Runner {
             Command::new(&self.bin)
         };
         c.args(inv.args());
+        let parent = std::process::id();
+        // SAFETY: the closure runs in the forked child before exec and calls only prctl,
+        // getppid, getpid and kill, which are async-signal-safe; it allocates nothing and
+        // touches no lock.
+        unsafe {
+            c.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent died before the prctl took effect: no signal will come.
+                if libc::getppid() as u32 != parent {
+                    libc::kill(libc::getpid(), libc::SIGTERM);
+                }
+                Ok(())
+            });
+        }
         c
     }
 

@@ -9,8 +9,8 @@ pub mod size;
 pub mod vocab;
 
 pub use invoke::{
-    Invocation, LineParser, ModelOpts, OutputError, RealOpts, RunError, Runner, RunnerOutput,
-    SimOpts, Strategies,
+    EXIT_UNSUPPORTED, EXIT_USAGE, Invocation, LineParser, ModelOpts, OutputError, RealOpts,
+    RunError, Runner, RunnerOutput, SimOpts, Strategies,
 };
 pub use record::*;
 pub use size::{BadSize, Size, fmt_ns, parse_size};

@@ -1,7 +1,7 @@
 //! The runner's command line. `counts`, `sim` and `real` take the contract's option structs
 //! ([`contract::ModelOpts`], [`contract::SimOpts`], [`contract::RealOpts`]) as they are, plus
 //! `--json`, so what a driver renders with [`contract::Invocation::args`] is exactly what this
-//! parses. `check` has its own flags, spelled with the contract's types.
+//! parses. `check` has its own flags, spelled with the contract's types; so has `doctor`.
 
 use clap::{Args, Parser, Subcommand};
 use contract::{
@@ -31,6 +31,20 @@ pub enum Command {
     Real(RealArgs),
     /// One `git bisect run` step: run a command, compare with recorded good/bad samples, exit 0 (good), 1 (bad) or 125 (skip)
     BisectRun(bisect::cli::BisectRunArgs),
+    /// Report sysfs knobs a killed `real` run left switched (from the knob journal); exit 1 if one is stale
+    Doctor(DoctorArgs),
+}
+
+/// `forkbench doctor`.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct DoctorArgs {
+    /// Put every stale knob back to its journalled original and drop the entries of dead runs
+    #[arg(long)]
+    pub repair: bool,
+    /// The knob journal to read (default: $FORKBENCH_KNOB_JOURNAL, else /run/forkbench/knobs.json
+    /// as root, else $XDG_RUNTIME_DIR/forkbench/knobs.json or /tmp/forkbench-<uid>/knobs.json)
+    #[arg(long, value_name = "PATH")]
+    pub journal: Option<std::path::PathBuf>,
 }
 
 /// `forkbench counts`.

@@ -1,14 +1,15 @@
 //! Library side of the `forkbench` runner: its command line ([`cli`], built from the contract's
-//! option types), argument checks and the cost model ([`args`]), and the three model commands
-//! (`counts` and `sim` in [`sim`], `check` in [`check`]), kept out of `main.rs` so they can be
-//! tested. Each command dispatches once to a monomorphised (arch, strategy) instance; no logic
-//! of the model lives here.
+//! option types), argument checks and the cost model ([`args`]), the three model commands
+//! (`counts` and `sim` in [`sim`], `check` in [`check`]) and the knob-journal check
+//! ([`doctor`]), kept out of `main.rs` so they can be tested. Each model command dispatches once
+//! to a monomorphised (arch, strategy) instance; no logic of the model lives here.
 
 #![deny(unsafe_code)]
 
 pub mod args;
 pub mod check;
 pub mod cli;
+pub mod doctor;
 pub mod sim;
 
 use contract::{Arch as ArchId, Contpte};

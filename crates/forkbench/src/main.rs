@@ -1,8 +1,11 @@
-//! `forkbench`: the release-built runner, with five subcommands. `counts` prints exact op
+//! `forkbench`: the release-built runner, with six subcommands. `counts` prints exact op
 //! counts of one model fork, `sim` times model forks, `check` runs the correctness oracle,
-//! `real` times the real fork() on this kernel, and `bisect-run` is one `git bisect run` step.
+//! `real` times the real fork() on this kernel, `bisect-run` is one `git bisect run` step, and
+//! `doctor` reports (and with `--repair` restores) sysfs knobs a killed run left switched.
 //! With `--json`, `counts`, `sim` and `real` print the contract's runner lines (a header first).
-//! Bad input is one error line and exit code 2; a failed check exits 1.
+//! Bad input is one error line and exit code 2; a layout this host cannot give exits 3 (drivers
+//! record a skip); a failed check exits 1. A `bisect-run` step exits 0 (good), 1 (bad) or 125
+//! (skip), and 255 for anything else, a panic included.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -18,6 +21,8 @@ enum Failure {
     /// Exit with this code, having said what there was to say.
     Code(u8),
     Usage(UsageError),
+    /// This host cannot do it (exit 3; drivers skip).
+    Unsupported(String),
     Check(String),
     Other(anyhow::Error),
 }
@@ -107,26 +112,27 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::BisectRun(a) => {
             drop(out);
-            return match bisect::cli::bisect_run(&a) {
-                Ok(0) => Ok(()),
-                Ok(code) => Err(Failure::Code(code)),
-                Err(e) => {
-                    // Any code 1..=127 but 125 would mark the commit bad under `git bisect
-                    // run`; 255 makes git stop the bisection instead.
-                    eprintln!("forkbench: error: {e}");
-                    Err(Failure::Code(255))
-                }
+            // Internal errors exit 255 (git stops the bisection): any code 1..=127 but 125
+            // would mark the commit bad under `git bisect run`.
+            return match bisect::cli::bisect_run_step(&a, "forkbench") {
+                0 => Ok(()),
+                code => Err(Failure::Code(code)),
+            };
+        }
+        Command::Doctor(a) => {
+            drop(out);
+            return match forkbench::doctor::run(&a) {
+                0 => Ok(()),
+                code => Err(Failure::Code(code)),
             };
         }
         Command::Real(a) => {
             // Nothing is printed until every run is done and verified: an error, a refused
             // layout or Ctrl-C leaves no partial result behind.
-            let done = realfork::run(&a.opts).map_err(|e| {
-                if e.is_usage() {
-                    Failure::Usage(UsageError(e.to_string()))
-                } else {
-                    Failure::Other(anyhow::anyhow!("{e}"))
-                }
+            let done = realfork::run(&a.opts).map_err(|e| match e.exit_code() {
+                contract::EXIT_USAGE => Failure::Usage(UsageError(e.to_string())),
+                contract::EXIT_UNSUPPORTED => Failure::Unsupported(e.to_string()),
+                _ => Failure::Other(anyhow::anyhow!("{e}")),
             })?;
             let mut lines = Vec::new();
             if a.json {
@@ -202,6 +208,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 fn main() -> ExitCode {
+    // Under `git bisect run`, a panic's exit code 101 and a usage error's 2 would both read as
+    // "this commit is bad": a bisect-run step panics and fails with 255 (git stops) instead.
+    let bisect_step = std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "bisect-run");
+    if bisect_step {
+        bisect::cli::abort_bisect_on_panic();
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
@@ -224,7 +238,11 @@ fn main() -> ExitCode {
                 msg.join(" ")
             };
             eprintln!("forkbench: {msg} (see forkbench --help)");
-            return ExitCode::from(2);
+            return ExitCode::from(if bisect_step {
+                bisect::cli::EXIT_ABORT_BISECT
+            } else {
+                2
+            });
         }
     };
     match run(cli) {
@@ -232,7 +250,11 @@ fn main() -> ExitCode {
         Err(Failure::Code(c)) => ExitCode::from(c),
         Err(Failure::Usage(e)) => {
             eprintln!("forkbench: error: {e}");
-            ExitCode::from(2)
+            ExitCode::from(contract::EXIT_USAGE)
+        }
+        Err(Failure::Unsupported(msg)) => {
+            eprintln!("forkbench: not supported here: {msg}");
+            ExitCode::from(contract::EXIT_UNSUPPORTED)
         }
         Err(Failure::Check(msg)) => {
             eprintln!("forkbench: check FAILED: {msg}");

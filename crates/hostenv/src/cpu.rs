@@ -87,9 +87,9 @@ impl fmt::Display for CpuSet {
 pub fn allowed_cpus() -> Result<CpuSet, HostError> {
     sys::sched_getaffinity()
         .map(CpuSet::from_ids)
-        .map_err(|source| HostError::Sys {
+        .map_err(|error| HostError::Sys {
             what: "sched_getaffinity",
-            source,
+            error,
         })
 }
 
@@ -136,13 +136,13 @@ impl Drop for Pinned {
 pub fn pin_current_thread(cpu: usize) -> Result<Pinned, HostError> {
     let previous = allowed_cpus()?;
     validate(cpu, &previous)?;
-    sys::sched_setaffinity(&[cpu]).map_err(|source| HostError::Pin { cpu, source })?;
+    sys::sched_setaffinity(&[cpu]).map_err(|error| HostError::Pin { cpu, error })?;
     let pinned = Pinned { cpu, previous };
     let now = allowed_cpus()?;
     if now != CpuSet::from_ids([cpu]) {
         return Err(HostError::Pin {
             cpu,
-            source: std::io::Error::other(format!("mask is {now} after pinning")),
+            error: std::io::Error::other(format!("mask is {now} after pinning")),
         });
     }
     Ok(pinned)

@@ -1,6 +1,7 @@
 //! The host side of forkbench's real-fork measurements: CPU pinning validated against the
 //! process's allowed CPU mask, scheduling policy (SCHED_FIFO with a restoring guard), sysfs reads
-//! and guarded writes that are restored on drop, on panic and on SIGINT/SIGTERM/SIGHUP, tracking
+//! and guarded writes that are restored on drop, on panic and on SIGINT/SIGTERM/SIGHUP (and,
+//! after a SIGKILL, by the next run, from an on-disk [`journal`] of switched knobs), tracking
 //! of child processes so a signal never leaves one behind, environment capture (kernel, CPU,
 //! memory, selected sysfs values and kernel config options), `/proc` helpers (per-CPU load, memory
 //! available) and perf counters behind a small [`counters::Counters`] trait that degrades
@@ -8,7 +9,8 @@
 //!
 //! This crate knows nothing about forks, folios or page tables; `realfork` builds on it.
 //! `unsafe` code lives only in the small `sys` (libc wrappers) and [`cleanup`] (signal handler)
-//! modules.
+//! modules. It prints one thing: the stderr line of [`journal::StaleKnob::announce`] when a
+//! guard puts back a knob that a dead process left switched.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -17,6 +19,7 @@ pub mod counters;
 pub mod cpu;
 pub mod env;
 pub mod host;
+pub mod journal;
 pub mod procfs;
 pub mod sched;
 mod sys;
@@ -30,32 +33,25 @@ pub use sys::{
     set_thp_disable, thp_disable_flag, uname,
 };
 
-/// Errors from host operations. Each renders as one self-contained line.
+/// Errors from host operations. Each renders as one self-contained line that already ends with
+/// the OS error, so none of them reports that error again as its `source()`: a chain printer
+/// (anyhow's `{:#}`) would print it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
     /// The CPU id is not in the process's allowed set (or is beyond `CPU_SETSIZE`).
     #[error("CPU {cpu} is not in this process's allowed CPU set ({allowed})")]
     CpuNotAllowed { cpu: usize, allowed: String },
     /// Pinning failed although the id was allowed.
-    #[error("cannot pin to CPU {cpu}: {source}")]
-    Pin {
-        cpu: usize,
-        #[source]
-        source: io::Error,
-    },
+    #[error("cannot pin to CPU {cpu}: {error}")]
+    Pin { cpu: usize, error: io::Error },
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
     /// A system call failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     Sys {
         what: &'static str,
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
     /// A written or restored value did not read back as expected.
     #[error("{path}: wrote {wrote:?} but it reads back as {found:?}")]
@@ -76,10 +72,10 @@ pub enum HostError {
 }
 
 impl HostError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, error: io::Error) -> Self {
         HostError::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 }
@@ -87,3 +83,43 @@ impl HostError {
 /// Serialises unit tests that use the process-wide cleanup registry or sysfs guards.
 #[cfg(test)]
 pub(crate) static TEST_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What anyhow's `{:#}` prints: the message, then each `source()` after ": ".
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut out = e.to_string();
+        let mut next = e.source();
+        while let Some(s) = next {
+            out.push_str(": ");
+            out.push_str(&s.to_string());
+            next = s.source();
+        }
+        out
+    }
+
+    #[test]
+    fn the_os_error_is_rendered_once_even_through_a_chain_printer() {
+        let enoent = || io::Error::from_raw_os_error(libc::ENOENT);
+        let os = enoent().to_string();
+        let errors = [
+            sysfs::read_trimmed("/nonexistent/forkbench/knob").unwrap_err(),
+            HostError::io("/run/forkbench/knobs.json", enoent()),
+            HostError::Sys {
+                what: "sched_setscheduler",
+                error: enoent(),
+            },
+            HostError::Pin {
+                cpu: 1,
+                error: enoent(),
+            },
+        ];
+        for e in errors {
+            let shown = chain(&e);
+            assert_eq!(shown.matches(&os).count(), 1, "{shown}");
+            assert_eq!(shown, e.to_string(), "one self-contained line");
+        }
+    }
+}

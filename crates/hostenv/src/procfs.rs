@@ -99,11 +99,11 @@ pub fn mem_available_bytes() -> Result<u64, HostError> {
     use ::procfs::Current;
     let m = ::procfs::Meminfo::current().map_err(|e| HostError::Io {
         path: "/proc/meminfo".into(),
-        source: std::io::Error::other(e.to_string()),
+        error: std::io::Error::other(e.to_string()),
     })?;
     m.mem_available.ok_or_else(|| HostError::Io {
         path: "/proc/meminfo".into(),
-        source: std::io::Error::other("no MemAvailable line"),
+        error: std::io::Error::other("no MemAvailable line"),
     })
 }
 

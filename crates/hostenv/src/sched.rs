@@ -28,9 +28,9 @@ pub enum Policy {
 
 /// The calling thread's current policy, static priority and whether `SCHED_RESET_ON_FORK` is set.
 pub fn current() -> Result<(Policy, i32, bool), HostError> {
-    let (raw, prio) = sys::sched_get().map_err(|source| HostError::Sys {
+    let (raw, prio) = sys::sched_get().map_err(|error| HostError::Sys {
         what: "sched_getscheduler",
-        source,
+        error,
     })?;
     let reset = raw & libc::SCHED_RESET_ON_FORK != 0;
     let policy = match raw & !libc::SCHED_RESET_ON_FORK {
@@ -66,13 +66,13 @@ impl FifoGuard {
 /// Switch the calling thread to SCHED_BATCH (no privilege needed). Children forked while the
 /// guard lives inherit it.
 pub fn set_batch() -> Result<FifoGuard, HostError> {
-    let previous = sys::sched_get().map_err(|source| HostError::Sys {
+    let previous = sys::sched_get().map_err(|error| HostError::Sys {
         what: "sched_getscheduler",
-        source,
+        error,
     })?;
-    sys::sched_set(libc::SCHED_BATCH, 0).map_err(|source| HostError::Sys {
+    sys::sched_set(libc::SCHED_BATCH, 0).map_err(|error| HostError::Sys {
         what: "sched_setscheduler(SCHED_BATCH)",
-        source,
+        error,
     })?;
     Ok(FifoGuard {
         previous,
@@ -92,18 +92,18 @@ impl FifoGuard {
             Policy::Batch => (libc::SCHED_BATCH, 0),
             Policy::Other | Policy::Unusual => (libc::SCHED_OTHER, 0),
         };
-        sys::sched_set(libc::SCHED_OTHER, 0).map_err(|source| HostError::Sys {
+        sys::sched_set(libc::SCHED_OTHER, 0).map_err(|error| HostError::Sys {
             what: "sched_setscheduler(SCHED_OTHER) for the pause",
-            source,
+            error,
         })?;
         let until = crate::monotonic_ns()
             .saturating_add(u64::try_from(pause.as_nanos()).unwrap_or(u64::MAX));
         while crate::monotonic_ns() < until {
             std::hint::spin_loop();
         }
-        sys::sched_set(policy, priority).map_err(|source| HostError::Sys {
+        sys::sched_set(policy, priority).map_err(|error| HostError::Sys {
             what: "sched_setscheduler after the pause",
-            source,
+            error,
         })
     }
 }
@@ -115,27 +115,37 @@ impl Drop for FifoGuard {
     }
 }
 
-/// Switch the calling thread to SCHED_FIFO at `priority`. Children forked while the guard lives
-/// inherit SCHED_FIFO. Fails with the OS error (typically EPERM without CAP_SYS_NICE or an
-/// RLIMIT_RTPRIO) and leaves the policy unchanged.
-pub fn set_fifo(priority: i32) -> Result<FifoGuard, HostError> {
-    let (lo, hi) =
-        sys::sched_priority_range(libc::SCHED_FIFO).map_err(|source| HostError::Sys {
-            what: "sched_get_priority_min/max",
-            source,
-        })?;
+/// The valid SCHED_FIFO static priorities (`sched_get_priority_min/max`; 1..=99 on Linux).
+pub fn fifo_priority_range() -> Result<(i32, i32), HostError> {
+    sys::sched_priority_range(libc::SCHED_FIFO).map_err(|error| HostError::Sys {
+        what: "sched_get_priority_min/max(SCHED_FIFO)",
+        error,
+    })
+}
+
+/// `Invalid` unless `priority` is a valid SCHED_FIFO priority.
+pub fn check_fifo_priority(priority: i32) -> Result<(), HostError> {
+    let (lo, hi) = fifo_priority_range()?;
     if !(lo..=hi).contains(&priority) {
         return Err(HostError::Invalid(format!(
             "SCHED_FIFO priority {priority} is outside {lo}..={hi}"
         )));
     }
-    let previous = sys::sched_get().map_err(|source| HostError::Sys {
+    Ok(())
+}
+
+/// Switch the calling thread to SCHED_FIFO at `priority`. Children forked while the guard lives
+/// inherit SCHED_FIFO. Fails with the OS error (typically EPERM without CAP_SYS_NICE or an
+/// RLIMIT_RTPRIO) and leaves the policy unchanged.
+pub fn set_fifo(priority: i32) -> Result<FifoGuard, HostError> {
+    check_fifo_priority(priority)?;
+    let previous = sys::sched_get().map_err(|error| HostError::Sys {
         what: "sched_getscheduler",
-        source,
+        error,
     })?;
-    sys::sched_set(libc::SCHED_FIFO, priority).map_err(|source| HostError::Sys {
+    sys::sched_set(libc::SCHED_FIFO, priority).map_err(|error| HostError::Sys {
         what: "sched_setscheduler(SCHED_FIFO)",
-        source,
+        error,
     })?;
     Ok(FifoGuard {
         previous,
@@ -165,8 +175,8 @@ mod tests {
                 drop(g);
                 assert_eq!(current().unwrap(), before);
             }
-            Err(HostError::Sys { source, .. }) => {
-                assert_eq!(source.raw_os_error(), Some(libc::EPERM), "{source}");
+            Err(HostError::Sys { error, .. }) => {
+                assert_eq!(error.raw_os_error(), Some(libc::EPERM), "{error}");
                 assert_eq!(current().unwrap(), before);
             }
             Err(e) => panic!("unexpected error: {e}"),

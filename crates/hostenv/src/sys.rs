@@ -151,6 +151,15 @@ pub fn flock_exclusive(f: File) -> io::Result<Flock<File>> {
     flock(f, FlockArg::LockExclusive)
 }
 
+/// Take the exclusive `flock` if nobody holds it; `None` if someone does.
+pub fn try_flock_exclusive(f: File) -> io::Result<Option<Flock<File>>> {
+    match flock(f, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Block until `f` holds a shared `flock`.
 pub fn flock_shared(f: File) -> io::Result<Flock<File>> {
     flock(f, FlockArg::LockShared)

@@ -2,16 +2,20 @@
 //!
 //! [`SysfsGuard::set`] takes an exclusive `flock` on the file (so two guards, in this process or
 //! in another forkbench process, never interleave and record each other's value as "original"),
-//! remembers the selected value, arms a signal-safe restore (see [`crate::cleanup`]), then writes
-//! the new value and checks it reads back. The original value is written back by
-//! [`SysfsGuard::restore`], on drop (also while unwinding from a panic), from the panic hook, and
-//! from the SIGINT/SIGTERM/SIGHUP handler.
+//! puts back what a process that died while it had the file switched left there (from the knob
+//! [`crate::journal`]; one line on stderr says so), remembers the selected value, arms a
+//! signal-safe restore (see [`crate::cleanup`]), journals the switch, then writes the new value
+//! and checks it reads back. The original value is written back by [`SysfsGuard::restore`], on
+//! drop (also while unwinding from a panic), from the panic hook, and from the
+//! SIGINT/SIGTERM/SIGHUP handler; after SIGKILL, by the next guard on the same file (or
+//! `forkbench doctor --repair`).
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use crate::HostError;
 use crate::cleanup::{self, RestoreToken};
+use crate::journal::{Journal, StaleKnob};
 
 /// Read a file and trim surrounding whitespace.
 pub fn read_trimmed(path: impl AsRef<Path>) -> Result<String, HostError> {
@@ -84,25 +88,49 @@ pub struct SysfsGuard {
     value: String,
     _lock: nix::fcntl::Flock<File>,
     token: Option<RestoreToken>,
+    /// The journal holding this guard's entry, until the original reads back.
+    journal: Option<Journal>,
+    repaired: Option<StaleKnob>,
 }
 
 impl SysfsGuard {
-    /// Lock `path`, remember its selected value and write `value`. If the file already holds
-    /// `value` nothing is written (but the guard still restores on every exit path).
+    /// Lock `path`, remember its selected value and write `value`, journalled in
+    /// [`Journal::default_location`]. If the file already holds `value` nothing is written (but
+    /// the guard still restores on every exit path).
     pub fn set(path: impl AsRef<Path>, value: &str) -> Result<SysfsGuard, HostError> {
+        Self::set_journalled(path, value, &Journal::default_location())
+    }
+
+    /// [`SysfsGuard::set`] with the switch journalled in `journal`.
+    pub fn set_journalled(
+        path: impl AsRef<Path>,
+        value: &str,
+        journal: &Journal,
+    ) -> Result<SysfsGuard, HostError> {
         let path = path.as_ref().to_path_buf();
         let file = File::open(&path).map_err(|e| HostError::io(&path, e))?;
         let lock = crate::sys::flock_exclusive(file).map_err(|e| HostError::io(&path, e))?;
+        // Under the lock no live guard has this file switched: an entry for it is left over.
+        let repaired = journal.settle(&path)?;
+        if let Some(r) = &repaired {
+            r.announce();
+        }
         let original = read_selected(&path)?;
         let token = cleanup::arm_restore(&path, original.as_bytes())?;
-        let guard = SysfsGuard {
+        let mut guard = SysfsGuard {
             path,
             original,
             value: value.to_string(),
             _lock: lock,
             token: Some(token),
+            journal: None,
+            repaired,
         };
         if guard.original != value {
+            // Journalled before the write: a SIGKILL from here on leaves the true original
+            // on disk for the next guard.
+            journal.record(&guard.path, &guard.original, value)?;
+            guard.journal = Some(journal.clone());
             fs::write(&guard.path, value).map_err(|e| HostError::io(&guard.path, e))?;
             let now = read_selected(&guard.path)?;
             if now != value {
@@ -132,6 +160,11 @@ impl SysfsGuard {
         &self.value
     }
 
+    /// What this guard found left switched by a dead process and put back before starting.
+    pub fn repaired(&self) -> Option<&StaleKnob> {
+        self.repaired.as_ref()
+    }
+
     /// Write the original value back and check that it reads back.
     pub fn restore(mut self) -> Result<(), HostError> {
         self.restore_inner()
@@ -158,6 +191,13 @@ impl SysfsGuard {
         })();
         // Keep the signal-safe restore armed until the value is back.
         drop(token);
+        if result.is_ok()
+            && let Some(journal) = self.journal.take()
+        {
+            // A left-over entry is harmless (the next guard finds the original in place and
+            // drops it), so a failure to remove it is not this restore's failure.
+            let _ = journal.forget(&self.path);
+        }
         result
     }
 }
@@ -172,6 +212,12 @@ impl Drop for SysfsGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A guard journalled beside the file, not in the machine's journal.
+    fn set(path: impl AsRef<Path>, value: &str) -> Result<SysfsGuard, HostError> {
+        let path = path.as_ref();
+        SysfsGuard::set_journalled(path, value, &Journal::at(path.with_file_name("knobs.json")))
+    }
 
     fn knob(dir: &Path) -> PathBuf {
         let p = dir.join("enabled");
@@ -194,11 +240,32 @@ mod tests {
         let _l = crate::TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let p = knob(dir.path());
-        let g = SysfsGuard::set(&p, "always").unwrap();
+        let g = set(&p, "always").unwrap();
         assert_eq!(g.original(), "never");
         assert_eq!(read_selected(&p).unwrap(), "always");
         g.restore().unwrap();
         assert_eq!(read_selected(&p).unwrap(), "never");
+    }
+
+    #[test]
+    fn the_switch_is_journalled_while_it_lasts() {
+        let _l = crate::TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let p = knob(dir.path());
+        let journal = Journal::at(dir.path().join("knobs.json"));
+        let g = SysfsGuard::set_journalled(&p, "always", &journal).unwrap();
+        assert_eq!(g.repaired(), None);
+        let e = journal.entries().unwrap();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].original, "never");
+        assert_eq!(e[0].written, "always");
+        assert_eq!(e[0].owner_pid, std::process::id() as i32);
+        g.restore().unwrap();
+        assert!(journal.entries().unwrap().is_empty());
+        // Nothing to switch, nothing to journal.
+        let g = SysfsGuard::set_journalled(&p, "never", &journal).unwrap();
+        assert!(journal.entries().unwrap().is_empty());
+        drop(g);
     }
 
     #[test]
@@ -207,14 +274,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = knob(dir.path());
         {
-            let _g = SysfsGuard::set(&p, "always").unwrap();
+            let _g = set(&p, "always").unwrap();
             assert_eq!(read_selected(&p).unwrap(), "always");
         }
         assert_eq!(read_selected(&p).unwrap(), "never");
 
         let p2 = p.clone();
         let r = std::panic::catch_unwind(move || {
-            let _g = SysfsGuard::set(&p2, "madvise").unwrap();
+            let _g = set(&p2, "madvise").unwrap();
             assert_eq!(read_selected(&p2).unwrap(), "madvise");
             panic!("boom (expected by this test)");
         });
@@ -228,11 +295,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = knob(dir.path());
         let p2 = p.clone();
-        let first = SysfsGuard::set(&p, "always").unwrap();
+        let first = set(&p, "always").unwrap();
         // A second guard on another thread blocks on the flock until the first is restored, so
         // it records "never", not "always", as the original.
         let t = std::thread::spawn(move || {
-            let g = SysfsGuard::set(&p2, "madvise").unwrap();
+            let g = set(&p2, "madvise").unwrap();
             let orig = g.original().to_string();
             g.restore().unwrap();
             orig
@@ -264,7 +331,7 @@ mod tests {
 
     #[test]
     fn missing_file_is_one_clear_error() {
-        let err = SysfsGuard::set("/nonexistent/forkbench/knob", "always").unwrap_err();
+        let err = set("/nonexistent/forkbench/knob", "always").unwrap_err();
         let msg = err.to_string();
         assert!(msg.starts_with("/nonexistent/forkbench/knob: "), "{msg}");
         assert!(!msg.contains('\n'));
@@ -275,7 +342,7 @@ mod tests {
         let _l = crate::TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let p = knob(dir.path());
-        let g = SysfsGuard::set(&p, "never").unwrap();
+        let g = set(&p, "never").unwrap();
         // Untouched file keeps its full choice text.
         assert_eq!(
             fs::read_to_string(&p).unwrap(),

@@ -51,6 +51,7 @@ fn run_helper(sig: i32) {
     let status = Command::new(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", "signal_helper", "--nocapture"])
         .env(HELPER_ENV, format!("{sig}:{}", knob.display()))
+        .env(hostenv::journal::JOURNAL_ENV, dir.path().join("knobs.json"))
         .stdout(std::fs::File::create(&out_path).unwrap())
         .stderr(std::fs::File::create(&err_path).unwrap())
         .status()

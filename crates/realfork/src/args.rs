@@ -1,5 +1,6 @@
 //! Validation of `forkbench real`'s options ([`contract::RealOpts`], the runner's clap arguments)
-//! into a [`Plan`]: what the types alone cannot say (sizes in whole PMDs, iteration bounds).
+//! into a [`Plan`]: what the types alone cannot say (sizes in whole PMDs, iteration bounds, the
+//! SCHED_FIFO priority range).
 //! Every bad input becomes one error line with exit code 2.
 
 use contract::{Mode, Pause, RealLayout, RealOpts, Sched, Size};
@@ -60,6 +61,15 @@ pub fn plan(o: &RealOpts) -> Result<Plan, RealError> {
     }
     if o.warmup > MAX_ITERS {
         return Err(bad(format!("--warmup must be at most {MAX_ITERS}")));
+    }
+    // Checked whatever --sched says: a priority SCHED_FIFO refuses would otherwise only show
+    // up as a silent fallback to SCHED_BATCH.
+    let (lo, hi) = hostenv::sched::fifo_priority_range()?;
+    if !(lo..=hi).contains(&o.fifo_priority) {
+        return Err(bad(format!(
+            "--fifo-priority must be between {lo} and {hi} (the SCHED_FIFO priorities), got {}",
+            o.fifo_priority
+        )));
     }
     Ok(Plan {
         layout: o.layout,
@@ -150,6 +160,44 @@ mod tests {
             let msg = e.to_string();
             assert!(msg.contains(want), "{msg:?} should contain {want:?}");
             assert!(!msg.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn fifo_priority_outside_the_sched_fifo_range_is_refused_up_front() {
+        let ok = RealOpts {
+            mem: Size(64 << 20),
+            sched: Sched::Fifo,
+            ..RealOpts::new(RealLayout::Order0)
+        };
+        for good in [1, 10, 99] {
+            let p = plan(&RealOpts {
+                fifo_priority: good,
+                ..ok.clone()
+            })
+            .unwrap();
+            assert_eq!(p.fifo_priority, good);
+        }
+        for (priority, sched) in [
+            (0, Sched::Fifo),
+            (100, Sched::Fifo),
+            (-1, Sched::Fifo),
+            (i32::MAX, Sched::Fifo),
+            (0, Sched::Batch),
+        ] {
+            let e = plan(&RealOpts {
+                fifo_priority: priority,
+                sched,
+                ..ok.clone()
+            })
+            .unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{e}");
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "--fifo-priority must be between 1 and 99 (the SCHED_FIFO priorities), got {priority}"
+                )
+            );
         }
     }
 }

@@ -7,8 +7,10 @@
 //! [`contract::RealContext`] (host environment, pinning, timer cost, populate and the pre-run
 //! verification, captured once) and one [`contract::RunRecord`] per run, whose `samples_ns` are
 //! the fork() calls and whose typed [`contract::RealExtra`] holds what changes per run
-//! (see `runner.rs`). Host concerns (pinning, SCHED_FIFO, sysfs guards, counters, signals) come
-//! from `hostenv`. This crate prints nothing; [`summary`] only formats lines for the binary.
+//! (see `runner.rs`). Host concerns (pinning, SCHED_FIFO, sysfs guards, counters, signals, the
+//! journal of switched knobs) come from `hostenv`. This crate prints nothing but the one stderr
+//! line per knob that a killed run left switched and this run put back; [`summary`] only
+//! formats lines for the binary.
 //!
 //! Every bad input is a [`RealError`] whose [`RealError::exit_code`] is 2 and whose message is
 //! one line; so is a layout that is not what was asked (unless `--allow-unverified`).
@@ -29,7 +31,7 @@ pub mod vmstat;
 
 pub use args::{Plan, plan};
 pub use layout::RealLayout;
-pub use runner::{RealOutput, run, run_each};
+pub use runner::{HOLD_AFTER_KNOB_SWITCH_ENV, KNOB_SWITCHED_LINE, RealOutput, run, run_each};
 
 use hostenv::HostError;
 
@@ -40,39 +42,43 @@ pub enum RealError {
     /// offered, no THP, not enough memory, CPU not allowed). Exit code 2.
     #[error("{0}")]
     BadInput(String),
-    /// The layout is not what was asked, or cannot be verified. Exit code 2.
+    /// This host cannot produce the layout (no THP, mTHP size not offered, switching a knob
+    /// needs root, another arch). Exit code 3: a driver records a skip.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The layout is not what was asked, or cannot be verified. Exit code 3, like
+    /// [`RealError::Unsupported`]: this host did not give the layout.
     #[error("{0}")]
     Unverified(String),
     /// A host operation failed. Exit code 1.
     #[error(transparent)]
     Host(HostError),
-    /// An I/O or system call failed. Exit code 1.
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// An I/O or system call failed. Exit code 1. The message ends with the OS error, so it is
+    /// not also the `source()` (a chain printer would print it twice).
+    #[error("{what}: {error}")]
+    Io { what: String, error: std::io::Error },
 }
 
 impl RealError {
-    /// 2 for bad input and unverifiable layouts, 1 otherwise.
+    /// [`contract::EXIT_USAGE`] for bad input, [`contract::EXIT_UNSUPPORTED`] for a layout
+    /// this host cannot give, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            RealError::BadInput(_) | RealError::Unverified(_) => 2,
+            RealError::BadInput(_) => contract::EXIT_USAGE,
+            RealError::Unsupported(_) | RealError::Unverified(_) => contract::EXIT_UNSUPPORTED,
             RealError::Host(_) | RealError::Io { .. } => 1,
         }
     }
 
     /// Whether this is a usage-style error (exit code 2).
     pub fn is_usage(&self) -> bool {
-        self.exit_code() == 2
+        self.exit_code() == contract::EXIT_USAGE
     }
 
-    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+    pub(crate) fn io(what: impl Into<String>, error: std::io::Error) -> Self {
         RealError::Io {
             what: what.into(),
-            source,
+            error,
         }
     }
 }

@@ -23,6 +23,7 @@ use contract::{
     SchedInfo, TimerCost, Variant,
 };
 use hostenv::counters::{self, Counters, Event, PerfCounters, Snapshot};
+use hostenv::journal::{Journal, StaleKnob};
 use hostenv::{cpu, procfs, sched, sysfs};
 
 use crate::RealError;
@@ -91,12 +92,15 @@ pub fn run_each(
 ) -> Result<(), RealError> {
     let plan = plan(opts)?;
     let arch = Arch::host().ok_or_else(|| {
-        RealError::BadInput(format!(
+        RealError::Unsupported(format!(
             "real fork runs on x86_64 and arm64 only, not {}",
             std::env::consts::ARCH
         ))
     })?;
-    let thp = ThpInfo::read(Path::new(THP_ROOT));
+    let mut thp = ThpInfo::read(Path::new(THP_ROOT));
+    if matches!(plan.layout, RealLayout::Mthp { .. }) && !repair_stale_knobs(&thp)?.is_empty() {
+        thp = ThpInfo::read(&thp.root);
+    }
     preflight(&plan, &thp)?;
     hostenv::cleanup::install();
 
@@ -284,6 +288,47 @@ impl Drop for ThpDisabled {
     }
 }
 
+/// Before an mTHP run: put back every THP knob that a killed forkbench process left switched
+/// (from the knob journal), so that neither the environment capture, nor the preflight's "no
+/// larger size is `always`" check, nor the knob guard takes it for the machine's setting. Done
+/// under the THP directory's exclusive lock, like every mTHP knob switch; each repair is one
+/// stderr line.
+fn repair_stale_knobs(thp: &ThpInfo) -> Result<Vec<StaleKnob>, RealError> {
+    let journal = Journal::default_location();
+    let left_by_the_dead = journal
+        .entries()?
+        .iter()
+        .any(|e| e.path.starts_with(&thp.root) && !e.owner_alive());
+    if !left_by_the_dead {
+        return Ok(Vec::new());
+    }
+    let _lock = sysfs::ExclusiveLock::acquire(&thp.root)?;
+    let repaired = journal.repair_stale(Some(&thp.root))?;
+    for r in &repaired {
+        r.announce();
+    }
+    Ok(repaired)
+}
+
+/// Test-only (kept out of `--help`): with this set to `1`, an mTHP populate stops right after
+/// switching its knob, says so on stderr and waits until stdin closes, so a test can SIGKILL
+/// the runner while the knob is switched without racing it.
+#[doc(hidden)]
+pub const HOLD_AFTER_KNOB_SWITCH_ENV: &str = "FORKBENCH_TEST_HOLD_AFTER_KNOB_SWITCH";
+
+/// The stderr line [`HOLD_AFTER_KNOB_SWITCH_ENV`] makes the runner print.
+#[doc(hidden)]
+pub const KNOB_SWITCHED_LINE: &str =
+    "forkbench: test hook: knob switched; holding until stdin closes";
+
+fn hold_after_knob_switch_for_tests() {
+    if std::env::var_os(HOLD_AFTER_KNOB_SWITCH_ENV).is_none_or(|v| v != "1") {
+        return;
+    }
+    eprintln!("{KNOB_SWITCHED_LINE}");
+    let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+}
+
 /// Checks that need the host but change nothing.
 fn preflight(plan: &Plan, thp: &ThpInfo) -> Result<(), RealError> {
     thp.check(plan.layout).map_err(|e| {
@@ -295,7 +340,7 @@ fn preflight(plan: &Plan, thp: &ThpInfo) -> Result<(), RealError> {
         } else {
             ""
         };
-        RealError::BadInput(format!("{e}{hint}"))
+        RealError::Unsupported(format!("{e}{hint}"))
     })?;
     if let Some(c) = plan.cpu {
         cpu::validate(c, &cpu::allowed_cpus()?)?;
@@ -436,10 +481,10 @@ fn prepare(region: &mut Region, plan: &Plan, thp: &ThpInfo) -> Result<Prepared, 
             // is `always`.
             ThpInfo::read(&thp.root)
                 .check(plan.layout)
-                .map_err(RealError::BadInput)?;
+                .map_err(RealError::Unsupported)?;
             let t = hostenv::monotonic_ns();
             let guard = sysfs::SysfsGuard::set(&knob, "always").map_err(|e| {
-                RealError::BadInput(format!(
+                RealError::Unsupported(format!(
                     "cannot enable mTHP size {kb}k for populating: {e}{}",
                     if hostenv::geteuid() != 0 {
                         " (needs root)"
@@ -448,7 +493,10 @@ fn prepare(region: &mut Region, plan: &Plan, thp: &ThpInfo) -> Result<Prepared, 
                     }
                 ))
             })?;
+            // The true original: a value a killed run left here was put back by the guard
+            // (which said so on stderr) or by `repair_stale_knobs`.
             let original = guard.original().to_string();
+            hold_after_knob_switch_for_tests();
             populate_ns = populate(region);
             guard.restore()?;
             let window = hostenv::monotonic_ns().saturating_sub(t);

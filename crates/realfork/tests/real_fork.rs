@@ -324,7 +324,7 @@ fn mthp_knob_is_switched_only_while_populating_and_restored() {
     assert_eq!(after, before, "{} was not restored", knob.display());
     if !is_root() {
         let e = result.unwrap_err();
-        assert_eq!(e.exit_code(), 2, "{e}");
+        assert_eq!(e.exit_code(), contract::EXIT_UNSUPPORTED, "{e}");
         return;
     }
     let out = result.unwrap();
@@ -478,19 +478,25 @@ fn bad_cpu_ids_are_one_line_errors_with_exit_code_2() {
 }
 
 #[test]
-fn bad_inputs_are_one_line_errors_with_exit_code_2() {
-    let cases: Vec<(RealOpts, &str)> = vec![
+fn bad_inputs_exit_2_and_layouts_this_host_cannot_give_exit_3_in_one_line() {
+    let cases: Vec<(RealOpts, &str, u8)> = vec![
         (
             args(RealLayout::Mthp { kb: 8 }),
             "mTHP size 8k is not offered by this kernel (offered: ",
+            contract::EXIT_UNSUPPORTED,
         ),
-        (args(RealLayout::Mthp { kb: 2048 }), "use pmd-order9"),
+        (
+            args(RealLayout::Mthp { kb: 2048 }),
+            "use pmd-order9",
+            contract::EXIT_UNSUPPORTED,
+        ),
         (
             RealOpts {
                 mem: Size(16 << 40),
                 ..args(RealLayout::Order0)
             },
             "not enough memory: --mem 16777216 MiB needs about",
+            contract::EXIT_USAGE,
         ),
         (
             RealOpts {
@@ -498,12 +504,13 @@ fn bad_inputs_are_one_line_errors_with_exit_code_2() {
                 ..args(RealLayout::Order0)
             },
             "multiple of 2 MiB",
+            contract::EXIT_USAGE,
         ),
     ];
-    for (a, want) in cases {
+    for (a, want, code) in cases {
         let e: RealError = run(&a).unwrap_err();
         let msg = e.to_string();
-        assert_eq!(e.exit_code(), 2, "{msg}");
+        assert_eq!(e.exit_code(), code, "{msg}");
         assert!(msg.contains(want), "{msg:?} should contain {want:?}");
         assert!(!msg.contains('\n'), "{msg:?}");
     }

@@ -24,10 +24,10 @@ fn args() -> RealOpts {
 }
 
 #[test]
-fn wrong_layout_is_refused_with_one_line_and_exit_code_2() {
+fn wrong_layout_is_refused_with_one_line_and_exit_code_3() {
     disable_thp_for_this_process();
     let e = run(&args()).unwrap_err();
-    assert_eq!(e.exit_code(), 2);
+    assert_eq!(e.exit_code(), contract::EXIT_UNSUPPORTED);
     let msg = e.to_string();
     assert!(
         msg.starts_with("layout is not pte-order9 (before, verification "),

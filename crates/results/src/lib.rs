@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 pub mod fsio;
+pub mod journal;
 pub mod v1;
 
 pub use contract::{
@@ -38,7 +39,20 @@ pub enum ResultsError {
     Exists { path: PathBuf },
     #[error("{path}: schema-1 file cannot be upgraded: {why}")]
     Upgrade { path: PathBuf, why: String },
+    #[error("{path}: not a forkbench journal: {why}")]
+    Journal { path: PathBuf, why: String },
+    /// Samples no measurement gives: they would make tables of NaN or infinity.
+    #[error("{path}: run {run} of {variant}: {why}")]
+    BadSamples {
+        path: PathBuf,
+        variant: String,
+        run: u32,
+        why: String,
+    },
 }
+
+/// The largest sample taken for a measurement: 2^53 ns (104 days), where f64 stops being exact.
+pub const MAX_SAMPLE_NS: u64 = 1 << 53;
 
 /// One suite invocation: every run of every variant, plus how and where they were made.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,10 +98,41 @@ impl ResultFile {
         }
     }
 
-    /// Read and validate a result file (schema 1 is upgraded).
+    /// Read and validate a result file (schema 1 is upgraded) or a journal (`*.partial`, see
+    /// [`journal`]); refuse samples no measurement gives ([`ResultFile::check_samples`]).
     pub fn load(path: &Path) -> Result<Self, ResultsError> {
-        let text = fsio::read(path)?;
-        Self::parse(&text, path)
+        let f = if journal::is_journal(path) {
+            journal::load(path)?
+        } else {
+            Self::parse(&fsio::read(path)?, path)?
+        };
+        f.check_samples(path)?;
+        Ok(f)
+    }
+
+    /// Every run has samples, not all zero, none beyond [`MAX_SAMPLE_NS`]: such a run would
+    /// render NaN or infinite tables. The error names the run and its variant.
+    pub fn check_samples(&self, path: &Path) -> Result<(), ResultsError> {
+        for r in &self.runs {
+            let why = if r.samples_ns.is_empty() {
+                Some("no samples".to_string())
+            } else if r.samples_ns.iter().all(|&s| s == 0) {
+                Some("every sample is 0 ns".to_string())
+            } else {
+                r.samples_ns.iter().find(|&&s| s > MAX_SAMPLE_NS).map(|s| {
+                    format!("a sample of {s} ns is beyond any fork (limit {MAX_SAMPLE_NS})")
+                })
+            };
+            if let Some(why) = why {
+                return Err(ResultsError::BadSamples {
+                    path: path.to_owned(),
+                    variant: r.variant.id(),
+                    run: r.run_index,
+                    why,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Parse the text of a result file of any supported schema, in any JSON layout; `path`

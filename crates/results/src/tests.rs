@@ -416,3 +416,65 @@ fn save_committed_as_v2() {
         eprintln!("wrote {}", out.display());
     }
 }
+
+#[test]
+fn journal_streams_records_and_loads_back_even_when_torn() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = journal::path_for(&dir.path().join("r.json"));
+    assert!(path.to_string_lossy().ends_with("r.json.partial"));
+    let f = sample_file();
+    let mut w = journal::Writer::create(&path, &f).unwrap();
+    // A second journal at the same path is refused (it reserves the name).
+    assert!(matches!(
+        journal::Writer::create(&path, &f),
+        Err(ResultsError::Exists { .. })
+    ));
+    for c in &f.contexts {
+        w.context(c).unwrap();
+    }
+    for r in &f.runs {
+        w.run(r).unwrap();
+    }
+    w.skipped("real mthp-64k", "no mTHP here").unwrap();
+    drop(w);
+    let back = ResultFile::load(&path).unwrap();
+    assert_eq!(back.runs, f.runs);
+    assert_eq!(back.contexts, f.contexts);
+    assert_eq!(back.config["partial"], true);
+    assert_eq!(back.config["skipped"][0]["group"], "real mthp-64k");
+    // A kill in the middle of a line: the torn line is dropped, the rest loads.
+    let mut text = fs::read_to_string(&path).unwrap();
+    text.push_str("{\"run\": {\"varia");
+    fs::write(&path, &text).unwrap();
+    assert_eq!(ResultFile::load(&path).unwrap().runs.len(), f.runs.len());
+    // Garbage in the middle is an error; a file that is not a journal too.
+    fs::write(&path, format!("{{}}\n{text}")).unwrap();
+    assert!(ResultFile::load(&path).is_err());
+    fs::write(&path, "").unwrap();
+    let e = ResultFile::load(&path).unwrap_err().to_string();
+    assert!(e.contains("not a forkbench journal"), "{e}");
+    assert!(matches!(
+        ResultFile::load(std::path::Path::new("/dev/zero.partial")),
+        Err(ResultsError::Fs(_))
+    ));
+}
+
+#[test]
+fn samples_no_measurement_gives_are_refused_naming_the_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    for (samples, why) in [
+        (vec![0, 0, 0], "every sample is 0 ns"),
+        (vec![u64::MAX, 5], "beyond any fork"),
+        (vec![], "no samples"),
+    ] {
+        let mut f = sample_file();
+        f.runs[1].samples_ns = samples;
+        let p = dir.path().join(format!("{}.json", why.len()));
+        f.save_new(&p).unwrap();
+        let e = ResultFile::load(&p).unwrap_err().to_string();
+        assert!(e.contains(why), "{e}");
+        assert!(e.contains(&f.runs[1].variant.id()), "{e}");
+        assert!(e.contains("run 1 of"), "{e}");
+        assert_eq!(e.lines().count(), 1);
+    }
+}

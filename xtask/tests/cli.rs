@@ -1,0 +1,122 @@
+//! The `xtask` binary on hostile input: devices for files, samples no measurement gives, and
+//! `fidelity --check` saying what it did. Every refusal is one line and exit 2.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn one_line_error(o: &Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("xtask: error: "), "{err}");
+    err
+}
+
+#[test]
+fn devices_are_refused_not_read() {
+    let o = xtask(&["bench", "--dry-run", "--config", "/dev/zero"]);
+    let e = one_line_error(&o);
+    assert!(
+        e.contains("/dev/zero") && e.contains("not a regular file"),
+        "{e}"
+    );
+    let o = xtask(&["table", "/dev/zero"]);
+    let e = one_line_error(&o);
+    assert!(
+        e.contains("/dev/zero") && e.contains("not a regular file"),
+        "{e}"
+    );
+}
+
+/// The committed result file with its first run's samples replaced.
+fn file_with_samples(dir: &Path, samples: &str) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text =
+        std::fs::read_to_string(root.join("results/vm/20261125T210102Z-6.18.44-fc-v595.json"))
+            .unwrap();
+    let key = text.find("\"samples_ns\":").unwrap();
+    let at = key + text[key..].find('[').unwrap();
+    let end = at + text[at..].find(']').unwrap() + 1;
+    let bad = format!("{}{samples}{}", &text[..at], &text[end..]);
+    let p = dir.join("20260101T000000Z-bad.json");
+    let _ = std::fs::remove_file(&p);
+    std::fs::write(&p, bad).unwrap();
+    p.display().to_string()
+}
+
+/// All-zero or u64::MAX samples would render NaN tables (or overflow `--modelled` in debug
+/// builds): refused in one line naming the variant.
+#[test]
+fn impossible_samples_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    for samples in ["[0,0,0]", "[18446744073709551615,18446744073709551615]"] {
+        let p = file_with_samples(d.path(), samples);
+        for extra in [&[][..], &["--modelled"][..]] {
+            let mut args = vec!["table", p.as_str()];
+            args.extend_from_slice(extra);
+            let e = one_line_error(&xtask(&args));
+            assert!(e.contains("run 0 of "), "{e}");
+        }
+    }
+}
+
+#[test]
+fn fidelity_check_says_it_checked() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("fidelity.md");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::copy(root.join("results/fidelity.md"), &out).unwrap();
+    let inputs = root.join("results/fidelity-inputs.json");
+    let o = xtask(&[
+        "fidelity",
+        "--check",
+        "--inputs",
+        inputs.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("is up to date"), "{stdout}");
+    assert!(!stdout.contains("wrote"), "{stdout}");
+}
+
+/// Bad flags of the measuring tasks are refused before anything is built or measured.
+#[test]
+fn bad_flags_are_refused_before_measuring() {
+    for (args, want) in [
+        (
+            &["calibrate", "--sched", "rt"][..],
+            "invalid value 'rt' for '--sched <SCHED>'",
+        ),
+        (&["calibrate", "--mem", "lots"][..], "invalid size 'lots'"),
+        (
+            &[
+                "bisect",
+                "--good",
+                "a",
+                "--bad",
+                "b",
+                "--metric",
+                "sim:x86_64:upstream:order9:tlbi",
+                "--min-runs",
+                "5",
+                "--max-runs",
+                "2",
+            ][..],
+            "--min-runs",
+        ),
+    ] {
+        let o = xtask(args);
+        let e = one_line_error(&o);
+        assert!(e.contains(want), "{args:?}: {e}");
+    }
+}
