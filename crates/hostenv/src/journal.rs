@@ -6,7 +6,8 @@
 //! value written and the owner (pid and start time, so a reused pid is not taken for the owner).
 //! A guard adds its entry while it holds the knob's `flock` and before it writes the knob, and
 //! removes it, under the same lock, once the original reads back. The file is replaced
-//! atomically (temporary file, fsync, rename) while a lock file beside it is held. The signal
+//! atomically (`results::fsio`: temporary file, fsync, rename) while a lock file beside it is
+//! held, and read with a size cap. The signal
 //! handler cannot rewrite JSON: it restores the knob and leaves the entry, which the next guard
 //! drops silently because the knob already holds the original.
 //!
@@ -15,10 +16,11 @@
 //! that must be this user's own).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use results::fsio::{self, FsError};
 use serde::{Deserialize, Serialize};
 
 use crate::HostError;
@@ -142,6 +144,15 @@ fn invalid(path: &Path, msg: impl Into<String>) -> HostError {
     HostError::io(path, io::Error::other(msg.into()))
 }
 
+/// A file error of the journal as one host error line: `path: what went wrong`.
+fn fs_error(path: &Path, e: FsError) -> HostError {
+    match e {
+        FsError::Io { path, source } => HostError::io(path, source),
+        FsError::NotRegular { .. } => invalid(path, "not a regular file"),
+        other => invalid(path, other.to_string()),
+    }
+}
+
 /// The journal's key for a knob: its canonical path, when it resolves.
 fn key(path: &Path) -> PathBuf {
     fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
@@ -200,33 +211,13 @@ struct Locked<'j> {
 impl Locked<'_> {
     fn save(&self) -> Result<(), HostError> {
         let path = &self.journal.path;
-        let tmp = with_suffix(path, ".tmp");
-        let body = serde_json::to_vec_pretty(&JournalFile {
+        let mut body = serde_json::to_vec_pretty(&JournalFile {
             version: FORMAT_VERSION,
             entries: self.entries.clone(),
         })
         .map_err(|e| invalid(path, e.to_string()))?;
-        let write = || -> io::Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o644)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&tmp)?;
-            f.write_all(&body)?;
-            f.write_all(b"\n")?;
-            f.sync_all()?;
-            fs::rename(&tmp, path)
-        };
-        write().map_err(|e| HostError::io(&tmp, e))?;
-        // Make the rename itself durable (best effort: the entry is already in place).
-        if let Some(dir) = path.parent()
-            && let Ok(d) = File::open(dir)
-        {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        body.push(b'\n');
+        fsio::write_replace(path, &body).map_err(|e| fs_error(path, e))
     }
 }
 
@@ -264,30 +255,23 @@ impl Journal {
 
     /// The entries now (none if the journal does not exist yet).
     pub fn entries(&self) -> Result<Vec<Entry>, HostError> {
-        let mut f = match File::open(&self.path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(HostError::io(&self.path, e)),
+        let text = match fsio::read_capped(&self.path, MAX_JOURNAL_BYTES) {
+            Ok(t) => t,
+            Err(FsError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(Vec::new());
+            }
+            Err(FsError::TooLarge { .. }) => {
+                return Err(invalid(
+                    &self.path,
+                    format!("larger than {MAX_JOURNAL_BYTES} bytes, so not a knob journal"),
+                ));
+            }
+            Err(e) => return Err(fs_error(&self.path, e)),
         };
-        let meta = f.metadata().map_err(|e| HostError::io(&self.path, e))?;
-        if !meta.is_file() {
-            return Err(invalid(&self.path, "not a regular file"));
-        }
-        let mut text = Vec::new();
-        (&mut f)
-            .take(MAX_JOURNAL_BYTES + 1)
-            .read_to_end(&mut text)
-            .map_err(|e| HostError::io(&self.path, e))?;
-        if text.len() as u64 > MAX_JOURNAL_BYTES {
-            return Err(invalid(
-                &self.path,
-                format!("larger than {MAX_JOURNAL_BYTES} bytes, so not a knob journal"),
-            ));
-        }
-        if text.iter().all(u8::is_ascii_whitespace) {
+        if text.trim().is_empty() {
             return Ok(Vec::new());
         }
-        let file: JournalFile = serde_json::from_slice(&text).map_err(|e| {
+        let file: JournalFile = serde_json::from_str(&text).map_err(|e| {
             invalid(
                 &self.path,
                 format!("not a knob journal ({e}); inspect it, put its knobs back and remove it"),
@@ -508,7 +492,12 @@ mod tests {
         assert!(e[0].owner_alive());
         j.forget(&k).unwrap();
         assert!(j.entries().unwrap().is_empty());
-        assert!(!with_suffix(j.path(), ".tmp").exists(), "no temporary left");
+        let mut left: Vec<String> = fs::read_dir(j.path().parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["knobs.json", "knobs.json.lock"], "no temporary left");
     }
 
     #[test]

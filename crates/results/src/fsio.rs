@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Largest file forkbench reads (profiles, result files, reference files).
@@ -46,7 +47,13 @@ fn write_tmp(path: &Path, bytes: &[u8]) -> Result<PathBuf, FsError> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let write = || -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
+        // O_NOFOLLOW: in a shared directory a planted symlink must not redirect the write.
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()
     };
@@ -55,6 +62,14 @@ fn write_tmp(path: &Path, bytes: &[u8]) -> Result<PathBuf, FsError> {
         return Err(io(path)(e));
     }
     Ok(tmp)
+}
+
+/// Make a link or rename in `path`'s directory durable (best effort: the file is in place).
+fn sync_dir_of(path: &Path) {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Ok(d) = fs::File::open(dir.unwrap_or(Path::new("."))) {
+        let _ = d.sync_all();
+    }
 }
 
 /// Write `bytes` to a new file `path`; never overwrites, never leaves a partial file.
@@ -68,7 +83,10 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
     let linked = fs::hard_link(&tmp, path);
     let _ = fs::remove_file(&tmp);
     match linked {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            sync_dir_of(path);
+            Ok(())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(FsError::Exists {
             path: path.to_owned(),
         }),
@@ -82,7 +100,9 @@ pub fn write_replace(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
     fs::rename(&tmp, path).map_err(|e| {
         let _ = fs::remove_file(&tmp);
         io(path)(e)
-    })
+    })?;
+    sync_dir_of(path);
+    Ok(())
 }
 
 /// Read a regular file of at most `limit` bytes as UTF-8.
