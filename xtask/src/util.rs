@@ -31,22 +31,13 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| project_root().join("target"))
 }
 
-/// Default label: the kernel release, reduced to label characters.
+/// Default label: the kernel release as a path component (see [`path_component`]); `host`
+/// when it cannot be read.
 pub fn default_label() -> String {
-    let rel = hostenv::host::kernel_release();
-    let rel = if rel == "unknown" { String::new() } else { rel };
-    let l: String = rel
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.+".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(64)
-        .collect();
-    if l.is_empty() { "host".into() } else { l }
+    match hostenv::host::kernel_release().as_str() {
+        "unknown" | "" => "host".into(),
+        rel => path_component(rel),
+    }
 }
 
 /// `git rev-parse HEAD`, with `-dirty` if the tree has changes; `unknown` outside git.
@@ -118,5 +109,8 @@ mod tests {
         assert_eq!(path_component("6.18.0+"), "6.18.0+");
         assert_eq!(path_component("../../x"), "_.._x");
         assert_eq!(path_component(&"a".repeat(100)).len(), 64);
+        // The default label is the kernel release in the same characters.
+        let label = default_label();
+        assert_eq!(label, path_component(&label));
     }
 }
