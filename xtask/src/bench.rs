@@ -22,7 +22,7 @@ use results::{RealContext, ResultFile, RunRecord, SCHEMA_VERSION, journal};
 use serde_json::json;
 
 use crate::exec::{CallCtx, Executor, Outcome, Release};
-use crate::plan::{Plan, call_seed};
+use crate::plan::{Call, Plan, call_seed};
 use crate::profile::{self, CpuSel, Profile};
 use crate::progress::Progress;
 use crate::{select, util};
@@ -280,8 +280,15 @@ impl HostFacts {
 /// memory than is available, a pinned CPU this process may not use. (A layout the host does
 /// not offer is found by the runner and skipped.)
 pub fn check_plan(plan: &Plan, cpu: CpuSel, host: &HostFacts) -> anyhow::Result<()> {
+    // Only real-fork layouts that populate need their size in RAM: the model keeps a 64-byte
+    // record per page and `untouched` maps without touching, as the runner's own check knows.
+    let populates = |g: &&Call| matches!(g, Call::Real { layout, .. } if layout.populated());
     if let Some(avail) = host.mem_available
-        && let Some(g) = plan.groups.iter().max_by_key(|g| g.mem().0)
+        && let Some(g) = plan
+            .groups
+            .iter()
+            .filter(populates)
+            .max_by_key(|g| g.mem().0)
         && g.mem().0 > avail
     {
         bail!(
@@ -845,6 +852,16 @@ pub mod tests {
             assert!(bench_with(&a, Mock::default(), &host).0.is_err());
         }
         assert!(!d.path().join("out").exists());
+        // The model does not hold its memory size in RAM: 30G of model memory with 64M of
+        // real fork passes the check.
+        let src = profile::LOCAL_TOML
+            .replacen("mem = \"1G\"", "mem = \"30G\"", 1)
+            .replacen("[real]", "[real]\nmem = \"64M\"", 1);
+        let p = d.path().join("model-only.toml");
+        std::fs::write(&p, src).unwrap();
+        let profile = profile::load(Some(p.to_str().unwrap()), &util::project_root()).unwrap();
+        let plan = crate::plan::plan(&profile, false, 1);
+        check_plan(&plan, CpuSel::Last, &host).unwrap();
     }
 
     fn local() -> Profile {
