@@ -55,6 +55,57 @@ pub struct BenchArgs {
     /// (someone else's benchmark on a shared machine) to finish; 0 = do not wait
     #[arg(long, default_value_t = 60)]
     pub wait_quiet: u64,
+    /// A kernel under test, booted in a QEMU guest whose init is forkbench (repeatable: each
+    /// kernel is a row, the first the baseline): a bzImage, an arm64 Image (plain or gzip'd) or
+    /// a Debian linux-image package, optionally labelled `LABEL=PATH`. The profile's real-fork
+    /// layouts run in every kernel, interleaved by run; the model is left out (--with-model)
+    #[arg(long = "kernel", value_name = "[LABEL=]PATH")]
+    pub kernels: Vec<String>,
+    /// A Debian linux-image package as a kernel under test (its boot/vmlinuz-*; rows after the
+    /// --kernel ones: give packages to --kernel too to choose the order)
+    #[arg(long = "kernel-deb", value_name = "[LABEL=]PATH")]
+    pub kernel_debs: Vec<String>,
+    /// Guest architecture of the kernels [default: the images']
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<contract::Arch>,
+    /// Guest accelerator: auto (KVM when the guest arch is the host's and KVM works, else TCG,
+    /// with the reason recorded), kvm, or tcg (emulated)
+    #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
+    pub accel: AccelArg,
+    /// With --kernel: run the profile's model groups too (they do not depend on the kernel)
+    #[arg(long)]
+    pub with_model: bool,
+    /// With --kernel: seconds a guest may take to reach its init [default: 120 for x86_64,
+    /// 600 for arm64; TCG guests of arm64 take 1-2 min here]
+    #[arg(long, value_name = "SECS")]
+    pub boot_timeout: Option<u64>,
+    /// With --kernel: RAM of each guest [default: the largest real layout's memory + 1/16 +
+    /// twice the initramfs + 256 MiB, at least 640 MiB]
+    #[arg(long, value_name = "SIZE")]
+    pub guest_mem: Option<contract::Size>,
+}
+
+/// `--accel`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccelArg {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+impl BenchArgs {
+    /// The kernels under test, in row order.
+    pub fn kernel_specs(&self) -> Vec<crate::kernels::KernelSpec> {
+        let imgs = self
+            .kernels
+            .iter()
+            .map(|k| crate::kernels::KernelSpec::parse(k, false));
+        let debs = self
+            .kernel_debs
+            .iter()
+            .map(|k| crate::kernels::KernelSpec::parse(k, true));
+        imgs.chain(debs).collect()
+    }
 }
 
 /// Labels go into file names.
@@ -234,19 +285,34 @@ fn resolve_cpu(sel: CpuSel) -> usize {
 /// order-9 layouts less), plus ~1 s of populating per call and GiB — as measured on the
 /// 2-vCPU development VM, where the default profile took 4:21 against an estimate of 5 min.
 /// A rough guide, printed before the run.
+///
+/// Kernels under test run under TCG here: a real call there costs ~0.15 s per forked GiB and
+/// ~15 s per populated GiB (both measured with the ci profile's 64 MiB calls on x86_64
+/// guests), and each guest boots once (~5 s for x86_64, ~5 s for arm64 here; 30 s allowed).
 pub fn estimate_secs(plan: &Plan) -> f64 {
-    plan.order
+    let mut guests: Vec<&str> = Vec::new();
+    let calls: f64 = plan
+        .order
         .iter()
         .map(|&(_, g)| {
             let c = &plan.groups[g];
-            let per_gib = match c {
-                crate::plan::Call::Sim { .. } => 0.006,
-                crate::plan::Call::Real { .. } => 0.02,
+            let (per_gib, populate_per_gib) = match c {
+                Call::Sim { .. } => (0.006, 1.0),
+                Call::Real { kernel: None, .. } => (0.02, 1.0),
+                Call::Real {
+                    kernel: Some(k), ..
+                } => {
+                    if !guests.contains(&k.as_str()) {
+                        guests.push(k);
+                    }
+                    (0.15, 15.0)
+                }
             };
             let gib = c.mem().0 as f64 / (1u64 << 30) as f64;
-            c.forks() as f64 * per_gib * gib + 1.0 * gib.max(0.05)
+            c.forks() as f64 * per_gib * gib + populate_per_gib * gib.max(0.05)
         })
-        .sum()
+        .sum();
+    calls + 30.0 * guests.len() as f64
 }
 
 /// The machine's name as it goes into the file and the path (see [`util::path_component`]).
@@ -303,6 +369,46 @@ pub fn check_plan(plan: &Plan, cpu: CpuSel, host: &HostFacts) -> anyhow::Result<
         && !set.contains(n)
     {
         bail!("[run] cpu = {n} is not one of the CPUs this process may use ({set})");
+    }
+    Ok(())
+}
+
+/// The default label of a kernels-under-test bench: the kernels' labels joined by `-vs-`, or
+/// `kernels-N` when that does not make a valid label.
+fn kernels_label(kernels: &[String]) -> String {
+    let joined = kernels
+        .iter()
+        .map(|k| util::path_component(k))
+        .collect::<Vec<_>>()
+        .join("-vs-");
+    if valid_label(&joined) {
+        joined
+    } else {
+        format!("kernels-{}", kernels.len())
+    }
+}
+
+/// Refuse, before any guest boots, guests this host cannot hold at once: every kernel's guest
+/// stays up for the whole bench with [`crate::kernels::guest_mem`] of RAM.
+fn check_guests(
+    plan: &Plan,
+    guests: usize,
+    guest_mem: Option<contract::Size>,
+    host: &HostFacts,
+) -> anyhow::Result<()> {
+    // The static guest forkbench is ~6 MiB; 64 MiB leaves room for a debug build.
+    let each = guest_mem.map_or_else(|| crate::kernels::guest_mem(plan, 64 << 20).0, |m| m.0);
+    let total = each.saturating_mul(guests as u64);
+    if let Some(avail) = host.mem_available
+        && total > avail
+    {
+        bail!(
+            "{guests} guests of {} MiB each need {} MiB but this host has only {} MiB available \
+             (MemAvailable); lower [run] mem / [real] mem or compare fewer kernels",
+            each >> 20,
+            total >> 20,
+            avail >> 20
+        );
     }
     Ok(())
 }
@@ -378,14 +484,68 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
-    bench(a, &HostFacts::current(), &stop, &mut |p: &Profile| {
-        eprintln!("building the release runner ...");
-        let bin = util::build_runner()?;
-        let mut runner = Release::new(bin, p.run.nice, cost_model_file(p)?);
-        runner.wait_quiet = std::time::Duration::from_secs(a.wait_quiet);
-        Ok(Box::new(runner) as Box<dyn Executor>)
-    })
+    let specs = a.kernel_specs();
+    if specs.is_empty() {
+        return bench(
+            a,
+            &HostFacts::current(),
+            &stop,
+            &[],
+            &mut |p: &Profile, _: &Plan| {
+                eprintln!("building the release runner ...");
+                let bin = util::build_runner()?;
+                let mut runner = Release::new(bin, p.run.nice, cost_model_file(p)?);
+                runner.wait_quiet = std::time::Duration::from_secs(a.wait_quiet);
+                Ok(Box::new(runner) as Box<dyn Executor>)
+            },
+        );
+    }
+    // Kernels under test: opened (packages extracted) before anything else, so a bad image is
+    // the first and only error.
+    let work = tempfile::Builder::new()
+        .prefix("forkbench-kernels-")
+        .tempdir()
+        .context("creating a temporary directory for the kernel images")?;
+    let kernels = crate::kernels::prepare(&specs, a.arch, work.path())?;
+    let arch = kernels[0].image.arch;
+    let labels: Vec<String> = kernels.iter().map(|k| k.label.clone()).collect();
+    let mut kernels = Some(kernels);
+    let stop_flag = Arc::clone(&stop);
+    let opts = crate::kernels::GuestOptions {
+        accel: match a.accel {
+            AccelArg::Auto => guest::qemu::AccelChoice::Auto,
+            AccelArg::Kvm => guest::qemu::AccelChoice::Kvm,
+            AccelArg::Tcg => guest::qemu::AccelChoice::Tcg,
+        },
+        mem: a.guest_mem,
+        vcpus: 2,
+        boot_timeout: std::time::Duration::from_secs(a.boot_timeout.unwrap_or(
+            if arch == contract::Arch::Arm64 {
+                600
+            } else {
+                120
+            },
+        )),
+        step_timeout: std::time::Duration::from_secs(1800),
+    };
+    bench(
+        a,
+        &HostFacts::current(),
+        &stop,
+        &labels,
+        &mut |_: &Profile, plan: &Plan| {
+            eprintln!("building the static guest forkbench for {arch} ...");
+            let payload = guest::payload::build_payload(&util::project_root(), arch)
+                .context("building the guest's forkbench")?;
+            let ks = kernels.take().context("the guests are booted once")?;
+            let g = crate::kernels::Guests::boot(ks, plan, &payload, &opts, &stop_flag)?;
+            Ok(Box::new(g) as Box<dyn Executor>)
+        },
+    )
 }
+
+/// Makes the executor once the plan is checked and the journal open.
+pub type MakeExecutor<'a> = dyn FnMut(&Profile, &Plan) -> anyhow::Result<Box<dyn Executor>> + 'a;
 
 /// `bench` with the host's facts, a stop flag and the executor to run calls with (made only
 /// once the plan is checked and the journal is open).
@@ -393,18 +553,32 @@ pub fn bench(
     a: &BenchArgs,
     host_facts: &HostFacts,
     stop: &AtomicBool,
-    make_executor: &mut dyn FnMut(&Profile) -> anyhow::Result<Box<dyn Executor>>,
+    kernels: &[String],
+    make_executor: &mut MakeExecutor<'_>,
 ) -> anyhow::Result<ExitCode> {
     let root = util::project_root();
     let profile = profile::load(a.config.as_deref(), &root)?;
-    let cpu_model = host::cpu_model();
-    if let Err(msg) = profile::check_host(&profile, profile::host_arch(), cpu_model.as_deref()) {
+    // Kernels under test run in guests: the profile's sizes and layouts apply, its machine
+    // (arch, CPU model) is the guests', not this host's.
+    if kernels.is_empty()
+        && let Err(msg) = profile::check_host_cpu(
+            &profile,
+            profile::host_arch(),
+            &hostenv::cpuid::CpuIdentity::host(),
+        )
+    {
         if !a.force {
             bail!(msg);
         }
         eprintln!("warning: {msg} (running anyway: --force)");
     }
-    let label = a.label.clone().unwrap_or_else(util::default_label);
+    let label = a.label.clone().unwrap_or_else(|| {
+        if kernels.is_empty() {
+            util::default_label()
+        } else {
+            kernels_label(kernels)
+        }
+    });
     if !valid_label(&label) {
         bail!("label '{label}' must be 1-64 characters of [A-Za-z0-9._+-]");
     }
@@ -420,8 +594,19 @@ pub fn bench(
         let o = PathBuf::from(&a.out);
         if o.is_absolute() { o } else { root.join(o) }
     };
-    let plan = crate::plan::plan(&profile, a.quick, seed);
-    check_plan(&plan, profile.cpu(), host_facts)?;
+    let mut plan = crate::plan::plan(&profile, a.quick, seed);
+    if kernels.is_empty() {
+        check_plan(&plan, profile.cpu(), host_facts)?;
+    } else {
+        if !plan.groups.iter().any(|g| matches!(g, Call::Real { .. })) {
+            bail!(
+                "profile {} has no [real] layouts: nothing to run in the kernels under test",
+                profile.profile
+            );
+        }
+        plan = crate::plan::for_kernels(plan, kernels, a.with_model, seed);
+        check_guests(&plan, kernels.len(), a.guest_mem, host_facts)?;
+    }
     let cpu = resolve_cpu(profile.cpu());
     let est = estimate_secs(&plan);
     eprintln!(
@@ -452,6 +637,8 @@ pub fn bench(
             "profile": profile,
             "quick": a.quick,
             "forced": a.force,
+            // Kernels under test, in row order (the first is the baseline).
+            "kernels": kernels,
             "cpu": cpu,
             "plan": {
                 "runs": plan.runs,
@@ -479,7 +666,7 @@ pub fn bench(
              the CPUs and make the numbers noisy"
         );
     }
-    let mut runner = match make_executor(&profile) {
+    let mut runner = match make_executor(&profile, &plan) {
         Ok(r) => r,
         Err(e) => {
             drop(journal);
@@ -500,6 +687,11 @@ pub fn bench(
     );
     let kept = journal.runs;
     drop(journal);
+    if ex.is_ok()
+        && let Err(e) = runner.finish()
+    {
+        eprintln!("warning: {e:#}");
+    }
     let ex = match ex {
         Ok(ex) => ex,
         Err(e) if kept == 0 => {
@@ -628,6 +820,13 @@ pub mod tests {
             force: false,
             dry_run: false,
             wait_quiet: 0,
+            kernels: Vec::new(),
+            kernel_debs: Vec::new(),
+            arch: None,
+            accel: AccelArg::Auto,
+            with_model: false,
+            boot_timeout: None,
+            guest_mem: None,
         }
     }
 
@@ -639,7 +838,7 @@ pub mod tests {
     ) -> (anyhow::Result<ExitCode>, usize) {
         let shared = Rc::new(RefCell::new(mock));
         let s2 = Rc::clone(&shared);
-        let r = bench(a, host, &AtomicBool::new(false), &mut |_| {
+        let r = bench(a, host, &AtomicBool::new(false), &[], &mut |_, _| {
             Ok(Box::new(Shared(Rc::clone(&s2))) as Box<dyn Executor>)
         });
         let calls = shared.borrow().calls.len();

@@ -43,6 +43,11 @@ pub trait Executor {
     fn waited(&self) -> Duration {
         Duration::ZERO
     }
+
+    /// After the last call: release what the executor holds (guests power off).
+    fn finish(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// The runner invocation of one call: one run (`--runs 1`) of every variant in it.
@@ -84,6 +89,7 @@ pub fn invocation(call: &Call, ctx: CallCtx, cost_model: Option<&PathBuf>) -> In
             warmup,
             sched,
             mode,
+            ..
         } => Invocation::Real(RealOpts {
             mem: *mem,
             iters: *iters,
@@ -275,6 +281,7 @@ pub mod mock {
                 failure: None,
             },
             pre_report: serde_json::Value::Null,
+            guest: None,
         }
     }
 
@@ -426,6 +433,7 @@ mod tests {
             warmup: 2,
             sched: Sched::Fifo,
             mode: Mode::Steady,
+            kernel: None,
         };
         let a = invocation(&real, ctx, None).args().join(" ");
         assert_eq!(
@@ -464,6 +472,7 @@ mod tests {
             warmup: 0,
             sched: Sched::Other,
             mode: Mode::Steady,
+            kernel: None,
         };
         let out = r.run(&real, ctx, &mut |_| {}).unwrap();
         assert_eq!(
@@ -502,6 +511,7 @@ mod tests {
             warmup: 0,
             sched: Sched::Other,
             mode: Mode::Steady,
+            kernel: None,
         }
     }
 

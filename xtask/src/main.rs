@@ -1,4 +1,4 @@
-//! `cargo xtask`: thin orchestration of the suite, eight tasks, each a module with its flags
+//! `cargo xtask`: thin orchestration of the suite, nine tasks, each a module with its flags
 //! and a `run(&Flags) -> Result<ExitCode>`. `bench` runs a machine profile through the release
 //! `forkbench` runner (driven only through the contract's typed invocation) and writes a result
 //! file; `table` and `compare` read result files; `publish` renders results/*/README.md;
@@ -12,6 +12,7 @@ mod calibrate_task;
 mod compare;
 mod exec;
 mod fidelity_task;
+mod kernels;
 mod plan;
 mod plots;
 mod profile;
@@ -55,6 +56,8 @@ enum Task {
     Calibrate(calibrate_task::Flags),
     /// Regenerate results/fidelity.md: the model beside every fork table of the thread
     Fidelity(fidelity_task::Flags),
+    /// Fetch Debian kernel packages to boot with `bench --kernel`, or show what an image is
+    Kernels(kernels::KernelsArgs),
 }
 
 /// Usage errors as one line (`xtask: error: …`, exit 2); help and version print as usual.
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
         Task::Bisect(a) => bisect_task::run(a),
         Task::Calibrate(a) => calibrate_task::run(a),
         Task::Fidelity(a) => fidelity_task::run(a),
+        Task::Kernels(a) => kernels::run(a),
     };
     match r {
         Ok(code) => code,

@@ -32,6 +32,10 @@ pub enum Call {
         sched: Sched,
         /// `[real] mode`, steady by default.
         mode: Mode,
+        /// The kernel under test (its label) when the call runs in a booted guest; `None` on
+        /// the host's own kernel.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        kernel: Option<String>,
     },
 }
 
@@ -48,7 +52,16 @@ impl Call {
                 Some(c) => format!("sim {arch} order{order} {}", c.label()),
                 None => format!("sim {arch} order{order}"),
             },
-            Call::Real { layout, .. } => format!("real {layout}"),
+            Call::Real {
+                layout,
+                kernel: None,
+                ..
+            } => format!("real {layout}"),
+            Call::Real {
+                layout,
+                kernel: Some(k),
+                ..
+            } => format!("real {layout} on {k}"),
         }
     }
 
@@ -203,6 +216,7 @@ pub fn plan(p: &Profile, quick: bool, seed: u64) -> Plan {
                 warmup,
                 sched: p.run.sched,
                 mode: r.mode.unwrap_or(Mode::Steady),
+                kernel: None,
             });
         }
     }
@@ -220,6 +234,35 @@ pub fn plan(p: &Profile, quick: bool, seed: u64) -> Plan {
         runs,
         sizes,
         order,
+    }
+}
+
+/// The plan for kernels under test: every real-fork group once per kernel (in `kernels`' order,
+/// so the first kernel is the baseline), model groups only when asked for (they do not depend on
+/// the kernel), and a fresh schedule, so each round runs every layout in every kernel in a
+/// random order — run-level interleaving across the guests.
+pub fn for_kernels(plan: Plan, kernels: &[String], with_model: bool, seed: u64) -> Plan {
+    let mut groups = Vec::new();
+    for g in plan.groups {
+        match g {
+            Call::Sim { .. } if with_model => groups.push(g),
+            Call::Sim { .. } => {}
+            Call::Real { .. } => {
+                for k in kernels {
+                    let mut c = g.clone();
+                    if let Call::Real { kernel, .. } = &mut c {
+                        *kernel = Some(k.clone());
+                    }
+                    groups.push(c);
+                }
+            }
+        }
+    }
+    let order = schedule(groups.len(), plan.runs, seed);
+    Plan {
+        groups,
+        order,
+        ..plan
     }
 }
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use contract::{Arch, Contpte, Mode, ModelOrder, RealLayout, Sched, Size, Strategy};
+use hostenv::cpuid::CpuIdentity;
 use serde::{Deserialize, Serialize};
 
 /// Upper bounds of the counts in a profile: far beyond any useful run, low enough that no
@@ -35,9 +36,15 @@ pub struct Machine {
     pub name: String,
     /// Expected host arch: `x86_64`, `aarch64` or `auto` (this host).
     pub arch: String,
-    /// Substring expected in the host's CPU model name (`a|b` = any of them); empty = any.
+    /// Substring expected in the host's CPU model name (`a|b` = any of them); empty = any. On
+    /// arm64 the model name is the core decoded from the MIDR (e.g. `Neoverse-N1`). The second
+    /// source: used when `midr` is empty or the host's MIDR is unreadable.
     #[serde(default)]
     pub cpu_model: String,
+    /// arm64: accepted MIDR implementer:part pairs (`0x41:0xd0c`, or `0x61` for any part of an
+    /// implementer); any CPU of the host matching one is enough. Empty = not checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub midr: Vec<String>,
     #[serde(default)]
     pub description: String,
 }
@@ -262,6 +269,9 @@ fn validate(p: &Profile, src: &str) -> Result<(), ProfileError> {
         &p.machine.arch,
         &["auto", "x86_64", "aarch64"],
     )?;
+    for m in &p.machine.midr {
+        hostenv::cpuid::parse_midr_pattern(m).map_err(|e| err("machine", "midr", e))?;
+    }
     match &p.run.cpu {
         toml::Value::Integer(i) if *i >= 0 && *i < 1024 => {}
         toml::Value::String(s) if s == "last" => {}
@@ -431,29 +441,73 @@ pub fn host_arch() -> &'static str {
     std::env::consts::ARCH
 }
 
-/// Check the profile against this host. Err(message) when it is for another machine.
+/// Check the profile against this host, knowing only its CPU model name (on arm64 the core
+/// decoded from the MIDR, as `hostenv::host::cpu_model` gives it). Err(message) when it is for
+/// another machine. [`check_host_cpu`] also uses the MIDR itself.
+#[cfg(test)]
 pub fn check_host(p: &Profile, arch: &str, cpu_model: Option<&str>) -> Result<(), String> {
+    let cpu = CpuIdentity {
+        model_name: cpu_model.map(str::to_string),
+        ..Default::default()
+    };
+    check_host_cpu(p, arch, &cpu)
+}
+
+/// Check the profile against this host: its arch, then its CPU, decided by the MIDR
+/// (implementer:part, `machine.midr`) when the profile names one and the host's is readable,
+/// else by the model name (`machine.cpu_model`). Err(message) when it is for another machine.
+pub fn check_host_cpu(p: &Profile, arch: &str, cpu: &CpuIdentity) -> Result<(), String> {
     if p.machine.arch != "auto" && p.machine.arch != arch {
         return Err(format!(
             "profile '{}' is for {} but this host is {arch}; pass --force to run it anyway",
             p.profile, p.machine.arch
         ));
     }
-    if !p.machine.cpu_model.is_empty() {
-        let host = cpu_model.unwrap_or("unknown");
-        let lower = host.to_lowercase();
-        // `a|b`: any of the alternatives.
-        if !p
-            .machine
-            .cpu_model
-            .split('|')
-            .any(|alt| lower.contains(&alt.trim().to_lowercase()))
+    let host = cpu.cpu_model().unwrap_or_else(|| "unknown".into());
+    if !p.machine.midr.is_empty() && !cpu.midrs.is_empty() {
+        // Validated when the profile was parsed; a bad pattern matches nothing.
+        if p.machine
+            .midr
+            .iter()
+            .any(|m| cpu.matches_midr(m).unwrap_or(false))
         {
+            return Ok(());
+        }
+        let have: Vec<String> = cpu
+            .midrs
+            .iter()
+            .map(|m| format!("{} ({})", m.midr.key(), m.midr.describe()))
+            .collect();
+        return Err(format!(
+            "profile '{}' expects a CPU with MIDR {} but this host has {}; pass --force to run it anyway",
+            p.profile,
+            p.machine.midr.join(" or "),
+            have.join(", ")
+        ));
+    }
+    if p.machine.cpu_model.is_empty() {
+        if !p.machine.midr.is_empty() {
             return Err(format!(
-                "profile '{}' expects CPU '{}' but this host has '{host}'; pass --force to run it anyway",
-                p.profile, p.machine.cpu_model
+                "profile '{}' identifies its machine by MIDR ({}) but this host's MIDR is not readable \
+                 (CPU '{host}'); pass --force to run it anyway",
+                p.profile,
+                p.machine.midr.join(" or ")
             ));
         }
+        return Ok(());
+    }
+    let lower = host.to_lowercase();
+    // `a|b`: any of the alternatives.
+    if !p
+        .machine
+        .cpu_model
+        .split('|')
+        .any(|alt| lower.contains(&alt.trim().to_lowercase()))
+    {
+        return Err(format!(
+            "profile '{}' expects CPU '{}' but this host has '{host}'; pass --force to run it anyway",
+            p.profile, p.machine.cpu_model
+        ));
     }
     Ok(())
 }
@@ -625,6 +679,7 @@ mod tests {
             warmup: u32::MAX,
             sched: Sched::Other,
             mode: Mode::Steady,
+            kernel: None,
         };
         assert_eq!(huge.forks(), 2 * u64::from(u32::MAX));
     }
@@ -645,22 +700,94 @@ mod tests {
         assert_eq!(e.lines().count(), 1);
     }
 
+    /// An arm64 host as `CpuIdentity::read` sees it from `/proc/cpuinfo` (no model name).
+    fn arm64(blocks: &[(&str, &str)]) -> CpuIdentity {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("proc")).unwrap();
+        let info: String = blocks
+            .iter()
+            .enumerate()
+            .map(|(n, (imp, part))| {
+                format!(
+                    "processor\t: {n}\nCPU implementer\t: {imp}\nCPU architecture: 8\n\
+                     CPU variant\t: 0x3\nCPU part\t: {part}\nCPU revision\t: 1\n\n"
+                )
+            })
+            .collect();
+        std::fs::write(d.path().join("proc/cpuinfo"), info).unwrap();
+        CpuIdentity::read(d.path())
+    }
+
     #[test]
     fn wrong_machine_needs_force() {
         let altra = load(Some("altra"), &root()).unwrap();
         let e = check_host(&altra, "x86_64", Some("AMD EPYC 7B13")).unwrap_err();
         assert!(e.contains("is for aarch64 but this host is x86_64"), "{e}");
-        let e = check_host(&altra, "aarch64", Some("Apple M2")).unwrap_err();
+        let e = check_host(&altra, "aarch64", Some("Apple M2 Avalanche")).unwrap_err();
         assert!(e.contains("expects CPU"), "{e}");
-        assert!(
-            check_host(
-                &altra,
-                "aarch64",
-                Some("Ampere(R) Altra(R) Processor Q80-30")
-            )
-            .is_ok()
-        );
+        // What hostenv now names an Altra's cores (arm64 cpuinfo has no model name).
+        assert!(check_host(&altra, "aarch64", Some("Neoverse-N1")).is_ok());
         let local = load(None, &root()).unwrap();
         assert!(check_host(&local, "riscv64", None).is_ok());
+    }
+
+    #[test]
+    fn arm64_machines_are_decided_by_midr() {
+        let altra = load(Some("altra"), &root()).unwrap();
+        let m2 = load(Some("m2"), &root()).unwrap();
+        let altra_cpu = arm64(&[("0x41", "0xd0c"); 4]);
+        let m2_cpu = arm64(&[
+            ("0x61", "0x032"),
+            ("0x61", "0x032"),
+            ("0x61", "0x033"),
+            ("0x61", "0x033"),
+        ]);
+        let qemu_max = arm64(&[("0x00", "0x051"); 2]);
+        // An Altra without lscpu: accepted from the MIDR alone.
+        assert_eq!(altra_cpu.model_name, None);
+        assert_eq!(check_host_cpu(&altra, "aarch64", &altra_cpu), Ok(()));
+        assert_eq!(check_host_cpu(&m2, "aarch64", &m2_cpu), Ok(()));
+        // Not any aarch64 host.
+        for (p, cpu) in [
+            (&m2, &altra_cpu),
+            (&m2, &qemu_max),
+            (&altra, &m2_cpu),
+            (&altra, &qemu_max),
+        ] {
+            let e = check_host_cpu(p, "aarch64", cpu).unwrap_err();
+            assert!(e.contains("expects a CPU with MIDR"), "{e}");
+            assert!(e.ends_with("pass --force to run it anyway"), "{e}");
+        }
+        let e = check_host_cpu(&m2, "aarch64", &altra_cpu).unwrap_err();
+        assert!(e.contains("this host has 0x41:0xd0c (Neoverse-N1)"), "{e}");
+        // No readable MIDR: the model name decides where the profile has one...
+        let named = |m: &str| CpuIdentity {
+            model_name: Some(m.into()),
+            ..Default::default()
+        };
+        assert!(check_host_cpu(&altra, "aarch64", &named("Neoverse-N1")).is_ok());
+        assert!(check_host_cpu(&m2, "aarch64", &named("Apple M2 Avalanche")).is_ok());
+        assert!(check_host_cpu(&m2, "aarch64", &named("Neoverse-N1")).is_err());
+        // ...and nothing known is refused, not accepted.
+        let e = check_host_cpu(&altra, "aarch64", &CpuIdentity::default()).unwrap_err();
+        assert!(e.contains("'unknown'"), "{e}");
+    }
+
+    #[test]
+    fn midr_patterns_are_validated_with_file_line_and_key() {
+        let src = with("[machine]", "[machine]\nmidr = [\"0x41:d0c\"]");
+        let e = err_of(&src);
+        let l = line_of(&src, "midr =");
+        assert!(
+            e.starts_with(&format!("t.toml:{l}: key 'machine.midr': '0x41:d0c'")),
+            "{e}"
+        );
+        let p = parse(
+            &with("[machine]", "[machine]\nmidr = [\"0x41:0xd0c\", \"0x61\"]"),
+            "t.toml",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(p.machine.midr, ["0x41:0xd0c", "0x61"]);
     }
 }

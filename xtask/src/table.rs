@@ -1,6 +1,9 @@
-//! `cargo xtask table [PATHS|LABELS...] [--baseline LABEL] [--format F]`: merge result files
-//! (e.g. one per kernel, each with its `--label`) into the thread's tables. Refuses to mix
-//! machines or instruments unless `--allow-mixed`.
+//! `cargo xtask table [PATHS|LABELS...] [--baseline LABEL | --baseline-kernel NAME] [--format F]`:
+//! merge result files (e.g. one per kernel, each with its `--label`) into the thread's tables.
+//! Refuses to mix machines or instruments unless `--allow-mixed`. A file with real runs of
+//! several kernels (guests) renders with the kernels as rows: by default the combined table
+//! (order-0 and order-9 pte-map columns first, relative to the first kernel), then the extended
+//! table. Tables of TCG runs carry [`report::EMULATED_NOTE`] above them.
 
 use std::process::ExitCode;
 
@@ -12,6 +15,9 @@ use crate::{select, util};
 
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
 pub enum Format {
+    /// `thread`; for real-fork runs of several kernels (kernels as rows) the combined table,
+    /// then the extended one
+    Auto,
     /// The thread's `| kernel | mean_rel | std_rel |` table per case
     Thread,
     /// The thread's combined table: machine header, one column group per order
@@ -31,10 +37,12 @@ pub enum Format {
 pub struct TableArgs {
     /// Result files, directories or labels [default: the newest file under results/]
     pub paths: Vec<String>,
-    /// Baseline row: a label, strategy, layout or row name [default: each profile's baseline]
-    #[arg(long)]
+    /// Baseline row: a label, strategy, layout or row name; with real-fork runs of several
+    /// kernels, a kernel (`uname -r` release or row name such as
+    /// `6.12.107+deb13-cloud-amd64 (tcg)`) [default: each profile's baseline; the first kernel]
+    #[arg(long, visible_alias = "baseline-kernel", value_name = "NAME")]
     pub baseline: Option<String>,
-    #[arg(long, value_enum, default_value = "thread")]
+    #[arg(long, value_enum, default_value = "auto")]
     pub format: Format,
     /// Only this instrument's runs
     #[arg(long, value_enum)]
@@ -72,9 +80,65 @@ pub fn to_modelled(files: &mut [results::ResultFile]) -> usize {
     n
 }
 
-/// Render cases in a format; `machine` heads the combined tables.
+/// Render cases in a format; `machine` heads the combined tables. Text tables of runs under
+/// TCG start with [`report::EMULATED_NOTE`].
 pub fn render(cases: &[report::Case], machine: &str, f: Format) -> String {
+    let f = resolve_auto(cases, f);
+    let tables = render_tables(cases, machine, f);
     match f {
+        Format::Csv | Format::Json => tables,
+        _ if report::emulated(cases) => format!("{}\n\n{tables}", report::EMULATED_NOTE),
+        _ => tables,
+    }
+}
+
+/// What [`Format::Auto`] renders as: kernel rows read best as the thread's combined table
+/// plus the extended one; everything else as before.
+pub fn resolve_auto(cases: &[report::Case], f: Format) -> Format {
+    match f {
+        Format::Auto if report::has_kernel_rows(cases) => Format::Bench,
+        Format::Auto => Format::Thread,
+        f => f,
+    }
+}
+
+/// Does `name` name a kernel of the selection's real-fork runs (release or row name)?
+pub fn names_kernel(files: &[results::ResultFile], name: &str) -> bool {
+    files
+        .iter()
+        .flat_map(|f| &f.runs)
+        .any(|r| match &r.variant {
+            results::Variant::Real(v) => {
+                v.kernel == name || report::kernel_row_name(&v.kernel, v.accel) == name
+            }
+            results::Variant::Sim(_) => false,
+        })
+}
+
+/// The cases of a selection. A baseline naming a kernel applies to the real-fork rows only
+/// (the model's runs keep their own baseline); anything else goes to [`select::cases`].
+pub fn cases_for(
+    files: &[results::ResultFile],
+    baseline: Option<&str>,
+) -> anyhow::Result<Vec<report::Case>> {
+    let policy = stats::Policy::default();
+    let Some(kernel) = baseline.filter(|b| names_kernel(files, b)) else {
+        return select::cases(files, baseline, &policy);
+    };
+    let mut out = Vec::new();
+    for (inst, b) in [(Instrument::Sim, None), (Instrument::Real, Some(kernel))] {
+        let part = select::filter_instrument(files.to_vec(), Some(inst));
+        if part.iter().any(|f| !f.runs.is_empty()) {
+            out.extend(select::cases(&part, b, &policy)?);
+        }
+    }
+    Ok(out)
+}
+
+fn render_tables(cases: &[report::Case], machine: &str, f: Format) -> String {
+    match f {
+        // Resolved by `render`.
+        Format::Auto => report::thread_tables(cases),
         Format::Thread => report::thread_tables(cases),
         Format::Combined => combined(cases, machine),
         Format::Extended => report::extended_tables(cases),
@@ -128,7 +192,7 @@ pub fn run(a: &TableArgs) -> anyhow::Result<ExitCode> {
         bail!("the selection holds no runs");
     }
     select::check_mix(&files, a.allow_mixed)?;
-    let cases = select::cases(&files, a.baseline.as_deref(), &stats::Policy::default())?;
+    let cases = cases_for(&files, a.baseline.as_deref())?;
     let machine = files
         .iter()
         .map(|f| f.machine.as_str())
@@ -195,5 +259,143 @@ mod modelled_tests {
         files[0].runs[0].samples_ns = vec![u64::MAX - 1];
         to_modelled(&mut files);
         assert_eq!(files[0].runs[0].samples_ns, vec![u64::MAX]);
+    }
+}
+
+/// A synthetic result file of guest runs of two kernels, for the table and compare tests.
+#[cfg(test)]
+pub(crate) mod kernel_fixture {
+    use results::{Accel, Arch, Mode, RealLayout, RealVariant, ResultFile, RunRecord, Sched};
+
+    pub const K61: &str = "6.1.0-50-cloud-amd64";
+    pub const K612: &str = "6.12.107+deb13-cloud-amd64";
+
+    fn run(kernel: &str, accel: Accel, layout: &str, run: u32, mean_ns: f64) -> RunRecord {
+        RunRecord {
+            variant: results::Variant::Real(RealVariant {
+                arch: Arch::X86_64,
+                kernel: kernel.into(),
+                accel,
+                layout: layout.parse::<RealLayout>().unwrap(),
+                mem_bytes: 64 << 20,
+                mode: Mode::Steady,
+                sched: Sched::Other,
+                unverified: false,
+            }),
+            run_index: run,
+            warmup: 0,
+            samples_ns: [0.998, 1.001, 1.003, 0.998]
+                .iter()
+                .map(|f| (mean_ns * f).round() as u64)
+                .collect(),
+            cpu: None,
+            ops: Default::default(),
+            sim: None,
+            real: None,
+            host_load: None,
+        }
+    }
+
+    /// 6.1 and 6.12 × {order0, pte-order9, mthp-64k (6.12 only)} × 3 runs, interleaved by run;
+    /// 6.12 forks pte-mapped THPs 4x faster.
+    pub fn two_kernels(accel: Accel) -> ResultFile {
+        let drift = [[-0.010, 0.000, 0.012], [0.006, -0.008, 0.001]];
+        let mut runs = Vec::new();
+        for r in 0..3u32 {
+            for (ki, (k, order0, pte9)) in [(K61, 14.0e6, 9.0e6), (K612, 13.8e6, 2.25e6)]
+                .into_iter()
+                .enumerate()
+            {
+                let d = 1.0 + drift[ki][r as usize];
+                runs.push(run(k, accel, "order0", r, order0 * d));
+                runs.push(run(k, accel, "pte-order9", r, pte9 * d));
+                if k == K612 {
+                    runs.push(run(k, accel, "mthp-64k", r, 3.0e6 * d));
+                }
+            }
+        }
+        let mut f = ResultFile::new("vm", "guests", "2026-01-01T00:00:00Z", Default::default());
+        f.git_rev = "r".into();
+        f.seed = 1;
+        f.runs = runs;
+        f
+    }
+}
+
+#[cfg(test)]
+mod kernel_tests {
+    use super::kernel_fixture::{K61, K612, two_kernels};
+    use super::*;
+
+    #[test]
+    fn kernels_render_as_rows_with_the_emulated_note_only_under_tcg() {
+        let tcg = two_kernels(results::Accel::Tcg);
+        let cases = cases_for(std::slice::from_ref(&tcg), None).unwrap();
+        let t = render(&cases, "vm", Format::Auto);
+        let first = t.lines().next().unwrap();
+        assert_eq!(
+            first,
+            "emulated: these times show code-path differences, not hardware costs"
+        );
+        // The combined table, kernels as rows, order-0 and order-9 (pte-map) columns first.
+        assert!(
+            t.contains("|  order-0 (pte-map)  |  order-9 (pte-map)  | order-4 (64K mTHP)  |"),
+            "{t}"
+        );
+        assert!(
+            t.contains(&format!("| {K61} (tcg)       |     0.0% |")),
+            "{t}"
+        );
+        assert!(t.contains("|   -75.0% |"), "{t}");
+        assert!(t.contains("|      n/a |      n/a |"), "{t}");
+        // Then the extended table with the verdict.
+        assert!(t.contains("| faster "), "{t}");
+        for f in [Format::Thread, Format::Extended, Format::Combined] {
+            assert!(render(&cases, "vm", f).starts_with(report::EMULATED_NOTE));
+        }
+        assert!(!render(&cases, "vm", Format::Csv).contains("emulated"));
+        let kvm = two_kernels(results::Accel::Kvm);
+        let cases = cases_for(&[kvm], None).unwrap();
+        let t = render(&cases, "vm", Format::Auto);
+        assert!(!t.contains("emulated"), "{t}");
+        assert!(t.contains(&format!("| {K612} (kvm) |")), "{t}");
+    }
+
+    #[test]
+    fn a_baseline_kernel_is_a_release_or_a_row_name() {
+        let f = two_kernels(results::Accel::Tcg);
+        for b in [K612.to_string(), format!("{K612} (tcg)")] {
+            let cases = cases_for(std::slice::from_ref(&f), Some(&b)).unwrap();
+            assert!(cases.iter().all(|c| c.baseline == format!("{K612} (tcg)")));
+            let t = render(&cases, "vm", Format::Thread);
+            assert!(t.contains("300.4%"), "{t}");
+        }
+        let e = cases_for(&[f], Some("6.9.0")).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "baseline kernel '6.9.0' is not in the selection (kernels: {K61} (tcg), {K612} (tcg))"
+            )
+        );
+    }
+
+    #[test]
+    fn table_reads_a_file_of_two_kernels() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("20260101T000000Z-guests.json");
+        two_kernels(results::Accel::Tcg).save_new(&p).unwrap();
+        let args = |baseline: Option<&str>| TableArgs {
+            paths: vec![p.display().to_string()],
+            baseline: baseline.map(str::to_string),
+            format: Format::Auto,
+            instrument: None,
+            allow_mixed: false,
+            results: d.path().display().to_string(),
+            modelled: false,
+        };
+        assert_eq!(run(&args(None)).unwrap(), ExitCode::SUCCESS);
+        assert_eq!(run(&args(Some(K612))).unwrap(), ExitCode::SUCCESS);
+        let e = run(&args(Some("6.9.0"))).unwrap_err();
+        assert_eq!(format!("{e:#}").lines().count(), 1, "{e:#}");
     }
 }

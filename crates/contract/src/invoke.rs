@@ -137,8 +137,8 @@ impl Default for SimOpts {
     }
 }
 
-/// Timing of the real fork() on this kernel (`real`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Timing of the real fork() on this kernel (`real`). Serde form: a guest's plan carries it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct RealOpts {
     /// Folio layout: order0, pte-order9, pmd-order9, mthp-<size> (e.g. mthp-64k; any mTHP size

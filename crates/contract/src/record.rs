@@ -413,8 +413,16 @@ pub struct HostEnv {
     pub euid: u32,
     pub clocksource: Option<String>,
     pub perf_event_paranoid: Option<i64>,
-    /// PMUs under `/sys/bus/event_source/devices` (no `cpu` entry: no hardware PMU).
+    /// PMUs under `/sys/bus/event_source/devices` (every event source, uncore and software
+    /// ones included; see `core_pmus` for whether there is a hardware CPU PMU).
     pub pmus: Vec<String>,
+    /// The CPU PMUs among them (`cpu`, `cpu_core`, `armv8_pmuv3_0`, `apple_*_pmu`, ...); empty
+    /// means no hardware PMU.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub core_pmus: Vec<String>,
+    /// arm64: each distinct MIDR_EL1 with its CPU count and decoded core name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cpu_midr: Vec<CpuMidr>,
     pub sched_rt_runtime_us: Option<i64>,
     pub sched_rt_period_us: Option<i64>,
     /// `prctl(PR_GET_THP_DISABLE)` of the capturing process.
@@ -488,6 +496,46 @@ pub struct RealContext {
     /// The full pre-run layout report (pagemap/kpageflags/smaps/vmstat observations); its
     /// shape belongs to `realfork::verify::LayoutReport`.
     pub pre_report: serde_json::Value,
+    /// Set when the kernel ran in a QEMU guest: how it was booted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest: Option<GuestBoot>,
+}
+
+/// One arm64 MIDR_EL1 value (implementer/variant/part/revision) and how many CPUs have it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuMidr {
+    pub implementer: u32,
+    pub variant: u32,
+    pub part: u32,
+    pub revision: u32,
+    pub cpus: usize,
+    /// The decoded core name (Neoverse-N1, Apple M2 Avalanche, QEMU-max), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub core: Option<String>,
+}
+
+/// How a kernel under test was booted in a QEMU guest (one per guest boot).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestBoot {
+    /// The accelerator the guest ran under.
+    pub accel: Accel,
+    /// Why that accelerator: asked for, or why `auto` fell back to TCG.
+    pub accel_reason: String,
+    /// `qemu-system-* --version`, first line.
+    pub qemu: String,
+    /// The kernel image booted (its file name; a Debian package's name when taken from one).
+    pub image: String,
+    /// Guest architecture (`uname -m` style: x86_64, aarch64).
+    pub guest_arch: String,
+    pub vcpus: u32,
+    pub guest_mem_bytes: u64,
+    /// Wall time from launching QEMU to the guest's first frame, ms.
+    pub boot_ms: u64,
+    /// Guest page size in bytes.
+    pub page_size: u64,
+    /// Config lines of the image's kernel config that matter here (THP, mTHP, contpte, page size).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config: Vec<(String, String)>,
 }
 
 /// Exact op counts of one model fork (`forkbench counts --json`).

@@ -6,6 +6,8 @@
 //! Bad input is one error line and exit code 2; a layout this host cannot give exits 3 (drivers
 //! record a skip); a failed check exits 1. A `bisect-run` step exits 0 (good), 1 (bad) or 125
 //! (skip), and 255 for anything else, a panic included.
+//! Started as PID 1 (the `/init` of a guest's initramfs) it is the guest's init instead:
+//! `guest::init::run_as_init` runs the plan in the initramfs and powers the guest off.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -208,6 +210,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 fn main() -> ExitCode {
+    // As a guest's init there are no arguments to parse; anywhere else PID 1 is never us.
+    if std::process::id() == 1 {
+        guest::init::run_as_init();
+    }
     // Under `git bisect run`, a panic's exit code 101 and a usage error's 2 would both read as
     // "this commit is bad": a bisect-run step panics and fails with 255 (git stops) instead.
     let bisect_step = std::env::args_os()

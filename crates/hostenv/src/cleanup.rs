@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
 use crate::HostError;
 
 /// Most file values that can be armed at once.
-pub const RESTORE_SLOTS: usize = 8;
+pub const RESTORE_SLOTS: usize = 16;
 /// Most children that can be tracked at once.
 pub const CHILD_SLOTS: usize = 64;
 const PATH_MAX: usize = 256;

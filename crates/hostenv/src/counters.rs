@@ -3,11 +3,14 @@
 //!
 //! [`PerfCounters::open`] probes every event on its own first (with `include_kernel()`, since the
 //! interesting work is in the kernel), retries user-only on a permission error, and builds one
-//! group from the events that passed. A missing event is reported with its reason (`no PMU` for
-//! hardware events on a VM without one) and reads as `None`; opening never fails.
+//! group from the events that passed. A missing event is reported with its reason and reads as
+//! `None`; opening never fails. A hardware event that cannot be opened is `no PMU` only when the
+//! kernel lists no core PMU ([`core_pmus`]: `cpu` on x86, `armv8_pmuv3_0`, `apple_*_pmu`, ... on
+//! arm64); with one, the PMU just lacks that event (`event not supported by the PMU ...`).
 
 use std::collections::BTreeMap;
 use std::io;
+use std::path::Path;
 
 use contract::CounterValue;
 use perf_event::events::{Cache, CacheId, CacheOp, CacheResult, Hardware, Software};
@@ -154,7 +157,10 @@ pub fn report(
             s.event.name().to_string(),
             CounterValue {
                 value: v,
-                per_op: v.filter(|_| ops > 0).map(|v| v as f64 / ops as f64),
+                // Rounded so that a record survives a JSON round trip exactly.
+                per_op: v
+                    .filter(|_| ops > 0)
+                    .map(|v| (v as f64 / ops as f64 * 1e3).round() / 1e3),
                 kernel: v.map(|_| s.kernel),
                 reason,
             },
@@ -179,14 +185,61 @@ pub fn report(
     m
 }
 
-/// Why opening an event failed, in words a result file can carry.
+/// Where the kernel lists its PMUs.
+pub const EVENT_SOURCE_DEVICES: &str = "/sys/bus/event_source/devices";
+
+/// The core (CPU) PMUs under `devices_dir` (normally [`EVENT_SOURCE_DEVICES`]), sorted: devices
+/// with a `type` file that are named `cpu` (x86), `cpu_core`/`cpu_atom` (hybrid x86), or that
+/// have a `cpus` file, which the arm64 PMU drivers give each core PMU (`armv8_pmuv3_0`,
+/// `armv8_cortex_a72`, `apple_avalanche_pmu`); uncore PMUs have `cpumask` instead. Known arm64
+/// core PMU names count even without `cpus`. Empty when there is none (a VM without a PMU).
+pub fn core_pmus(devices_dir: &Path) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(devices_dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = dir
+        .flatten()
+        .filter(|e| e.path().join("type").exists())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .filter(|(name, path)| {
+            matches!(name.as_str(), "cpu" | "cpu_core" | "cpu_atom")
+                || name.starts_with("armv8_")
+                || (name.starts_with("apple_") && name.ends_with("_pmu"))
+                || path.join("cpus").exists()
+        })
+        .map(|(name, _)| name)
+        .collect();
+    out.sort();
+    out
+}
+
+/// [`core_pmus`] of this host.
+pub fn host_core_pmus() -> Vec<String> {
+    core_pmus(Path::new(EVENT_SOURCE_DEVICES))
+}
+
+/// Why opening an event failed, in words a result file can carry (looks up this host's core
+/// PMUs; see [`explain_with`]).
 pub fn explain(event: Event, err: &io::Error) -> String {
+    explain_with(event, err, &host_core_pmus())
+}
+
+/// [`explain`] given the host's core PMUs: a hardware event that does not exist is `no PMU`
+/// only when there is no core PMU; otherwise that PMU lacks the event.
+pub fn explain_with(event: Event, err: &io::Error, core_pmus: &[String]) -> String {
     let paranoid = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "?".into());
     match err.raw_os_error() {
         Some(libc::ENOENT | libc::ENODEV | libc::EOPNOTSUPP) if event.is_hardware() => {
-            format!("no PMU ({err})")
+            if core_pmus.is_empty() {
+                format!("no PMU ({err})")
+            } else {
+                format!(
+                    "event not supported by the PMU ({}): {err}",
+                    core_pmus.join(", ")
+                )
+            }
         }
         Some(libc::ENOENT | libc::ENODEV | libc::EOPNOTSUPP | libc::E2BIG) => {
             format!("not supported by this kernel ({err})")
@@ -223,6 +276,8 @@ impl std::fmt::Debug for PerfCounters {
 impl PerfCounters {
     /// Probe and open `events`; see the module docs. Never fails.
     pub fn open(events: &[Event]) -> PerfCounters {
+        let pmus = host_core_pmus();
+        let explain = |e: Event, err: &io::Error| explain_with(e, err, &pmus);
         let mut status = Vec::new();
         let mut wanted = Vec::new();
         for &e in events {
@@ -402,13 +457,14 @@ mod tests {
     fn software_counters_work_and_hardware_degrade() {
         let mut c = PerfCounters::open(&Event::ALL);
         assert_eq!(c.status().len(), Event::ALL.len());
-        let pmu = std::path::Path::new("/sys/bus/event_source/devices/cpu").exists();
+        let pmus = host_core_pmus();
         for s in c.status() {
             if !s.available {
                 let r = s.reason.as_deref().unwrap_or("");
                 assert!(!r.is_empty(), "{s:?}");
-                if s.event.is_hardware() && !pmu {
-                    assert!(r.starts_with("no PMU"), "{s:?}");
+                if s.event.is_hardware() {
+                    // "no PMU" exactly when the kernel lists no core PMU.
+                    assert_eq!(r.starts_with("no PMU"), pmus.is_empty(), "{s:?} {pmus:?}");
                 }
             }
         }
@@ -421,9 +477,39 @@ mod tests {
             assert!(snap.get(Event::TaskClock).unwrap() > 0);
             assert!(snap.time_enabled_ns > 0);
         }
-        if !pmu {
+        if pmus.is_empty() {
             assert_eq!(snap.get(Event::Cycles), None);
         }
+    }
+
+    #[test]
+    fn core_pmus_are_found_by_name_or_cpus_file_not_only_as_cpu() {
+        let d = tempfile::tempdir().unwrap();
+        let dev = |name: &str, files: &[&str]| {
+            let p = d.path().join(name);
+            std::fs::create_dir_all(&p).unwrap();
+            for f in files {
+                std::fs::write(p.join(f), "1\n").unwrap();
+            }
+        };
+        // This x86 VM: software PMUs and msr (which has events/) but no core PMU.
+        dev("software", &["type"]);
+        dev("tracepoint", &["type"]);
+        dev("msr", &["type"]);
+        std::fs::create_dir_all(d.path().join("msr/events")).unwrap();
+        assert!(core_pmus(d.path()).is_empty());
+        // An arm64 host: the core PMU is not called `cpu`; an uncore PMU has `cpumask`.
+        dev("armv8_pmuv3_0", &["type", "cpus"]);
+        dev("arm_cmn_0", &["type", "cpumask"]);
+        dev("apple_blizzard_pmu", &["type"]);
+        dev("not_a_pmu", &[]);
+        assert_eq!(
+            core_pmus(d.path()),
+            vec!["apple_blizzard_pmu".to_string(), "armv8_pmuv3_0".into()]
+        );
+        dev("cpu", &["type"]);
+        assert!(core_pmus(d.path()).contains(&"cpu".to_string()));
+        assert!(core_pmus(&d.path().join("missing")).is_empty());
     }
 
     #[test]
@@ -456,6 +542,14 @@ mod tests {
         assert!(j["cycles"].reason.as_deref().unwrap().starts_with("no PMU"));
         assert_eq!(j["time_enabled_ns"].value, Some(5));
         assert_eq!(report(&status, Some(&snap), 0)["task-clock"].per_op, None);
+        // Per-op values are rounded to survive a JSON round trip: 1000/3 = 333.333.
+        let third = report(&status, Some(&snap), 3);
+        assert_eq!(third["task-clock"].per_op, Some(333.333));
+        let json = serde_json::to_string(&third).unwrap();
+        assert_eq!(
+            serde_json::from_str::<BTreeMap<String, CounterValue>>(&json).unwrap(),
+            third
+        );
         let j = report(&status, None, 10);
         assert_eq!(j["task-clock"].value, None);
         assert_eq!(
@@ -468,8 +562,19 @@ mod tests {
     #[test]
     fn explain_maps_errnos() {
         let enoent = io::Error::from_raw_os_error(libc::ENOENT);
-        assert!(explain(Event::Cycles, &enoent).starts_with("no PMU"));
-        assert!(explain(Event::TaskClock, &enoent).starts_with("not supported"));
+        let eopnotsupp = io::Error::from_raw_os_error(libc::EOPNOTSUPP);
+        let none: &[String] = &[];
+        let arm = ["armv8_pmuv3_0".to_string()];
+        assert!(explain_with(Event::Cycles, &enoent, none).starts_with("no PMU"));
+        // A PMU that lacks one event is still a PMU.
+        for err in [&enoent, &eopnotsupp] {
+            let why = explain_with(Event::DtlbLoadMisses, err, &arm);
+            assert!(
+                why.starts_with("event not supported by the PMU (armv8_pmuv3_0): "),
+                "{why}"
+            );
+        }
+        assert!(explain_with(Event::TaskClock, &enoent, &arm).starts_with("not supported"));
         let eacces = io::Error::from_raw_os_error(libc::EACCES);
         assert!(explain(Event::TaskClock, &eacces).starts_with("permission denied"));
     }

@@ -13,8 +13,19 @@ pub use contract::{HostEnv, KernelConfig};
 
 use crate::{cpu, sys, sysfs};
 
-/// Capture the host environment plus the given sysfs files and kernel config options.
+/// cpu0's raw MIDR_EL1 (arm64 kernels that expose it): recorded with the sysfs values.
+pub const MIDR_EL1_CPU0: &str = "/sys/devices/system/cpu/cpu0/regs/identification/midr_el1";
+
+/// Capture the host environment plus the given sysfs files and kernel config options. On arm64
+/// `cpu_model` is the core design decoded from the MIDR ([`crate::cpuid`]) and cpu0's raw
+/// `midr_el1`, when the kernel has it, is among the sysfs values; the per-field MIDRs of every
+/// CPU are [`crate::cpuid::CpuIdentity::host`].
 pub fn capture(sysfs_paths: &[PathBuf], config_keys: &[&str]) -> HostEnv {
+    let mut sysfs_paths = sysfs_paths.to_vec();
+    let midr = PathBuf::from(MIDR_EL1_CPU0);
+    if midr.exists() && !sysfs_paths.contains(&midr) {
+        sysfs_paths.push(midr);
+    }
     let u = sys::uname().unwrap_or_default();
     let meminfo = {
         use ::procfs::Current;
@@ -78,6 +89,19 @@ pub fn capture(sysfs_paths: &[PathBuf], config_keys: &[&str]) -> HostEnv {
             .ok()
             .and_then(|s| s.parse().ok()),
         pmus,
+        core_pmus: crate::counters::host_core_pmus(),
+        cpu_midr: crate::cpuid::CpuIdentity::host()
+            .midrs
+            .iter()
+            .map(|m| contract::CpuMidr {
+                implementer: m.midr.implementer,
+                variant: m.midr.variant,
+                part: m.midr.part,
+                revision: m.midr.revision,
+                cpus: m.cpus,
+                core: m.midr.core_name().map(str::to_string),
+            })
+            .collect(),
         sched_rt_runtime_us: rt.map(|r| r.0),
         sched_rt_period_us: rt.map(|r| r.1),
         thp_disabled_by_prctl: sys::thp_disable_flag().ok(),

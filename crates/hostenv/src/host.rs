@@ -1,6 +1,6 @@
-//! Host facts every driver asks for, read in one place: CPU model, host name, kernel release,
-//! the host arch in forkbench's spelling, UTC time stamps, per-CPU busy share between two
-//! moments, and other running processes by name.
+//! Host facts every driver asks for, read in one place: CPU model (see [`crate::cpuid`]), host
+//! name, kernel release, the host arch in forkbench's spelling, UTC time stamps, per-CPU busy
+//! share between two moments, and other running processes by name.
 
 use std::collections::BTreeMap;
 
@@ -16,19 +16,11 @@ fn read_trimmed(path: &str) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// The CPU model: `model name` of `/proc/cpuinfo`, else lscpu's `Model name` (arm64's cpuinfo
-/// has none); `None` when neither says.
+/// The CPU model: `model name` of `/proc/cpuinfo` (x86), else the core design decoded from the
+/// MIDR (arm64: e.g. `Neoverse-N1`; see [`crate::cpuid`]); `None` when neither is readable.
+/// Never runs lscpu (it may be missing, and its output follows the locale).
 pub fn cpu_model() -> Option<String> {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    crate::env::parse_cpu_model(&cpuinfo).or_else(|| {
-        let o = std::process::Command::new("lscpu").output().ok()?;
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .find(|l| l.trim_start().starts_with("Model name:"))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    })
+    crate::cpuid::CpuIdentity::host().cpu_model()
 }
 
 /// The host name; `unknown` when unreadable.

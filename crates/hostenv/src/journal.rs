@@ -439,10 +439,19 @@ mod tests {
     }
 
     /// The pid of a process that has exited and been reaped.
+    /// Forked here rather than spawned: a guest has no `true` binary (nor any other).
     fn dead_pid() -> i32 {
-        let mut c = std::process::Command::new("true").spawn().unwrap();
-        let pid = c.id() as i32;
-        c.wait().unwrap();
+        // SAFETY: the child calls only _exit, which is async-signal-safe.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: _exit takes no pointers and ends the child at once.
+            unsafe { libc::_exit(0) };
+        }
+        assert!(pid > 0, "fork: {}", std::io::Error::last_os_error());
+        let mut status = 0;
+        // SAFETY: status is a valid, writable int; pid is our own child.
+        let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(waited, pid);
         pid
     }
 

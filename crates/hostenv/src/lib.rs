@@ -3,9 +3,11 @@
 //! and guarded writes that are restored on drop, on panic and on SIGINT/SIGTERM/SIGHUP (and,
 //! after a SIGKILL, by the next run, from an on-disk [`journal`] of switched knobs), tracking
 //! of child processes so a signal never leaves one behind, environment capture (kernel, CPU,
-//! memory, selected sysfs values and kernel config options), `/proc` helpers (per-CPU load, memory
-//! available) and perf counters behind a small [`counters::Counters`] trait that degrades
-//! gracefully when an event (e.g. any hardware event on a VM without a PMU) is missing.
+//! memory, selected sysfs values and kernel config options; on arm64 the CPU is named from its
+//! MIDR by [`cpuid`]), `/proc` helpers (per-CPU load, memory available) and perf counters behind
+//! a small [`counters::Counters`] trait that degrades gracefully when an event (e.g. any hardware
+//! event on a VM without a PMU) is missing; core PMUs are found by name or `cpus` file, not only
+//! as x86's `cpu`.
 //!
 //! This crate knows nothing about forks, folios or page tables; `realfork` builds on it.
 //! `unsafe` code lives only in the small `sys` (libc wrappers) and [`cleanup`] (signal handler)
@@ -17,6 +19,7 @@
 pub mod cleanup;
 pub mod counters;
 pub mod cpu;
+pub mod cpuid;
 pub mod env;
 pub mod host;
 pub mod journal;

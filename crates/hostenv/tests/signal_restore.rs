@@ -41,15 +41,35 @@ fn signal_helper() {
     panic!("still alive after raise({sig})");
 }
 
+/// The pid after `CHILD_PID=` anywhere in the helper's stdout. Not a prefix match: with one
+/// test thread (one usable CPU, or `--test-threads=1`) libtest prints `test signal_helper ... `
+/// before the test runs, so the helper's line continues that one.
+fn child_pid(stdout: &str) -> Option<i32> {
+    stdout
+        .lines()
+        .find_map(|l| l.split_once("CHILD_PID=").map(|(_, p)| p))
+        .and_then(|p| p.trim().parse().ok())
+}
+
 fn run_helper(sig: i32) {
+    run_helper_with_threads(sig, None);
+}
+
+/// Run the helper; `test_threads` sets its libtest thread count (None: libtest's default,
+/// which is one on a host with one usable CPU).
+fn run_helper_with_threads(sig: i32, test_threads: Option<usize>) {
     let dir = tempfile::tempdir().unwrap();
     let knob = dir.path().join("enabled");
     std::fs::write(&knob, "always inherit madvise [never]\n").unwrap();
     // Output goes to files, not pipes: a child left behind would hold a pipe open forever.
     let out_path = dir.path().join("stdout");
     let err_path = dir.path().join("stderr");
-    let status = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "signal_helper", "--nocapture"])
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--ignored", "--exact", "signal_helper", "--nocapture"]);
+    if let Some(n) = test_threads {
+        cmd.arg(format!("--test-threads={n}"));
+    }
+    let status = cmd
         .env(HELPER_ENV, format!("{sig}:{}", knob.display()))
         .env(hostenv::journal::JOURNAL_ENV, dir.path().join("knobs.json"))
         .stdout(std::fs::File::create(&out_path).unwrap())
@@ -57,10 +77,7 @@ fn run_helper(sig: i32) {
         .status()
         .unwrap();
     let stdout = std::fs::read_to_string(&out_path).unwrap();
-    let pid: Option<i32> = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("CHILD_PID="))
-        .and_then(|p| p.trim().parse().ok());
+    let pid = child_pid(&stdout);
     // Reaped by the helper's handler, the pid is gone. Had it been left behind it would still
     // exist (pausing, reparented to init); kill it then, so the failing test leaves nothing.
     let left_behind = pid.filter(|p| Path::new(&format!("/proc/{p}")).exists());
@@ -90,4 +107,19 @@ fn sigterm_restores_knob_and_reaps_child() {
 #[test]
 fn sigint_restores_knob_and_reaps_child() {
     run_helper(libc::SIGINT);
+}
+
+#[test]
+fn one_test_thread_as_on_a_one_cpu_host() {
+    run_helper_with_threads(libc::SIGTERM, Some(1));
+}
+
+#[test]
+fn the_child_pid_is_found_after_libtests_own_text() {
+    assert_eq!(child_pid("CHILD_PID=42\n"), Some(42));
+    assert_eq!(
+        child_pid("running 1 test\ntest signal_helper ... CHILD_PID=42\n"),
+        Some(42)
+    );
+    assert_eq!(child_pid("running 1 test\n"), None);
 }

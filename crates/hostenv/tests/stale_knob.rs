@@ -38,7 +38,14 @@ fn stale_knob_left_by_a_sigkilled_owner_is_put_back() {
     let journal_path = dir.path().join("journal").join("knobs.json");
     let stderr_path = dir.path().join("helper.stderr");
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "stale_knob_helper", "--nocapture"])
+        // One test thread, as on a one-CPU host: the helper's line then follows libtest's.
+        .args([
+            "--ignored",
+            "--exact",
+            "stale_knob_helper",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(HELPER_ENV, &knob)
         .env(JOURNAL_ENV, &journal_path)
         .stdin(Stdio::piped())
@@ -48,7 +55,9 @@ fn stale_knob_left_by_a_sigkilled_owner_is_put_back() {
         .unwrap();
     let helper_pid = child.id() as i32;
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let switched = lines.any(|l| l.map(|l| l.trim() == SWITCHED).unwrap_or(false));
+    // `ends_with`, not `==`: with one test thread libtest prints `test stale_knob_helper ... `
+    // before the helper's own line.
+    let switched = lines.any(|l| l.map(|l| l.trim().ends_with(SWITCHED)).unwrap_or(false));
     assert!(
         switched,
         "helper never switched the knob: {}",

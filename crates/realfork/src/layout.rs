@@ -6,14 +6,31 @@
 //! | `order0` | `MADV_NOHUGEPAGE`, write every page | order 0 only |
 //! | `pte-order9` | `MADV_HUGEPAGE`, write every page, then per 2 MiB `mprotect(+4K, 4K, R)` and back | order 9, PTE-mapped (the folio is not split) |
 //! | `pmd-order9` | `MADV_HUGEPAGE`, write every page | order 9, PMD-mapped |
-//! | `mthp-<N>k` | no madvise; `hugepages-<N>kB/enabled` = `always` only while populating | order log2(N/4), PTE-mapped |
+//! | `mthp-<N>k` | no madvise; only while populating, `hugepages-<N>kB/enabled` = `always` and each larger size that is effectively `always` = `never` | order log2(N/4), PTE-mapped |
 //! | `untouched` | nothing (the VMA has no pages, so fork skips it) | none |
+//!
+//! The layouts assume 4 KiB base pages (order 9 = a 2 MiB PMD); [`check_page_size`] refuses
+//! 16K and 64K kernels (Asahi on M2, some arm64 distributions) as "not supported here".
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The layouts are the contract's words; what they need from the host is here.
 pub use contract::{PAGE_SIZE, PMD_SIZE, RealLayout};
+
+/// Check the kernel's base page size (`sysconf(_SC_PAGESIZE)`; `None` = unknown). Only 4 KiB is
+/// supported: with 16K or 64K pages the folio orders and the PMD size of every layout differ.
+pub fn check_page_size(page_size: Option<u64>) -> Result<(), String> {
+    match page_size {
+        Some(PAGE_SIZE) => Ok(()),
+        Some(p) => Err(format!(
+            "this kernel uses {} KiB pages; forkbench real supports 4 KiB pages only \
+             (its layouts' folio orders and 2 MiB PMD size assume 4K)",
+            p / 1024
+        )),
+        None => Err("cannot read the kernel's page size (sysconf(_SC_PAGESIZE))".into()),
+    }
+}
 
 /// Where the kernel's THP knobs live.
 pub const THP_ROOT: &str = "/sys/kernel/mm/transparent_hugepage";
@@ -106,6 +123,18 @@ impl ThpInfo {
         }
     }
 
+    /// Sizes above `kb` whose effective setting is `always` (directly or inherited from the
+    /// top-level `enabled`), ascending. The fault path tries the largest eligible order first,
+    /// and for a VMA without madvise that is every such size: an `mthp-<kb>k` populate switches
+    /// their own knobs to `never` for its duration.
+    pub fn larger_always(&self, kb: u64) -> Vec<u64> {
+        self.sizes
+            .keys()
+            .copied()
+            .filter(|&k| k > kb && self.effective(k) == Effective::Always)
+            .collect()
+    }
+
     /// Check that `layout` can be produced here; the error is one line for the user.
     pub fn check(&self, layout: RealLayout) -> Result<(), String> {
         if (layout.needs_pmd_thp() || matches!(layout, RealLayout::Mthp { .. }))
@@ -150,22 +179,8 @@ impl ThpInfo {
                         }
                     ));
                 }
-                // The fault path tries the largest eligible order first; for a VMA without
-                // madvise that is every size whose effective setting is `always`.
-                let larger: Vec<String> = self
-                    .sizes
-                    .keys()
-                    .copied()
-                    .filter(|&k| k > kb && self.effective(k) == Effective::Always)
-                    .map(|k| format!("hugepages-{k}kB"))
-                    .collect();
-                if !larger.is_empty() {
-                    return Err(format!(
-                        "{layout} cannot be set up: larger sizes are enabled as always ({}), so faults would use them; \
-                         set them to never or madvise",
-                        larger.join(", ")
-                    ));
-                }
+                // Larger sizes that are `always` would win the fault: the runner switches
+                // them off while populating (see `larger_always`).
             }
             RealLayout::Order0 | RealLayout::Untouched => {}
         }
@@ -270,26 +285,50 @@ mod tests {
     }
 
     #[test]
-    fn no_thp_and_larger_sizes_always_are_refused() {
+    fn no_thp_is_refused_and_larger_sizes_always_are_listed_for_switching_off() {
         let d = fake_tree("never", &[(64, "never"), (2048, "inherit")]);
         let t = ThpInfo::read(d.path());
         let e = t.check(RealLayout::PmdOrder9).unwrap_err();
         assert!(e.starts_with("no THP available for pmd-order9"), "{e}");
         assert!(t.check(RealLayout::Order0).is_ok());
+        assert!(t.larger_always(64).is_empty());
 
+        // Debian's default: top-level `always`, every size `inherit` but 64k.
         let d = fake_tree(
             "always",
-            &[(64, "never"), (128, "never"), (2048, "inherit")],
+            &[
+                (16, "inherit"),
+                (64, "never"),
+                (128, "madvise"),
+                (256, "always"),
+                (2048, "inherit"),
+            ],
         );
-        let e = ThpInfo::read(d.path())
-            .check(RealLayout::Mthp { kb: 64 })
-            .unwrap_err();
-        assert!(e.contains("hugepages-2048kB"), "{e}");
+        let t = ThpInfo::read(d.path());
+        assert_eq!(t.check(RealLayout::Mthp { kb: 64 }), Ok(()));
+        assert_eq!(t.larger_always(64), vec![256, 2048]);
+        assert_eq!(t.larger_always(16), vec![256, 2048]);
+        assert!(t.larger_always(2048).is_empty());
 
         let d = tempfile::tempdir().unwrap();
         let e = ThpInfo::read(&d.path().join("missing"))
             .check(RealLayout::PteOrder9)
             .unwrap_err();
         assert!(e.starts_with("no THP available"), "{e}");
+    }
+
+    #[test]
+    fn only_4k_pages_are_supported() {
+        assert_eq!(check_page_size(Some(4096)), Ok(()));
+        for (size, kib) in [(16384, 16), (65536, 64)] {
+            let e = check_page_size(Some(size)).unwrap_err();
+            assert!(
+                e.starts_with(&format!("this kernel uses {kib} KiB pages; ")),
+                "{e}"
+            );
+            assert!(!e.contains('\n'));
+        }
+        assert!(check_page_size(None).is_err());
+        assert_eq!(check_page_size(hostenv::page_size()), Ok(()), "this host");
     }
 }

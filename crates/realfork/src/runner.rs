@@ -97,6 +97,7 @@ pub fn run_each(
             std::env::consts::ARCH
         ))
     })?;
+    crate::layout::check_page_size(hostenv::page_size()).map_err(RealError::Unsupported)?;
     let mut thp = ThpInfo::read(Path::new(THP_ROOT));
     if matches!(plan.layout, RealLayout::Mthp { .. }) && !repair_stale_knobs(&thp)?.is_empty() {
         thp = ThpInfo::read(&thp.root);
@@ -167,6 +168,7 @@ pub fn run_each(
         },
         pre: check_summary(&pre),
         pre_report: serde_json::to_value(&pre).unwrap_or_default(),
+        guest: None,
     };
     on_context(&context);
 
@@ -220,15 +222,7 @@ pub fn run_each(
         let cpu_load = match (&stat0, &stat1) {
             (Some(a), Some(b)) => procfs::load_between(a, b)
                 .into_iter()
-                .map(|(c, l)| {
-                    (
-                        c,
-                        CpuBusy {
-                            busy_pct: l.busy_pct,
-                            steal_pct: l.steal_pct,
-                        },
-                    )
-                })
+                .map(|(c, l)| (c, cpu_busy(l.busy_pct, l.steal_pct)))
                 .collect(),
             _ => Default::default(),
         };
@@ -475,39 +469,62 @@ fn prepare(region: &mut Region, plan: &Plan, thp: &ThpInfo) -> Result<Prepared, 
             populate_ns = populate(region);
         }
         RealLayout::Mthp { kb } => {
-            let knob = thp.size_knob(kb);
             // Knob switching is serialised with every other forkbench process (whatever size
-            // it switches) by the exclusive lock above; re-check under it that no larger size
-            // is `always`.
-            ThpInfo::read(&thp.root)
-                .check(plan.layout)
-                .map_err(RealError::Unsupported)?;
+            // it switches) by the exclusive lock above; read the tree again under it.
+            let now = ThpInfo::read(&thp.root);
+            now.check(plan.layout).map_err(RealError::Unsupported)?;
+            let needs_root = if hostenv::geteuid() != 0 {
+                " (needs root)"
+            } else {
+                ""
+            };
             let t = hostenv::monotonic_ns();
-            let guard = sysfs::SysfsGuard::set(&knob, "always").map_err(|e| {
+            // Larger sizes that are effectively `always` would take the faults (the fault path
+            // tries the largest eligible order first): off while populating, largest first.
+            // Each guard is journalled and restored on drop, on error and on signals.
+            let mut guards = Vec::new();
+            for larger in now.larger_always(kb).into_iter().rev() {
+                let g = sysfs::SysfsGuard::set(now.size_knob(larger), "never").map_err(|e| {
+                    RealError::Unsupported(format!(
+                        "cannot switch mTHP size {larger}k off for populating mthp-{kb}k: {e}{needs_root}"
+                    ))
+                })?;
+                guards.push(g);
+            }
+            let guard = sysfs::SysfsGuard::set(now.size_knob(kb), "always").map_err(|e| {
                 RealError::Unsupported(format!(
-                    "cannot enable mTHP size {kb}k for populating: {e}{}",
-                    if hostenv::geteuid() != 0 {
-                        " (needs root)"
-                    } else {
-                        ""
-                    }
+                    "cannot enable mTHP size {kb}k for populating: {e}{needs_root}"
                 ))
             })?;
-            // The true original: a value a killed run left here was put back by the guard
-            // (which said so on stderr) or by `repair_stale_knobs`.
-            let original = guard.original().to_string();
+            guards.push(guard);
             hold_after_knob_switch_for_tests();
             populate_ns = populate(region);
-            guard.restore()?;
+            // Restore in reverse order: the wanted size first, then the larger ones.
+            let mut restored = Vec::new();
+            while let Some(g) = guards.pop() {
+                // The true original: a value a killed run left here was put back by the guard
+                // (which said so on stderr) or by `repair_stale_knobs`.
+                let (path, original, written) = (
+                    g.path().to_path_buf(),
+                    g.original().to_string(),
+                    g.value().to_string(),
+                );
+                g.restore()?;
+                restored.push((path, original, written));
+            }
             let window = hostenv::monotonic_ns().saturating_sub(t);
-            let now = sysfs::read_selected(&knob).unwrap_or_default();
-            knobs.push(KnobSwitch {
-                path: knob.display().to_string(),
-                original,
-                written: "always".into(),
-                switched_ns: window,
-                restored_value: now,
-            });
+            // Recorded as restored: the wanted size first (drivers read `sysfs_switched[0]`
+            // as it), then the larger sizes, smallest first.
+            for (path, original, written) in restored {
+                let now = sysfs::read_selected(&path).unwrap_or_default();
+                knobs.push(KnobSwitch {
+                    path: path.display().to_string(),
+                    original,
+                    written,
+                    switched_ns: window,
+                    restored_value: now,
+                });
+            }
         }
     }
     let after = MmCounters::read(&thp.root);
@@ -763,6 +780,16 @@ fn round3(x: f64) -> f64 {
     (x * 1e3).round() / 1e3
 }
 
+/// One CPU's load for a record, rounded (see [`round3`]): an unrounded share such as
+/// 10.256410256410255 % read back one ulp off in an arm64 TCG guest, so records did not
+/// round-trip there.
+fn cpu_busy(busy_pct: f64, steal_pct: f64) -> CpuBusy {
+    CpuBusy {
+        busy_pct: round3(busy_pct),
+        steal_pct: round3(steal_pct),
+    }
+}
+
 fn record(p: RecordParts<'_>) -> RunRecord {
     let d = p.data;
     let forks = d.samples.len() as u64;
@@ -827,5 +854,23 @@ fn record(p: RecordParts<'_>) -> RunRecord {
         sim: None,
         real: Some(Box::new(extra)),
         host_load: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_load_survives_a_json_round_trip() {
+        // A share whose unrounded value read back one ulp off in an arm64 TCG guest (not on
+        // x86_64): long decimals are not parsed exactly everywhere; short ones are.
+        let seen: f64 = "10.256410256410255".parse().unwrap();
+        for (busy, steal) in [(seen, 0.0), (25.0 / 27.0, 1.0 / 3.0), (100.0, 0.0)] {
+            let b = cpu_busy(busy, steal);
+            let back: CpuBusy = serde_json::from_str(&serde_json::to_string(&b).unwrap()).unwrap();
+            assert_eq!(back, b);
+            assert!((b.busy_pct - busy).abs() < 1e-3);
+        }
     }
 }

@@ -204,6 +204,7 @@ mod tests {
             populate: Populate::default(),
             pre: check("verified order0 (before)"),
             pre_report: serde_json::Value::Null,
+            guest: None,
         }
     }
 

@@ -6,7 +6,9 @@
 //! privileges); **none** when nothing is readable. Every check says whether it is *decisive*:
 //! per-page and smaps checks always are, and so are "counter went up by at least N" checks; a
 //! "global counter did not move" check is decisive only below full level, because at full level
-//! the per-page evidence is exact and another process may move a global counter.
+//! the per-page evidence is exact and another process may move a global counter. A counter this
+//! kernel does not have (6.1 has no per-size mTHP stats) is never taken for "+0": its check says
+//! "not available on this kernel" and does not pass, without deciding.
 
 use std::fmt::Write as _;
 
@@ -139,7 +141,21 @@ impl Judge {
         });
     }
 
-    fn at_least(&mut self, name: &str, delta: i64, min: i64) {
+    /// A counter this kernel does not have: recorded as not passing, but not decisive (the
+    /// per-page and smaps checks still decide), so absence is never taken for "+0".
+    fn not_available(&mut self, name: &str, expected: String) {
+        self.checks.push(Check {
+            name: name.into(),
+            ok: false,
+            decisive: false,
+            detail: format!("{name} not available on this kernel (expected {expected})"),
+        });
+    }
+
+    fn at_least(&mut self, name: &str, delta: Option<i64>, min: i64) {
+        let Some(delta) = delta else {
+            return self.not_available(name, format!("at least {min:+}"));
+        };
         self.checks.push(Check {
             name: name.into(),
             ok: delta >= min,
@@ -148,7 +164,10 @@ impl Judge {
         });
     }
 
-    fn unchanged(&mut self, name: &str, delta: i64) {
+    fn unchanged(&mut self, name: &str, delta: Option<i64>) {
+        let Some(delta) = delta else {
+            return self.not_available(name, "+0".into());
+        };
         let decisive = self.level < Level::Full;
         self.checks.push(Check {
             name: name.into(),
@@ -294,12 +313,14 @@ pub fn judge(
         match layout {
             RealLayout::Order0 => {
                 j.unchanged("thp_fault_alloc", d.vm("thp_fault_alloc"));
-                let mthp: i64 = d
+                // Kernels before per-size stats have none: absent, not +0.
+                let mut per_size = d
                     .mthp
                     .iter()
                     .filter(|(k, _)| k.ends_with("/anon_fault_alloc"))
                     .map(|(_, v)| *v)
-                    .sum();
+                    .peekable();
+                let mthp = per_size.peek().is_some().then(|| per_size.sum());
                 j.unchanged("mTHP anon_fault_alloc (all sizes)", mthp);
             }
             RealLayout::PteOrder9 | RealLayout::PmdOrder9 => {
@@ -668,6 +689,67 @@ mod tests {
             "{}",
             r.failure()
         );
+    }
+
+    #[test]
+    fn a_counter_the_kernel_lacks_is_not_available_not_plus_zero() {
+        // A 6.1-like kernel: no per-size mTHP stats, and (here) no thp_split_page either.
+        let obs = || Observation {
+            pagemap: Some(flags()),
+            histogram: Some(hist(9)),
+            smaps: Some(smaps(MEM / 1024, 0, "nh")),
+            unavailable: vec![],
+        };
+        let d = Deltas {
+            populate: Some(counters(&[("thp_fault_alloc", 4)], &[])),
+            split: Some(counters(&[("thp_split_pmd", 4)], &[])),
+            ..Default::default()
+        };
+        let r = judge(RealLayout::PteOrder9, MEM, "before", obs(), d, false);
+        for name in ["thp_split_page", "2048kB/nr_anon_partially_mapped"] {
+            let c = r.checks.iter().find(|c| c.name == name).unwrap();
+            assert!(!c.ok && !c.decisive, "{c:?}");
+            assert_eq!(
+                c.detail,
+                format!("{name} not available on this kernel (expected +0)")
+            );
+        }
+        // The per-page evidence still decides.
+        assert!(r.ok, "{}", r.failure());
+
+        // Without per-page evidence a missing "at least" counter cannot make it pass either.
+        let d = Deltas {
+            populate: Some(counters(&[], &[])),
+            ..Default::default()
+        };
+        let r = judge(RealLayout::PmdOrder9, MEM, "before", obs(), d, false);
+        let c = r
+            .checks
+            .iter()
+            .find(|c| c.name == "thp_fault_alloc")
+            .unwrap();
+        assert_eq!(
+            c.detail,
+            "thp_fault_alloc not available on this kernel (expected at least +4)"
+        );
+        assert!(!c.ok);
+        let r = judge(
+            RealLayout::Order0,
+            MEM,
+            "before",
+            obs(),
+            Deltas {
+                populate: Some(counters(&[("thp_fault_alloc", 0)], &[])),
+                ..Default::default()
+            },
+            false,
+        );
+        let c = r
+            .checks
+            .iter()
+            .find(|c| c.name.starts_with("mTHP"))
+            .unwrap();
+        assert!(c.detail.contains("not available on this kernel"), "{c:?}");
     }
 
     #[test]

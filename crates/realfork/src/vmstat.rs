@@ -1,6 +1,7 @@
 //! Snapshots of the global THP event counters (`thp_*` and `nr_anon_transparent_hugepages` in
 //! `/proc/vmstat`) and of the per-size mTHP stats (`hugepages-<N>kB/stats/*`), and their deltas.
 //! These are system-wide: other processes can move them too, which the verifier accounts for.
+//! A counter this kernel does not have is absent (`None`), never read as 0.
 //! `/proc/vmstat` is read through the `procfs` crate.
 
 use std::collections::BTreeMap;
@@ -67,17 +68,16 @@ impl MmCounters {
         }
     }
 
-    /// A vmstat value (0 if absent).
-    pub fn vm(&self, key: &str) -> i64 {
-        self.vmstat.get(key).copied().unwrap_or(0)
+    /// A vmstat value; `None` when this kernel does not have the counter (absent is not 0:
+    /// a check that needs it must not pass on no evidence).
+    pub fn vm(&self, key: &str) -> Option<i64> {
+        self.vmstat.get(key).copied()
     }
 
-    /// An mTHP stat of one size (0 if absent).
-    pub fn size_stat(&self, kb: u64, stat: &str) -> i64 {
-        self.mthp
-            .get(&format!("{kb}kB/{stat}"))
-            .copied()
-            .unwrap_or(0)
+    /// An mTHP stat of one size; `None` when the kernel has no such stat (e.g. 6.1 has no
+    /// per-size stats at all).
+    pub fn size_stat(&self, kb: u64, stat: &str) -> Option<i64> {
+        self.mthp.get(&format!("{kb}kB/{stat}")).copied()
     }
 
     /// Only the non-zero entries (for compact reports of deltas).
@@ -124,10 +124,16 @@ mod tests {
         *b.vmstat.get_mut("thp_split_pmd").unwrap() += 512;
         *b.mthp.get_mut("64kB/anon_fault_alloc").unwrap() += 16;
         let d = b.since(&a);
-        assert_eq!(d.vm("thp_split_pmd"), 512);
-        assert_eq!(d.vm("thp_fault_alloc"), 0);
-        assert_eq!(d.size_stat(64, "anon_fault_alloc"), 16);
+        assert_eq!(d.vm("thp_split_pmd"), Some(512));
+        assert_eq!(d.vm("thp_fault_alloc"), Some(0));
+        assert_eq!(d.size_stat(64, "anon_fault_alloc"), Some(16));
         assert_eq!(d.nonzero().vmstat.len(), 1);
+        // A counter the kernel lacks is absent in the delta too, not 0.
+        assert_eq!(d.vm("thp_split_page"), None);
+        assert_eq!(d.size_stat(2048, "nr_anon_partially_mapped"), None);
+        let mut older = a.clone();
+        older.vmstat.remove("thp_split_pmd");
+        assert_eq!(b.since(&older).vm("thp_split_pmd"), None);
     }
 
     #[test]

@@ -7,13 +7,17 @@
 //! - Real-fork runs: with one label, a case is (arch, mem, mode) and a row is the layout, so the
 //!   table shows what the folio layout costs on this kernel; with several labels (one per
 //!   kernel), a case is (arch, layout, mem, mode) and a row is the label.
+//! - Real-fork runs of several kernels under one label (guests booted by `bench --kernel A
+//!   --kernel B`): a case is (arch, layout, mem, mode) and a row is the kernel, named by
+//!   [`kernel_row_name`] (`6.12.107+deb13-cloud-amd64 (tcg)`); every case lists every kernel of
+//!   its group ([`Case::kernel_rows`]) so a layout a kernel could not run reads n/a.
 //!
 //! The baseline of a case is the first row (in row order) whose name, label or strategy equals
 //! the requested baseline.
 
 use std::collections::BTreeMap;
 
-use results::{Instrument, ResultFile, RunRecord};
+use results::{Accel, Instrument, ResultFile, RunRecord, Variant};
 use stats::{Comparison, Policy, Summary};
 
 /// Thread row order of the model's strategies (the contract's canonical order).
@@ -42,6 +46,17 @@ pub const LAYOUT_ORDER: [&str; 7] = [
     "untouched",
 ];
 
+/// Column order of kernel-rows tables: the thread's order-0 and order-9 (pte-map) first.
+pub const KERNEL_COLUMN_ORDER: [&str; 7] = [
+    "order0",
+    "pte-order9",
+    "order9",
+    "pmd-order9",
+    "order4",
+    "mthp-64k",
+    "untouched",
+];
+
 /// Errors from building cases.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CaseError {
@@ -49,6 +64,8 @@ pub enum CaseError {
     Empty,
     #[error("baseline '{0}' matches no row in {1} (rows: {2})")]
     UnknownBaseline(String, String, String),
+    #[error("baseline kernel '{0}' is not in the selection (kernels: {1})")]
+    UnknownKernel(String, String),
 }
 
 /// One row: a variant summarised over its runs.
@@ -63,8 +80,10 @@ pub struct Row {
     pub strategy: String,
     /// `Variant::layout_name`.
     pub layout: String,
-    /// `Variant::options`.
+    /// `Variant::options` (in kernel rows without the accelerator, which the name carries).
     pub options: String,
+    /// Where a real-fork kernel ran (`host` for the model).
+    pub accel: Accel,
     pub mem_bytes: u64,
     pub mode: String,
     /// Mean of each run, ns, in run order.
@@ -89,6 +108,12 @@ pub struct Case {
     pub machine: String,
     pub baseline: String,
     pub rows: Vec<Row>,
+    /// Kernel rows only: every kernel row name of this case's (arch, mem, mode) group, in row
+    /// order, including kernels without runs in this case. Empty for other cases.
+    pub kernel_rows: Vec<String>,
+    /// Kernel rows only: the baseline kernel when it has no runs in this case (the case's
+    /// `baseline` is then the first kernel that has).
+    pub baseline_absent: Option<String>,
 }
 
 impl Case {
@@ -141,9 +166,96 @@ fn rank(list: &[&str], x: &str) -> usize {
     list.iter().position(|s| *s == x).unwrap_or(list.len())
 }
 
+/// Row name of a real-fork kernel: its release, marked with the accelerator when it ran in a
+/// guest (`6.12.107+deb13-cloud-amd64 (tcg)`); the host's own kernel is its bare release.
+pub fn kernel_row_name(kernel: &str, accel: Accel) -> String {
+    match accel {
+        Accel::Host => kernel.to_string(),
+        a => format!("{kernel} ({a})"),
+    }
+}
+
+/// The kernel row name of a real-fork variant (None for the model).
+fn kernel_of(v: &Variant) -> Option<String> {
+    match v {
+        Variant::Real(r) => Some(kernel_row_name(&r.kernel, r.accel)),
+        Variant::Sim(_) => None,
+    }
+}
+
+/// Real-fork options other than the accelerator (which a kernel row's name already carries).
+fn options_without_accel(v: &Variant) -> String {
+    match v {
+        Variant::Real(r) => {
+            let mut o: Vec<String> = Vec::new();
+            if r.sched != results::Sched::Other {
+                o.push(format!("sched-{}", r.sched));
+            }
+            if r.unverified {
+                o.push("unverified".into());
+            }
+            o.join(",")
+        }
+        Variant::Sim(_) => v.options(),
+    }
+}
+
+/// The kernels (row names, see [`kernel_row_name`]) of the selection's real-fork runs, in the
+/// order they first appear in the runs; a file's `config.kernels` (releases, in the order the
+/// kernels were given) comes first when the driver wrote one, since runs are shuffled per round.
+pub fn kernel_order(files: &[ResultFile]) -> Vec<String> {
+    let mut seen: Vec<(String, String)> = Vec::new(); // (row name, release)
+    for f in files {
+        for r in &f.runs {
+            if let Variant::Real(v) = &r.variant {
+                let name = kernel_row_name(&v.kernel, v.accel);
+                if !seen.iter().any(|(n, _)| *n == name) {
+                    seen.push((name, v.kernel.clone()));
+                }
+            }
+        }
+    }
+    let given: Vec<&str> = files
+        .iter()
+        .filter_map(|f| f.config.get("kernels").and_then(|k| k.as_array()))
+        .flatten()
+        .filter_map(|k| k.as_str())
+        .collect();
+    // Stable: kernels the config does not name keep their run order, after those it names.
+    seen.sort_by_key(|(_, release)| rank(&given, release));
+    seen.into_iter().map(|(n, _)| n).collect()
+}
+
+/// Does the selection hold real-fork runs of more than one kernel under one label? Then its
+/// real-fork cases are *kernel rows*: one case per layout, one row per kernel.
+fn has_kernel_rows(files: &[ResultFile]) -> bool {
+    let mut per_label: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for f in files {
+        let ks = per_label.entry(&f.label).or_default();
+        for r in &f.runs {
+            if let Some(k) = kernel_of(&r.variant)
+                && !ks.contains(&k)
+            {
+                ks.push(k);
+            }
+        }
+    }
+    per_label.values().any(|ks| ks.len() > 1)
+}
+
+/// Does `want` name this row (its name, label, strategy/kernel release, or kernel row name)?
+fn names_row(r: &Row, want: &str) -> bool {
+    r.name == want
+        || r.label == want
+        || r.strategy == want
+        || (r.instrument == Instrument::Real && kernel_row_name(&r.strategy, r.accel) == want)
+}
+
 /// Build the cases of a selection of result files. `baseline`: explicit baseline (row name,
-/// label or strategy); by default `mm-unstable` for the model, the first file's label for
-/// real-fork runs of several kernels, and `order0` for real-fork layouts of one kernel.
+/// label, strategy or kernel); by default `mm-unstable` for the model, the first file's label
+/// for real-fork runs of several labels, the first kernel ([`kernel_order`]) for real-fork runs
+/// of several kernels, and `order0` for real-fork layouts of one kernel. In kernel rows a
+/// layout does not name a row, so a layout baseline (e.g. a profile's `order0`) is ignored there.
 pub fn build_cases(
     files: &[ResultFile],
     baseline: Option<&str>,
@@ -156,19 +268,30 @@ pub fn build_cases(
         }
     }
     let multi = labels.len() > 1;
+    let by_kernel = has_kernel_rows(files);
+    let kernels = if by_kernel {
+        kernel_order(files)
+    } else {
+        Vec::new()
+    };
     // (case key, row key) → runs
     type CaseKey = (Instrument, String, String, u64, String);
     let mut cases: Vec<(CaseKey, String)> = Vec::new(); // key, machine
     let mut rows: BTreeMap<CaseKey, Vec<(SortKey, Row)>> = BTreeMap::new();
-    type SortKey = (usize, usize, usize, usize, String);
-    for (fi, f) in files.iter().enumerate() {
+    type SortKey = (usize, usize, usize, usize, usize, String);
+    for f in files {
         let li = labels.iter().position(|l| *l == f.label).unwrap_or(0);
         for r in &f.runs {
             let v = &r.variant;
             let inst = v.instrument();
             let layout = v.layout_name();
-            let options = v.options();
-            let by_layout = inst == Instrument::Real && !multi;
+            let kernel_rows = inst == Instrument::Real && by_kernel;
+            let options = if kernel_rows {
+                options_without_accel(v)
+            } else {
+                v.options()
+            };
+            let by_layout = inst == Instrument::Real && !multi && !by_kernel;
             let key: CaseKey = (
                 inst,
                 v.arch().to_string(),
@@ -185,8 +308,10 @@ pub fn build_cases(
                 name.push_str(&f.label);
             }
             let row_name = v.row_name();
+            let kernel = kernel_of(v).unwrap_or_default();
             let part = match inst {
                 Instrument::Sim => row_name.as_str(),
+                Instrument::Real if kernel_rows => kernel.as_str(),
                 Instrument::Real if by_layout => layout.as_str(),
                 Instrument::Real => "",
             };
@@ -198,8 +323,14 @@ pub fn build_cases(
                     name.push_str(p);
                 }
             }
+            let ki = if kernel_rows {
+                rank_owned(&kernels, &kernel)
+            } else {
+                0
+            };
             let sort: SortKey = (
                 li,
+                ki,
                 rank(&STRATEGY_ORDER, &row_name),
                 rank(&LAYOUT_ORDER, &layout),
                 rank(&OPTIONS_ORDER, &options),
@@ -211,24 +342,71 @@ pub fn build_cases(
             let list = rows.entry(key).or_default();
             match list.iter_mut().find(|(_, row)| row.name == name) {
                 Some((_, row)) => row.run_means.push(r.mean_ns()),
-                None => list.push((sort, new_row(&name, f, r, fi))),
+                None => list.push((sort, new_row(&name, &options, f, r))),
             }
         }
     }
     if cases.is_empty() {
         return Err(CaseError::Empty);
     }
-    // Order cases: instrument, arch, layout order, mem.
+    // Order cases: instrument, arch, layout order (kernel rows: the thread's order-0 and
+    // order-9 pte-map columns first), mem.
+    let layout_rank = |k: &CaseKey| {
+        if k.0 == Instrument::Real && by_kernel {
+            rank(&KERNEL_COLUMN_ORDER, &k.2)
+        } else {
+            rank(&LAYOUT_ORDER, &k.2)
+        }
+    };
     cases.sort_by(|(a, _), (b, _)| {
-        (a.0, &a.1, rank(&LAYOUT_ORDER, &a.2), &a.2, a.3, &a.4).cmp(&(
+        (a.0, &a.1, layout_rank(a), &a.2, a.3, &a.4).cmp(&(
             b.0,
             &b.1,
-            rank(&LAYOUT_ORDER, &b.2),
+            layout_rank(b),
             &b.2,
             b.3,
             &b.4,
         ))
     });
+    // Kernel rows: every row name of each (arch, mem, mode) group, in row order, so a layout
+    // a kernel could not run still shows that kernel (as n/a).
+    let mut group_rows: BTreeMap<(String, u64, String), Vec<(SortKey, String)>> = BTreeMap::new();
+    if by_kernel {
+        for (key, list) in &rows {
+            if key.0 != Instrument::Real {
+                continue;
+            }
+            let g = group_rows
+                .entry((key.1.clone(), key.3, key.4.clone()))
+                .or_default();
+            for (sort, row) in list {
+                if !g.iter().any(|(_, n)| *n == row.name) {
+                    g.push((sort.clone(), row.name.clone()));
+                }
+            }
+        }
+        for g in group_rows.values_mut() {
+            g.sort();
+        }
+    }
+    // A kernel baseline must name a row somewhere in the selection's kernel rows.
+    let kernel_baseline = match baseline {
+        _ if !by_kernel => None,
+        // A layout is a column here, never a row.
+        Some(b) if b.parse::<results::RealLayout>().is_ok() => None,
+        Some(b) => {
+            let known = rows
+                .iter()
+                .filter(|(k, _)| k.0 == Instrument::Real)
+                .flat_map(|(_, l)| l.iter())
+                .any(|(_, r)| names_row(r, b));
+            if !known {
+                return Err(CaseError::UnknownKernel(b.to_string(), kernels.join(", ")));
+            }
+            Some(b)
+        }
+        None => None,
+    };
     let mut out = Vec::new();
     for (key, machine) in cases {
         let mut list = rows.remove(&key).unwrap_or_default();
@@ -241,19 +419,25 @@ pub fn build_cases(
                 std: f64::NAN,
             });
         }
+        let kernel_case = key.0 == Instrument::Real && by_kernel;
         let default_base = match key.0 {
             Instrument::Sim => STRATEGY_ORDER[0],
             Instrument::Real if multi => labels[0],
+            Instrument::Real if by_kernel => kernels.first().map_or("", String::as_str),
             Instrument::Real => "order0",
         };
-        let want = baseline.unwrap_or(default_base);
+        let want = if kernel_case {
+            kernel_baseline.unwrap_or(default_base)
+        } else {
+            baseline.unwrap_or(default_base)
+        };
         let found = rows
             .iter()
             .find(|r| r.name == want)
-            .or_else(|| rows.iter().find(|r| r.label == want || r.strategy == want))
+            .or_else(|| rows.iter().find(|r| names_row(r, want)))
             .or_else(|| {
                 rows.iter()
-                    .find(|r| key.0 == Instrument::Real && r.layout == want)
+                    .find(|r| key.0 == Instrument::Real && !kernel_case && r.layout == want)
             });
         let case_stub = Case {
             instrument: key.0,
@@ -264,9 +448,25 @@ pub fn build_cases(
             machine,
             baseline: String::new(),
             rows: Vec::new(),
+            kernel_rows: if kernel_case {
+                group_rows
+                    .get(&(key.1.clone(), key.3, key.4.clone()))
+                    .map(|g| g.iter().map(|(_, n)| n.clone()).collect())
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            },
+            baseline_absent: None,
         };
+        let mut baseline_absent = None;
         let base = match found {
             Some(b) => b.clone(),
+            // A kernel that did not run this layout (skipped there): the first kernel that did
+            // is this column's baseline, and the tables say so.
+            None if kernel_case => {
+                baseline_absent = Some(want.to_string());
+                rows[0].clone()
+            }
             // An implicit default that does not exist (e.g. a real-fork run without order0):
             // fall back to the first row.
             None if baseline.is_none() => rows[0].clone(),
@@ -288,13 +488,18 @@ pub fn build_cases(
         out.push(Case {
             baseline: base.name.clone(),
             rows,
+            baseline_absent,
             ..case_stub
         });
     }
     Ok(out)
 }
 
-fn new_row(name: &str, f: &ResultFile, r: &RunRecord, _fi: usize) -> Row {
+fn rank_owned(list: &[String], x: &str) -> usize {
+    list.iter().position(|s| s == x).unwrap_or(list.len())
+}
+
+fn new_row(name: &str, options: &str, f: &ResultFile, r: &RunRecord) -> Row {
     let v = &r.variant;
     Row {
         name: name.to_string(),
@@ -304,7 +509,11 @@ fn new_row(name: &str, f: &ResultFile, r: &RunRecord, _fi: usize) -> Row {
         arch: v.arch().to_string(),
         strategy: v.row_name(),
         layout: v.layout_name(),
-        options: v.options(),
+        options: options.to_string(),
+        accel: match v {
+            Variant::Real(r) => r.accel,
+            Variant::Sim(_) => Accel::Host,
+        },
         mem_bytes: v.mem_bytes(),
         mode: v.mode().to_string(),
         run_means: vec![r.mean_ns()],

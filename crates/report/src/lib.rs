@@ -14,10 +14,10 @@ pub mod export;
 pub mod svg;
 pub mod tables;
 
-pub use cases::{Case, CaseError, Row, build_cases, layout_heading};
+pub use cases::{Case, CaseError, Row, build_cases, kernel_order, kernel_row_name, layout_heading};
 pub use tables::{
-    Combined, RelRow, combined_from_cases, combined_table, extended_table, extended_tables, pct,
-    rel_rows, thread_table, thread_tables,
+    Combined, EMULATED_NOTE, RelRow, combined_from_cases, combined_table, emulated, extended_table,
+    extended_tables, has_kernel_rows, pct, rel_rows, thread_table, thread_tables,
 };
 
 #[cfg(test)]

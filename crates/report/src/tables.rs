@@ -1,10 +1,40 @@
 //! Text tables: the thread's `| kernel | mean_rel | std_rel |` table, the thread's combined
 //! table (machine header, one column group per layout, `mean | stdev` sub-columns), and the
 //! `extended` table with CI, p-value, MDE and verdict. Sign convention: negative = faster.
+//! Kernel-rows cases (see [`crate::cases`]) render with the kernels as rows and the layouts as
+//! the combined table's columns; a kernel without runs of a layout reads `n/a` there. Runs
+//! under TCG get [`EMULATED_NOTE`] above their tables ([`emulated`]).
 
 use std::collections::BTreeMap;
 
-use crate::cases::{Case, layout_heading};
+use crate::cases::{Case, Row, layout_heading};
+
+/// What every table of emulated (TCG guest) runs says above it.
+pub const EMULATED_NOTE: &str =
+    "emulated: these times show code-path differences, not hardware costs";
+
+/// Does any row of these cases come from a guest under TCG?
+pub fn emulated(cases: &[Case]) -> bool {
+    cases
+        .iter()
+        .flat_map(|c| &c.rows)
+        .any(|r| r.accel == results::Accel::Tcg)
+}
+
+/// Whether any case has kernels as rows (real fork of several kernels under one label).
+pub fn has_kernel_rows(cases: &[Case]) -> bool {
+    cases.iter().any(|c| !c.kernel_rows.is_empty())
+}
+
+/// The note under a kernel-rows case whose baseline kernel did not run its layout.
+fn absent_baseline_note(c: &Case, heading: &str) -> Option<String> {
+    c.baseline_absent.as_ref().map(|b| {
+        format!(
+            "{heading}: {b} has no runs; relative to {} instead",
+            c.baseline
+        )
+    })
+}
 
 /// One row of a relative-mean table.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,14 +94,25 @@ pub fn thread_table(rows: &[RelRow]) -> String {
     out
 }
 
-/// The relative rows of a case (its baseline reads 0.0%).
+/// The relative rows of a case (its baseline reads 0.0%; a kernel without runs here, n/a).
 pub fn rel_rows(case: &Case) -> Vec<RelRow> {
-    case.rows
+    let rel = |r: &Row| RelRow {
+        kernel: r.name.clone(),
+        mean_rel: r.cmp.map(|c| c.rel.mean_rel).unwrap_or(f64::NAN),
+        std_rel: r.cmp.map(|c| c.rel.std_rel).unwrap_or(f64::NAN),
+    };
+    if case.kernel_rows.is_empty() {
+        return case.rows.iter().map(rel).collect();
+    }
+    case.kernel_rows
         .iter()
-        .map(|r| RelRow {
-            kernel: r.name.clone(),
-            mean_rel: r.cmp.map(|c| c.rel.mean_rel).unwrap_or(f64::NAN),
-            std_rel: r.cmp.map(|c| c.rel.std_rel).unwrap_or(f64::NAN),
+        .map(|n| match case.rows.iter().find(|r| &r.name == n) {
+            Some(r) => rel(r),
+            None => RelRow {
+                kernel: n.clone(),
+                mean_rel: f64::NAN,
+                std_rel: f64::NAN,
+            },
         })
         .collect()
 }
@@ -87,6 +128,9 @@ pub fn thread_tables(cases: &[Case]) -> String {
             c.baseline
         ));
         out.push_str(&thread_table(&rel_rows(c)));
+        if let Some(n) = absent_baseline_note(c, "note") {
+            out.push_str(&format!("\n{n}\n"));
+        }
         out.push('\n');
     }
     out
@@ -114,6 +158,8 @@ pub struct Combined {
     pub columns: Vec<String>,
     /// Row name → per column `(mean_rel, std_rel)` (None when the row has no runs there).
     pub rows: Vec<(String, CombinedCells)>,
+    /// Lines printed under the table (e.g. a column whose baseline kernel has no runs).
+    pub notes: Vec<String>,
 }
 
 /// Render the thread's combined table:
@@ -128,7 +174,7 @@ pub struct Combined {
 pub fn combined_table(t: &Combined) -> String {
     let cell = |v: Option<(f64, f64)>, i: usize| {
         v.map(|p| pct(if i == 0 { p.0 } else { p.1 }))
-            .unwrap_or_else(|| "-".into())
+            .unwrap_or_else(|| "n/a".into())
     };
     let mut w0 = t.machine.len().max(t.bench.len()).max("microbench".len());
     for (n, _) in &t.rows {
@@ -179,6 +225,9 @@ pub fn combined_table(t: &Combined) -> String {
         }
         out.push('\n');
     }
+    for n in &t.notes {
+        out.push_str(&format!("\n{n}\n"));
+    }
     out
 }
 
@@ -213,7 +262,12 @@ pub fn combined_from_cases(cases: &[Case], machine: &str) -> Vec<Combined> {
                     }
                 })
                 .collect();
-            let mut names: Vec<String> = Vec::new();
+            // Kernel rows: every kernel of the group, in kernel order.
+            let mut names: Vec<String> = cs
+                .iter()
+                .find(|c| !c.kernel_rows.is_empty())
+                .map(|c| c.kernel_rows.clone())
+                .unwrap_or_default();
             for c in &cs {
                 for r in &c.rows {
                     if !names.contains(&r.name) {
@@ -235,9 +289,15 @@ pub fn combined_from_cases(cases: &[Case], machine: &str) -> Vec<Combined> {
                     .collect();
                 map.insert(n, vals);
             }
+            let notes = cs
+                .iter()
+                .zip(&columns)
+                .filter_map(|(c, h)| absent_baseline_note(c, h))
+                .collect();
             Combined {
                 machine: machine.to_string(),
                 bench: format!("fork, {arch} {inst}"),
+                notes,
                 columns,
                 rows: names
                     .iter()
@@ -290,7 +350,22 @@ pub fn extended_table(case: &Case) -> String {
     ]
     .to_vec();
     let mut cells: Vec<Vec<String>> = Vec::new();
-    for r in &case.rows {
+    // Kernel rows: every kernel of the group in kernel order; one without runs here is n/a.
+    let order: Vec<Option<&Row>> = if case.kernel_rows.is_empty() {
+        case.rows.iter().map(Some).collect()
+    } else {
+        case.kernel_rows
+            .iter()
+            .map(|n| case.rows.iter().find(|r| &r.name == n))
+            .collect()
+    };
+    for (i, r) in order.into_iter().enumerate() {
+        let Some(r) = r else {
+            let mut v = vec![case.kernel_rows[i].clone(), "0".into()];
+            v.extend((0..8).map(|_| "n/a".to_string()));
+            cells.push(v);
+            continue;
+        };
         let mut v = vec![
             r.name.clone(),
             r.summary.n.to_string(),
@@ -351,6 +426,9 @@ pub fn extended_table(case: &Case) -> String {
     out.push('\n');
     for c in &cells {
         out.push_str(&line(c));
+    }
+    if let Some(n) = absent_baseline_note(case, "note") {
+        out.push_str(&format!("\n{n}\n"));
     }
     out
 }

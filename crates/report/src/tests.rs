@@ -1,7 +1,7 @@
 //! Snapshot and shape tests of the tables, exports and plots, on synthetic result files.
 
 use results::{
-    Arch, HostEnv, Instrument, Mode, RealLayout, RealVariant, ResultFile, RunRecord, Sched,
+    Accel, Arch, HostEnv, Instrument, Mode, RealLayout, RealVariant, ResultFile, RunRecord, Sched,
     SimVariant, Variant,
 };
 use stats::Policy;
@@ -260,4 +260,167 @@ fn plots_are_svg_documents() {
     c.rows[0].ops.insert("pte_reads".into(), 1000);
     let s = svg::ops_stacked(&c, "m").unwrap();
     assert!(s.contains("pte_reads"));
+}
+
+const K61: &str = "6.1.0-50-cloud-amd64";
+const K612: &str = "6.12.107+deb13-cloud-amd64";
+
+/// A real-fork run of `kernel` in a guest under `accel`: four samples around `mean_ns`.
+fn guest_rec(kernel: &str, accel: Accel, layout: &str, run: u32, mean_ns: f64) -> RunRecord {
+    let mut r = rec(Instrument::Real, kernel, layout, "", run, mean_ns);
+    if let Variant::Real(v) = &mut r.variant {
+        v.arch = Arch::X86_64;
+        v.accel = accel;
+        v.mem_bytes = 64 << 20;
+        v.mode = Mode::Steady;
+    }
+    r.samples_ns = [0.998, 1.001, 1.003, 0.998]
+        .iter()
+        .map(|f| (mean_ns * f).round() as u64)
+        .collect();
+    r
+}
+
+/// Two kernels × {order0, pte-order9, pmd-order9, mthp-64k} × 3 runs, interleaved by run;
+/// 6.1 has no mthp-64k (skipped: no per-size mTHP). 6.12 forks pte-mapped THPs in batches.
+fn two_kernel_file(accel: Accel) -> ResultFile {
+    let base: [(&str, Option<f64>, f64); 4] = [
+        ("order0", Some(14.0e6), 13.8e6),
+        ("pte-order9", Some(9.0e6), 2.25e6),
+        ("pmd-order9", Some(0.40e6), 0.402e6),
+        ("mthp-64k", None, 3.0e6),
+    ];
+    // Run-to-run drift, different per kernel so the std is not identical.
+    let drift = [[-0.010, 0.000, 0.012], [0.006, -0.008, 0.001]];
+    let mut runs = Vec::new();
+    for run in 0..3u32 {
+        for (ki, kernel) in [K61, K612].into_iter().enumerate() {
+            for (layout, old, new) in base {
+                let mean = if ki == 0 { old } else { Some(new) };
+                if let Some(m) = mean {
+                    let m = m * (1.0 + drift[ki][run as usize]);
+                    runs.push(guest_rec(kernel, accel, layout, run, m));
+                }
+            }
+        }
+    }
+    file("vm", "kernels", runs)
+}
+
+#[test]
+fn kernels_are_rows_with_order0_and_pte_order9_columns() {
+    let f = two_kernel_file(Accel::Tcg);
+    let cases = build_cases(&[f], None, &Policy::default()).unwrap();
+    // One case per layout, the thread's two columns first.
+    let layouts: Vec<&str> = cases.iter().map(|c| c.layout.as_str()).collect();
+    assert_eq!(layouts, ["order0", "pte-order9", "pmd-order9", "mthp-64k"]);
+    let k61 = format!("{K61} (tcg)");
+    let k612 = format!("{K612} (tcg)");
+    for c in &cases {
+        assert_eq!(c.kernel_rows, [k61.clone(), k612.clone()], "{}", c.title());
+    }
+    assert_eq!(cases[0].baseline, k61);
+    assert_eq!(cases[3].baseline, k612);
+    assert_eq!(cases[3].baseline_absent.as_deref(), Some(k61.as_str()));
+    assert!(emulated(&cases));
+    let combined = combined_from_cases(&cases, "vm");
+    assert_eq!(combined.len(), 1);
+    let t = combined_table(&combined[0]);
+    insta::assert_snapshot!("kernel_rows_combined", t);
+    // Baseline 0.0%, the faster kernel negative; 6.1's mthp-64k is n/a, not 0.
+    let row = |k: &str| {
+        t.lines()
+            .find(|l| l.starts_with(&format!("| {k} ")))
+            .unwrap_or_else(|| panic!("no row {k} in\n{t}"))
+            .to_string()
+    };
+    let (old, new) = (row(&k61), row(&k612));
+    assert!(old.contains("|     0.0% |     1.1% |     0.0% |"), "{old}");
+    assert!(old.ends_with("|      n/a |      n/a |"), "{old}");
+    assert!(
+        new.contains("|    -1.5% |") && new.contains("|   -75.0% |"),
+        "{new}"
+    );
+    let ext = extended_tables(&cases);
+    insta::assert_snapshot!("kernel_rows_extended", ext);
+    assert!(ext.contains("| faster"), "{ext}");
+    insta::assert_snapshot!("kernel_rows_thread", thread_tables(&cases));
+}
+
+#[test]
+fn the_emulated_note_is_for_tcg_runs_only() {
+    let kvm = build_cases(&[two_kernel_file(Accel::Kvm)], None, &Policy::default()).unwrap();
+    assert!(!emulated(&kvm));
+    assert_eq!(kvm[0].rows[0].name, format!("{K61} (kvm)"));
+    let host = build_cases(&[m2_file()], Some("mm-unstable"), &Policy::default()).unwrap();
+    assert!(!emulated(&host));
+    // One tcg run among host runs is enough.
+    let mut f = two_kernel_file(Accel::Host);
+    assert!(!emulated(
+        &build_cases(std::slice::from_ref(&f), None, &Policy::default()).unwrap()
+    ));
+    if let Variant::Real(v) = &mut f.runs[0].variant {
+        v.accel = Accel::Tcg;
+    }
+    let cases = build_cases(&[f], None, &Policy::default()).unwrap();
+    assert!(emulated(&cases));
+    // Host kernels are bare releases.
+    assert!(cases[0].kernel_rows.contains(&K612.to_string()));
+    assert_eq!(
+        EMULATED_NOTE,
+        "emulated: these times show code-path differences, not hardware costs"
+    );
+}
+
+#[test]
+fn kernel_baselines_name_kernels_and_layout_baselines_are_ignored() {
+    let f = two_kernel_file(Accel::Tcg);
+    let p = Policy::default();
+    // By release or by row name.
+    for b in [K612.to_string(), format!("{K612} (tcg)")] {
+        let cases = build_cases(std::slice::from_ref(&f), Some(&b), &p).unwrap();
+        assert!(cases.iter().all(|c| c.baseline == format!("{K612} (tcg)")));
+        assert!(cases.iter().all(|c| c.baseline_absent.is_none()));
+        let t = thread_table(&rel_rows(&cases[1]));
+        assert!(t.contains("300.4%"), "{t}");
+    }
+    // A profile's layout baseline does not name a row here: the first kernel stays baseline.
+    let cases = build_cases(std::slice::from_ref(&f), Some("order0"), &p).unwrap();
+    assert_eq!(cases[1].baseline, format!("{K61} (tcg)"));
+    let e = build_cases(std::slice::from_ref(&f), Some("6.9.0"), &p).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "baseline kernel '6.9.0' is not in the selection (kernels: {K61} (tcg), {K612} (tcg))"
+        )
+    );
+}
+
+#[test]
+fn kernel_order_follows_the_config_then_the_runs() {
+    let mut f = two_kernel_file(Accel::Tcg);
+    f.runs.reverse();
+    assert_eq!(
+        kernel_order(std::slice::from_ref(&f)),
+        [format!("{K612} (tcg)"), format!("{K61} (tcg)")]
+    );
+    f.config = serde_json::json!({ "kernels": [K61, K612] });
+    assert_eq!(
+        kernel_order(std::slice::from_ref(&f)),
+        [format!("{K61} (tcg)"), format!("{K612} (tcg)")]
+    );
+    let cases = build_cases(&[f], None, &Policy::default()).unwrap();
+    assert_eq!(cases[0].baseline, format!("{K61} (tcg)"));
+    assert_eq!(cases[0].rows[0].name, format!("{K61} (tcg)"));
+}
+
+#[test]
+fn one_guest_kernel_keeps_layouts_as_rows() {
+    let mut f = two_kernel_file(Accel::Tcg);
+    f.runs.retain(|r| r.variant.row_name() == K612);
+    let cases = build_cases(&[f], None, &Policy::default()).unwrap();
+    assert_eq!(cases.len(), 1);
+    assert!(cases[0].kernel_rows.is_empty());
+    assert_eq!(cases[0].baseline, "order0 tcg");
+    assert!(emulated(&cases));
 }

@@ -58,6 +58,7 @@ fn real_context() -> RealContext {
             failure: None,
         },
         pre_report: serde_json::json!({"checks": []}),
+        guest: None,
     }
 }
 

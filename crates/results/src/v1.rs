@@ -286,6 +286,7 @@ fn context(v: &RealVariant, extra: &Value) -> RealContext {
             failure: None,
         }),
         pre_report: pre.cloned().unwrap_or(Value::Null),
+        guest: None,
     }
 }
 
