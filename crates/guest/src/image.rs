@@ -168,8 +168,10 @@ pub fn config_facts(path: &Path) -> Vec<(String, String)> {
         "MTHP",
         "ARM64_CONTPTE",
         "PAGE_SIZE",
-        "_PAGES",
+        "K_PAGES",
         "PAGE_SHIFT",
+        "PAGE_MAPCOUNT",
+        "MM_ID",
         "PGTABLE_LEVELS",
         "ARM64_VA_BITS",
     ];
