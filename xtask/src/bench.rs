@@ -83,6 +83,10 @@ pub struct BenchArgs {
     /// twice the initramfs + 256 MiB, at least 640 MiB]
     #[arg(long, value_name = "SIZE")]
     pub guest_mem: Option<contract::Size>,
+    /// With --kernel: more kernel command-line parameters for every guest (repeatable; e.g.
+    /// `--append loglevel=7` to see a boot that hangs, `--append mitigations=off`)
+    #[arg(long = "append", value_name = "PARAM")]
+    pub append: Vec<String>,
 }
 
 /// `--accel`.
@@ -500,6 +504,9 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
             },
         );
     }
+    // A signal kills the guests' QEMUs (hostenv's cleanup tracks them) and sets `stop`; the
+    // bench then stops, keeps its journal and says so, instead of dying by the signal.
+    hostenv::cleanup::keep_running_on_signal();
     // Kernels under test: opened (packages extracted) before anything else, so a bad image is
     // the first and only error.
     let work = tempfile::Builder::new()
@@ -518,6 +525,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
             AccelArg::Tcg => guest::qemu::AccelChoice::Tcg,
         },
         mem: a.guest_mem,
+        cmdline_extra: a.append.clone(),
         vcpus: 2,
         boot_timeout: std::time::Duration::from_secs(a.boot_timeout.unwrap_or(
             if arch == contract::Arch::Arm64 {
@@ -615,7 +623,12 @@ pub fn bench(
         profile.source,
         plan.groups.len(),
         plan.runs,
-        plan.sizes.mem,
+        // The largest call's memory: a [real] override may exceed the model's size.
+        plan.groups
+            .iter()
+            .map(Call::mem)
+            .max()
+            .unwrap_or(plan.sizes.mem),
         plan.sizes.iters,
         est / 60.0
     );
@@ -827,6 +840,7 @@ pub mod tests {
             with_model: false,
             boot_timeout: None,
             guest_mem: None,
+            append: Vec::new(),
         }
     }
 

@@ -250,6 +250,8 @@ pub struct GuestOptions {
     pub accel: AccelChoice,
     /// Guest RAM instead of the size derived from the plan.
     pub mem: Option<Size>,
+    /// Appended to every guest's kernel command line.
+    pub cmdline_extra: Vec<String>,
     pub vcpus: u32,
     pub boot_timeout: Duration,
     pub step_timeout: Duration,
@@ -333,6 +335,7 @@ impl Guests {
             if let Some(m) = opts.mem {
                 cfg.mem = m;
             }
+            cfg.cmdline_extra = opts.cmdline_extra.clone();
             cfg.vcpus = opts.vcpus;
             cfg.boot_timeout = opts.boot_timeout;
             cfg.step_timeout = opts.step_timeout;

@@ -12,7 +12,7 @@
 
 use std::path::Path;
 use std::sync::Once;
-use std::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicUsize, Ordering};
 
 use crate::HostError;
 
@@ -53,10 +53,19 @@ impl RestoreSlot {
 static RESTORE: [RestoreSlot; RESTORE_SLOTS] = [const { RestoreSlot::new() }; RESTORE_SLOTS];
 static CHILDREN: [AtomicI32; CHILD_SLOTS] = [const { AtomicI32::new(0) }; CHILD_SLOTS];
 static OWNER_PID: AtomicI32 = AtomicI32::new(0);
+/// Whether a handled signal ends the process after cleaning up (the default).
+static TERMINATE: AtomicBool = AtomicBool::new(true);
 static INSTALL: Once = Once::new();
 
 /// Signals whose default action is to terminate and that a user or a service manager sends.
 pub const HANDLED_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// After a handled signal has restored the armed values and killed the tracked children, let
+/// the process go on instead of ending it: for a driver whose own handler (a stop flag) then
+/// winds down and reports, e.g. `cargo xtask bench` with its guests.
+pub fn keep_running_on_signal() {
+    TERMINATE.store(false, Ordering::SeqCst);
+}
 
 /// Install the signal handlers and the panic hook (once per process; later calls do nothing).
 /// A signal that is currently ignored (e.g. SIGHUP under `nohup`) stays ignored.
@@ -241,6 +250,9 @@ fn on_signal(sig: libc::c_int) {
     }
     restore_armed();
     reap_tracked();
+    if !TERMINATE.load(Ordering::Acquire) {
+        return;
+    }
     // Terminate with the signal's default action, so the exit status says what happened.
     let _ = signal_hook::low_level::emulate_default_handler(sig);
     // SAFETY: _exit is async-signal-safe and never returns.
