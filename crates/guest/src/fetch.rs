@@ -76,7 +76,8 @@ pub fn debian_arch(arch: Arch) -> &'static str {
 }
 
 /// `$FORKBENCH_KERNEL_CACHE`, else `$XDG_CACHE_HOME/forkbench/kernels`, else
-/// `~/.cache/forkbench/kernels`.
+/// `~/.cache/forkbench/kernels` (the home from `$HOME`, else the user's passwd entry: CI and
+/// service managers may start without `HOME`).
 pub fn default_cache_dir() -> Result<PathBuf, FetchError> {
     let non_empty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
     if let Some(d) = non_empty("FORKBENCH_KERNEL_CACHE") {
@@ -86,7 +87,14 @@ pub fn default_cache_dir() -> Result<PathBuf, FetchError> {
         return Ok(PathBuf::from(d).join("forkbench/kernels"));
     }
     non_empty("HOME")
-        .map(|h| PathBuf::from(h).join(".cache/forkbench/kernels"))
+        .map(PathBuf::from)
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::Uid::current())
+                .ok()
+                .flatten()
+                .map(|u| u.dir)
+        })
+        .map(|h| h.join(".cache/forkbench/kernels"))
         .ok_or(FetchError::NoCacheDir)
 }
 
