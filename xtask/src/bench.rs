@@ -541,13 +541,27 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         &HostFacts::current(),
         &stop,
         &labels,
-        &mut |_: &Profile, plan: &Plan| {
+        &mut |p: &Profile, plan: &Plan| {
+            let model = if plan.groups.iter().any(|g| matches!(g, Call::Sim { .. })) {
+                eprintln!("building the release runner ...");
+                let bin = util::build_runner()?;
+                let mut runner = Release::new(bin, p.run.nice, cost_model_file(p)?);
+                runner.wait_quiet = std::time::Duration::from_secs(a.wait_quiet);
+                Some(Box::new(runner) as Box<dyn Executor>)
+            } else {
+                None
+            };
             eprintln!("building the static guest forkbench for {arch} ...");
             let payload = guest::payload::build_payload(&util::project_root(), arch)
                 .context("building the guest's forkbench")?;
             let ks = kernels.take().context("the guests are booted once")?;
-            let g = crate::kernels::Guests::boot(ks, plan, &payload, &opts, &stop_flag)?;
-            Ok(Box::new(g) as Box<dyn Executor>)
+            let guests = crate::kernels::Guests::boot(ks, plan, &payload, &opts, &stop_flag)?;
+            Ok(match model {
+                Some(model) => {
+                    Box::new(crate::kernels::ModelAndGuests { model, guests }) as Box<dyn Executor>
+                }
+                None => Box::new(guests),
+            })
         },
     )
 }

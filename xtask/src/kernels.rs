@@ -420,6 +420,36 @@ impl Executor for Guests {
     }
 }
 
+/// `bench --kernel --with-model`: model calls go to the host's release runner, real-fork calls
+/// to their kernel's guest.
+pub struct ModelAndGuests {
+    pub model: Box<dyn Executor>,
+    pub guests: Guests,
+}
+
+impl Executor for ModelAndGuests {
+    fn run(
+        &mut self,
+        call: &Call,
+        ctx: CallCtx,
+        emit: &mut dyn FnMut(RunnerLine),
+    ) -> anyhow::Result<Outcome> {
+        match call {
+            Call::Sim { .. } => self.model.run(call, ctx, emit),
+            Call::Real { .. } => self.guests.run(call, ctx, emit),
+        }
+    }
+
+    fn waited(&self) -> Duration {
+        self.model.waited()
+    }
+
+    fn finish(&mut self) -> anyhow::Result<()> {
+        self.model.finish()?;
+        self.guests.finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
