@@ -476,6 +476,15 @@ pub fn host_env(cpu: usize) -> HostEnv {
     env
 }
 
+/// The host's release runner for the profile's calls (built first).
+fn release_runner(a: &BenchArgs, p: &Profile) -> anyhow::Result<Release> {
+    eprintln!("building the release runner ...");
+    let bin = util::build_runner()?;
+    let mut runner = Release::new(bin, p.run.nice, cost_model_file(p)?);
+    runner.wait_quiet = std::time::Duration::from_secs(a.wait_quiet);
+    Ok(runner)
+}
+
 pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     // Ctrl-C (the runner, in the same process group, gets it too and restores what it
@@ -495,13 +504,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
             &HostFacts::current(),
             &stop,
             &[],
-            &mut |p: &Profile, _: &Plan| {
-                eprintln!("building the release runner ...");
-                let bin = util::build_runner()?;
-                let mut runner = Release::new(bin, p.run.nice, cost_model_file(p)?);
-                runner.wait_quiet = std::time::Duration::from_secs(a.wait_quiet);
-                Ok(Box::new(runner) as Box<dyn Executor>)
-            },
+            &mut |p: &Profile, _: &Plan| Ok(Box::new(release_runner(a, p)?) as Box<dyn Executor>),
         );
     }
     // A signal kills the guests' QEMUs (hostenv's cleanup tracks them) and sets `stop`; the
@@ -543,11 +546,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         &labels,
         &mut |p: &Profile, plan: &Plan| {
             let model = if plan.groups.iter().any(|g| matches!(g, Call::Sim { .. })) {
-                eprintln!("building the release runner ...");
-                let bin = util::build_runner()?;
-                let mut runner = Release::new(bin, p.run.nice, cost_model_file(p)?);
-                runner.wait_quiet = std::time::Duration::from_secs(a.wait_quiet);
-                Some(Box::new(runner) as Box<dyn Executor>)
+                Some(Box::new(release_runner(a, p)?) as Box<dyn Executor>)
             } else {
                 None
             };

@@ -96,7 +96,7 @@ fn fetch(f: &FetchArgs) -> anyhow::Result<()> {
         f.releases.clone()
     };
     let arches = if f.arches.is_empty() {
-        vec![host_arch()]
+        vec![Arch::host().context("this host's arch is neither x86_64 nor arm64: pass --arch")?]
     } else {
         f.arches.clone()
     };
@@ -112,7 +112,7 @@ fn fetch(f: &FetchArgs) -> anyhow::Result<()> {
 
 fn show(s: &ShowArgs) -> anyhow::Result<()> {
     let work = tempfile::tempdir().context("creating a temporary directory")?;
-    let img = open_image(&s.path, work.path())?;
+    let img = KernelImage::open_any(&s.path, work.path())?;
     println!("image    {}", s.path.display());
     println!("arch     {}", img.arch);
     println!(
@@ -125,36 +125,6 @@ fn show(s: &ShowArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The architecture this host runs.
-pub fn host_arch() -> Arch {
-    if cfg!(target_arch = "aarch64") {
-        Arch::Arm64
-    } else {
-        Arch::X86_64
-    }
-}
-
-/// Is `path` a Debian package (an `ar` archive)? Unreadable files are not: opening them as an
-/// image then says why.
-fn is_deb(path: &Path) -> bool {
-    use std::io::Read;
-    let mut magic = [0u8; 8];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok()
-        && &magic == b"!<arch>\n"
-}
-
-/// A kernel image or a Debian package (told apart by content).
-fn open_image(path: &Path, work: &Path) -> anyhow::Result<KernelImage> {
-    let img = if is_deb(path) {
-        KernelImage::from_deb(path, work)
-    } else {
-        KernelImage::open(path)
-    };
-    Ok(img?)
 }
 
 /// One kernel under test as asked for on the command line.
@@ -205,10 +175,10 @@ pub fn prepare(
     for (i, s) in specs.iter().enumerate() {
         let sub = work.join(format!("k{i}"));
         std::fs::create_dir_all(&sub).with_context(|| format!("creating {}", sub.display()))?;
-        let image = if s.deb || is_deb(&s.path) {
+        let image = if s.deb {
             KernelImage::from_deb(&s.path, &sub)
         } else {
-            KernelImage::open(&s.path)
+            KernelImage::open_any(&s.path, &sub)
         }
         .context("kernel under test")?;
         let want = arch.unwrap_or(out.first().map_or(image.arch, |k| k.image.arch));
@@ -284,14 +254,7 @@ pub fn guest_mem(plan: &Plan, payload_bytes: u64) -> Size {
         .map(Call::mem)
         .max()
         .unwrap_or(Size(0));
-    let one = GuestPlan::new(
-        true,
-        vec![GuestStep::Real(RealOpts {
-            mem: largest,
-            ..RealOpts::new(contract::RealLayout::Order0)
-        })],
-    );
-    guest::qemu::guest_mem_for(&one, payload_bytes)
+    guest::qemu::guest_mem(largest.0, payload_bytes)
 }
 
 /// Runs each real-fork call in its kernel's guest; every guest is booted when this is made.

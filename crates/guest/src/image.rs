@@ -103,6 +103,17 @@ impl KernelImage {
         })
     }
 
+    /// A kernel image or a Debian `linux-image-*` package, told apart by content (a package
+    /// is an `ar` archive); a package is unpacked into `workdir` as [`KernelImage::from_deb`]
+    /// does.
+    pub fn open_any(path: &Path, workdir: &Path) -> Result<KernelImage, ImageError> {
+        if is_deb(path) {
+            KernelImage::from_deb(path, workdir)
+        } else {
+            KernelImage::open(path)
+        }
+    }
+
     /// Unpacks a Debian `linux-image-*` package into `workdir` with `dpkg-deb -x` and opens
     /// its `boot/vmlinuz-*`, with `boot/config-*` as its config.
     pub fn from_deb(deb: &Path, workdir: &Path) -> Result<KernelImage, ImageError> {
@@ -190,6 +201,16 @@ pub fn config_facts(path: &Path) -> Vec<(String, String)> {
         })
         .filter(|(name, _)| WANTED.iter().any(|w| name.contains(w)))
         .collect()
+}
+
+/// Is `path` a Debian package (an `ar` archive)? Unreadable files are not: opening them as an
+/// image then says why.
+fn is_deb(path: &Path) -> bool {
+    let mut magic = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && &magic == b"!<arch>\n"
 }
 
 fn has_at(bytes: &[u8], at: usize, magic: &[u8]) -> bool {

@@ -144,6 +144,11 @@ pub fn guest_mem_for(plan: &GuestPlan, initramfs_bytes: u64) -> Size {
         })
         .max()
         .unwrap_or(0);
+    guest_mem(largest, initramfs_bytes)
+}
+
+/// [`guest_mem_for`]'s formula, for a largest populated region of `largest` bytes.
+pub fn guest_mem(largest: u64, initramfs_bytes: u64) -> Size {
     let total = (largest + largest / 16 + 2 * initramfs_bytes + KERNEL_HEADROOM).max(MIN_GUEST_MEM);
     Size(total.div_ceil(2 << 20) * (2 << 20))
 }
