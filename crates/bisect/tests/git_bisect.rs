@@ -5,27 +5,14 @@
 //! are gone afterwards; two bisections of one repository at once both find the step; bad
 //! arguments and an unwritable `--out` are refused before anything is measured.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use support::{init_repo, sh, worktrees_left};
 
 use bisect::Decision;
 use bisect::cli::{BisectArgs, CliError, run};
 use bisect::search::Outcome;
-
-fn sh(dir: &Path, cmd: &str) -> String {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// A repository of `n` commits; commit `i` (0-based) has `level` = 100, or `100 * (1 + step)`
 /// from commit `step_at` on, and `noise` = the relative noise amplitude. Returns its path and
@@ -38,11 +25,7 @@ fn make_repo(
     noise: f64,
 ) -> (PathBuf, Vec<String>) {
     let repo = root.join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    sh(
-        &repo,
-        "git init -q && git config user.email t@example.com && git config user.name t && git config commit.gpgsign false",
-    );
+    init_repo(&repo);
     let mut hashes = Vec::new();
     for i in 0..n {
         let level = if i >= step_at {
@@ -97,10 +80,6 @@ fn args(good: &str, bad: &str, cmd: String, repo: &Path) -> BisectArgs {
         iters: 20,
         out: PathBuf::from("results/bisect"),
     }
-}
-
-fn worktrees_left(repo: &Path) -> usize {
-    sh(repo, "git worktree list").lines().count() - 1
 }
 
 #[test]

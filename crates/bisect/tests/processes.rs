@@ -7,9 +7,12 @@
 //! No libtest harness: a child is one thread, so a signal is handled before the search reads
 //! its flag. Children and parents meet through pipes and FIFOs, never sleeps.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
+use support::{init_repo, sh, worktrees_left};
 
 use bisect::cli::{
     BisectArgs, BisectRunArgs, abort_bisect_on_panic, bisect_run_step, run as run_bisect,
@@ -78,30 +81,10 @@ fn child(role: &str) -> u8 {
     }
 }
 
-fn sh(dir: &Path, cmd: &str) -> String {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// A repository of `n` commits whose `count` file steps from 512 to 1024 at `step_at`.
 fn make_repo(root: &Path, n: usize, step_at: usize) -> (PathBuf, Vec<String>) {
     let repo = root.join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    sh(
-        &repo,
-        "git init -q && git config user.email t@example.com && git config user.name t \
-         && git config commit.gpgsign false",
-    );
+    init_repo(&repo);
     let mut hashes = Vec::new();
     for i in 0..n {
         let count = if i >= step_at { 1024 } else { 512 };
@@ -114,14 +97,6 @@ fn make_repo(root: &Path, n: usize, step_at: usize) -> (PathBuf, Vec<String>) {
         hashes.push(sh(&repo, "git rev-parse HEAD"));
     }
     (repo, hashes)
-}
-
-fn worktrees_left(repo: &Path) -> usize {
-    sh(repo, "git worktree list --porcelain")
-        .lines()
-        .filter(|l| l.starts_with("worktree "))
-        .count()
-        - 1
 }
 
 fn spawn_child(role: &str, args: &[&str]) -> Command {
