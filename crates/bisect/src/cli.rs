@@ -19,6 +19,7 @@ use serde_json::json;
 
 use crate::decide::{Decision, Policy, decide, p_endpoints};
 use crate::git::{Worktrees, ensure_clean, rev_range};
+use crate::kernel::KernelArgs;
 use crate::measure::{ExternalCommand, Metric, WorkspaceMetric, parse_samples, run_shell};
 use crate::search::{Config, Outcome, Report, SearchError, bisect};
 
@@ -35,7 +36,7 @@ pub struct BisectArgs {
     /// WHAT time, ns_per_pte, ptes, model_bytes, peak_rss_bytes or an op counter) or
     /// real:LAYOUT:fork; e.g. sim:x86_64:upstream:order9:time,
     /// sim:arm64/dis:fork-batching:order9:ptep_get_raw_reads, real:pte-order9:fork
-    #[arg(long, conflicts_with = "cmd", required_unless_present = "cmd")]
+    #[arg(long, conflicts_with = "cmd", required_unless_present_any = ["cmd", "kernel_tree"])]
     pub metric: Option<String>,
     /// External mode: command run in each revision's checkout; prints one sample per line or
     /// forkbench JSON
@@ -65,15 +66,18 @@ pub struct BisectArgs {
     /// Significance level of each test
     #[arg(long, default_value_t = 0.05)]
     pub alpha: f64,
-    /// Memory per model/real run for workspace metrics
-    #[arg(long, default_value = "64M")]
-    pub mem: Size,
-    /// Forks per run for workspace metrics
+    /// Memory per model/real run for workspace metrics and kernel mode [default: 64M; 512M
+    /// in kernel mode]
+    #[arg(long)]
+    pub mem: Option<Size>,
+    /// Forks per run for workspace metrics and kernel mode
     #[arg(long, default_value_t = 20)]
     pub iters: u32,
     /// Directory for the JSON log
-    #[arg(long, default_value = "results/bisect")]
+    #[arg(long, alias = "log-dir", default_value = "results/bisect")]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
 }
 
 /// What went wrong, with the exit code it maps to.
@@ -112,7 +116,7 @@ fn validate_alpha(alpha: f64) -> Result<(), CliError> {
     }
 }
 
-fn validate(a: &BisectArgs) -> Result<(), CliError> {
+pub(crate) fn validate(a: &BisectArgs) -> Result<(), CliError> {
     if a.min_runs == 0 || a.max_runs < a.min_runs || a.endpoint_runs < 2 {
         return Err(CliError::Usage(format!(
             "need 1 <= --min-runs <= --max-runs and --endpoint-runs >= 2 (got --min-runs {}, --max-runs {}, --endpoint-runs {})",
@@ -120,6 +124,14 @@ fn validate(a: &BisectArgs) -> Result<(), CliError> {
         )));
     }
     validate_alpha(a.alpha)?;
+    let stray = a.kernel.stray_flags();
+    if !stray.is_empty() {
+        return Err(CliError::Usage(format!(
+            "{} {} --kernel-tree",
+            stray.join(", "),
+            if stray.len() == 1 { "needs" } else { "need" }
+        )));
+    }
     if a.iters == 0 {
         return Err(CliError::Usage("--iters must be at least 1".into()));
     }
@@ -135,6 +147,10 @@ fn validate(a: &BisectArgs) -> Result<(), CliError> {
 /// worktrees and the shared target directory go).
 pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
     validate(a)?;
+    if a.kernel.kernel_tree.is_some() {
+        return crate::kernel_cli::run(a, workspace);
+    }
+    let mem = a.mem.unwrap_or(Size(64 << 20));
     let metric = a
         .metric
         .as_deref()
@@ -183,7 +199,7 @@ pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
                 worktrees: &mut wt,
                 metric: m.clone(),
                 target_dir: scratch.join("target"),
-                mem: a.mem,
+                mem,
                 iters: a.iters,
                 cancelled: cancelled.clone(),
                 last_built: None,
@@ -230,7 +246,7 @@ pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
         "config": {
             "alpha": a.alpha, "endpoint_runs": a.endpoint_runs, "min_runs": a.min_runs,
             "max_runs": a.max_runs, "exact": cfg.exact, "higher_is_better": a.higher_is_better,
-            "threshold_pct": a.threshold, "mem": a.mem, "iters": a.iters,
+            "threshold_pct": a.threshold, "mem": mem, "iters": a.iters,
         },
         "report": report,
     });
@@ -254,7 +270,7 @@ pub fn watch_signals() -> Result<Arc<AtomicBool>, CliError> {
 
 /// Refuse, before anything is measured, a directory we could not write the result into:
 /// create it and a probe file in it (removed at once).
-fn ensure_writable(dir: &Path, what: &str) -> Result<(), CliError> {
+pub(crate) fn ensure_writable(dir: &Path, what: &str) -> Result<(), CliError> {
     static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let probe = dir.join(format!(
         ".write-check-{}-{}",
@@ -275,7 +291,7 @@ fn ensure_writable(dir: &Path, what: &str) -> Result<(), CliError> {
     })
 }
 
-fn short(h: &str) -> &str {
+pub(crate) fn short(h: &str) -> &str {
     &h[..h.len().min(12)]
 }
 
@@ -332,7 +348,11 @@ pub fn render(r: &Report, what: &str) -> String {
     s
 }
 
-fn write_log(dir: &Path, what: &str, log: &serde_json::Value) -> Result<PathBuf, FsError> {
+pub(crate) fn write_log(
+    dir: &Path,
+    what: &str,
+    log: &serde_json::Value,
+) -> Result<PathBuf, FsError> {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -286,6 +286,39 @@ impl Worktrees {
         Ok(dir)
     }
 
+    /// One worktree named `slot`, moved to `rev` on every call (`git checkout --detach
+    /// --force`): files that differ get new mtimes and untracked build products stay, so an
+    /// incremental build (`make`, ccache) rebuilds only what the revision changed.
+    pub fn checkout_moving(&mut self, slot: &str, rev: &Rev) -> Result<PathBuf, GitError> {
+        if self.closed {
+            return Err(GitError::Failed {
+                args: "worktree add".into(),
+                msg: "the worktree session was already removed".into(),
+            });
+        }
+        let dir = self.session.join(slot);
+        if self.made.contains(&dir) {
+            git(
+                &dir,
+                &["checkout", "--quiet", "--detach", "--force", &rev.hash],
+            )?;
+        } else {
+            git(
+                &self.repo,
+                &[
+                    "worktree",
+                    "add",
+                    "--detach",
+                    "--force",
+                    &dir.to_string_lossy(),
+                    &rev.hash,
+                ],
+            )?;
+            self.made.push(dir.clone());
+        }
+        Ok(dir)
+    }
+
     /// Remove every worktree made so far and the session directory (the lock stays held
     /// until drop, so no sweeper races the removal).
     pub fn remove_all(&mut self) {
@@ -377,6 +410,29 @@ mod tests {
             !root.exists(),
             "the empty root is removed with the last session"
         );
+    }
+
+    #[test]
+    fn a_moving_worktree_follows_the_revision_and_keeps_untracked_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (repo, two) = repo(tmp.path());
+        let one = Rev {
+            hash: sh(&repo, "git rev-parse HEAD~1"),
+            subject: "one".into(),
+        };
+        let root = tmp.path().join("worktrees");
+        let mut w = Worktrees::new(&repo, &root).unwrap();
+        let a = w.checkout_moving("build", &one).unwrap();
+        assert_eq!(std::fs::read_to_string(a.join("f")).unwrap(), "1\n");
+        std::fs::write(a.join("built.o"), b"object").unwrap();
+        let b = w.checkout_moving("build", &two).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(std::fs::read_to_string(b.join("f")).unwrap(), "2\n");
+        assert!(b.join("built.o").is_file(), "build products survive a move");
+        assert_eq!(registered(&repo), 1);
+        drop(w);
+        assert_eq!(registered(&repo), 0);
+        assert!(!b.exists());
     }
 
     #[test]

@@ -15,12 +15,17 @@
 //!   `arm64[/dis|/ena|/basic]`; WHAT `time`, `ns_per_pte`, `ptes`, `model_bytes`,
 //!   `peak_rss_bytes` or an op counter) and `real:LAYOUT:fork`, run as typed
 //!   [`contract::Invocation`]s.
+//! - [`kernel`] and [`kernel_cli`]: kernel mode, `--kernel-tree DIR`: each revision built
+//!   (`--build-cmd` or tinyconfig plus a shipped fragment), booted in a QEMU guest through the
+//!   `guest` crate and its fork time measured inside, one boot per measurement.
 //! - [`cli`]: `cargo xtask bisect` and `forkbench bisect-run` (whose internal errors exit 255,
 //!   so `git bisect run` stops rather than marking a revision bad).
 
 pub mod cli;
 pub mod decide;
 pub mod git;
+pub mod kernel;
+pub mod kernel_cli;
 pub mod measure;
 pub mod search;
 

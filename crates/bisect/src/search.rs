@@ -25,9 +25,24 @@ pub enum MeasureError {
     Abort(String),
 }
 
+/// Progress of the search, for a measurer that reports it (`git bisect`-like lines).
+#[derive(Debug)]
+pub enum SearchEvent<'a> {
+    /// `rev` is probed next; `left` candidates remain after it, roughly `steps` more probes.
+    Probe {
+        rev: &'a Rev,
+        left: usize,
+        steps: u32,
+    },
+    /// A revision (an endpoint or a probe) has its verdict.
+    Decided(&'a Tested),
+}
+
 /// Something that measures the metric at a revision: one call is one run.
 pub trait Measure {
     fn measure(&mut self, rev: &Rev) -> Result<Vec<f64>, MeasureError>;
+    /// Told what the search does; nothing by default.
+    fn event(&mut self, _event: &SearchEvent<'_>) {}
 }
 
 /// Knobs of the search.
@@ -245,6 +260,9 @@ pub fn bisect(revs: &[Rev], m: &mut dyn Measure, cfg: &Config) -> Result<Report,
         endpoint(0, &good, Decision::Good),
         endpoint(last, &bad, Decision::Bad),
     ];
+    for t in &tested {
+        m.event(&SearchEvent::Decided(t));
+    }
     let (mut lo, mut hi) = (0usize, last);
     let mut skipped: Vec<usize> = Vec::new();
     loop {
@@ -256,6 +274,13 @@ pub fn bisect(revs: &[Rev], m: &mut dyn Measure, cfg: &Config) -> Result<Report,
             break;
         };
         let rev = &revs[pick];
+        let open = (lo + 1..hi).filter(|i| !skipped.contains(i)).count() - 1;
+        let left = open / 2;
+        m.event(&SearchEvent::Probe {
+            rev,
+            left,
+            steps: usize::BITS - left.leading_zeros(),
+        });
         let first = if cfg.exact { 1 } else { cfg.min_runs.max(1) };
         let mut t = Tested {
             index: pick,
@@ -301,6 +326,7 @@ pub fn bisect(revs: &[Rev], m: &mut dyn Measure, cfg: &Config) -> Result<Report,
                 skipped.push(pick);
             }
         }
+        m.event(&SearchEvent::Decided(&t));
         tested.push(t);
     }
     let open: Vec<usize> = (lo + 1..hi).filter(|i| skipped.contains(i)).collect();

@@ -76,9 +76,10 @@ fn args(good: &str, bad: &str, cmd: String, repo: &Path) -> BisectArgs {
         higher_is_better: false,
         exact: false,
         alpha: 0.05,
-        mem: "64M".parse().unwrap(),
+        mem: Some("64M".parse().unwrap()),
         iters: 20,
         out: PathBuf::from("results/bisect"),
+        kernel: Default::default(),
     }
 }
 
