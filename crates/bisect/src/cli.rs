@@ -70,9 +70,9 @@ pub struct BisectArgs {
     /// in kernel mode]
     #[arg(long)]
     pub mem: Option<Size>,
-    /// Forks per run for workspace metrics and kernel mode
-    #[arg(long, default_value_t = 20)]
-    pub iters: u32,
+    /// Forks per run for workspace metrics and kernel mode [default: 20; 100 in kernel mode]
+    #[arg(long)]
+    pub iters: Option<u32>,
     /// Directory for the JSON log
     #[arg(long, alias = "log-dir", default_value = "results/bisect")]
     pub out: PathBuf,
@@ -132,7 +132,7 @@ pub(crate) fn validate(a: &BisectArgs) -> Result<(), CliError> {
             if stray.len() == 1 { "needs" } else { "need" }
         )));
     }
-    if a.iters == 0 {
+    if a.iters == Some(0) {
         return Err(CliError::Usage("--iters must be at least 1".into()));
     }
     if a.threshold.is_some_and(|t| !(t.is_finite() && t >= 0.0)) {
@@ -151,6 +151,7 @@ pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
         return crate::kernel_cli::run(a, workspace);
     }
     let mem = a.mem.unwrap_or(Size(64 << 20));
+    let iters = a.iters.unwrap_or(20);
     let metric = a
         .metric
         .as_deref()
@@ -200,7 +201,7 @@ pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
                 metric: m.clone(),
                 target_dir: scratch.join("target"),
                 mem,
-                iters: a.iters,
+                iters,
                 cancelled: cancelled.clone(),
                 last_built: None,
             };
@@ -246,7 +247,7 @@ pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
         "config": {
             "alpha": a.alpha, "endpoint_runs": a.endpoint_runs, "min_runs": a.min_runs,
             "max_runs": a.max_runs, "exact": cfg.exact, "higher_is_better": a.higher_is_better,
-            "threshold_pct": a.threshold, "mem": mem, "iters": a.iters,
+            "threshold_pct": a.threshold, "mem": mem, "iters": iters,
         },
         "report": report,
     });

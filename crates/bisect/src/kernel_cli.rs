@@ -23,18 +23,15 @@ use crate::search::{Config, Report, SearchError, bisect};
 /// Guest memory for the fork region when `--mem` is not given: large enough that a fork's
 /// page-table copy dominates its fixed cost under TCG.
 pub const DEFAULT_KERNEL_MEM: Size = Size(512 << 20);
+/// Forks per boot when `--iters` is not given. A boot's sample is its fastest fork; on a
+/// shared host, phases in which every fork runs ~1.5x slower last a second or more (seen here:
+/// all 20 forks of a 20-fork boot slow in 5 of 12 boots), and 100 forks of 512 MiB span ~2.5 s,
+/// enough to contain a quiet phase (12 boots of 6.12 and 6.1: every sample within 10% of its
+/// kernel's fastest).
+pub const DEFAULT_KERNEL_ITERS: u32 = 100;
 
 fn usage(msg: impl Into<String>) -> CliError {
     CliError::Usage(msg.into())
-}
-
-/// The arch of this machine.
-fn host_arch() -> contract::Arch {
-    if cfg!(target_arch = "aarch64") {
-        contract::Arch::Arm64
-    } else {
-        contract::Arch::X86_64
-    }
 }
 
 fn need_tool(name: &str, why: &str) -> Result<(), CliError> {
@@ -56,7 +53,10 @@ pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
             tree.display()
         )));
     }
-    let arch = k.arch.unwrap_or_else(host_arch);
+    let host = contract::Arch::host()
+        .ok_or_else(|| usage("kernel mode needs an x86_64 or aarch64 host"))?;
+    let arch = k.arch.unwrap_or(host);
+    let iters = a.iters.unwrap_or(DEFAULT_KERNEL_ITERS);
     let layout = k.layout.unwrap_or(RealLayout::PteOrder9);
     let mem = a.mem.unwrap_or(DEFAULT_KERNEL_MEM);
     let (qemu, package) = guest::qemu::qemu_binary(arch);
@@ -80,13 +80,13 @@ pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
             )));
         }
         need_tool("make", "apt-get install make")?;
-        if arch != host_arch() && arch == contract::Arch::Arm64 {
+        if arch != host && arch == contract::Arch::Arm64 {
             need_tool(
                 "aarch64-linux-gnu-gcc",
                 "apt-get install gcc-aarch64-linux-gnu",
             )?;
         }
-        if arch != host_arch() && arch == contract::Arch::X86_64 {
+        if arch != host && arch == contract::Arch::X86_64 {
             need_tool(
                 "x86_64-linux-gnu-gcc",
                 "apt-get install gcc-x86-64-linux-gnu",
@@ -124,7 +124,7 @@ pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
             fragments.extend(user_fragment.clone());
             Build::Default(DefaultBuild {
                 arch,
-                host: host_arch(),
+                host: host,
                 jobs: k.jobs.unwrap_or_else(default_jobs),
                 ccache: guest::fetch::which_in_path("ccache").is_some(),
                 out_dir: wt.session_dir().join("build"),
@@ -144,7 +144,7 @@ pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
         arch,
         layout,
         mem,
-        iters: a.iters,
+        iters,
         accel: k.accel.unwrap_or(AccelChoice::Auto),
         payload,
         boot_timeout: k.boot_timeout.map(Duration::from_secs),
@@ -164,7 +164,7 @@ pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
         tree.display(),
         short(&revs[0].hash),
         short(&revs[revs.len() - 1].hash),
-        a.iters
+        iters
     );
     let mut meas = KernelMeasure::new(&mut wt, build, setup.clone(), cancelled.clone());
     let result = bisect(&revs, &mut meas, &cfg);
@@ -180,7 +180,7 @@ pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
         "arch": arch,
         "layout": layout,
         "mem": mem,
-        "iters": a.iters,
+        "iters": iters,
         "accel": setup.accel.to_string(),
         "build": build_desc,
         "config": {

@@ -77,7 +77,7 @@ fn args(good: &str, bad: &str, cmd: String, repo: &Path) -> BisectArgs {
         exact: false,
         alpha: 0.05,
         mem: Some("64M".parse().unwrap()),
-        iters: 20,
+        iters: Some(20),
         out: PathBuf::from("results/bisect"),
         kernel: Default::default(),
     }
@@ -339,7 +339,7 @@ fn bad_run_counts_and_levels_are_refused_before_measuring() {
         (
             "--iters",
             BisectArgs {
-                iters: 0,
+                iters: Some(0),
                 ..base.clone()
             },
         ),
