@@ -124,7 +124,7 @@ pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
             fragments.extend(user_fragment.clone());
             Build::Default(DefaultBuild {
                 arch,
-                host: host,
+                host,
                 jobs: k.jobs.unwrap_or_else(default_jobs),
                 ccache: guest::fetch::which_in_path("ccache").is_some(),
                 out_dir: wt.session_dir().join("build"),
