@@ -63,9 +63,10 @@ if [ ! -d "$tree/.git" ]; then
     git config user.email forkbench@example.invalid
     git config user.name "forkbench e2e"
     git config commit.gpgsign false
-    git add -A
+    # -f: Debian's .gitignore ignores everything at the top level of its source package.
+    git add -A -f
     git commit -q -m "Debian linux-source $(basename "$deb" | cut -d_ -f2)"
-    note() { printf '%s\n' "$2" >>"$1"; git add "$1"; git commit -q -m "$3"; }
+    note() { printf '%s\n' "$2" >>"$1"; git add -f "$1"; git commit -q -m "$3"; }
     note Documentation/forkbench-e2e.txt "A neutral change: documentation only." \
       "Documentation: add a note for the forkbench end-to-end bisection"
     note mm/memory.c "/* forkbench e2e: a comment-only change that rebuilds memory.o */" \

@@ -260,7 +260,11 @@ pub struct StepLog {
     /// `build` or `boot`.
     pub step: &'static str,
     pub ok: bool,
+    /// Build: the whole build. Boot: QEMU start to forkbench's Hello.
     pub ms: u64,
+    /// Boot: QEMU start to the guest's power-off (boot, populate, forks, exit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wall_ms: Option<u64>,
     /// Fork-time samples in ns (boots).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<f64>,
@@ -352,6 +356,8 @@ impl<'a> KernelMeasure<'a> {
             .worktrees
             .checkout_moving("tree", rev)
             .map_err(|e| MeasureError::Abort(e.to_string()))?;
+        let short = &rev.hash[..rev.hash.len().min(12)];
+        eprintln!("  building {short} ...");
         let start = Instant::now();
         let built = match &self.build {
             Build::Command(cmd) => {
@@ -382,7 +388,6 @@ impl<'a> KernelMeasure<'a> {
             }
         };
         let ms = start.elapsed().as_millis() as u64;
-        let short = &rev.hash[..rev.hash.len().min(12)];
         let image = built.and_then(|path| {
             let copy = self.worktrees.session_dir().join(format!("image-{short}"));
             KernelImage::open(&path)
@@ -419,6 +424,7 @@ impl<'a> KernelMeasure<'a> {
             step: "build",
             ok: image.is_ok(),
             ms,
+            wall_ms: None,
             samples: vec![],
             forks_ns: vec![],
             image: None,
@@ -488,6 +494,7 @@ impl<'a> KernelMeasure<'a> {
             step: "boot",
             ok: false,
             ms: 0,
+            wall_ms: None,
             samples: vec![],
             forks_ns: vec![],
             image: Some(image.path.clone()),
@@ -519,8 +526,10 @@ impl<'a> KernelMeasure<'a> {
             }
             Ok(samples)
         })();
+        let wall_ms = start.elapsed().as_millis() as u64;
+        entry.wall_ms = Some(wall_ms);
         if entry.ms == 0 {
-            entry.ms = start.elapsed().as_millis() as u64;
+            entry.ms = wall_ms;
         }
         let n = self.runs_of.entry(rev.hash.clone()).or_insert(0);
         *n += 1;
@@ -528,8 +537,9 @@ impl<'a> KernelMeasure<'a> {
         let out = match result {
             Ok(s) => {
                 eprintln!(
-                    "  {short} run {n}: boot {:.1} s, fork {} ({}, {})",
+                    "  {short} run {n}: boot {:.1} s of {:.1} s, fork {} ({}, {})",
                     entry.ms as f64 / 1000.0,
+                    wall_ms as f64 / 1000.0,
                     s.iter()
                         .map(|x| contract::fmt_ns(*x))
                         .collect::<Vec<_>>()
