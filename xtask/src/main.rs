@@ -91,6 +91,7 @@ fn parse() -> Result<Cli, ExitCode> {
 }
 
 fn main() -> ExitCode {
+    hostenv::cleanup::die_quietly_on_broken_pipe();
     let cli = match parse() {
         Ok(c) => c,
         Err(code) => return code,

@@ -120,3 +120,24 @@ fn bad_flags_are_refused_before_measuring() {
         assert!(e.contains(want), "{args:?}: {e}");
     }
 }
+
+/// `cargo xtask table FILE | head` : the reader has gone; xtask ends quietly by SIGPIPE, as C
+/// tools do, instead of panicking in `println!` (exit 101 and a "Broken pipe" panic message).
+#[test]
+fn a_closed_stdout_ends_xtask_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../results/vm/20261125T210102Z-6.18.44-fc-v595.json");
+    let (reader, writer) = std::io::pipe().unwrap();
+    // Closed before xtask starts: its first write to stdout meets EPIPE, whatever the timing.
+    drop(reader);
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["table", file.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.signal(), Some(13), "{:?}: {err}", o.status);
+    assert!(!err.contains("panicked"), "{err}");
+}

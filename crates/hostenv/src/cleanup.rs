@@ -67,6 +67,21 @@ pub fn keep_running_on_signal() {
     TERMINATE.store(false, Ordering::SeqCst);
 }
 
+/// Let a write to a closed pipe end the process quietly, as it ends C tools (`cargo xtask table
+/// | head`), instead of Rust's default: SIGPIPE ignored, so `println!` panics on EPIPE. For
+/// drivers whose output people read; the runner keeps the default and reports EPIPE as an
+/// error. Children spawned later start with SIGPIPE at its default anyway (std resets it).
+pub fn die_quietly_on_broken_pipe() {
+    // SAFETY: setting SIGPIPE's disposition to SIG_DFL installs no handler, so no code runs in
+    // signal context; it only changes what the kernel does on EPIPE, for the whole process.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
+    }
+}
+
 /// Install the signal handlers and the panic hook (once per process; later calls do nothing).
 /// A signal that is currently ignored (e.g. SIGHUP under `nohup`) stays ignored.
 pub fn install() {
