@@ -534,6 +534,17 @@ fn prepare(region: &mut Region, plan: &Plan, thp: &ThpInfo) -> Result<Prepared, 
     if plan.layout == RealLayout::PteOrder9 {
         deltas.smaps_before_split =
             crate::smaps::read_range(region.start(), region.start() + region.len()).ok();
+        // Keep khugepaged from collapsing the PTE-mapped THPs back into PMD mappings, from the
+        // first split on: once a chunk is PTE-mapped, khugepaged may collapse it at its next
+        // visit (seen on the development VM within seconds; with khugepaged scanning without
+        // pause, every chunk of a 64M region came back PMD-mapped before the flag was set
+        // after the loop; a 6.1 guest did it to one chunk during a CI run). The flag splits
+        // nothing, and fork does not look at it for PTE-mapped memory.
+        madv(
+            region,
+            libc::MADV_NOHUGEPAGE,
+            "MADV_NOHUGEPAGE (khugepaged guard)",
+        )?;
         let t = hostenv::monotonic_ns();
         region
             .pte_map_chunks()
@@ -543,14 +554,6 @@ fn prepare(region: &mut Region, plan: &Plan, thp: &ThpInfo) -> Result<Prepared, 
         if let (Some(a), Some(b)) = (&after, &split) {
             deltas.split = Some(b.since(a));
         }
-        // Keep khugepaged from collapsing the PTE-mapped THPs back into PMD mappings during
-        // the runs (seen on the development VM within seconds). Splits nothing, and fork does
-        // not look at the flag for PTE-mapped memory.
-        madv(
-            region,
-            libc::MADV_NOHUGEPAGE,
-            "MADV_NOHUGEPAGE (khugepaged guard)",
-        )?;
     }
     Ok(Prepared {
         populate_ns,
