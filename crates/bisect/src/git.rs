@@ -262,26 +262,10 @@ impl Worktrees {
 
     /// A worktree at `rev` (created once per revision).
     pub fn checkout(&mut self, rev: &Rev) -> Result<PathBuf, GitError> {
-        if self.closed {
-            return Err(GitError::Failed {
-                args: "worktree add".into(),
-                msg: "the worktree session was already removed".into(),
-            });
-        }
+        self.ensure_open()?;
         let dir = self.session.join(&rev.hash[..rev.hash.len().min(12)]);
         if !self.made.contains(&dir) {
-            git(
-                &self.repo,
-                &[
-                    "worktree",
-                    "add",
-                    "--detach",
-                    "--force",
-                    &dir.to_string_lossy(),
-                    &rev.hash,
-                ],
-            )?;
-            self.made.push(dir.clone());
+            self.add_worktree(&dir, rev)?;
         }
         Ok(dir)
     }
@@ -290,12 +274,7 @@ impl Worktrees {
     /// --force`): files that differ get new mtimes and untracked build products stay, so an
     /// incremental build (`make`, ccache) rebuilds only what the revision changed.
     pub fn checkout_moving(&mut self, slot: &str, rev: &Rev) -> Result<PathBuf, GitError> {
-        if self.closed {
-            return Err(GitError::Failed {
-                args: "worktree add".into(),
-                msg: "the worktree session was already removed".into(),
-            });
-        }
+        self.ensure_open()?;
         let dir = self.session.join(slot);
         if self.made.contains(&dir) {
             git(
@@ -303,20 +282,36 @@ impl Worktrees {
                 &["checkout", "--quiet", "--detach", "--force", &rev.hash],
             )?;
         } else {
-            git(
-                &self.repo,
-                &[
-                    "worktree",
-                    "add",
-                    "--detach",
-                    "--force",
-                    &dir.to_string_lossy(),
-                    &rev.hash,
-                ],
-            )?;
-            self.made.push(dir.clone());
+            self.add_worktree(&dir, rev)?;
         }
         Ok(dir)
+    }
+
+    fn ensure_open(&self) -> Result<(), GitError> {
+        if self.closed {
+            return Err(GitError::Failed {
+                args: "worktree add".into(),
+                msg: "the worktree session was already removed".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// `git worktree add --detach --force DIR REV`, remembered for [`Self::remove_all`].
+    fn add_worktree(&mut self, dir: &Path, rev: &Rev) -> Result<(), GitError> {
+        git(
+            &self.repo,
+            &[
+                "worktree",
+                "add",
+                "--detach",
+                "--force",
+                &dir.to_string_lossy(),
+                &rev.hash,
+            ],
+        )?;
+        self.made.push(dir.to_path_buf());
+        Ok(())
     }
 
     /// Remove every worktree made so far and the session directory (the lock stays held

@@ -7,7 +7,6 @@
 //! them and passes, unless `CI=true`. Bad kernel-mode inputs are refused before any build.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use bisect::Decision;
 use bisect::cli::{BisectArgs, CliError, run};
@@ -16,6 +15,9 @@ use clap::Parser;
 use contract::Arch;
 use guest::fetch;
 use guest::image::KernelImage;
+
+mod support;
+use support::{init_repo, sh, worktrees_left};
 
 fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
@@ -46,21 +48,6 @@ fn debian_kernel(release: &str) -> Option<PathBuf> {
     }
 }
 
-fn sh(dir: &Path, cmd: &str) -> String {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// `cargo xtask bisect ARGS` as parsed by clap.
 #[derive(Parser)]
 struct Cli {
@@ -84,12 +71,7 @@ fn make_tree(
     build_fails: usize,
     boot_fails: usize,
 ) -> Vec<String> {
-    std::fs::create_dir_all(repo).unwrap();
-    sh(
-        repo,
-        "git init -q && git config user.email t@example.com && git config user.name t \
-         && git config commit.gpgsign false",
-    );
+    init_repo(repo);
     let mut hashes = Vec::new();
     for i in 0..n {
         std::fs::write(repo.join("version"), format!("{i}\n")).unwrap();
@@ -203,11 +185,7 @@ fn names_the_commit_that_made_fork_slower_and_skips_broken_revisions() {
         note.contains("boot") && note.contains("did not reach forkbench's init"),
         "{note}"
     );
-    assert_eq!(
-        sh(&repo, "git worktree list").lines().count(),
-        1,
-        "worktrees left behind"
-    );
+    assert_eq!(worktrees_left(&repo), 0, "worktrees left behind");
 
     let log_file = std::fs::read_dir(&out)
         .unwrap()
