@@ -175,7 +175,10 @@ pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
     let mut wt = Worktrees::new(&repo, &scratch.join("worktrees"))
         .map_err(|e| CliError::Other(e.to_string()))?;
     let cfg = Config {
-        policy: Policy { alpha: a.alpha },
+        policy: Policy {
+            alpha: a.alpha,
+            set_aside_slow: false,
+        },
         endpoint_runs: a.endpoint_runs,
         min_runs: a.min_runs,
         max_runs: a.max_runs,
@@ -546,7 +549,10 @@ pub fn bisect_run(a: &BisectRunArgs) -> Result<u8, CliError> {
             a.alpha
         )));
     }
-    let policy = Policy { alpha: a.alpha };
+    let policy = Policy {
+        alpha: a.alpha,
+        set_aside_slow: false,
+    };
     let mut cand = Vec::new();
     let mut runs = 0;
     while runs < a.max_runs {

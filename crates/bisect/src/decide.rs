@@ -8,6 +8,11 @@
 //! commit; the midpoint rule tolerates drift after the step (a revision slightly beyond the
 //! bad endpoint is still bad). A deterministic metric
 //! is compared exactly: equal to good is good, anything else is bad.
+//!
+//! Timings on a shared host have one-sided noise: a neighbour on the physical core slows a whole
+//! stretch of seconds by a fixed factor (about 1.45x for a guest's fork loop on the CI VMs),
+//! never speeds it up. With [`Policy::set_aside_slow`] a minority of runs far above their
+//! revision's median are set aside before any test ([`split_slow`]); the logs keep them.
 
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};
@@ -30,12 +35,67 @@ pub enum Decision {
 pub struct Policy {
     /// Significance level of each test.
     pub alpha: f64,
+    /// Set aside runs that interference made slow ([`split_slow`]) before deciding.
+    pub set_aside_slow: bool,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { alpha: 0.05 }
+        Policy {
+            alpha: 0.05,
+            set_aside_slow: false,
+        }
     }
+}
+
+impl Policy {
+    /// The runs of `xs` this policy decides on: all of them, or those [`split_slow`] keeps.
+    pub fn kept(&self, xs: &[f64]) -> Vec<f64> {
+        if self.set_aside_slow {
+            split_slow(xs).0
+        } else {
+            xs.to_vec()
+        }
+    }
+
+    /// The runs of `xs` this policy sets aside as slowed by interference.
+    pub fn set_aside(&self, xs: &[f64]) -> Vec<f64> {
+        if self.set_aside_slow {
+            split_slow(xs).1
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// Fewest runs of one revision from which slow ones are set aside: below it the median and
+/// its spread say too little.
+pub const MIN_RUNS_TO_SET_ASIDE: usize = 5;
+
+/// Splits `xs` into (kept, set aside): a run is set aside when it lies more than 3.5 robust
+/// standard deviations above the median (1.4826 x the median absolute deviation, but at least
+/// 1% of the median, so a tight cluster does not shed ordinary spread), and only when such runs
+/// are at most a third of `xs` and `xs` has [`MIN_RUNS_TO_SET_ASIDE`] runs. Only the slow side
+/// is screened: interference adds time; a fast run is news. Order is kept within each part.
+pub fn split_slow(xs: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let keep_all = || (xs.to_vec(), Vec::new());
+    if xs.len() < MIN_RUNS_TO_SET_ASIDE || xs.iter().any(|x| !x.is_finite()) {
+        return keep_all();
+    }
+    let Some(med) = stats::median(xs) else {
+        return keep_all();
+    };
+    let deviations: Vec<f64> = xs.iter().map(|x| (x - med).abs()).collect();
+    let Some(mad) = stats::median(&deviations) else {
+        return keep_all();
+    };
+    let scale = (1.4826 * mad).max(0.01 * med.abs());
+    let limit = med + 3.5 * scale;
+    let slow = xs.iter().filter(|&&x| x > limit).count();
+    if slow == 0 || 3 * slow > xs.len() {
+        return keep_all();
+    }
+    xs.iter().partition(|&&x| x <= limit)
 }
 
 /// The evidence behind a decision.
@@ -206,6 +266,8 @@ fn beyond_midpoint(good: &[f64], bad: &[f64], cand: &[f64]) -> Option<Decision> 
 /// nothing to compare: unknown. `position` is NaN only when the endpoints' means are equal,
 /// which both entry points refuse before deciding anything.
 pub fn decide(good: &[f64], bad: &[f64], cand: &[f64], policy: &Policy) -> (Decision, Evidence) {
+    let (good, bad, cand) = (policy.kept(good), policy.kept(bad), policy.kept(cand));
+    let (good, bad, cand) = (good.as_slice(), bad.as_slice(), cand.as_slice());
     let (mg, mb, mc) = (mean(good), mean(bad), mean(cand));
     let position = if mb != mg && mc.is_finite() {
         (mc - mg) / (mb - mg)
@@ -350,6 +412,72 @@ mod tests {
         let (d, ev) = decide(&[0.0; 4], &[1.0; 4], &[0.0, 0.1, 0.0, 0.1], &p);
         assert!(!ev.p_vs_good.is_nan() && !ev.p_vs_bad.is_nan() && !ev.position.is_nan());
         assert_ne!(d, Decision::Bad);
+    }
+
+    /// A CI run's kernel bisect (ms, fastest of 100 forks per boot, Debian 6.12 good and 6.1
+    /// bad under TCG): three of the probe's ten boots ran entirely in a slowed stretch.
+    const CI_GOOD: [f64; 5] = [20.114, 20.035, 20.194, 20.412, 21.059];
+    const CI_BAD: [f64; 5] = [32.097, 30.950, 30.770, 31.173, 31.448];
+    const CI_PROBE: [f64; 10] = [
+        20.190, 28.541, 29.424, 20.872, 22.187, 19.825, 29.500, 19.915, 20.083, 20.261,
+    ];
+
+    #[test]
+    fn a_slowed_minority_is_set_aside_and_nothing_else() {
+        let (kept, aside) = split_slow(&CI_PROBE);
+        assert_eq!(aside, vec![28.541, 29.424, 29.500]);
+        assert_eq!(kept.len(), 7);
+        assert!(kept.contains(&22.187), "ordinary spread is kept");
+        // Four of ten slowed is too many to call interference: nothing is set aside.
+        let mut four = CI_PROBE.to_vec();
+        four[0] = 29.0;
+        assert!(split_slow(&four).1.is_empty());
+        // Too few runs to judge.
+        assert!(split_slow(&CI_PROBE[..4]).1.is_empty());
+        // Fast runs are never set aside.
+        assert!(
+            split_slow(&[20.0, 20.1, 20.2, 20.1, 20.0, 5.0])
+                .1
+                .is_empty()
+        );
+        // A tight cluster keeps a run 3% above it (the 1% floor on the spread).
+        assert!(
+            split_slow(&[100.0, 100.0, 100.0, 100.0, 103.0])
+                .1
+                .is_empty()
+        );
+        assert_eq!(
+            split_slow(&[100.0, 100.0, 100.0, 100.0, 104.0]).1,
+            vec![104.0]
+        );
+        assert!(split_slow(&[1.0, 2.0, f64::NAN, 1.0, 1.0]).1.is_empty());
+    }
+
+    #[test]
+    fn setting_slowed_runs_aside_decides_the_ci_probe() {
+        let strict = Policy::default();
+        let screening = Policy {
+            set_aside_slow: true,
+            ..strict
+        };
+        // Without screening the slowed boots widen the mean's interval across the midpoint.
+        assert_eq!(
+            decide(&CI_GOOD, &CI_BAD, &CI_PROBE, &strict).0,
+            Decision::Unknown
+        );
+        assert_eq!(
+            decide(&CI_GOOD, &CI_BAD, &CI_PROBE, &screening).0,
+            Decision::Good
+        );
+        // Screening never turns a bad revision good: slowed runs of a bad kernel stay bad.
+        let bad_probe: Vec<f64> = CI_PROBE.iter().map(|x| x * 1.5).collect();
+        assert_eq!(
+            decide(&CI_GOOD, &CI_BAD, &bad_probe, &screening).0,
+            Decision::Bad
+        );
+        assert_eq!(screening.set_aside(&CI_PROBE).len(), 3);
+        assert!(strict.set_aside(&CI_PROBE).is_empty());
+        assert_eq!(strict.kept(&CI_PROBE), CI_PROBE.to_vec());
     }
 
     #[test]

@@ -606,11 +606,23 @@ impl Measure for KernelMeasure<'_> {
                 if t.samples.is_empty() {
                     eprintln!("{short} is {verdict}");
                 } else {
+                    let kept = t.samples.len() - t.set_aside.len();
+                    let aside = if t.set_aside.is_empty() {
+                        String::new()
+                    } else {
+                        let slow: Vec<String> =
+                            t.set_aside.iter().map(|&ns| contract::fmt_ns(ns)).collect();
+                        format!(
+                            " ({} slowed run{} set aside: {})",
+                            t.set_aside.len(),
+                            if t.set_aside.len() == 1 { "" } else { "s" },
+                            slow.join(", ")
+                        )
+                    };
                     eprintln!(
-                        "{short} is {verdict}: mean fork {} over {} run{}",
-                        contract::fmt_ns(crate::decide::mean(&t.samples)),
-                        t.samples.len(),
-                        if t.samples.len() == 1 { "" } else { "s" }
+                        "{short} is {verdict}: mean fork {} over {kept} run{}{aside}",
+                        contract::fmt_ns(t.mean),
+                        if kept == 1 { "" } else { "s" }
                     );
                 }
             }

@@ -150,7 +150,12 @@ pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
         boot_timeout: k.boot_timeout.map(Duration::from_secs),
     };
     let cfg = Config {
-        policy: Policy { alpha: a.alpha },
+        // Kernel-mode samples are guest fork times on a possibly shared host: see
+        // decide::split_slow.
+        policy: Policy {
+            alpha: a.alpha,
+            set_aside_slow: true,
+        },
         endpoint_runs: a.endpoint_runs,
         min_runs: a.min_runs,
         max_runs: a.max_runs,

@@ -85,6 +85,10 @@ pub struct Tested {
     pub rev: Rev,
     pub runs: usize,
     pub samples: Vec<f64>,
+    /// Samples the policy set aside as slowed by interference (also in `samples`); `mean`, `ci`
+    /// and the decision use the others.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub set_aside: Vec<f64>,
     pub mean: f64,
     /// 95% confidence interval of the mean (NaN for fewer than 2 samples).
     pub ci: (f64, f64),
@@ -211,16 +215,17 @@ pub fn bisect(revs: &[Rev], m: &mut dyn Measure, cfg: &Config) -> Result<Report,
             reason: "no samples".into(),
         });
     }
-    let (mg, mb) = (mean(&good), mean(&bad));
+    let (good_kept, bad_kept) = (cfg.policy.kept(&good), cfg.policy.kept(&bad));
+    let (mg, mb) = (mean(&good_kept), mean(&bad_kept));
     let change_pct = change_pct(mg, mb);
-    let p = p_endpoints(&good, &bad);
+    let p = p_endpoints(&good_kept, &bad_kept);
     let below_threshold = cfg.threshold_pct.is_some_and(|t| change_pct.abs() < t);
     if p >= cfg.policy.alpha || below_threshold {
         return Err(SearchError::NoDifference {
             good_mean: mg,
-            good_n: good.len(),
+            good_n: good_kept.len(),
             bad_mean: mb,
-            bad_n: bad.len(),
+            bad_n: bad_kept.len(),
             change_pct,
             p,
             extra: match cfg.threshold_pct {
@@ -250,8 +255,9 @@ pub fn bisect(revs: &[Rev], m: &mut dyn Measure, cfg: &Config) -> Result<Report,
         rev: revs[i].clone(),
         runs: endpoint_runs,
         samples: samples.to_vec(),
-        mean: mean(samples),
-        ci: ci95(samples),
+        set_aside: cfg.policy.set_aside(samples),
+        mean: mean(&cfg.policy.kept(samples)),
+        ci: ci95(&cfg.policy.kept(samples)),
         decision: d,
         evidence: None,
         note: None,
@@ -287,6 +293,7 @@ pub fn bisect(revs: &[Rev], m: &mut dyn Measure, cfg: &Config) -> Result<Report,
             rev: rev.clone(),
             runs: 0,
             samples: Vec::new(),
+            set_aside: Vec::new(),
             mean: f64::NAN,
             ci: (f64::NAN, f64::NAN),
             decision: Decision::Unknown,
@@ -314,8 +321,10 @@ pub fn bisect(revs: &[Rev], m: &mut dyn Measure, cfg: &Config) -> Result<Report,
             }
             want = t.runs + 1;
         }
-        t.mean = mean(&t.samples);
-        t.ci = ci95(&t.samples);
+        let kept = cfg.policy.kept(&t.samples);
+        t.set_aside = cfg.policy.set_aside(&t.samples);
+        t.mean = mean(&kept);
+        t.ci = ci95(&kept);
         match t.decision {
             Decision::Good => lo = pick,
             Decision::Bad => hi = pick,
