@@ -2,8 +2,14 @@
 //! against A (Welch test, 95% CI of the ratio, verdict with the threshold as noise level).
 //! `cargo xtask compare FILE --kernels A B`: the same between two kernels of one selection
 //! (a file of guest runs holds several), B's real-fork runs against A's.
-//! Exit 1 when any variant is *slower*: significant and the whole CI above +threshold (a CI
-//! gate); exit 0 otherwise; exit 2 on bad input.
+//! Like with like: sides that differ in machine, sched, mem, CPU model, privileges or
+//! accelerator ([`crate::conditions`]) are refused, naming each field, unless `--allow-mixed`
+//! (then the output says what was mixed). A *kernel comparison* (the sides' real-fork runs are
+//! of different kernels, or `--kernels`) compares real-fork rows only: the model runs in
+//! userspace, so its rows are left out, or shown apart as a *tool change* when the tool
+//! revisions differ. Exit 1 when any compared variant is *slower*: significant and the whole
+//! CI above +threshold (a CI gate; tool-change rows never count); exit 0 otherwise; exit 2 on
+//! bad input.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
@@ -13,7 +19,10 @@ use clap::Args;
 use results::{ResultFile, Variant};
 use stats::{Policy, Summary, Verdict};
 
-use crate::{select, util};
+use crate::{conditions, select, util};
+
+/// The default `--threshold`, in percent: the verdicts' noise threshold everywhere.
+pub const DEFAULT_THRESHOLD: f64 = stats::DEFAULT_NOISE * 100.0;
 
 #[derive(Args, Debug)]
 pub struct CompareArgs {
@@ -26,10 +35,12 @@ pub struct CompareArgs {
     /// `uname -r` release or a row name such as `6.12.107+deb13-cloud-amd64 (tcg)`
     #[arg(long, num_args = 2, value_names = ["KERNEL_A", "KERNEL_B"], conflicts_with = "b")]
     pub kernels: Option<Vec<String>>,
-    /// Regression threshold in percent (also the noise level of the verdict)
-    #[arg(long, default_value_t = 2.0)]
+    /// Regression threshold in percent (also the noise level of the verdict); the default is
+    /// the one `table` and `bench` use
+    #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
     pub threshold: f64,
-    /// Compare files of different machines anyway
+    /// Compare anyway when A and B differ in machine, sched, mem, CPU model, privileges or
+    /// accelerator (the output then says which)
     #[arg(long)]
     pub allow_mixed: bool,
     /// Where labels are looked up
@@ -44,20 +55,54 @@ pub struct Line {
     pub cmp: stats::Comparison,
 }
 
-/// Run means per variant. Labels are ignored (they name the kernels being compared), and so
-/// is a real-fork run's kernel release when `any_kernel` (A and B are usually different
-/// kernels).
-fn means(files: &[ResultFile], any_kernel: bool) -> BTreeMap<Variant, Vec<f64>> {
+/// What row matching ignores: the kernel (A and B are two kernels), and with `--allow-mixed`
+/// the fields the sides were allowed to differ in.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Matching {
+    pub any_kernel: bool,
+    pub any_sched: bool,
+    pub any_mem: bool,
+    pub any_accel: bool,
+}
+
+impl Matching {
+    /// The matching key of a variant: real-fork rows by layout, mode, sched and (guest runs)
+    /// accelerator, model rows by everything.
+    fn key(&self, v: &Variant) -> Variant {
+        let mut v = v.clone();
+        match &mut v {
+            Variant::Real(real) => {
+                if self.any_kernel {
+                    real.kernel = "fork".into();
+                }
+                if self.any_sched {
+                    real.sched = results::Sched::Other;
+                }
+                if self.any_mem {
+                    real.mem_bytes = 0;
+                }
+                if self.any_accel {
+                    real.accel = results::Accel::Host;
+                }
+            }
+            Variant::Sim(sim) => {
+                if self.any_mem {
+                    sim.mem_bytes = 0;
+                }
+            }
+        }
+        v
+    }
+}
+
+/// Run means per matching key (labels are ignored: they name what is being compared).
+fn means(files: &[ResultFile], matching: Matching) -> BTreeMap<Variant, Vec<f64>> {
     let mut m: BTreeMap<Variant, Vec<f64>> = BTreeMap::new();
     for f in files {
         for r in &f.runs {
-            let mut v = r.variant.clone();
-            if let Variant::Real(real) = &mut v
-                && any_kernel
-            {
-                real.kernel = "fork".into();
-            }
-            m.entry(v).or_default().push(r.mean_ns());
+            m.entry(matching.key(&r.variant))
+                .or_default()
+                .push(r.mean_ns());
         }
     }
     m
@@ -73,6 +118,39 @@ fn releases(files: &[ResultFile]) -> BTreeSet<&str> {
             Variant::Sim(_) => None,
         })
         .collect()
+}
+
+/// Is B against A a kernel comparison: both sides hold real-fork runs, of different kernels?
+/// (`--kernels A B` always is.) Otherwise it compares two runs of the same kernel(s), e.g. two
+/// tool revisions on one machine.
+pub fn kernels_differ(a: &[ResultFile], b: &[ResultFile]) -> bool {
+    let (ka, kb) = (releases(a), releases(b));
+    !ka.is_empty() && !kb.is_empty() && ka != kb
+}
+
+/// The tool revisions of a selection: `git <rev>, tool <version>` per distinct pair.
+pub fn revisions(files: &[ResultFile]) -> BTreeSet<String> {
+    files
+        .iter()
+        .map(|f| format!("git {}, tool {}", f.git_rev, f.tool_version))
+        .collect()
+}
+
+/// Keep only the runs `keep` selects (files left empty are dropped).
+fn only(files: &[ResultFile], keep: impl Fn(&results::RunRecord) -> bool) -> Vec<ResultFile> {
+    files
+        .iter()
+        .map(|f| {
+            let mut f = f.clone();
+            f.runs.retain(&keep);
+            f
+        })
+        .filter(|f| !f.runs.is_empty())
+        .collect()
+}
+
+fn is_real(r: &results::RunRecord) -> bool {
+    matches!(r.variant, Variant::Real(_))
 }
 
 /// Why A and B do not compare kernel by kernel: one holds several kernels (guest runs) and the
@@ -127,19 +205,41 @@ pub fn runs_of_kernel(
 }
 
 /// Compare every variant present on both sides (kernel by kernel when both hold the same
-/// several kernels, see [`kernel_mismatch`]).
+/// several kernels, see [`kernel_mismatch`]); the second value counts variants on one side only.
+#[cfg(test)]
 pub fn compare(a: &[ResultFile], b: &[ResultFile], threshold: f64) -> (Vec<Line>, usize) {
+    let any_kernel = releases(a).len() <= 1 && releases(b).len() <= 1;
+    let (lines, unmatched) = compare_matching(
+        a,
+        b,
+        threshold,
+        Matching {
+            any_kernel,
+            ..Matching::default()
+        },
+    );
+    (lines, unmatched.len())
+}
+
+/// [`compare`] with an explicit matching; returns the lines in row order (real fork first,
+/// then kernels in the files' order, layouts in the thread's order) and the ids of the
+/// variants present on one side only, each with its side.
+pub fn compare_matching(
+    a: &[ResultFile],
+    b: &[ResultFile],
+    threshold: f64,
+    matching: Matching,
+) -> (Vec<Line>, Vec<String>) {
     let policy = Policy {
         noise: threshold / 100.0,
         ..Policy::default()
     };
-    let any_kernel = releases(a).len() <= 1 && releases(b).len() <= 1;
-    let (ma, mb) = (means(a, any_kernel), means(b, any_kernel));
+    let (ma, mb) = (means(a, matching), means(b, matching));
     let mut out = Vec::new();
-    let mut unmatched = 0;
+    let mut unmatched = Vec::new();
     for (v, xa) in &ma {
         let Some(xb) = mb.get(v) else {
-            unmatched += 1;
+            unmatched.push(format!("{} (A only)", v.id()));
             continue;
         };
         if let (Some(sa), Some(sb)) = (Summary::of(xa), Summary::of(xb)) {
@@ -149,7 +249,30 @@ pub fn compare(a: &[ResultFile], b: &[ResultFile], threshold: f64) -> (Vec<Line>
             });
         }
     }
-    unmatched += mb.keys().filter(|k| !ma.contains_key(*k)).count();
+    unmatched.extend(
+        mb.keys()
+            .filter(|k| !ma.contains_key(*k))
+            .map(|v| format!("{} (B only)", v.id())),
+    );
+    let mut all = a.to_vec();
+    all.extend(b.iter().cloned());
+    let kernels = report::kernel_order(&all);
+    let rank = |list: &[&str], x: &str| list.iter().position(|s| *s == x).unwrap_or(list.len());
+    out.sort_by_cached_key(|l| match &l.variant {
+        Variant::Real(v) => {
+            let k = report::kernel_row_name(&v.kernel, v.accel);
+            (
+                0,
+                kernels
+                    .iter()
+                    .position(|x| *x == k)
+                    .unwrap_or(kernels.len()),
+                rank(&report::cases::LAYOUT_ORDER, &l.variant.layout_name()),
+                l.variant.id(),
+            )
+        }
+        Variant::Sim(_) => (1, 0, 0, l.variant.id()),
+    });
     (out, unmatched)
 }
 
@@ -226,6 +349,181 @@ pub fn render(lines: &[Line]) -> String {
     s
 }
 
+/// The verdict counts and the regression line of a list of compared rows.
+fn summary(lines: &[Line], threshold: f64) -> (String, bool) {
+    let count = |v: Verdict| lines.iter().filter(|l| l.cmp.verdict == v).count();
+    let slower: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.cmp.verdict == Verdict::Slower)
+        .collect();
+    let mut s = format!(
+        "{} faster, {} slower, {} same, {} unknown\n",
+        count(Verdict::Faster),
+        slower.len(),
+        count(Verdict::Same),
+        count(Verdict::Unknown)
+    );
+    if slower.is_empty() {
+        s.push_str(&format!(
+            "no significant regression beyond {threshold:.1}%\n"
+        ));
+    } else {
+        s.push_str(&format!(
+            "REGRESSION beyond {threshold:.1}%: {}\n",
+            slower
+                .iter()
+                .map(|l| format!("{} {}", l.variant.id(), report::pct(l.cmp.rel.mean_rel)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    (s, !slower.is_empty())
+}
+
+/// A comparison checked and computed: what `run` prints, and whether it is a regression.
+#[derive(Debug)]
+pub struct Report {
+    pub text: String,
+    pub regression: bool,
+}
+
+/// Compare B against A: refuse sides that do not compare like with like (unless
+/// `allow_mixed`), keep only real-fork rows when the kernels differ (`kernel_cmp`), and show
+/// model rows then only when the tool revisions differ, as a tool change that never counts as
+/// a regression.
+pub fn check_and_compare(
+    a: &[ResultFile],
+    b: &[ResultFile],
+    names: (&str, &str),
+    kernel_cmp: bool,
+    threshold: f64,
+    allow_mixed: bool,
+) -> anyhow::Result<Report> {
+    let (a_name, b_name) = names;
+    if let Some(why) = kernel_mismatch(a, b) {
+        bail!("{why}");
+    }
+    let keep = |r: &results::RunRecord| !kernel_cmp || is_real(r);
+    let mixed = conditions::mismatches(&conditions::of(a, keep), &conditions::of(b, keep));
+    if !mixed.is_empty() && !allow_mixed {
+        bail!(
+            "{}",
+            conditions::refusal(
+                &format!("A ({a_name})"),
+                &format!("B ({b_name})"),
+                &mixed,
+                "compare"
+            )
+        );
+    }
+    let matching = Matching {
+        any_kernel: releases(a).len() <= 1 && releases(b).len() <= 1,
+        any_sched: conditions::mixed(&mixed, "sched"),
+        any_mem: conditions::mixed(&mixed, "mem"),
+        any_accel: conditions::mixed(&mixed, "accel"),
+    };
+    let (main_a, main_b) = if kernel_cmp {
+        (only(a, is_real), only(b, is_real))
+    } else {
+        (a.to_vec(), b.to_vec())
+    };
+    let (lines, unmatched) = compare_matching(&main_a, &main_b, threshold, matching);
+    if lines.is_empty() {
+        if kernel_cmp {
+            bail!(
+                "A ({a_name}) and B ({b_name}) have no real-fork variant in common; nothing to compare"
+            );
+        }
+        bail!("A and B have no variant in common; nothing to compare");
+    }
+    let mut t = String::new();
+    let emulated = a
+        .iter()
+        .chain(b)
+        .flat_map(|f| &f.runs)
+        .any(|r| matches!(&r.variant, Variant::Real(v) if v.accel == results::Accel::Tcg));
+    if emulated {
+        t.push_str(&format!("{}\n\n", report::EMULATED_NOTE));
+    }
+    if !mixed.is_empty() {
+        t.push_str(&format!(
+            "{}\n\n",
+            conditions::banner(&format!("A ({a_name})"), &format!("B ({b_name})"), &mixed)
+        ));
+    }
+    let noise = if threshold == DEFAULT_THRESHOLD {
+        "the default noise threshold".to_string()
+    } else {
+        format!("default {DEFAULT_THRESHOLD:.1}%")
+    };
+    t.push_str(&format!(
+        "B ({b_name}) against A ({a_name}), threshold {threshold:.1}% ({noise}):\n"
+    ));
+    if kernel_cmp {
+        let kernels = |f: &[ResultFile]| {
+            let mut k = report::kernel_order(f);
+            k.dedup();
+            k.join(" + ")
+        };
+        t.push_str(&format!(
+            "kernel comparison ({} vs {}): real-fork rows only\n",
+            kernels(a),
+            kernels(b)
+        ));
+    }
+    t.push('\n');
+    t.push_str(&render(&lines));
+    if !unmatched.is_empty() {
+        t.push_str(&format!(
+            "\n{} variant(s) present on one side only were not compared: {}\n",
+            unmatched.len(),
+            unmatched.join(", ")
+        ));
+    }
+    let (verdicts, regression) = summary(&lines, threshold);
+    t.push('\n');
+    t.push_str(&verdicts);
+    if kernel_cmp {
+        let (sim_a, sim_b) = (only(a, |r| !is_real(r)), only(b, |r| !is_real(r)));
+        let (ra, rb) = (revisions(a), revisions(b));
+        if !sim_a.is_empty() && !sim_b.is_empty() && ra != rb {
+            let (tool, _) = compare_matching(&sim_a, &sim_b, threshold, matching);
+            let join = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>().join(" + ");
+            t.push_str(&format!(
+                "\nTool change, not a kernel regression: the model runs in userspace and does not \
+                 depend on the kernel; its rows differ because the tool did (A: {}; B: {}):\n\n",
+                join(&ra),
+                join(&rb)
+            ));
+            t.push_str(&render(&tool));
+            t.push('\n');
+            t.push_str(
+                &summary(&tool, threshold)
+                    .0
+                    .replace("REGRESSION", "tool change"),
+            );
+        } else if !sim_a.is_empty() || !sim_b.is_empty() {
+            let n = means(&sim_a, Matching::default())
+                .into_keys()
+                .chain(means(&sim_b, Matching::default()).into_keys())
+                .collect::<BTreeSet<_>>()
+                .len();
+            t.push_str(&format!(
+                "\n{n} model variant(s) left out: the model does not depend on the kernel{}\n",
+                if ra == rb {
+                    ", and both sides ran the same tool revision"
+                } else {
+                    ", and only one side has model runs"
+                }
+            ));
+        }
+    }
+    Ok(Report {
+        text: t,
+        regression,
+    })
+}
+
 pub fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     if !(args.threshold >= 0.0 && args.threshold < 100.0) {
         bail!("--threshold must be a percentage in [0, 100)");
@@ -245,11 +543,12 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
             .collect::<Vec<_>>()
             .join("+")
     };
-    let (a, b, a_name, b_name) = match (&args.b, &args.kernels) {
+    let (a, b, a_name, b_name, kernel_cmp) = match (&args.b, &args.kernels) {
         (Some(b), None) => {
             let (a, b) = (load(&args.a)?, load(b)?);
             let (an, bn) = (names(&a), names(&b));
-            (a, b, an, bn)
+            let k = kernels_differ(&a, &b);
+            (a, b, an, bn, k)
         }
         (None, Some(ks)) => {
             let [ka, kb] = ks.as_slice() else {
@@ -261,7 +560,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
             let all = load(&args.a)?;
             let a = runs_of_kernel(&all, ka, &args.a)?;
             let b = runs_of_kernel(&all, kb, &args.a)?;
-            (a, b, ka.clone(), kb.clone())
+            (a, b, ka.clone(), kb.clone(), true)
         }
         (None, None) => {
             bail!("compare needs two selections A B, or one with --kernels KERNEL_A KERNEL_B")
@@ -273,64 +572,20 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     let mut all = a.clone();
     all.extend(b.iter().cloned());
     select::check_mix(&all, true)?;
-    if !args.allow_mixed {
-        let ma: std::collections::BTreeSet<&str> = all.iter().map(|f| f.machine.as_str()).collect();
-        if ma.len() > 1 {
-            bail!(
-                "A and B come from different machines ({}); pass --allow-mixed to compare anyway",
-                ma.into_iter().collect::<Vec<_>>().join(", ")
-            );
-        }
-    }
-    if let Some(why) = kernel_mismatch(&a, &b) {
-        bail!("{why}");
-    }
-    let (lines, unmatched) = compare(&a, &b, args.threshold);
-    if lines.is_empty() {
-        bail!("A and B have no variant in common; nothing to compare");
-    }
-    let emulated = all
-        .iter()
-        .flat_map(|f| &f.runs)
-        .any(|r| matches!(&r.variant, Variant::Real(v) if v.accel == results::Accel::Tcg));
-    if emulated {
-        println!("{}\n", report::EMULATED_NOTE);
-    }
-    println!(
-        "B ({b_name}) against A ({a_name}), threshold {:.1}%:\n",
-        args.threshold
-    );
-    print!("{}", render(&lines));
-    if unmatched > 0 {
-        println!("\n{unmatched} variant(s) present on one side only were not compared");
-    }
-    let slower: Vec<&Line> = lines
-        .iter()
-        .filter(|l| l.cmp.verdict == Verdict::Slower)
-        .collect();
-    let count = |v: Verdict| lines.iter().filter(|l| l.cmp.verdict == v).count();
-    println!(
-        "\n{} faster, {} slower, {} same, {} unknown",
-        count(Verdict::Faster),
-        slower.len(),
-        count(Verdict::Same),
-        count(Verdict::Unknown)
-    );
-    if slower.is_empty() {
-        println!("no significant regression beyond {:.1}%", args.threshold);
-        Ok(ExitCode::SUCCESS)
+    let r = check_and_compare(
+        &a,
+        &b,
+        (&a_name, &b_name),
+        kernel_cmp,
+        args.threshold,
+        args.allow_mixed,
+    )?;
+    print!("{}", r.text);
+    Ok(if r.regression {
+        ExitCode::from(1)
     } else {
-        println!(
-            "REGRESSION beyond {:.1}%: {}",
-            args.threshold,
-            slower
-                .iter()
-                .map(|l| format!("{} {}", l.variant.id(), report::pct(l.cmp.rel.mean_rel)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        Ok(ExitCode::from(1))
-    }
+        ExitCode::SUCCESS
+    })
 }
 
 #[cfg(test)]
@@ -452,5 +707,180 @@ mod tests {
         one.runs.retain(|r| r.variant.row_name() == K612);
         let e = kernel_mismatch(&[a], &[one]).unwrap();
         assert!(e.contains("--kernels A B"), "{e}");
+    }
+
+    /// A's or B's file of the A/B scenario: the mock's quick plan on kernel `kernel`, real runs
+    /// under `sched`, by `euid`, on `cpu`, from tool revision `rev`; model samples x `model`.
+    fn side(label: &str, kernel: &str, sched: results::Sched, rev: &str, model: f64) -> ResultFile {
+        let mut f = mock_file(1.0, 7, label);
+        f.git_rev = rev.into();
+        f.env.cpu_model = Some("AMD EPYC 7B13".into());
+        for r in &mut f.runs {
+            match &mut r.variant {
+                Variant::Real(v) => {
+                    v.kernel = kernel.into();
+                    v.sched = sched;
+                }
+                Variant::Sim(_) => {
+                    for s in &mut r.samples_ns {
+                        *s = (*s as f64 * model) as u64;
+                    }
+                }
+            }
+        }
+        f
+    }
+
+    fn ab(a: &ResultFile, b: &ResultFile, allow_mixed: bool) -> anyhow::Result<Report> {
+        let (a, b) = (std::slice::from_ref(a), std::slice::from_ref(b));
+        check_and_compare(a, b, ("A", "B"), kernels_differ(a, b), 1.0, allow_mixed)
+    }
+
+    use results::Sched::{Batch, Fifo};
+
+    #[test]
+    fn each_differing_field_is_refused_by_name() {
+        let a = side("A", "6.1", Fifo, "r1", 1.0);
+        let sched = side("B", "6.12", Batch, "r1", 1.0);
+        let e = ab(&a, &sched, false).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "A (A) and B (B) differ in sched (fifo vs batch): pass --allow-mixed to compare anyway"
+        );
+        let mut mem = side("B", "6.12", Fifo, "r1", 1.0);
+        for r in &mut mem.runs {
+            if let Variant::Real(v) = &mut r.variant {
+                v.mem_bytes = 128 << 20;
+            }
+        }
+        let e = ab(&a, &mem, false).unwrap_err().to_string();
+        assert!(e.contains("differ in mem (1 GiB vs 128 MiB)"), "{e}");
+        let mut cpu = side("B", "6.12", Fifo, "r1", 1.0);
+        cpu.env.cpu_model = Some("Ampere Altra".into());
+        let e = ab(&a, &cpu, false).unwrap_err().to_string();
+        assert!(
+            e.contains("differ in cpu model (AMD EPYC 7B13 vs Ampere Altra)"),
+            "{e}"
+        );
+        let mut user = side("B", "6.12", Fifo, "r1", 1.0);
+        for c in &mut user.contexts {
+            c.env.euid = 1000;
+        }
+        let e = ab(&a, &user, false).unwrap_err().to_string();
+        assert!(
+            e.contains("differ in privileges (root vs not root (euid 1000))"),
+            "{e}"
+        );
+        // Several at once: one line, every field.
+        let e = ab(
+            &a,
+            &{
+                let mut x = sched.clone();
+                x.env.cpu_model = Some("Ampere Altra".into());
+                x
+            },
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(
+                "differ in sched (fifo vs batch), cpu model (AMD EPYC 7B13 vs Ampere Altra):"
+            ),
+            "{e}"
+        );
+        assert_eq!(e.lines().count(), 1);
+    }
+
+    #[test]
+    fn allow_mixed_goes_on_and_says_what_was_mixed() {
+        let a = side("A", "6.1", Fifo, "r1", 1.0);
+        let b = side("B", "6.12", Batch, "r1", 1.0);
+        let r = ab(&a, &b, true).unwrap();
+        assert!(
+            r.text.starts_with(
+                "MIXED (--allow-mixed): A (A) and B (B) differ in sched (fifo vs batch); \
+                 rows were matched regardless\n"
+            ),
+            "{}",
+            r.text
+        );
+        // Matched by layout across the sched modes: all 5 real layouts, none on one side only.
+        assert_eq!(
+            r.text.matches("| real:x86_64:fork:").count(),
+            5,
+            "{}",
+            r.text
+        );
+        assert!(!r.text.contains("one side only"), "{}", r.text);
+    }
+
+    #[test]
+    fn a_kernel_comparison_reports_real_rows_and_the_model_only_as_a_tool_change() {
+        // Same tool revision: the model is left out, even 50% slower.
+        let a = side("A", "6.1", Fifo, "r1", 1.0);
+        let b = side("B", "6.12", Fifo, "r1", 1.5);
+        let r = ab(&a, &b, false).unwrap();
+        assert!(!r.regression, "{}", r.text);
+        assert!(
+            r.text
+                .contains("kernel comparison (6.1 vs 6.12): real-fork rows only"),
+            "{}",
+            r.text
+        );
+        assert_eq!(r.text.matches("| real:").count(), 5, "{}", r.text);
+        assert!(!r.text.contains("| sim:"), "{}", r.text);
+        assert!(
+            r.text.contains("30 model variant(s) left out: the model does not depend on the kernel, and both sides ran the same tool revision"),
+            "{}",
+            r.text
+        );
+        // Another tool revision: the model's rows are shown apart, and do not fail the compare.
+        let b2 = side("B", "6.12", Fifo, "r2", 1.5);
+        let r = ab(&a, &b2, false).unwrap();
+        assert!(!r.regression, "{}", r.text);
+        let (kernel, tool) = r
+            .text
+            .split_once("Tool change, not a kernel regression")
+            .unwrap();
+        assert!(!kernel.contains("| sim:"), "{kernel}");
+        assert!(
+            tool.contains("(A: git r1, tool 0.1.0; B: git r2, tool 0.1.0)"),
+            "{tool}"
+        );
+        assert_eq!(tool.matches("| sim:").count(), 30, "{tool}");
+        assert!(tool.contains("tool change beyond 1.0%"), "{tool}");
+        assert!(!tool.contains("REGRESSION"), "{tool}");
+        // The same kernel on both sides (two tool revisions, the CI gate): the model counts.
+        let a2 = side("A", "6.12", Fifo, "r1", 1.0);
+        let r = ab(&a2, &b2, false).unwrap();
+        assert!(r.regression, "{}", r.text);
+        assert!(
+            r.text.contains("REGRESSION beyond 1.0%: sim:"),
+            "{}",
+            r.text
+        );
+        // Real rows come first.
+        let first_row = r
+            .text
+            .lines()
+            .find(|l| l.starts_with("| real:") || l.starts_with("| sim:"));
+        assert!(first_row.unwrap().starts_with("| real:"), "{}", r.text);
+    }
+
+    #[test]
+    fn one_noise_threshold_default() {
+        assert_eq!(DEFAULT_THRESHOLD, 1.0);
+        let p = args(std::path::Path::new("x"), &[]);
+        assert_eq!(p.threshold, 2.0, "the test helper's own value");
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            c: CompareArgs,
+        }
+        let c = Cli::parse_from(["compare", "A", "B"]).c;
+        assert_eq!(c.threshold, stats::DEFAULT_NOISE * 100.0);
+        assert_eq!(Policy::default().noise, stats::DEFAULT_NOISE);
     }
 }

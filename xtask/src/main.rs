@@ -10,6 +10,7 @@ mod bench;
 mod bisect_task;
 mod calibrate_task;
 mod compare;
+mod conditions;
 mod exec;
 mod fidelity_task;
 mod kernels;

@@ -279,6 +279,11 @@ impl std::fmt::Display for Verdict {
     }
 }
 
+/// The default noise threshold (relative): changes whose whole CI lies within ±this are "same",
+/// and "faster"/"slower" need the whole CI beyond it. `table`, `compare` and `bench` all use
+/// it unless told otherwise, and print it.
+pub const DEFAULT_NOISE: f64 = 0.01;
+
 /// Decision parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Policy {
@@ -298,7 +303,7 @@ impl Default for Policy {
             alpha: 0.05,
             power: 0.8,
             level: 0.95,
-            noise: 0.01,
+            noise: DEFAULT_NOISE,
         }
     }
 }
