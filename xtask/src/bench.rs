@@ -58,7 +58,8 @@ pub struct BenchArgs {
     /// A kernel under test, booted in a QEMU guest whose init is forkbench (repeatable: each
     /// kernel is a row, the first the baseline): a bzImage, an arm64 Image (plain or gzip'd) or
     /// a Debian linux-image package, optionally labelled `LABEL=PATH`. The profile's real-fork
-    /// layouts run in every kernel, interleaved by run; the model is left out (--with-model)
+    /// layouts run in every kernel, interleaved by run; the model is left out unless
+    /// `--instrument all`
     #[arg(long = "kernel", value_name = "[LABEL=]PATH")]
     pub kernels: Vec<String>,
     /// A Debian linux-image package as a kernel under test (its boot/vmlinuz-*; rows after the
@@ -72,8 +73,13 @@ pub struct BenchArgs {
     /// with the reason recorded), kvm, or tcg (emulated)
     #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
     pub accel: AccelArg,
-    /// With --kernel: run the profile's model groups too (they do not depend on the kernel)
-    #[arg(long)]
+    /// Which instruments run: real (real fork() only: comparing kernels), sim (the model
+    /// only: exploring strategies) or all [default: the profile's `[run] instrument`, else
+    /// all; with --kernel: real]
+    #[arg(long, value_enum, value_name = "WHICH")]
+    pub instrument: Option<crate::plan::Instruments>,
+    /// The same as `--instrument all` (with --kernel: run the profile's model groups too)
+    #[arg(long, conflicts_with = "instrument")]
     pub with_model: bool,
     /// With --kernel: seconds a guest may take to reach its init [default: 120 for x86_64,
     /// 600 for arm64; TCG guests of arm64 take 1-2 min here]
@@ -498,6 +504,13 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
             .context("installing signal handlers")?;
     }
     let specs = a.kernel_specs();
+    if a.instrument == Some(crate::plan::Instruments::Sim) && !specs.is_empty() {
+        // Before any image is opened: the flags alone decide this.
+        bail!(
+            "--kernel boots kernels to measure real fork, and --instrument sim runs no real fork: \
+             drop --kernel, or use --instrument real|all"
+        );
+    }
     if specs.is_empty() {
         return bench(
             a,
@@ -565,6 +578,31 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     )
 }
 
+/// The instruments a bench runs, one rule: `--instrument` (or its alias `--with-model` = all),
+/// else with `--kernel` real (the kernels are what is compared; the model does not depend on
+/// them), else the profile's `[run] instrument`, else all. `--kernel` with `sim` is refused:
+/// the guests run real fork only.
+pub fn instruments(
+    a: &BenchArgs,
+    p: &Profile,
+    kernels: bool,
+) -> anyhow::Result<crate::plan::Instruments> {
+    use crate::plan::Instruments;
+    let cli = a.instrument.or(a.with_model.then_some(Instruments::All));
+    let i = match cli {
+        Some(i) => i,
+        None if kernels => Instruments::Real,
+        None => p.run.instrument.unwrap_or_default(),
+    };
+    if kernels && i == Instruments::Sim {
+        bail!(
+            "--kernel boots kernels to measure real fork, and --instrument sim runs no real fork: \
+             drop --kernel, or use --instrument real|all"
+        );
+    }
+    Ok(i)
+}
+
 /// Makes the executor once the plan is checked and the journal open.
 pub type MakeExecutor<'a> = dyn FnMut(&Profile, &Plan) -> anyhow::Result<Box<dyn Executor>> + 'a;
 
@@ -578,7 +616,9 @@ pub fn bench(
     make_executor: &mut MakeExecutor<'_>,
 ) -> anyhow::Result<ExitCode> {
     let root = util::project_root();
-    let profile = profile::load(a.config.as_deref(), &root)?;
+    let mut profile = profile::load(a.config.as_deref(), &root)?;
+    let instruments = instruments(a, &profile, !kernels.is_empty())?;
+    profile.run.instrument = Some(instruments);
     // Kernels under test run in guests: the profile's sizes and layouts apply, its machine
     // (arch, CPU model) is the guests', not this host's.
     if kernels.is_empty()
@@ -616,6 +656,16 @@ pub fn bench(
         if o.is_absolute() { o } else { root.join(o) }
     };
     let mut plan = crate::plan::plan(&profile, a.quick, seed);
+    if kernels.is_empty() && plan.groups.is_empty() {
+        bail!(
+            "profile {} has no {} groups: nothing to run with --instrument {instruments}",
+            profile.profile,
+            match instruments {
+                crate::plan::Instruments::Sim => "[model]",
+                _ => "[real]",
+            }
+        );
+    }
     if kernels.is_empty() {
         check_plan(&plan, profile.cpu(), host_facts)?;
     } else {
@@ -625,7 +675,7 @@ pub fn bench(
                 profile.profile
             );
         }
-        plan = crate::plan::for_kernels(plan, kernels, a.with_model, seed);
+        plan = crate::plan::for_kernels(plan, kernels, instruments.sim(), seed);
         check_guests(&plan, kernels.len(), a.guest_mem, host_facts)?;
     }
     let cpu = resolve_cpu(profile.cpu());
@@ -850,6 +900,7 @@ pub mod tests {
             kernel_debs: Vec::new(),
             arch: None,
             accel: AccelArg::Auto,
+            instrument: None,
             with_model: false,
             boot_timeout: None,
             guest_mem: None,
@@ -1228,5 +1279,62 @@ pub mod tests {
         let plan = crate::plan::plan(&local(), false, 1);
         let est = estimate_secs(&plan);
         assert!(est < 600.0, "{est}");
+    }
+
+    #[test]
+    fn instrument_flag_and_profile_key_choose_what_runs() {
+        use crate::plan::Instruments;
+        let d = tempfile::tempdir().unwrap();
+        // The profile says sim; the CLI wins.
+        let cfg = d.path().join("p.toml");
+        std::fs::write(
+            &cfg,
+            profile::LOCAL_TOML.replacen("warmup = 2 ", "instrument = \"sim\"\nwarmup = 2 ", 1),
+        )
+        .unwrap();
+        for (cli, calls, inst) in [
+            (None, 6 * 3, Instruments::Sim),
+            (Some(Instruments::Real), 5 * 3, Instruments::Real),
+            (Some(Instruments::All), 11 * 3, Instruments::All),
+        ] {
+            let out = d.path().join(format!("out-{inst}"));
+            let mut a = args(&out, Some(&cfg));
+            a.instrument = cli;
+            let (r, n) = bench_with(&a, Mock::default(), &HostFacts::default());
+            assert_eq!(r.unwrap(), ExitCode::SUCCESS);
+            assert_eq!(n, calls, "{cli:?}");
+            let f = select::load(&select::json_files(&out).unwrap()[0]).unwrap();
+            assert_eq!(f.config["profile"]["run"]["instrument"], inst.to_string());
+            // The real-fork tables print first.
+            if inst == Instruments::All {
+                let cases = select::cases(&[f], None, &stats::Policy::default()).unwrap();
+                let t = crate::table::render(&cases, "m", crate::table::Format::Bench);
+                let (real, model) = (t.find("x86_64 real").unwrap(), t.find(" model").unwrap());
+                assert!(real < model, "{t}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_rule_for_instruments_with_kernels() {
+        use crate::plan::Instruments;
+        let p = local();
+        let d = tempfile::tempdir().unwrap();
+        let mut a = args(d.path(), None);
+        assert_eq!(instruments(&a, &p, false).unwrap(), Instruments::All);
+        // Kernels under test: real by default; --with-model is --instrument all.
+        assert_eq!(instruments(&a, &p, true).unwrap(), Instruments::Real);
+        a.with_model = true;
+        assert_eq!(instruments(&a, &p, true).unwrap(), Instruments::All);
+        a.with_model = false;
+        a.instrument = Some(Instruments::Sim);
+        let e = instruments(&a, &p, true).unwrap_err().to_string();
+        assert!(e.contains("--instrument sim runs no real fork"), "{e}");
+        // A profile's key applies to host runs; --kernel means real unless the CLI says.
+        let mut q = local();
+        q.run.instrument = Some(Instruments::All);
+        a.instrument = None;
+        assert_eq!(instruments(&a, &q, true).unwrap(), Instruments::Real);
+        assert_eq!(instruments(&a, &q, false).unwrap(), Instruments::All);
     }
 }

@@ -9,6 +9,42 @@ use serde::Serialize;
 
 use crate::profile::Profile;
 
+/// Which instruments a bench runs: `--instrument`, else the profile's `[run] instrument`,
+/// else all. Comparing kernels → `real` (the kernel is what is measured); exploring
+/// strategies → `sim` (the model runs in userspace: the booted kernel does not change it).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Instruments {
+    /// Real fork() of the kernel only: no model groups
+    Real,
+    /// The model only: no real-fork groups
+    Sim,
+    /// Both
+    #[default]
+    All,
+}
+
+impl Instruments {
+    pub fn sim(self) -> bool {
+        self != Instruments::Real
+    }
+    pub fn real(self) -> bool {
+        self != Instruments::Sim
+    }
+}
+
+impl std::fmt::Display for Instruments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Instruments::Real => "real",
+            Instruments::Sim => "sim",
+            Instruments::All => "all",
+        })
+    }
+}
+
 /// One runner invocation shape (run once per round with `--runs 1`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "instrument", rename_all = "lowercase")]
@@ -155,8 +191,9 @@ pub fn call_seed(seed: u64, round: u32, group: usize) -> u64 {
     r.next_u64()
 }
 
-/// Build the plan of a profile.
+/// Build the plan of a profile: the instruments of its `[run] instrument` (all by default).
 pub fn plan(p: &Profile, quick: bool, seed: u64) -> Plan {
+    let instruments = p.run.instrument.unwrap_or_default();
     let q = |v: Option<u32>, d: u32| if quick { v.unwrap_or(d) } else { d };
     let sizes = Sizes {
         mem: if quick {
@@ -169,7 +206,7 @@ pub fn plan(p: &Profile, quick: bool, seed: u64) -> Plan {
         warmup: q(p.quick.warmup, p.run.warmup),
     };
     let mut groups = Vec::new();
-    if let Some(m) = &p.model {
+    if let Some(m) = p.model.as_ref().filter(|_| instruments.sim()) {
         for &arch in &m.arches {
             for &order in &m.orders {
                 let opts: Vec<Option<Contpte>> = if arch == Arch::Arm64 && !m.contpte.is_empty() {
@@ -197,7 +234,7 @@ pub fn plan(p: &Profile, quick: bool, seed: u64) -> Plan {
             }
         }
     }
-    if let Some(r) = &p.real {
+    if let Some(r) = p.real.as_ref().filter(|_| instruments.real()) {
         // --quick shrinks the real benchmark like the model; its own overrides apply otherwise.
         let (mem, iters, warmup) = if quick {
             (sizes.mem, sizes.iters, sizes.warmup)
@@ -225,6 +262,7 @@ pub fn plan(p: &Profile, quick: bool, seed: u64) -> Plan {
     } else {
         p.real
             .as_ref()
+            .filter(|_| instruments.real())
             .and_then(|r| r.runs)
             .map_or(sizes.runs, |r| r.max(sizes.runs))
     };
@@ -312,5 +350,38 @@ mod tests {
             "{:?}",
             plan.groups
         );
+    }
+
+    #[test]
+    fn instruments_choose_the_groups() {
+        let mut p = crate::profile::load(None, &crate::util::project_root()).unwrap();
+        let count = |plan: &Plan| {
+            let sim = plan
+                .groups
+                .iter()
+                .filter(|g| matches!(g, Call::Sim { .. }))
+                .count();
+            (sim, plan.groups.len() - sim)
+        };
+        // (model groups, real-fork groups) of the local profile: 2 + 4 model, 5 layouts.
+        for (which, want) in [
+            (None, (6, 5)),
+            (Some(Instruments::All), (6, 5)),
+            (Some(Instruments::Real), (0, 5)),
+            (Some(Instruments::Sim), (6, 0)),
+        ] {
+            p.run.instrument = which;
+            let plan = plan(&p, true, 1);
+            assert_eq!(count(&plan), want, "{which:?}");
+            assert_eq!(plan.order.len(), plan.groups.len() * 3, "{which:?}");
+        }
+        // Kernels under test: every layout per kernel, the model only with `all`.
+        let ks = ["a".to_string(), "b".to_string()];
+        p.run.instrument = Some(Instruments::Real);
+        let k = for_kernels(plan(&p, true, 1), &ks, Instruments::Real.sim(), 1);
+        assert_eq!(count(&k), (0, 10));
+        p.run.instrument = Some(Instruments::All);
+        let k = for_kernels(plan(&p, true, 1), &ks, Instruments::All.sim(), 1);
+        assert_eq!(count(&k), (6, 10));
     }
 }

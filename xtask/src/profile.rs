@@ -66,6 +66,10 @@ pub struct RunCfg {
     /// `nice` warns and the runner keeps the default priority). 0 = not wrapped.
     #[serde(default)]
     pub nice: i32,
+    /// Which instruments `bench` runs: `real`, `sim` or `all` (the default); `--instrument`
+    /// wins over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instrument: Option<crate::plan::Instruments>,
 }
 
 /// Overrides applied by `--quick`.
@@ -289,6 +293,20 @@ fn validate(p: &Profile, src: &str) -> Result<(), ProfileError> {
             "nice",
             format!("{} is outside -20..=19", p.run.nice),
         ));
+    }
+    if let Some(i) = p.run.instrument {
+        let missing = match i {
+            crate::plan::Instruments::Real if p.real.is_none() => Some("[real]"),
+            crate::plan::Instruments::Sim if p.model.is_none() => Some("[model]"),
+            _ => None,
+        };
+        if let Some(table) = missing {
+            return Err(err(
+                "run",
+                "instrument",
+                format!("'{i}' needs a {table} table, and the profile has none"),
+            ));
+        }
     }
     let mem_ok = |table: &str, v: Size| {
         if v.0 >= 2 << 20 && v.0.is_multiple_of(2 << 20) {
@@ -789,5 +807,38 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.machine.midr, ["0x41:0xd0c", "0x61"]);
+    }
+
+    #[test]
+    fn the_instrument_key_selects_what_runs() {
+        use crate::plan::Instruments;
+        assert_eq!(
+            parse(LOCAL_TOML, "t.toml", "t").unwrap().run.instrument,
+            None
+        );
+        let src = with("warmup = 2 ", "instrument = \"real\"\nwarmup = 2 ");
+        let p = parse(&src, "t.toml", "t").unwrap();
+        assert_eq!(p.run.instrument, Some(Instruments::Real));
+        let src = with("warmup = 2 ", "instrument = \"kernel\"\nwarmup = 2 ");
+        let e = err_of(&src);
+        let l = line_of(&src, "instrument =");
+        assert!(
+            e.starts_with(&format!("t.toml:{l}: key 'run.instrument': ")),
+            "{e}"
+        );
+        // `real` without a [real] table would plan nothing.
+        let src = with("warmup = 2 ", "instrument = \"real\"\nwarmup = 2 ");
+        let (cut, end) = (
+            src.find("[real]").unwrap(),
+            src.find("[cost_model]").unwrap(),
+        );
+        let src = format!("{}{}", &src[..cut], &src[end..]);
+        let e = err_of(&src);
+        assert!(
+            e.contains(
+                "key 'run.instrument': 'real' needs a [real] table, and the profile has none"
+            ),
+            "{e}"
+        );
     }
 }

@@ -209,8 +209,9 @@ fn config_baseline(f: &ResultFile, inst: Instrument) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Cases of a selection, one instrument at a time, with `baseline` or each instrument's
-/// profile baseline (from the first file), the report crate's defaults otherwise.
+/// Cases of a selection, one instrument at a time (real fork first: the tables about the
+/// kernel lead), with `baseline` or each instrument's profile baseline (from the first file),
+/// the report crate's defaults otherwise.
 pub fn cases(
     files: &[ResultFile],
     baseline: Option<&str>,
@@ -218,7 +219,7 @@ pub fn cases(
 ) -> anyhow::Result<Vec<report::Case>> {
     let mut out = Vec::new();
     let labels: BTreeSet<&str> = files.iter().map(|f| f.label.as_str()).collect();
-    for inst in [Instrument::Sim, Instrument::Real] {
+    for inst in [Instrument::Real, Instrument::Sim] {
         let part = filter_instrument(files.to_vec(), Some(inst));
         if part.iter().all(|f| f.runs.is_empty()) {
             continue;

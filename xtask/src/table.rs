@@ -126,7 +126,7 @@ pub fn cases_for(
         return select::cases(files, baseline, &policy);
     };
     let mut out = Vec::new();
-    for (inst, b) in [(Instrument::Sim, None), (Instrument::Real, Some(kernel))] {
+    for (inst, b) in [(Instrument::Real, Some(kernel)), (Instrument::Sim, None)] {
         let part = select::filter_instrument(files.to_vec(), Some(inst));
         if part.iter().any(|f| !f.runs.is_empty()) {
             out.extend(select::cases(&part, b, &policy)?);
@@ -141,17 +141,23 @@ fn render_tables(cases: &[report::Case], machine: &str, f: Format) -> String {
         Format::Auto => report::thread_tables(cases),
         Format::Thread => report::thread_tables(cases),
         Format::Combined => combined(cases, machine),
-        Format::Extended => report::extended_tables(cases),
+        Format::Extended => format!(
+            "{}verdict noise threshold: ±{}% (the default of `table` and `compare`)\n",
+            report::extended_tables(cases),
+            crate::compare::DEFAULT_THRESHOLD
+        ),
         Format::Csv => report::export::to_csv(cases),
         Format::Json => report::export::to_json(cases),
         Format::Bench => {
             let mut s = combined(cases, machine);
             s.push_str(&report::extended_tables(cases));
-            s.push_str(
+            s.push_str(&format!(
                 "Sign convention: negative = faster. mean_rel/std_rel as in the thread (std over run means / baseline mean);\n\
                  95% CI of the change by the delta method on logs; p from Welch's t-test; MDE at α=0.05, power 0.8;\n\
-                 verdict: faster/slower = significant and the whole CI beyond ±1%, same = CI within ±1%.\n",
-            );
+                 verdict: faster/slower = significant and the whole CI beyond ±{n}%, same = CI within ±{n}%;\n\
+                 noise threshold ±{n}%: the one default of `table` and `compare`.\n",
+                n = crate::compare::DEFAULT_THRESHOLD
+            ));
             s
         }
     }
@@ -192,7 +198,25 @@ pub fn run(a: &TableArgs) -> anyhow::Result<ExitCode> {
         bail!("the selection holds no runs");
     }
     select::check_mix(&files, a.allow_mixed)?;
+    // Labels merged into one table must have run alike (sched, mem, CPU model, privileges).
+    let mixed = crate::conditions::mixed_labels(&files);
+    if let Some((first, other, m)) = mixed.first()
+        && !a.allow_mixed
+    {
+        bail!(
+            "{}",
+            crate::conditions::refusal(&format!("'{first}'"), &format!("'{other}'"), m, "merge")
+        );
+    }
     let cases = cases_for(&files, a.baseline.as_deref())?;
+    for (first, other, m) in &mixed {
+        let line = crate::conditions::banner(&format!("'{first}'"), &format!("'{other}'"), m);
+        // Exports stay parseable: the banner goes to stderr there.
+        match resolve_auto(&cases, a.format) {
+            Format::Csv | Format::Json => eprintln!("{line}"),
+            _ => println!("{line}\n"),
+        }
+    }
     let machine = files
         .iter()
         .map(|f| f.machine.as_str())
@@ -209,7 +233,7 @@ mod modelled_tests {
     use super::*;
 
     /// The committed schema-1 file renders the tables it rendered before schema 2 (the
-    /// snapshots were taken with the schema-1 reader).
+    /// snapshots were taken with the schema-1 reader), real fork first since issue 15.
     #[test]
     fn schema_1_file_renders_as_before() {
         let p = util::project_root().join("results/vm/20261125T210102Z-6.18.44-fc-v595.json");
@@ -397,5 +421,66 @@ mod kernel_tests {
         assert_eq!(run(&args(Some(K612))).unwrap(), ExitCode::SUCCESS);
         let e = run(&args(Some("6.9.0"))).unwrap_err();
         assert_eq!(format!("{e:#}").lines().count(), 1, "{e:#}");
+    }
+}
+
+#[cfg(test)]
+mod like_with_like_tests {
+    use super::*;
+
+    /// Labels `A` (fifo) and `B` (batch), saved; returns the table arguments for both.
+    fn two_labels(d: &std::path::Path, b_sched: results::Sched) -> TableArgs {
+        let mut paths = Vec::new();
+        for (label, sched) in [("A", results::Sched::Fifo), ("B", b_sched)] {
+            let mut f = crate::bench::tests::mock_file(1);
+            f.label = label.into();
+            for r in &mut f.runs {
+                if let results::Variant::Real(v) = &mut r.variant {
+                    v.sched = sched;
+                }
+            }
+            let p = d.join(format!("20260101T000000Z-{label}.json"));
+            f.save_new(&p).unwrap();
+            paths.push(p.display().to_string());
+        }
+        TableArgs {
+            paths,
+            baseline: None,
+            format: Format::Auto,
+            instrument: None,
+            allow_mixed: false,
+            results: d.display().to_string(),
+            modelled: false,
+        }
+    }
+
+    #[test]
+    fn labels_that_ran_differently_are_refused_by_field() {
+        let d = tempfile::tempdir().unwrap();
+        let a = two_labels(d.path(), results::Sched::Batch);
+        let e = format!("{:#}", run(&a).unwrap_err());
+        assert_eq!(
+            e,
+            "'A' and 'B' differ in sched (fifo vs batch): pass --allow-mixed to merge anyway"
+        );
+        let allowed = TableArgs {
+            allow_mixed: true,
+            ..a
+        };
+        assert_eq!(run(&allowed).unwrap(), ExitCode::SUCCESS);
+        let files: Vec<results::ResultFile> = allowed
+            .paths
+            .iter()
+            .map(|p| select::load(std::path::Path::new(p)).unwrap())
+            .collect();
+        let mixed = crate::conditions::mixed_labels(&files);
+        assert_eq!(
+            crate::conditions::banner("'A'", "'B'", &mixed[0].2),
+            "MIXED (--allow-mixed): 'A' and 'B' differ in sched (fifo vs batch); rows were matched regardless"
+        );
+        // Alike: merged without a word.
+        let d2 = tempfile::tempdir().unwrap();
+        let same = two_labels(d2.path(), results::Sched::Fifo);
+        assert_eq!(run(&same).unwrap(), ExitCode::SUCCESS);
     }
 }
