@@ -474,10 +474,19 @@ pub fn check_and_compare(
     t.push('\n');
     t.push_str(&render(&lines));
     if !unmatched.is_empty() {
-        t.push_str(&format!(
-            "\n{} variant(s) present on one side only were not compared: {}\n",
-            unmatched.len(),
+        // Named, so nothing is dropped silently; a long list is cut.
+        let shown = if unmatched.len() > 6 {
+            format!(
+                "{}, ... and {} more",
+                unmatched[..3].join(", "),
+                unmatched.len() - 3
+            )
+        } else {
             unmatched.join(", ")
+        };
+        t.push_str(&format!(
+            "\n{} variant(s) present on one side only were not compared: {shown}\n",
+            unmatched.len(),
         ));
     }
     let (verdicts, regression) = summary(&lines, threshold);
@@ -490,8 +499,8 @@ pub fn check_and_compare(
             let (tool, _) = compare_matching(&sim_a, &sim_b, threshold, matching);
             let join = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>().join(" + ");
             t.push_str(&format!(
-                "\nTool change, not a kernel regression: the model runs in userspace and does not \
-                 depend on the kernel; its rows differ because the tool did (A: {}; B: {}):\n\n",
+                "\nTool change, not a kernel regression (the model runs in userspace; its rows \
+                 differ because the tool did):\n  A: {}\n  B: {}\n\n",
                 join(&ra),
                 join(&rb)
             ));
@@ -500,7 +509,11 @@ pub fn check_and_compare(
             t.push_str(
                 &summary(&tool, threshold)
                     .0
-                    .replace("REGRESSION", "tool change"),
+                    .replace("REGRESSION", "tool change")
+                    .replace(
+                        "no significant regression",
+                        "no significant tool-change slowdown",
+                    ),
             );
         } else if !sim_a.is_empty() || !sim_b.is_empty() {
             let n = means(&sim_a, Matching::default())
@@ -655,9 +668,15 @@ mod tests {
         let b = runs_of_kernel(all, &format!("{K612} (tcg)"), "f").unwrap();
         assert!(kernel_mismatch(&a, &b).is_none());
         let (lines, unmatched) = compare(&a, &b, 2.0);
-        // order0 and pte-order9 on both; mthp-64k only on 6.12.
+        // order0 and pte-order9 on both; mthp-64k only on 6.12, and named.
         assert_eq!(lines.len(), 2);
         assert_eq!(unmatched, 1);
+        let any_kernel = Matching {
+            any_kernel: true,
+            ..Matching::default()
+        };
+        let (_, named) = compare_matching(&a, &b, 2.0, any_kernel);
+        assert_eq!(named, ["real:x86_64:fork:mthp-64k:tcg (B only)"]);
         let t = render(&lines);
         let pte9 = lines
             .iter()
@@ -845,7 +864,7 @@ mod tests {
             .unwrap();
         assert!(!kernel.contains("| sim:"), "{kernel}");
         assert!(
-            tool.contains("(A: git r1, tool 0.1.0; B: git r2, tool 0.1.0)"),
+            tool.contains("\n  A: git r1, tool 0.1.0\n  B: git r2, tool 0.1.0\n"),
             "{tool}"
         );
         assert_eq!(tool.matches("| sim:").count(), 30, "{tool}");

@@ -187,7 +187,7 @@ fn a_b_runs_of_two_kernels_compare_like_with_like() {
     assert!(!kernel.contains("| sim:"), "{kernel}");
     assert_eq!(tool.matches("| sim:x86_64:").count(), 2, "{tool}");
     assert!(
-        tool.contains("(A: git r1, tool 0.1.0; B: git r2, tool 0.1.0)"),
+        tool.contains("\n  A: git r1, tool 0.1.0\n  B: git r2, tool 0.1.0\n"),
         "{tool}"
     );
     assert!(tool.contains("tool change beyond 1.0%"), "{tool}");
