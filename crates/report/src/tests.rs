@@ -181,7 +181,21 @@ fn extended_and_exports() {
          n,mean_ns,std_ns,mean_rel,std_rel,ratio,ci_lo,ci_hi,p,t,df,cv,mde,verdict,runs_needed"
     );
     assert_eq!(lines.count(), 6);
-    let json: serde_json::Value = serde_json::from_str(&export::to_json(&cases)).unwrap();
+    let json_text = export::to_json(&cases);
+    // Keys in the CSV's column order, not alphabetical (pandas keeps the order it reads).
+    let first = json_text.lines().nth(1).unwrap();
+    let positions: Vec<usize> = export::COLUMNS
+        .iter()
+        .map(|k| first.find(&format!("\"{k}\":")).expect(k))
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{first}");
+    assert!(
+        first
+            .trim_start()
+            .starts_with("{\"machine\":\"Apple M2 VM\",\"label\":\"v4\","),
+        "{first}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&json_text).unwrap();
     let recs = json.as_array().unwrap();
     assert_eq!(recs.len(), 6);
     let ena9 = recs
@@ -190,6 +204,57 @@ fn extended_and_exports() {
         .unwrap();
     assert_eq!(ena9["verdict"], "faster");
     assert!((ena9["mean_rel"].as_f64().unwrap() + 0.254).abs() < 1e-6);
+}
+
+/// Long format: one record per timed fork, columns in [`export::SAMPLE_COLUMNS`] order, the
+/// variant's fields filled per instrument, disturbances named on their fork.
+#[test]
+fn samples_export_has_one_row_per_fork() {
+    let mut sim = rec(
+        Instrument::Sim,
+        "upstream",
+        "order9",
+        "contpte-ena",
+        0,
+        10.0,
+    );
+    sim.samples_ns = vec![10, 11, 12];
+    let mut real = rec(Instrument::Real, "6.12.0", "mthp-16k", "", 1, 20.0);
+    real.samples_ns = vec![20, 21];
+    real.real = Some(Box::new(results::RealExtra {
+        disturbances: vec![results::Disturbance {
+            iter: 1,
+            reasons: vec!["preempted".into(), "migrated".into()],
+        }],
+        ..Default::default()
+    }));
+    let a = file("m", "A", vec![sim]);
+    let b = file("m", "B, with a comma", vec![real]);
+    let files = [("a.json".to_string(), &a), ("b.json".to_string(), &b)];
+    let csv = export::samples_csv(&files);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "file,machine,label,kernel,accel,instrument,arch,layout,order,strategy,contpte,mapcount,\
+         counting,sched,unverified,mem_bytes,mode,options,run,iteration,ns,disturbed"
+    );
+    // 3 + 2 forks.
+    assert_eq!(lines.len(), 1 + 5);
+    assert_eq!(
+        lines[1],
+        "a.json,m,A,,,sim,arm64,order9,9,upstream,ena,per-page,false,,,1073741824,fresh,contpte-ena,0,0,10,"
+    );
+    assert_eq!(
+        lines[5],
+        "b.json,m,\"B, with a comma\",6.12.0,host,real,arm64,mthp-16k,2,,,,,other,false,1073741824,fresh,,1,1,21,preempted+migrated"
+    );
+    let jsonl = export::samples_jsonl(&files);
+    assert_eq!(jsonl.lines().count(), 5);
+    for line in jsonl.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v.as_object().unwrap().len(), export::SAMPLE_COLUMNS.len());
+        assert!(line.starts_with("{\"file\":"), "{line}");
+    }
 }
 
 #[test]
