@@ -265,7 +265,10 @@ pub fn machine_readme(machine: &str, files: &[(PathBuf, ResultFile)]) -> anyhow:
         table::render(&cases, machine, table::Format::Extended)
     )?;
     writeln!(o, "### Plots\n")?;
-    for (name, _) in plots::plot_names(&cases) {
+    for (name, kind) in plots::plot_names(&cases) {
+        if !kind.published() {
+            continue;
+        }
         writeln!(o, "![{name}](plots/{name})\n")?;
     }
     writeln!(
@@ -553,8 +556,9 @@ pub fn run(a: &PublishArgs) -> anyhow::Result<ExitCode> {
     if dir.is_dir() {
         for (m, newest) in plots::newest_per_machine(&dir)? {
             let f = select::load(&newest)?;
-            let cases = select::cases(&[f], None, &stats::Policy::default())?;
-            for p in plots::write_plots(&cases, &m, &dir.join(&m).join("plots"))? {
+            let files = [f];
+            let cases = select::cases(&files, None, &stats::Policy::default())?;
+            for p in plots::write_plots(&files, &cases, &m, &dir.join(&m).join("plots"), true)? {
                 println!("drew {}", p.display());
             }
         }
