@@ -86,7 +86,7 @@ pub fn headline_block(name: &str, file: &ResultFile, allow_dirty: bool) -> anyho
     let mut o = String::new();
     writeln!(
         o,
-        "{HEADLINE_BEGIN} from {name}; do not edit by hand -->\n```text\n{}```\n",
+        "{HEADLINE_BEGIN} from {name}; do not edit by hand -->\n```text\n{}\n```\n",
         table::render(&cases, &file.machine, table::Format::Combined).trim_end_matches('\n')
     )?;
     writeln!(
@@ -733,6 +733,8 @@ mod tests {
             "{block}"
         );
         assert!(block.contains("| mthp-64k "), "{block}");
+        // The fence closes on its own line, after the table's last row.
+        assert!(block.contains("|\n```\n\nFrom `r.json`"), "{block}");
         assert!(
             block.contains("From `r.json` (git `abc`, kernel ``, sched fifo,"),
             "{block}"
