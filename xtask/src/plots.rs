@@ -1,7 +1,8 @@
 //! `cargo xtask report [PATHS|LABELS...] [--out DIR]`: SVG plots of a selection (default: the
 //! newest result file of every machine under `results/`, into `results/<machine>/plots/`):
-//! mean_rel bars with 95% CI whiskers per case, real fork() time against folio order, and
-//! stacked op counts per strategy and arch.
+//! mean_rel bars with 95% CI whiskers per case, every fork of each row per case (strip plot),
+//! real fork() time against folio order and by folio size (order0, each mTHP size, pte-order9,
+//! pmd-order9), and stacked op counts per strategy and arch.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,8 +34,20 @@ pub struct ReportArgs {
 #[derive(Debug, Clone, PartialEq)]
 pub enum PlotKind {
     MeanRel(usize),
+    /// Every fork of each row of a case.
+    Forks(usize),
     ForkTime(String),
+    /// Real fork() by folio size, per arch.
+    FolioSize(String),
     Ops(usize),
+}
+
+impl PlotKind {
+    /// Whether `publish` draws it into `results/<machine>/plots/` and links it: every plot but
+    /// the per-fork strips (one SVG element per fork: ~0.4-0.8 MB each, `report` draws them).
+    pub fn published(&self) -> bool {
+        !matches!(self, PlotKind::Forks(_))
+    }
 }
 
 /// File names of the plots of `cases` (deterministic; README links use the same names).
@@ -54,6 +67,10 @@ pub fn plot_names(cases: &[report::Case]) -> Vec<(String, PlotKind)> {
             format!("{}-{}-{what}-mean_rel.svg", inst(c.instrument), c.arch),
             PlotKind::MeanRel(i),
         ));
+        out.push((
+            format!("{}-{}-{what}-forks.svg", inst(c.instrument), c.arch),
+            PlotKind::Forks(i),
+        ));
     }
     let mut arches: Vec<&str> = Vec::new();
     for c in cases.iter().filter(|c| c.instrument == Instrument::Real) {
@@ -65,6 +82,10 @@ pub fn plot_names(cases: &[report::Case]) -> Vec<(String, PlotKind)> {
         out.push((
             format!("real-{a}-fork-time-by-order.svg"),
             PlotKind::ForkTime(a.to_string()),
+        ));
+        out.push((
+            format!("real-{a}-fork-time-by-folio-size.svg"),
+            PlotKind::FolioSize(a.to_string()),
         ));
     }
     for (i, c) in cases.iter().enumerate() {
@@ -78,25 +99,83 @@ pub fn plot_names(cases: &[report::Case]) -> Vec<(String, PlotKind)> {
     out
 }
 
-/// Draw every plot of `cases` into `dir`; returns the written paths.
+/// Does `run` of `file` belong to `row`? The row's identity as `report::build_cases` names it:
+/// label, instrument, arch, layout, memory, mode, strategy or kernel (with its accelerator)
+/// and options (a kernel row's options leave the accelerator out).
+fn run_is_row(file: &ResultFile, run: &results::RunRecord, row: &report::Row) -> bool {
+    let v = &run.variant;
+    let options_ok = match v {
+        results::Variant::Real(x) => {
+            let mut o: Vec<String> = Vec::new();
+            if x.sched != results::Sched::Other {
+                o.push(format!("sched-{}", x.sched));
+            }
+            if x.unverified {
+                o.push("unverified".into());
+            }
+            x.accel == row.accel && (row.options == v.options() || row.options == o.join(","))
+        }
+        results::Variant::Sim(_) => row.options == v.options(),
+    };
+    file.label == row.label
+        && v.instrument() == row.instrument
+        && v.arch().to_string() == row.arch
+        && v.layout_name() == row.layout
+        && v.mem_bytes() == row.mem_bytes
+        && v.mode().to_string() == row.mode
+        && v.row_name() == row.strategy
+        && options_ok
+}
+
+/// One strip per row of `case`: every timed fork of the row's runs.
+pub fn strips(files: &[ResultFile], case: &report::Case) -> Vec<report::svg::Strip> {
+    case.rows
+        .iter()
+        .map(|row| report::svg::Strip {
+            name: row.name.clone(),
+            samples_ns: files
+                .iter()
+                .flat_map(|f| f.runs.iter().filter(move |r| run_is_row(f, r, row)))
+                .flat_map(|r| r.samples_ns.iter().copied())
+                .collect(),
+        })
+        .collect()
+}
+
+/// Draw the plots of `cases` (built from `files`) into `dir`, all of them or only the
+/// [`PlotKind::published`] ones; returns the written paths.
 pub fn write_plots(
+    files: &[ResultFile],
     cases: &[report::Case],
     machine: &str,
     dir: &Path,
+    only_published: bool,
 ) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut written = Vec::new();
     for (name, kind) in plot_names(cases) {
-        let svg = match kind {
-            PlotKind::MeanRel(i) => report::svg::mean_rel_bars(&cases[i], machine)?,
-            PlotKind::Ops(i) => report::svg::ops_stacked(&cases[i], machine)?,
-            PlotKind::ForkTime(arch) => {
+        if only_published && !kind.published() {
+            continue;
+        }
+        let svg = match &kind {
+            PlotKind::MeanRel(i) => report::svg::mean_rel_bars(&cases[*i], machine)?,
+            PlotKind::Ops(i) => report::svg::ops_stacked(&cases[*i], machine)?,
+            PlotKind::Forks(i) => report::svg::fork_distribution(
+                &cases[*i].title(),
+                &strips(files, &cases[*i]),
+                machine,
+            )?,
+            PlotKind::ForkTime(arch) | PlotKind::FolioSize(arch) => {
                 let rows: Vec<&report::Row> = cases
                     .iter()
-                    .filter(|c| c.instrument == Instrument::Real && c.arch == arch)
+                    .filter(|c| c.instrument == Instrument::Real && c.arch == *arch)
                     .flat_map(|c| c.rows.iter())
                     .collect();
-                report::svg::fork_time_by_order(&rows, machine)?
+                if matches!(kind, PlotKind::ForkTime(_)) {
+                    report::svg::fork_time_by_order(&rows, machine)?
+                } else {
+                    report::svg::fork_time_by_folio_size(&rows, machine)?
+                }
             }
         };
         let p = dir.join(util::path_component(&name));
@@ -157,7 +236,7 @@ pub fn run(a: &ReportArgs) -> anyhow::Result<ExitCode> {
                 .join(util::path_component(&machine))
                 .join("plots"),
         };
-        for p in write_plots(&cases, &machine, &dir)? {
+        for p in write_plots(&files, &cases, &machine, &dir, false)? {
             println!("{}", p.display());
         }
     }
@@ -196,6 +275,40 @@ mod tests {
         let svgs: Vec<PathBuf> = select_svgs(d.path());
         assert!(!svgs.is_empty());
         assert!(svgs.iter().all(|p| p.starts_with(&results)), "{svgs:?}");
+    }
+
+    /// Every timed fork of the committed file lands in exactly one strip of one case, and
+    /// each strip holds its row's runs (run count x forks per run).
+    #[test]
+    fn strips_hold_every_fork_once() {
+        let p = util::project_root().join("results/vm/20261125T210102Z-6.18.44-fc-v595.json");
+        let files = vec![select::load(&p).unwrap()];
+        let cases = select::cases(&files, None, &stats::Policy::default()).unwrap();
+        let mut total = 0;
+        for c in &cases {
+            for (strip, row) in strips(&files, c).iter().zip(&c.rows) {
+                assert_eq!(strip.name, row.name);
+                assert_eq!(
+                    strip.samples_ns.len(),
+                    row.run_means.len() * 100,
+                    "{}",
+                    row.name
+                );
+                total += strip.samples_ns.len();
+            }
+        }
+        assert_eq!(total, 28000);
+        let names = plot_names(&cases);
+        assert!(
+            names
+                .iter()
+                .any(|(n, k)| n == "real-x86_64-layouts-forks.svg" && !k.published())
+        );
+        assert!(
+            names
+                .iter()
+                .any(|(n, k)| n == "real-x86_64-fork-time-by-folio-size.svg" && k.published())
+        );
     }
 
     fn select_svgs(dir: &Path) -> Vec<PathBuf> {

@@ -24,10 +24,14 @@ pub enum Format {
     Combined,
     /// Means, CI of the change, Welch p, minimum detectable effect and verdict
     Extended,
-    /// One row per variant for pandas (`pd.read_csv`); columns in bench-configs/README.md
+    /// One row per variant for pandas (`pd.read_csv`); every column: docs/suite.md, "Exports"
     Csv,
-    /// The same as a JSON array of records (`pd.read_json`)
+    /// The same as a JSON array of records, keys in the CSV's order (`pd.read_json`)
     Json,
+    /// Long format, one row per timed fork (`pd.read_csv`); columns: docs/suite.md, "Exports"
+    Samples,
+    /// The same as JSON lines (`pd.read_json(path, lines=True)`)
+    SamplesJsonl,
     /// What `bench` prints: combined tables, then extended tables
     #[value(skip)]
     Bench,
@@ -86,7 +90,7 @@ pub fn render(cases: &[report::Case], machine: &str, f: Format) -> String {
     let f = resolve_auto(cases, f);
     let tables = render_tables(cases, machine, f);
     match f {
-        Format::Csv | Format::Json => tables,
+        Format::Csv | Format::Json | Format::Samples | Format::SamplesJsonl => tables,
         _ if report::emulated(cases) => format!("{}\n\n{tables}", report::EMULATED_NOTE),
         _ => tables,
     }
@@ -148,6 +152,8 @@ fn render_tables(cases: &[report::Case], machine: &str, f: Format) -> String {
         ),
         Format::Csv => report::export::to_csv(cases),
         Format::Json => report::export::to_json(cases),
+        // Per-fork rows come from the files, not from cases: `run` renders them with `samples`.
+        Format::Samples | Format::SamplesJsonl => String::new(),
         Format::Bench => {
             let mut s = combined(cases, machine);
             s.push_str(&report::extended_tables(cases));
@@ -172,6 +178,23 @@ fn combined(cases: &[report::Case], machine: &str) -> String {
     s
 }
 
+fn file_name(p: &std::path::Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
+}
+
+/// The per-fork export of `files` (named by `names`) for the long formats; None for the others.
+pub fn samples(names: &[String], files: &[results::ResultFile], f: Format) -> Option<String> {
+    let pairs: Vec<(String, &results::ResultFile)> =
+        names.iter().cloned().zip(files.iter()).collect();
+    match f {
+        Format::Samples => Some(report::export::samples_csv(&pairs)),
+        Format::SamplesJsonl => Some(report::export::samples_jsonl(&pairs)),
+        _ => None,
+    }
+}
+
 pub fn run(a: &TableArgs) -> anyhow::Result<ExitCode> {
     let root = util::project_root();
     let results_dir = root.join(&a.results);
@@ -181,6 +204,7 @@ pub fn run(a: &TableArgs) -> anyhow::Result<ExitCode> {
         a.paths.clone()
     };
     let loaded = select::resolve(&paths, &results_dir)?;
+    let names: Vec<String> = loaded.iter().map(|(p, _)| file_name(p)).collect();
     let files: Vec<_> = loaded.into_iter().map(|(_, f)| f).collect();
     let mut files = select::filter_instrument(files, a.instrument);
     if a.modelled {
@@ -196,6 +220,11 @@ pub fn run(a: &TableArgs) -> anyhow::Result<ExitCode> {
     }
     if files.iter().all(|f| f.runs.is_empty()) {
         bail!("the selection holds no runs");
+    }
+    // Long format carries machine and instrument per row: no mix to refuse, no cases to build.
+    if let Some(out) = samples(&names, &files, a.format) {
+        print!("{out}");
+        return Ok(ExitCode::SUCCESS);
     }
     select::check_mix(&files, a.allow_mixed)?;
     // Labels merged into one table must have run alike (sched, mem, CPU model, privileges).
@@ -383,6 +412,30 @@ mod kernel_tests {
         let t = render(&cases, "vm", Format::Auto);
         assert!(!t.contains("emulated"), "{t}");
         assert!(t.contains(&format!("| {K612} (kvm) |")), "{t}");
+    }
+
+    /// `--format samples`: a header, then one line per timed fork of every run.
+    #[test]
+    fn samples_have_one_row_per_fork() {
+        let f = two_kernels(results::Accel::Tcg);
+        let forks: usize = f.runs.iter().map(|r| r.samples_ns.len()).sum();
+        let names = ["g.json".to_string()];
+        let csv = samples(&names, std::slice::from_ref(&f), Format::Samples).unwrap();
+        assert_eq!(csv.lines().count(), 1 + forks);
+        assert_eq!(
+            csv.lines().next().unwrap(),
+            report::export::SAMPLE_COLUMNS.join(",")
+        );
+        assert!(
+            csv.lines()
+                .nth(1)
+                .unwrap()
+                .starts_with(&format!("g.json,vm,guests,{K61},tcg,real,x86_64,order0,0,")),
+            "{csv}"
+        );
+        let jsonl = samples(&names, &[f], Format::SamplesJsonl).unwrap();
+        assert_eq!(jsonl.lines().count(), forks);
+        assert!(samples(&names, &[], Format::Csv).is_none());
     }
 
     #[test]

@@ -1,27 +1,21 @@
-//! CSV and JSON exports of the case rows, loadable by pandas (`pd.read_csv(path)`,
-//! `pd.read_json(path)`, one record per row). Columns, in order:
+//! CSV and JSON exports for pandas/R. Every column of every export is documented in one
+//! place, `docs/suite.md` ("Exports"); the orders below are the files' column orders.
 //!
-//! | column | meaning |
-//! |---|---|
-//! | `machine`, `label` | result file's machine and label |
-//! | `instrument` | `sim` (model) or `real` (fork() on the host) |
-//! | `arch`, `layout`, `mem_bytes`, `mode`, `options`, `strategy` | the variant |
-//! | `case` | the case (table) title; `kernel` the row name; `baseline` the case's baseline row |
-//! | `n` | runs; `mean_ns`, `std_ns` mean and sample std of run means |
-//! | `mean_rel`, `std_rel` | as in the thread (fractions, not percent) |
-//! | `ratio`, `ci_lo`, `ci_hi` | mean / baseline mean and its 95% CI (delta method on logs) |
-//! | `p`, `t`, `df` | Welch's t-test against the baseline |
-//! | `cv`, `mde` | pooled CV and minimum detectable effect (fractions) |
-//! | `verdict`, `runs_needed` | `faster`, `slower`, `same`, `unknown` (+ runs per side to settle), or `baseline` |
+//! - [`to_csv`] / [`to_json`]: one record per table row (a variant summarised over its runs),
+//!   columns [`COLUMNS`]. `pd.read_csv(path)`, `pd.read_json(path)` (an array of records).
+//! - [`samples_csv`] / [`samples_jsonl`]: long format, one record per timed fork, columns
+//!   [`SAMPLE_COLUMNS`]. `pd.read_csv(path)`, `pd.read_json(path, lines=True)`.
 //!
-//! Missing values are empty in CSV and `null` in JSON.
+//! Missing values are empty in CSV and `null` in JSON. JSON objects keep the column order
+//! (written key by key: `serde_json::Map` would sort them).
 
+use results::{ResultFile, RunRecord, Variant};
 use serde_json::{Value, json};
 
 use crate::cases::Case;
 
 /// Column names of [`to_csv`] and keys of [`to_json`], in order.
-pub const COLUMNS: [&str; 26] = [
+pub const COLUMNS: [&str; 27] = [
     "machine",
     "label",
     "instrument",
@@ -48,6 +42,7 @@ pub const COLUMNS: [&str; 26] = [
     "cv",
     "mde",
     "verdict",
+    "runs_needed",
 ];
 
 fn num(x: Option<f64>) -> Value {
@@ -57,8 +52,8 @@ fn num(x: Option<f64>) -> Value {
     }
 }
 
-/// All rows as JSON objects (keys [`COLUMNS`] plus `runs_needed`).
-pub fn records(cases: &[Case]) -> Vec<serde_json::Map<String, Value>> {
+/// All rows as values in [`COLUMNS`] order.
+pub fn records(cases: &[Case]) -> Vec<[Value; 27]> {
     let mut out = Vec::new();
     for c in cases {
         for r in &c.rows {
@@ -66,14 +61,10 @@ pub fn records(cases: &[Case]) -> Vec<serde_json::Map<String, Value>> {
             // The baseline row is compared with itself: only its relative figures mean anything.
             let is_base = r.name == c.baseline;
             let t = if is_base { None } else { m };
-            let inst = match r.instrument {
-                results::Instrument::Sim => "sim",
-                results::Instrument::Real => "real",
-            };
-            let vals = [
+            out.push([
                 json!(r.machine),
                 json!(r.label),
-                json!(inst),
+                json!(r.instrument.to_string()),
                 json!(r.arch),
                 json!(r.layout),
                 json!(r.mem_bytes),
@@ -101,27 +92,40 @@ pub fn records(cases: &[Case]) -> Vec<serde_json::Map<String, Value>> {
                 } else {
                     m.map(|m| json!(m.verdict.as_str())).unwrap_or(Value::Null)
                 },
-            ];
-            let mut obj = serde_json::Map::new();
-            for (k, v) in COLUMNS.iter().zip(vals) {
-                obj.insert((*k).into(), v);
-            }
-            obj.insert(
-                "runs_needed".into(),
                 t.and_then(|m| m.runs_needed)
                     .map(|n| json!(n))
                     .unwrap_or(Value::Null),
-            );
-            out.push(obj);
+            ]);
         }
     }
     out
 }
 
-/// JSON array of records (pretty-printed).
+/// One JSON object with `keys` in this order (no whitespace).
+fn json_object(keys: &[&str], vals: &[Value]) -> String {
+    let mut o = String::from("{");
+    for (i, (k, v)) in keys.iter().zip(vals).enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        o.push_str(&Value::from(*k).to_string());
+        o.push(':');
+        o.push_str(&v.to_string());
+    }
+    o.push('}');
+    o
+}
+
+/// JSON array of records, one per line, keys in [`COLUMNS`] order.
 pub fn to_json(cases: &[Case]) -> String {
-    let v: Vec<Value> = records(cases).into_iter().map(Value::Object).collect();
-    serde_json::to_string_pretty(&v).expect("json") + "\n"
+    let lines: Vec<String> = records(cases)
+        .iter()
+        .map(|r| format!("  {}", json_object(&COLUMNS, r)))
+        .collect();
+    if lines.is_empty() {
+        return "[]\n".into();
+    }
+    format!("[\n{}\n]\n", lines.join(",\n"))
 }
 
 fn csv_field(v: &Value) -> String {
@@ -137,17 +141,145 @@ fn csv_field(v: &Value) -> String {
     }
 }
 
-/// CSV with a header line: [`COLUMNS`] then `runs_needed`.
+fn csv_line(vals: &[Value]) -> String {
+    let mut line = vals.iter().map(csv_field).collect::<Vec<_>>().join(",");
+    line.push('\n');
+    line
+}
+
+/// CSV with a header line, columns [`COLUMNS`].
 pub fn to_csv(cases: &[Case]) -> String {
     let mut out = COLUMNS.join(",");
-    out.push_str(",runs_needed\n");
+    out.push('\n');
     for rec in records(cases) {
-        let line: Vec<String> = COLUMNS
-            .iter()
-            .chain(std::iter::once(&"runs_needed"))
-            .map(|k| csv_field(&rec[*k]))
-            .collect();
-        out.push_str(&line.join(","));
+        out.push_str(&csv_line(&rec));
+    }
+    out
+}
+
+/// Column names of [`samples_csv`] and keys of [`samples_jsonl`], in order.
+pub const SAMPLE_COLUMNS: [&str; 22] = [
+    "file",
+    "machine",
+    "label",
+    "kernel",
+    "accel",
+    "instrument",
+    "arch",
+    "layout",
+    "order",
+    "strategy",
+    "contpte",
+    "mapcount",
+    "counting",
+    "sched",
+    "unverified",
+    "mem_bytes",
+    "mode",
+    "options",
+    "run",
+    "iteration",
+    "ns",
+    "disturbed",
+];
+
+/// One timed fork per record, in file order, then run order, then iteration order. `files`
+/// pairs each result file with the name its `file` column carries.
+pub fn sample_records<'a>(
+    files: &'a [(String, &'a ResultFile)],
+) -> impl Iterator<Item = [Value; 22]> + 'a {
+    files.iter().flat_map(|(name, f)| {
+        f.runs.iter().flat_map(move |r| {
+            let head = run_fields(name, f, r);
+            r.samples_ns.iter().enumerate().map(move |(i, ns)| {
+                let disturbed = r
+                    .real
+                    .as_ref()
+                    .and_then(|x| x.disturbances.iter().find(|d| d.iter as usize == i))
+                    .map(|d| json!(d.reasons.join("+")))
+                    .unwrap_or(Value::Null);
+                let mut rec: [Value; 22] = std::array::from_fn(|_| Value::Null);
+                rec[..18].clone_from_slice(&head);
+                rec[18] = json!(r.run_index);
+                rec[19] = json!(i);
+                rec[20] = json!(ns);
+                rec[21] = disturbed;
+                rec
+            })
+        })
+    })
+}
+
+/// The variant columns of [`SAMPLE_COLUMNS`] (`file` .. `options`) of one run.
+fn run_fields(name: &str, f: &ResultFile, r: &RunRecord) -> [Value; 18] {
+    let v = &r.variant;
+    let (kernel, accel, order, strategy, contpte, mapcount, counting, sched, unverified) = match v {
+        // The model runs in userspace: no kernel forked, so `kernel` stays empty.
+        Variant::Sim(s) => (
+            Value::Null,
+            Value::Null,
+            json!(s.order.get()),
+            json!(s.strategy.to_string()),
+            s.contpte
+                .map(|c| json!(c.to_string()))
+                .unwrap_or(Value::Null),
+            json!(s.mapcount.to_string()),
+            json!(s.counting),
+            Value::Null,
+            Value::Null,
+        ),
+        Variant::Real(x) => (
+            json!(x.kernel),
+            json!(x.accel.to_string()),
+            x.layout
+                .folio_order()
+                .map(|o| json!(o))
+                .unwrap_or(Value::Null),
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            json!(x.sched.to_string()),
+            json!(x.unverified),
+        ),
+    };
+    [
+        json!(name),
+        json!(f.machine),
+        json!(f.label),
+        kernel,
+        accel,
+        json!(v.instrument().to_string()),
+        json!(v.arch().to_string()),
+        json!(v.layout_name()),
+        order,
+        strategy,
+        contpte,
+        mapcount,
+        counting,
+        sched,
+        unverified,
+        json!(v.mem_bytes()),
+        json!(v.mode().to_string()),
+        json!(v.options()),
+    ]
+}
+
+/// Long format CSV: a header line ([`SAMPLE_COLUMNS`]), then one line per timed fork.
+pub fn samples_csv(files: &[(String, &ResultFile)]) -> String {
+    let mut out = SAMPLE_COLUMNS.join(",");
+    out.push('\n');
+    for rec in sample_records(files) {
+        out.push_str(&csv_line(&rec));
+    }
+    out
+}
+
+/// Long format JSON lines: one object per timed fork, keys in [`SAMPLE_COLUMNS`] order.
+pub fn samples_jsonl(files: &[(String, &ResultFile)]) -> String {
+    let mut out = String::new();
+    for rec in sample_records(files) {
+        out.push_str(&json_object(&SAMPLE_COLUMNS, &rec));
         out.push('\n');
     }
     out

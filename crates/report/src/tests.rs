@@ -181,7 +181,21 @@ fn extended_and_exports() {
          n,mean_ns,std_ns,mean_rel,std_rel,ratio,ci_lo,ci_hi,p,t,df,cv,mde,verdict,runs_needed"
     );
     assert_eq!(lines.count(), 6);
-    let json: serde_json::Value = serde_json::from_str(&export::to_json(&cases)).unwrap();
+    let json_text = export::to_json(&cases);
+    // Keys in the CSV's column order, not alphabetical (pandas keeps the order it reads).
+    let first = json_text.lines().nth(1).unwrap();
+    let positions: Vec<usize> = export::COLUMNS
+        .iter()
+        .map(|k| first.find(&format!("\"{k}\":")).expect(k))
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{first}");
+    assert!(
+        first
+            .trim_start()
+            .starts_with("{\"machine\":\"Apple M2 VM\",\"label\":\"v4\","),
+        "{first}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&json_text).unwrap();
     let recs = json.as_array().unwrap();
     assert_eq!(recs.len(), 6);
     let ena9 = recs
@@ -190,6 +204,57 @@ fn extended_and_exports() {
         .unwrap();
     assert_eq!(ena9["verdict"], "faster");
     assert!((ena9["mean_rel"].as_f64().unwrap() + 0.254).abs() < 1e-6);
+}
+
+/// Long format: one record per timed fork, columns in [`export::SAMPLE_COLUMNS`] order, the
+/// variant's fields filled per instrument, disturbances named on their fork.
+#[test]
+fn samples_export_has_one_row_per_fork() {
+    let mut sim = rec(
+        Instrument::Sim,
+        "upstream",
+        "order9",
+        "contpte-ena",
+        0,
+        10.0,
+    );
+    sim.samples_ns = vec![10, 11, 12];
+    let mut real = rec(Instrument::Real, "6.12.0", "mthp-16k", "", 1, 20.0);
+    real.samples_ns = vec![20, 21];
+    real.real = Some(Box::new(results::RealExtra {
+        disturbances: vec![results::Disturbance {
+            iter: 1,
+            reasons: vec!["preempted".into(), "migrated".into()],
+        }],
+        ..Default::default()
+    }));
+    let a = file("m", "A", vec![sim]);
+    let b = file("m", "B, with a comma", vec![real]);
+    let files = [("a.json".to_string(), &a), ("b.json".to_string(), &b)];
+    let csv = export::samples_csv(&files);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "file,machine,label,kernel,accel,instrument,arch,layout,order,strategy,contpte,mapcount,\
+         counting,sched,unverified,mem_bytes,mode,options,run,iteration,ns,disturbed"
+    );
+    // 3 + 2 forks.
+    assert_eq!(lines.len(), 1 + 5);
+    assert_eq!(
+        lines[1],
+        "a.json,m,A,,,sim,arm64,order9,9,upstream,ena,per-page,false,,,1073741824,fresh,contpte-ena,0,0,10,"
+    );
+    assert_eq!(
+        lines[5],
+        "b.json,m,\"B, with a comma\",6.12.0,host,real,arm64,mthp-16k,2,,,,,other,false,1073741824,fresh,,1,1,21,preempted+migrated"
+    );
+    let jsonl = export::samples_jsonl(&files);
+    assert_eq!(jsonl.lines().count(), 5);
+    for line in jsonl.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v.as_object().unwrap().len(), export::SAMPLE_COLUMNS.len());
+        assert!(line.starts_with("{\"file\":"), "{line}");
+    }
 }
 
 #[test]
@@ -239,27 +304,221 @@ fn labels_become_rows_and_real_layouts_become_rows() {
     assert_eq!(cases[0].rows[1].name, "pte-order9");
 }
 
-#[test]
-fn plots_are_svg_documents() {
-    let cases = build_cases(&[m2_file()], Some("mm-unstable"), &Policy::default()).unwrap();
-    let s = svg::mean_rel_bars(&cases[1], "Apple M2 VM").unwrap();
-    assert!(s.starts_with("<svg") && s.contains("contpte-ena") && s.contains("-25.4%"));
-    let mut runs = Vec::new();
-    for (i, (l, m)) in [("order0", 1.4e7), ("pte-order9", 9e6), ("pmd-order9", 5e6)]
-        .into_iter()
-        .enumerate()
-    {
-        runs.push(rec(Instrument::Real, "host", l, "", i as u32, m));
-        runs.push(rec(Instrument::Real, "host", l, "", i as u32 + 1, m * 1.01));
+/// The trimmed text of every `<text>` element of an SVG document.
+fn svg_texts(svg: &str) -> Vec<String> {
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|t| {
+            let body = &t[t.find('>')? + 1..];
+            Some(body[..body.find("</text>")?].trim().to_string())
+        })
+        .collect()
+}
+
+/// The left axis of a plot: (top, bottom, y of each tick mark), from plotters' polylines
+/// (`X,top X,bottom` for the axis, `X-5,y X,y` for a tick).
+fn left_axis(svg: &str) -> (f64, f64, Vec<f64>) {
+    let lines: Vec<Vec<(f64, f64)>> = svg
+        .split("<polyline")
+        .skip(1)
+        .filter_map(|p| {
+            let pts = &p[p.find("points=\"")? + 8..];
+            let pts = &pts[..pts.find('"')?];
+            Some(
+                pts.split_whitespace()
+                    .map(|xy| {
+                        let (x, y) = xy.split_once(',').unwrap();
+                        (x.parse().unwrap(), y.parse().unwrap())
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    let axis = &lines[0];
+    let x = axis[0].0;
+    let ticks = lines
+        .iter()
+        .filter(|l| l.len() == 2 && l[1].0 == x && l[0].0 == x - 5.0 && l[0].1 == l[1].1)
+        .map(|l| l[0].1)
+        .collect();
+    (axis[0].1, axis[1].1, ticks)
+}
+
+/// Every `#RRGGBB` of the document is a palette colour, the neutral grey, black or white.
+fn assert_palette_only(svg: &str) {
+    let allowed = svg::allowed_colours();
+    for (i, _) in svg.match_indices('#') {
+        let hex = &svg[i..i + 7];
+        assert!(
+            allowed.iter().any(|a| a == hex),
+            "{hex} is not in the palette"
+        );
     }
-    let cases = build_cases(&[file("m", "k", runs)], None, &Policy::default()).unwrap();
-    let rows: Vec<&Row> = cases[0].rows.iter().collect();
-    let s = svg::fork_time_by_order(&rows, "m").unwrap();
-    assert!(s.contains("pte-order9") && s.contains("pmd-mapped"));
-    let mut c = cases[0].clone();
-    c.rows[0].ops.insert("pte_reads".into(), 1000);
+}
+
+#[test]
+fn bar_charts_have_one_slot_per_row_and_no_empty_one() {
+    let cases = build_cases(&[m2_file()], Some("mm-unstable"), &Policy::default()).unwrap();
+    let case = &cases[1];
+    let s = svg::mean_rel_bars(case, "Apple M2 VM").unwrap();
+    assert!(s.starts_with("<svg") && s.contains("contpte-ena") && s.contains("-25.4%"));
+    let (top, bottom, ticks) = left_axis(&s);
+    let n = case.rows.len();
+    assert_eq!(ticks.len(), n, "one tick per row: {ticks:?}");
+    // n equal slots fill the axis: the top row's centre is half a slot below its top.
+    let slot = (bottom - top) / n as f64;
+    let first = ticks.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(
+        (first - top - slot / 2.0).abs() <= 2.0,
+        "{top} {first} {slot}"
+    );
+    let texts = svg_texts(&s);
+    for r in &case.rows {
+        assert_eq!(
+            texts.iter().filter(|t| **t == r.name).count(),
+            1,
+            "{}",
+            r.name
+        );
+    }
+    assert_palette_only(&s);
+    let mut c = case.clone();
+    for (i, r) in c.rows.iter_mut().enumerate() {
+        r.ops
+            .insert("pte_reads".into(), 1_000_000 + 250_000 * i as u64);
+        r.ops.insert("tlbi".into(), 512);
+    }
     let s = svg::ops_stacked(&c, "m").unwrap();
-    assert!(s.contains("pte_reads"));
+    let (_, _, ticks) = left_axis(&s);
+    assert_eq!(ticks.len(), c.rows.len());
+    assert_palette_only(&s);
+    let texts = svg_texts(&s);
+    assert!(texts.iter().any(|t| t == "pte_reads"));
+    // Op-count ticks are SI, never `1000.0`.
+    assert!(texts.iter().any(|t| t == "1M"), "{texts:?}");
+    assert!(texts.iter().any(|t| t == "500k"), "{texts:?}");
+    assert!(!texts.iter().any(|t| t.ends_with(".0")), "{texts:?}");
+}
+
+/// Two kernels (kernel rows) over order0, three mTHP sizes, pte- and pmd-order9.
+fn sweep_cases() -> Vec<Case> {
+    let mut runs = Vec::new();
+    let layouts = [
+        ("order0", 14e6),
+        ("mthp-16k", 12e6),
+        ("mthp-64k", 9e6),
+        ("mthp-128k", 8.5e6),
+        ("pte-order9", 8e6),
+        ("pmd-order9", 0.4e6),
+        ("untouched", 0.05e6),
+    ];
+    for run in 0..3u32 {
+        for (k, f) in [("6.1.0", 1.0), ("6.12.0", 0.5)] {
+            for (l, ns) in layouts {
+                let mut r = rec(
+                    Instrument::Real,
+                    k,
+                    l,
+                    "",
+                    run,
+                    ns * f * (1.0 + run as f64 * 0.01),
+                );
+                r.samples_ns = vec![r.samples_ns[0], r.samples_ns[0] + 1000];
+                runs.push(r);
+            }
+        }
+    }
+    build_cases(&[file("m", "guests", runs)], None, &Policy::default()).unwrap()
+}
+
+#[test]
+fn fork_time_plots_tick_every_order_and_every_folio_size() {
+    let cases = sweep_cases();
+    let rows: Vec<&Row> = cases.iter().flat_map(|c| c.rows.iter()).collect();
+    let s = svg::fork_time_by_order(&rows, "m").unwrap();
+    let texts = svg_texts(&s);
+    for order in 0..=9 {
+        assert!(
+            texts.contains(&order.to_string()),
+            "no tick {order}: {texts:?}"
+        );
+    }
+    assert!(texts.iter().any(|t| t == "6.12.0 pmd-mapped"), "{texts:?}");
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("mthp-16k ") && t.contains(" ± "))
+    );
+    assert_palette_only(&s);
+    let s = svg::fork_time_by_folio_size(&rows, "m").unwrap();
+    let texts = svg_texts(&s);
+    let sizes = [
+        "order0 (4K)",
+        "mthp-16k (16K)",
+        "mthp-64k (64K)",
+        "mthp-128k (128K)",
+        "pte-order9 (2M)",
+        "pmd-order9 (2M)",
+    ];
+    let at: Vec<usize> = sizes
+        .iter()
+        .map(|l| texts.iter().position(|t| t == l).expect(l))
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{texts:?}");
+    assert!(!texts.iter().any(|t| t.contains("untouched")));
+    assert!(texts.iter().any(|t| t == "6.1.0") && texts.iter().any(|t| t == "6.12.0"));
+    // Every run mean is a dot: 2 kernels x 6 layouts x 3 runs.
+    assert_eq!(s.matches("<circle").count(), 36);
+    assert_palette_only(&s);
+}
+
+#[test]
+fn the_distribution_plot_has_one_dot_per_fork() {
+    let strips = vec![
+        svg::Strip {
+            name: "order0".into(),
+            samples_ns: (0..250).map(|i| 14_000_000 + i * 1000).collect(),
+        },
+        svg::Strip {
+            name: "pmd-order9".into(),
+            samples_ns: (0..120).map(|i| 300_000 + i * 100).collect(),
+        },
+    ];
+    let s = svg::fork_distribution("fork, x86_64 real fork()", &strips, "m").unwrap();
+    assert_eq!(s.matches("<circle").count(), 370);
+    let texts = svg_texts(&s);
+    // 47x apart: a log axis, labelled in ms.
+    assert!(texts.iter().any(|t| t.contains("log scale")), "{texts:?}");
+    assert!(
+        texts.iter().any(|t| t == "order0 (median 14.12 ms)"),
+        "{texts:?}"
+    );
+    assert!(
+        texts.iter().any(|t| t == "1") && texts.iter().any(|t| t == "10"),
+        "{texts:?}"
+    );
+    let (_, _, ticks) = left_axis(&s);
+    assert_eq!(ticks.len(), 2);
+    assert_palette_only(&s);
+}
+
+#[test]
+fn tick_labels_are_short() {
+    assert_eq!(svg::tick(1000.0), "1000");
+    assert_eq!(svg::tick(12.5), "12.5");
+    assert_eq!(svg::tick(0.05), "0.05");
+    assert_eq!(svg::si(1_000_000.0), "1M");
+    assert_eq!(svg::si(1_500_000.0), "1.5M");
+    assert_eq!(svg::si(500_000.0), "500k");
+    assert_eq!(svg::si(0.0), "0");
+    assert_eq!(
+        svg::nice_ticks(0.0, 7.0, 8),
+        vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+    );
+    assert_eq!(
+        svg::nice_ticks(-16.0, 92.0, 12),
+        (-1..=9).map(|k| k as f64 * 10.0).collect::<Vec<_>>()
+    );
 }
 
 const K61: &str = "6.1.0-50-cloud-amd64";
