@@ -593,12 +593,14 @@ pub fn verdict_table(cases: &[Case], noise: f64) -> String {
 }
 
 /// What the JSON of a real-fork row holds beyond its run means: the run-to-run spread "without
-/// drift" (the samples dealt round-robin into as many groups as runs, [`stats::regrouped`]; a
-/// large gap to `std_rel` says the host drifted between runs) and the correlation of the
-/// core-throughput probe with fork time (Pearson r over every timed fork).
+/// drift" (the standard deviation of the group means when the samples are dealt round-robin
+/// into as many groups as runs, [`stats::regrouped`]; far below the runs' own std it says the
+/// host drifted between runs) and the correlation of the core-throughput probe with fork time
+/// (Pearson r over every timed fork).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct RealSpread {
-    pub std_rel_without_drift: Option<f64>,
+    /// ns; the verbose table divides it by the baseline mean, as `std_rel`.
+    pub std_without_drift_ns: Option<f64>,
     pub probe_r: Option<f64>,
 }
 
@@ -632,7 +634,7 @@ pub fn real_spread(files: &[results::ResultFile], row: &Row) -> Option<RealSprea
         .iter()
         .map(|r| r.samples_ns.iter().map(|&s| s as f64).collect())
         .collect();
-    let without_drift = stats::regrouped(&per_run).map(|s| s.cv());
+    let without_drift = stats::regrouped(&per_run).map(|s| s.std);
     let mut probe = Vec::new();
     let mut forks = Vec::new();
     for r in &runs {
@@ -644,13 +646,14 @@ pub fn real_spread(files: &[results::ResultFile], row: &Row) -> Option<RealSprea
         }
     }
     Some(RealSpread {
-        std_rel_without_drift: without_drift,
+        std_without_drift_ns: without_drift,
         probe_r: stats::pearson(&probe, &forks),
     })
 }
 
 /// The extended tables of `--verbose`: [`extended_tables`] with, on real-fork cases, two more
-/// columns from the runs in `files`: `std_rel w/o drift` and `probe r` ([`RealSpread`]).
+/// columns from the runs in `files`: `std_rel w/o drift` (relative to the baseline mean, as
+/// `std_rel`) and `probe r` ([`RealSpread`]).
 pub fn extended_tables_verbose(cases: &[Case], files: &[results::ResultFile]) -> String {
     let mut out = String::new();
     for c in cases {
@@ -667,6 +670,12 @@ pub fn extended_tables_verbose(cases: &[Case], files: &[results::ResultFile]) ->
         } else {
             c.kernel_rows.clone()
         };
+        let base_mean = c
+            .rows
+            .iter()
+            .find(|r| r.name == c.baseline)
+            .map(|r| r.summary.mean)
+            .unwrap_or(f64::NAN);
         let extra: Vec<[String; 2]> = names
             .iter()
             .map(|n| {
@@ -676,8 +685,8 @@ pub fn extended_tables_verbose(cases: &[Case], files: &[results::ResultFile]) ->
                     .find(|r| &r.name == n)
                     .and_then(|r| real_spread(files, r));
                 [
-                    s.and_then(|s| s.std_rel_without_drift)
-                        .map(pct)
+                    s.and_then(|s| s.std_without_drift_ns)
+                        .map(|sd| pct(sd / base_mean))
                         .unwrap_or_else(|| "n/a".into()),
                     s.and_then(|s| s.probe_r)
                         .map(|r| format!("{r:.2}"))

@@ -108,8 +108,8 @@ fn verbose_real_rows_show_spread_without_drift_and_probe_r() {
         .map(|r| r.samples_ns.iter().map(|&x| x as f64).collect())
         .collect();
     assert_eq!(per_run.len(), 3);
-    let want = stats::regrouped(&per_run).unwrap().cv();
-    assert!((s.std_rel_without_drift.unwrap() - want).abs() < 1e-12);
+    let want = stats::regrouped(&per_run).unwrap().std;
+    assert!((s.std_without_drift_ns.unwrap() - want).abs() < 1e-6);
     // The probe moves with the forks inside each run: r is high.
     assert!(s.probe_r.unwrap() > 0.5, "{s:?}");
     // Model rows have none.
@@ -125,7 +125,10 @@ fn verbose_real_rows_show_spread_without_drift_and_probe_r() {
         header.ends_with("| std_rel w/o drift | probe r |"),
         "{header}"
     );
-    // The real case's rows carry the two columns; the model's tables are as before.
+    // The real case's rows carry the two columns, relative to the baseline (order0) mean like
+    // std_rel; the model's tables are as before.
+    let base = row.summary.mean;
+    let want = want / base;
     let order0 = t
         .lines()
         .find(|l| l.starts_with("| order0 sched-fifo"))
@@ -134,6 +137,21 @@ fn verbose_real_rows_show_spread_without_drift_and_probe_r() {
         order0.ends_with(&format!(" {} |    {:.2} |", pct(want), s.probe_r.unwrap())),
         "{order0}"
     );
+    // A non-baseline row too is relative to the baseline's mean, not its own.
+    let pmd = real.rows.iter().find(|r| r.layout == "pmd-order9").unwrap();
+    let sd = real_spread(std::slice::from_ref(&f), pmd)
+        .unwrap()
+        .std_without_drift_ns
+        .unwrap();
+    let line = t
+        .lines()
+        .find(|l| l.starts_with("| pmd-order9 sched-fifo"))
+        .unwrap();
+    assert!(
+        line.contains(&format!("| {:>17} |", pct(sd / base))),
+        "{line}"
+    );
+    assert_ne!(pct(sd / base), pct(sd / pmd.summary.mean));
     assert_eq!(t.matches("std_rel w/o drift").count(), 1, "{t}");
     let plain = extended_tables(&cases);
     let first_model = plain.split("\n\n").take(2).collect::<Vec<_>>().join("\n\n");
