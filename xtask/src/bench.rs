@@ -93,6 +93,11 @@ pub struct BenchArgs {
     /// `--append loglevel=7` to see a boot that hangs, `--append mitigations=off`)
     #[arg(long = "append", value_name = "PARAM")]
     pub append: Vec<String>,
+    /// Print the extended tables too (means, CI, p, MDE; for real fork the spread without
+    /// drift and the core-probe correlation); by default the thread's tables and one compact
+    /// verdict table
+    #[arg(long, short)]
+    pub verbose: bool,
 }
 
 /// `--accel`.
@@ -167,7 +172,7 @@ pub fn execute_to(
         .map(|g| g.records_per_call())
         .sum::<usize>()
         .saturating_mul(plan.runs as usize);
-    progress.start(total as u64);
+    progress.start(total as u64, crate::progress::Eta::of(plan));
     let mut out = Execution::default();
     let mut skipped: Vec<bool> = vec![false; plan.groups.len()];
     for &(round, g) in &plan.order {
@@ -187,6 +192,7 @@ pub fn execute_to(
         let mut runs: Vec<RunRecord> = Vec::new();
         // The call's contexts count from 0; the file's list holds every call's.
         let offset = out.contexts.len() as u32;
+        let call_t0 = Instant::now();
         let outcome = exec.run(call, ctx, &mut |line| match line {
             RunnerLine::Context(c) => contexts.push(*c),
             RunnerLine::Run(mut rec) => {
@@ -204,6 +210,7 @@ pub fn execute_to(
             Err(_) if stop.load(Ordering::Relaxed) => bail!(Interrupted),
             o => o?,
         };
+        progress.call_done(g, call_t0.elapsed().as_secs_f64());
         if let Some(j) = journal.as_deref_mut() {
             for c in &contexts {
                 j.context(c)?;
@@ -218,7 +225,7 @@ pub fn execute_to(
         if let Outcome::Skipped(why) = outcome {
             skipped[g] = true;
             let left = ((plan.runs - round) as usize * call.records_per_call()).saturating_sub(got);
-            progress.shrink(left as u64);
+            progress.shrink(g, left as u64);
             progress.note(&format!("skipping {name}: {why}"));
             if let Some(j) = journal.as_deref_mut() {
                 j.skipped(&name, &why)?;
@@ -306,23 +313,34 @@ pub fn estimate_secs(plan: &Plan) -> f64 {
         .iter()
         .map(|&(_, g)| {
             let c = &plan.groups[g];
-            let (per_gib, populate_per_gib) = match c {
-                Call::Sim { .. } => (0.006, 1.0),
-                Call::Real { kernel: None, .. } => (0.02, 1.0),
-                Call::Real {
-                    kernel: Some(k), ..
-                } => {
-                    if !guests.contains(&k.as_str()) {
-                        guests.push(k);
-                    }
-                    (0.15, 15.0)
-                }
-            };
-            let gib = c.mem().0 as f64 / (1u64 << 30) as f64;
-            c.forks() as f64 * per_gib * gib + populate_per_gib * gib.max(0.05)
+            if let Call::Real {
+                kernel: Some(k), ..
+            } = c
+                && !guests.contains(&k.as_str())
+            {
+                guests.push(k);
+            }
+            call_estimate_secs(c)
         })
         .sum();
     calls + 30.0 * guests.len() as f64
+}
+
+/// [`estimate_secs`] of one call (without the guests' boots), plus ~0.2 s of runner start,
+/// checks and layout verification per call, which dominate `--quick`'s 64 MiB calls (0.11-0.27 s
+/// measured for `forkbench sim`/`real --layout pte-order9 --mem 64M --iters 20 --runs 1` with
+/// the release runner here). The progress display's ETA starts from it and learns the real
+/// figure as calls finish.
+pub fn call_estimate_secs(c: &Call) -> f64 {
+    let (per_gib, populate_per_gib) = match c {
+        Call::Sim { .. } => (0.006, 1.0),
+        Call::Real { kernel: None, .. } => (0.02, 1.0),
+        Call::Real {
+            kernel: Some(_), ..
+        } => (0.15, 15.0),
+    };
+    let gib = c.mem().0 as f64 / (1u64 << 30) as f64;
+    c.forks() as f64 * per_gib * gib + populate_per_gib * gib.max(0.05) + 0.2
 }
 
 /// The machine's name as it goes into the file and the path (see [`util::path_component`]).
@@ -484,7 +502,6 @@ pub fn host_env(cpu: usize) -> HostEnv {
 
 /// The host's release runner for the profile's calls (built first).
 fn release_runner(a: &BenchArgs, p: &Profile) -> anyhow::Result<Release> {
-    eprintln!("building the release runner ...");
     let bin = util::build_runner()?;
     let mut runner = Release::new(bin, p.run.nice, cost_model_file(p)?);
     runner.wait_quiet = std::time::Duration::from_secs(a.wait_quiet);
@@ -680,10 +697,14 @@ pub fn bench(
     }
     let cpu = resolve_cpu(profile.cpu());
     let est = estimate_secs(&plan);
+    // Short lines: the whole preamble fits a 100-column terminal.
     eprintln!(
-        "profile {} ({}), machine {machine}, label {label}, seed {seed}: {} variant groups x {} runs, {} of memory, {} forks per run, pinned to CPU {cpu}; estimate ~{:.0} min",
-        profile.profile,
-        profile.source,
+        "profile {} ({})\nmachine {machine}, label {label}, seed {seed}",
+        profile.profile, profile.source,
+    );
+    eprintln!(
+        "plan: {} variant groups x {} runs, {} of memory, {} forks per run, CPU {cpu}; \
+         estimate {}",
         plan.groups.len(),
         plan.runs,
         // The largest call's memory: a [real] override may exceed the model's size.
@@ -693,8 +714,14 @@ pub fn bench(
             .max()
             .unwrap_or(plan.sizes.mem),
         plan.sizes.iters,
-        est / 60.0
+        crate::progress::fmt_estimate(est)
     );
+    // What this host allows and what that changes, before the first run (and in a dry run).
+    eprintln!("this host:");
+    let needs = crate::prereq::PlanNeeds::of(&plan);
+    for l in crate::prereq::lines(&hostenv::prereq::Prereqs::host(), &needs) {
+        eprintln!("  {l}");
+    }
     if a.dry_run {
         for (i, g) in plan.groups.iter().enumerate() {
             eprintln!("  group {i}: {}", g.name());
@@ -738,8 +765,14 @@ pub fn bench(
     let others = host::pids_named("forkbench", &[]);
     if !others.is_empty() {
         eprintln!(
-            "warning: other forkbench processes are running (pids {others:?}); they compete for \
-             the CPUs and make the numbers noisy"
+            "{}",
+            crate::progress::fill(
+                &format!(
+                    "warning: other forkbench processes are running (pids {others:?}); they \
+                     compete for the CPUs and make the numbers noisy"
+                ),
+                crate::progress::WIDTH
+            )
         );
     }
     let mut runner = match make_executor(&profile, &plan) {
@@ -823,27 +856,65 @@ pub fn bench(
     })?;
     let _ = std::fs::remove_file(&partial);
     file.check_samples(&out_path)?;
-    let cases = select::cases(std::slice::from_ref(&file), None, &stats::Policy::default())?;
+    let policy = stats::Policy::default();
+    let cases = select::cases(std::slice::from_ref(&file), None, &policy)?;
     println!(
         "{}",
-        crate::table::render(&cases, &machine, crate::table::Format::Bench)
+        bench_tables(
+            &cases,
+            &machine,
+            std::slice::from_ref(&file),
+            &policy,
+            a.verbose
+        )
     );
+    let fill = |t: &str| crate::progress::fill(t, crate::progress::WIDTH);
     for (n, w) in &ex.skipped {
-        println!("skipped {n}: {w}");
+        println!("{}", fill(&format!("skipped {n}: {w}")));
     }
     if let Some(w) = load_warning(&file.runs) {
-        println!("{w}");
+        println!("{}", fill(&w));
     }
     println!(
-        "wall time {}:{:02}; raw samples: {}",
-        wall as u64 / 60,
-        wall as u64 % 60,
-        out_path.display()
+        "{}",
+        fill(&format!(
+            "wall time {}:{:02}; raw samples: {}",
+            wall as u64 / 60,
+            wall as u64 % 60,
+            out_path.display()
+        ))
     );
     if out_dir == root.join("results") {
         println!("to publish: cargo xtask publish (renders results/{machine}/README.md and plots)");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `bench` prints on stdout: the thread's combined tables and one compact verdict table
+/// (every line within 100 columns for the usual row names); with `verbose`, the extended tables
+/// too, whose real-fork rows carry the spread without drift and the core-probe correlation.
+pub fn bench_tables(
+    cases: &[report::Case],
+    machine: &str,
+    files: &[ResultFile],
+    policy: &stats::Policy,
+    verbose: bool,
+) -> String {
+    let mut s = crate::table::render(cases, machine, crate::table::Format::Combined);
+    if verbose {
+        s.push_str(&report::extended_tables_verbose(cases, files));
+        s.push_str(
+            "Extended tables: mean_rel/std_rel as in the thread (std over run means / baseline\n\
+             mean); 95% CI of the change by the delta method on logs; p from Welch's t-test; MDE\n\
+             at α=0.05, power 0.8; std_rel w/o drift: samples dealt round-robin into as many\n\
+             groups as runs (host drift drops out); probe r: core-probe time vs fork time.\n\n",
+        );
+    }
+    s.push_str(&report::verdict_table(cases, policy.noise));
+    if !verbose {
+        s.push_str("(--verbose: the extended tables with p, MDE, spread without drift, probe r)\n");
+    }
+    s
 }
 
 #[cfg(test)]
@@ -905,6 +976,7 @@ pub mod tests {
             boot_timeout: None,
             guest_mem: None,
             append: Vec::new(),
+            verbose: false,
         }
     }
 
@@ -1272,6 +1344,42 @@ pub mod tests {
             w.contains("another forkbench process was running during 1 of"),
             "{w}"
         );
+    }
+
+    /// The default output of a mock quick run fits a 100-column terminal; `--verbose` adds the
+    /// extended tables (wider) before the verdict table.
+    #[test]
+    fn default_output_fits_100_columns() {
+        let f = mock_file(7);
+        let policy = stats::Policy::default();
+        let cases = select::cases(std::slice::from_ref(&f), None, &policy).unwrap();
+        let out = bench_tables(&cases, "m", std::slice::from_ref(&f), &policy, false);
+        for l in out.lines() {
+            assert!(
+                l.chars().count() <= 100,
+                "{} columns: {l}",
+                l.chars().count()
+            );
+        }
+        assert!(out.contains("noise threshold ±1.0%"), "{out}");
+        assert!(out.contains("| real fork(), "), "{out}");
+        assert!(
+            !out.contains("| runs |") && !out.contains("w/o drift"),
+            "{out}"
+        );
+        let verbose = bench_tables(&cases, "m", std::slice::from_ref(&f), &policy, true);
+        assert!(verbose.contains("MDE") && verbose.contains("std_rel w/o drift"));
+        assert!(
+            verbose.ends_with(&out[out.find("Verdicts").unwrap()..out.find("(--verbose").unwrap()])
+        );
+    }
+
+    /// The quick plan's estimate is seconds, not "~0 min".
+    #[test]
+    fn quick_estimates_are_seconds() {
+        let plan = crate::plan::plan(&local(), true, 1);
+        let text = crate::progress::fmt_estimate(estimate_secs(&plan));
+        assert!(text.ends_with(" s") && text != "~0 s", "{text}");
     }
 
     #[test]

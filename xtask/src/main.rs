@@ -8,6 +8,7 @@
 
 mod bench;
 mod bisect_task;
+mod build;
 mod calibrate_task;
 mod compare;
 mod conditions;
@@ -16,6 +17,7 @@ mod fidelity_task;
 mod kernels;
 mod plan;
 mod plots;
+mod prereq;
 mod profile;
 mod progress;
 mod publish;
@@ -76,19 +78,34 @@ fn parse() -> Result<Cli, ExitCode> {
             }
         }
         _ => {
-            let text = e.render().to_string();
-            // The message runs until the blank line before clap's usage block.
-            let msg: Vec<&str> = text
-                .lines()
-                .take_while(|l| !l.trim().is_empty())
-                .map(str::trim)
-                .collect();
-            let msg = msg.join(" ");
-            let msg = msg.strip_prefix("error: ").unwrap_or(&msg);
-            eprintln!("xtask: error: {msg} (see cargo xtask --help)");
+            eprintln!("{}", clap_error_line(&e.render().to_string()));
             ExitCode::from(2)
         }
     })
+}
+
+/// clap's error as one line: its message (up to the blank line before the usage block) and
+/// its tips (`tip: a similar subcommand exists: 'bench'`), which say how to fix it.
+fn clap_error_line(text: &str) -> String {
+    let msg: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let msg = msg.join(" ");
+    let msg = msg.strip_prefix("error: ").unwrap_or(&msg);
+    let tips: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("tip: "))
+        .collect();
+    let mut line = format!("xtask: error: {msg}");
+    for t in tips {
+        line.push_str("; ");
+        line.push_str(t);
+    }
+    line.push_str(" (see cargo xtask --help)");
+    line
 }
 
 fn main() -> ExitCode {
@@ -137,6 +154,32 @@ fn one_line(e: &anyhow::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
+    /// clap's tips survive the one-line form: a misspelt task names the right one.
+    #[test]
+    fn clap_tips_are_kept() {
+        let e = super::Cli::try_parse_from(["xtask", "publsh"])
+            .err()
+            .unwrap();
+        let line = super::clap_error_line(&e.render().to_string());
+        assert_eq!(
+            line,
+            "xtask: error: unrecognized subcommand 'publsh'; tip: a similar subcommand exists: \
+             'publish' (see cargo xtask --help)"
+        );
+        let e = super::Cli::try_parse_from(["xtask", "bench", "--quik"])
+            .err()
+            .unwrap();
+        let line = super::clap_error_line(&e.render().to_string());
+        assert!(line.contains("unexpected argument '--quik'"), "{line}");
+        assert!(
+            line.contains("tip: a similar argument exists: '--quick'"),
+            "{line}"
+        );
+        assert_eq!(line.lines().count(), 1);
+    }
+
     /// A failed save says the OS error once.
     #[test]
     fn os_errors_are_said_once() {

@@ -603,8 +603,13 @@ mod tests {
         );
         // Sizes are the contract's: `1GiB` is accepted like on the runner's command line;
         // a size that is not a multiple of 2M is refused.
-        let p = parse(&with("mem = \"1G\"", "mem = \"1GiB\""), "t.toml", "t").unwrap();
-        assert_eq!(p.run.mem, Size(1 << 30));
+        // One syntax everywhere (contract::size::parse_size): 1G, 1GiB and 1024M are one size.
+        for spelling in ["1G", "1GiB", "1024M", "1024MiB", "1073741824"] {
+            let src = with("mem = \"1G\"", &format!("mem = \"{spelling}\""));
+            let p = parse(&src, "t.toml", "t").unwrap();
+            assert_eq!(p.run.mem, Size(1 << 30), "{spelling}");
+            assert_eq!(p.run.mem, spelling.parse::<Size>().unwrap(), "{spelling}");
+        }
         let src = with("mem = \"1G\"", "mem = \"3M\"");
         assert!(
             err_of(&src).contains("key 'run.mem': '3M' is not a positive multiple of 2M"),

@@ -4,8 +4,6 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{Context, bail};
-
 /// The workspace root (parent of this crate's manifest directory).
 pub fn project_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -14,14 +12,10 @@ pub fn project_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `cargo build --release -p forkbench`, returning the binary's path.
+/// `cargo build --release -p forkbench`, returning the binary's path; cargo's current step
+/// shows while it builds ([`crate::build`]).
 pub fn build_runner() -> anyhow::Result<PathBuf> {
-    let status = bisect::measure::cargo_build_forkbench(&project_root(), None)
-        .context("running cargo build")?;
-    if !status.success() {
-        bail!("cargo build --release -p forkbench failed ({status})");
-    }
-    Ok(target_dir().join("release").join("forkbench"))
+    crate::build::release_runner(&project_root(), &target_dir())
 }
 
 /// The cargo target directory (`CARGO_TARGET_DIR` or `<root>/target`).

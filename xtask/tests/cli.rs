@@ -121,6 +121,38 @@ fn bad_flags_are_refused_before_measuring() {
     }
 }
 
+/// A misspelt task or flag: one line, exit 2, and clap's suggestion of the right spelling.
+#[test]
+fn clap_suggestions_are_kept() {
+    let e = one_line_error(&xtask(&["publsh"]));
+    assert!(
+        e.contains("unrecognized subcommand 'publsh'")
+            && e.contains("tip: a similar subcommand exists: 'publish'"),
+        "{e}"
+    );
+    let e = one_line_error(&xtask(&["bench", "--dry-rnu"]));
+    assert!(
+        e.contains("tip: a similar argument exists: '--dry-run'"),
+        "{e}"
+    );
+}
+
+/// One size syntax on the command line: `1G`, `1GiB` and `1024M` are the same size; a size
+/// that is none of these is refused in one line.
+#[test]
+fn sizes_on_the_command_line() {
+    for size in ["1G", "1GiB", "1024M"] {
+        let o = xtask(&["bench", "--dry-run", "--quick", "--guest-mem", size]);
+        assert!(
+            o.status.success(),
+            "{size}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let e = one_line_error(&xtask(&["bench", "--dry-run", "--guest-mem", "1.5G"]));
+    assert!(e.contains("invalid size '1.5G'"), "{e}");
+}
+
 /// `cargo xtask table FILE | head` : the reader has gone; xtask ends quietly by SIGPIPE, as C
 /// tools do, instead of panicking in `println!` (exit 101 and a "Broken pipe" panic message).
 #[test]

@@ -154,8 +154,8 @@ pub struct RealOpts {
     /// Runs (each is one record)
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 8))]
     pub runs: u32,
-    /// Untimed forks before each run
-    #[cfg_attr(feature = "clap", arg(long, default_value_t = 1))]
+    /// Untimed forks before each run (the local profile's `[run] warmup`)
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = RealOpts::DEFAULT_WARMUP))]
     pub warmup: u32,
     /// steady: fork the same parent again (after the first fork its PTEs stay write-protected);
     /// fresh: before each fork, outside the timed section, write one byte per page so the
@@ -168,8 +168,8 @@ pub struct RealOpts {
     /// Scheduling: other (the child may preempt the parent inside fork(), such samples are
     /// flagged), batch (unprivileged: the child does not preempt its parent) or fifo (parent and
     /// children SCHED_FIFO, pausing between iterations for RT throttling; falls back to batch
-    /// when not permitted, recording why)
-    #[cfg_attr(feature = "clap", arg(long, default_value_t = Sched::Other))]
+    /// when not permitted, recording why); the default is the local profile's `[run] sched`
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = RealOpts::DEFAULT_SCHED))]
     pub sched: Sched,
     /// SCHED_FIFO priority for --sched fifo
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 10))]
@@ -191,7 +191,26 @@ pub struct RealOpts {
 }
 
 impl RealOpts {
-    /// The runner's defaults for `layout`.
+    /// `forkbench real`'s default `--sched`: the local profile's (bench-configs/local.toml).
+    pub const DEFAULT_SCHED: Sched = Sched::Fifo;
+    /// `forkbench real`'s default `--warmup`: the local profile's.
+    pub const DEFAULT_WARMUP: u32 = 2;
+
+    /// What `forkbench real --layout L` runs with no other option: [`RealOpts::new`] with the
+    /// local profile's scheduling and warm-up ([`RealOpts::DEFAULT_SCHED`],
+    /// [`RealOpts::DEFAULT_WARMUP`]), so a hand-run runner measures like `cargo xtask bench`.
+    pub fn runner_defaults(layout: RealLayout) -> Self {
+        RealOpts {
+            sched: Self::DEFAULT_SCHED,
+            warmup: Self::DEFAULT_WARMUP,
+            ..RealOpts::new(layout)
+        }
+    }
+
+    /// A base for drivers that set what they measure with (`..RealOpts::new(layout)`):
+    /// `sched other`, one warm-up fork and otherwise the runner's defaults. Kept as it was when
+    /// the runner's defaults moved to the profile's ([`RealOpts::runner_defaults`]), so callers
+    /// that leave `sched`/`warmup` unset measure as before.
     pub fn new(layout: RealLayout) -> Self {
         RealOpts {
             layout,
@@ -607,6 +626,48 @@ mod tests {
         );
         assert_eq!(Strategies::all().to_string().split(',').count(), 5);
         assert!("upstream,v6.7".parse::<Strategies>().is_err());
+    }
+
+    /// `forkbench real` run by hand measures like `cargo xtask bench` with the local profile:
+    /// the runner's default sched and warm-up are the profile's `[run]` values.
+    #[test]
+    fn runner_defaults_are_the_local_profiles() {
+        let profile = include_str!("../../../bench-configs/local.toml");
+        let value = |key: &str| {
+            let run = profile.split("[run]").nth(1).expect("[run] table");
+            let line = run
+                .lines()
+                .find(|l| l.split('=').next().map(str::trim) == Some(key))
+                .unwrap_or_else(|| panic!("[run] {key}"));
+            let v = line.split('=').nth(1).unwrap();
+            v.split('#')
+                .next()
+                .unwrap()
+                .trim()
+                .trim_matches('"')
+                .to_string()
+        };
+        assert_eq!(value("sched"), RealOpts::DEFAULT_SCHED.to_string());
+        assert_eq!(value("warmup"), RealOpts::DEFAULT_WARMUP.to_string());
+        let d = RealOpts::runner_defaults(RealLayout::Order0);
+        assert_eq!((d.sched, d.warmup), (Sched::Fifo, 2));
+        // Everything else is `new`'s, which keeps sched other and one warm-up for drivers.
+        let n = RealOpts::new(RealLayout::Order0);
+        assert_eq!((n.sched, n.warmup), (Sched::Other, 1));
+        assert_eq!(
+            RealOpts {
+                sched: n.sched,
+                warmup: n.warmup,
+                ..d
+            },
+            n
+        );
+        assert!(
+            Invocation::Real(d)
+                .args()
+                .join(" ")
+                .contains("--warmup 2 --mode steady --sched fifo")
+        );
     }
 
     #[test]

@@ -107,6 +107,8 @@ mod tests {
         assert_eq!(parse_size("2M").unwrap(), 2 << 20);
         assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
         assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("1024M").unwrap(), 1 << 30);
+        assert_eq!(parse_size("1048576KiB").unwrap(), 1 << 30);
         assert_eq!(parse_size("4096").unwrap(), 4096);
         assert_eq!(parse_size("64kb").unwrap(), 64 << 10);
         assert_eq!(parse_size(" 64 m").unwrap(), 64 << 20);

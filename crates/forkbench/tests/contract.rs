@@ -98,7 +98,9 @@ fn the_runners_defaults_are_the_contracts() {
     let Command::Real(a) = cli.command else {
         panic!("not real")
     };
-    assert_eq!(a.opts, RealOpts::new(RealLayout::PteOrder9));
+    // The local profile's sched fifo and two warm-up forks (RealOpts::runner_defaults).
+    assert_eq!(a.opts, RealOpts::runner_defaults(RealLayout::PteOrder9));
+    assert_eq!((a.opts.sched, a.opts.warmup), (contract::Sched::Fifo, 2));
     assert!(!a.json);
     let cli = Cli::try_parse_from(["forkbench", "sim"]).unwrap();
     let Command::Sim(a) = cli.command else {

@@ -7,7 +7,8 @@
 //! MIDR by [`cpuid`]), `/proc` helpers (per-CPU load, memory available) and perf counters behind
 //! a small [`counters::Counters`] trait that degrades gracefully when an event (e.g. any hardware
 //! event on a VM without a PMU) is missing; core PMUs are found by name or `cpus` file, not only
-//! as x86's `cpu`.
+//! as x86's `cpu`. [`prereq`] reads what the host lets a benchmark do (root, THP and
+//! mTHP modes, PMU, `perf_event_paranoid`, SMT, boost) from sysfs and procfs text.
 //!
 //! This crate knows nothing about forks, folios or page tables; `realfork` builds on it.
 //! `unsafe` code lives only in the small `sys` (libc wrappers) and [`cleanup`] (signal handler)
@@ -23,6 +24,7 @@ pub mod cpuid;
 pub mod env;
 pub mod host;
 pub mod journal;
+pub mod prereq;
 pub mod procfs;
 pub mod sched;
 mod sys;

@@ -184,7 +184,7 @@ fn kernel_of(v: &Variant) -> Option<String> {
 }
 
 /// Real-fork options other than the accelerator (which a kernel row's name already carries).
-fn options_without_accel(v: &Variant) -> String {
+pub(crate) fn options_without_accel(v: &Variant) -> String {
     match v {
         Variant::Real(r) => {
             let mut o: Vec<String> = Vec::new();

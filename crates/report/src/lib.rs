@@ -16,9 +16,12 @@ pub mod tables;
 
 pub use cases::{Case, CaseError, Row, build_cases, kernel_order, kernel_row_name, layout_heading};
 pub use tables::{
-    Combined, EMULATED_NOTE, RelRow, combined_from_cases, combined_table, emulated, extended_table,
-    extended_tables, has_kernel_rows, pct, rel_rows, thread_table, thread_tables,
+    Combined, EMULATED_NOTE, RealSpread, RelRow, combined_from_cases, combined_table, emulated,
+    extended_table, extended_tables, extended_tables_verbose, has_kernel_rows, pct, real_spread,
+    rel_rows, thread_table, thread_tables, verdict_table,
 };
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod verdict_tests;

@@ -443,3 +443,298 @@ pub fn extended_tables(cases: &[Case]) -> String {
     }
     out
 }
+
+/// A change as a signed percentage with one decimal (`+3.4%`, `-1.2%`, `0.0%`).
+fn signed_pct(x: f64) -> String {
+    let s = pct(x);
+    if x.is_finite() && !s.starts_with('-') && s != "0.0%" {
+        format!("+{s}")
+    } else {
+        s
+    }
+}
+
+/// A case's short heading in the verdict table: `real fork(), x86_64, 64M steady, 3 runs` or
+/// `model x86_64 order9, 64M fresh, 3 runs`.
+fn verdict_heading(c: &Case) -> String {
+    let mem = if c.mem_bytes >= 1 << 30 && c.mem_bytes.is_multiple_of(1 << 30) {
+        format!("{}G", c.mem_bytes >> 30)
+    } else {
+        format!("{}M", c.mem_bytes >> 20)
+    };
+    let what = match (c.instrument, c.layout.is_empty()) {
+        (results::Instrument::Real, true) => format!("real fork(), {}", c.arch),
+        (results::Instrument::Real, false) => format!("real fork(), {} {}", c.arch, c.layout),
+        (results::Instrument::Sim, _) => format!("model {} {}", c.arch, c.layout),
+    };
+    format!("{what}, {mem} {}, {} runs", c.mode, runs_text(c))
+}
+
+/// The verdict column: `faster`, `slower`, `same`, `unknown ~12` (runs per side needed),
+/// `baseline`.
+fn verdict_cell(r: &Row, c: &Case) -> String {
+    match r.cmp {
+        None => "n/a".into(),
+        Some(_) if r.name == c.baseline => "baseline".into(),
+        Some(m) => match (m.verdict, m.runs_needed) {
+            (stats::Verdict::Unknown, Some(n)) => format!("unknown ~{n}"),
+            (v, _) => v.to_string(),
+        },
+    }
+}
+
+/// One compact table of every case's verdicts, for a terminal of 100 columns: per case a
+/// heading row, then per row its mean, the change against the case's baseline, the 95% CI of
+/// that change and the verdict. `noise` is the threshold the verdicts used (a fraction), printed
+/// above the table. Row names are indented under their case's heading.
+pub fn verdict_table(cases: &[Case], noise: f64) -> String {
+    let headers = ["variant", "mean", "change", "95% CI of change", "verdict"];
+    // None = a case heading spanning the row.
+    let mut cells: Vec<Option<[String; 5]>> = Vec::new();
+    let mut headings: Vec<String> = Vec::new();
+    for c in cases {
+        headings.push(verdict_heading(c));
+        cells.push(None);
+        let order: Vec<(String, Option<&Row>)> = if c.kernel_rows.is_empty() {
+            c.rows.iter().map(|r| (r.name.clone(), Some(r))).collect()
+        } else {
+            c.kernel_rows
+                .iter()
+                .map(|n| (n.clone(), c.rows.iter().find(|r| &r.name == n)))
+                .collect()
+        };
+        for (name, r) in order {
+            let Some(r) = r else {
+                cells.push(Some([
+                    format!("  {name}"),
+                    "n/a".into(),
+                    "n/a".into(),
+                    "n/a".into(),
+                    "no runs".into(),
+                ]));
+                continue;
+            };
+            let (unit, div, dec) = time_unit(r.summary.mean);
+            let mean = format!("{:.dec$} {unit}", r.summary.mean / div);
+            let (change, ci) = match r.cmp {
+                Some(_) if r.name == c.baseline => (String::new(), String::new()),
+                Some(m) => (
+                    signed_pct(m.rel.mean_rel),
+                    m.ci.map(|ci| {
+                        let lo = signed_pct(ci.lo - 1.0);
+                        let lo = lo.strip_suffix('%').unwrap_or(&lo);
+                        format!("{lo}..{}", signed_pct(ci.hi - 1.0))
+                    })
+                    .unwrap_or_else(|| "n/a".into()),
+                ),
+                None => ("n/a".into(), "n/a".into()),
+            };
+            cells.push(Some([
+                format!("  {name}"),
+                mean,
+                change,
+                ci,
+                verdict_cell(r, c),
+            ]));
+        }
+    }
+    let mut w = headers.map(str::len);
+    for c in cells.iter().flatten() {
+        for i in 0..5 {
+            w[i] = w[i].max(c[i].chars().count());
+        }
+    }
+    // A heading may be wider than the name column: it spans the whole row.
+    let inner: usize = w.iter().sum::<usize>() + 3 * 4;
+    let pad = |s: &str, n: usize, right: bool| {
+        let fill = " ".repeat(n.saturating_sub(s.chars().count()));
+        if right {
+            format!("{fill}{s}")
+        } else {
+            format!("{s}{fill}")
+        }
+    };
+    let line = |c: &[String; 5]| {
+        format!(
+            "| {} | {} | {} | {} | {} |\n",
+            pad(&c[0], w[0], false),
+            pad(&c[1], w[1], true),
+            pad(&c[2], w[2], true),
+            pad(&c[3], w[3], false),
+            pad(&c[4], w[4], false)
+        )
+    };
+    let mut out = format!(
+        "Verdicts against each case's baseline (noise threshold ±{}: a change whose whole 95% CI\n\
+         lies within it is \"same\"; faster/slower need p < 0.05 and the CI beyond it; unknown ~N:\n\
+         about N runs per side would decide; negative = faster):\n\n",
+        pct(noise)
+    );
+    out.push_str(&line(&headers.map(String::from)));
+    out.push_str(&format!(
+        "|:{}|{}:|{}:|:{}|:{}|\n",
+        "-".repeat(w[0] + 1),
+        "-".repeat(w[1] + 1),
+        "-".repeat(w[2] + 1),
+        "-".repeat(w[3] + 1),
+        "-".repeat(w[4] + 1)
+    ));
+    let mut h = headings.iter();
+    for c in &cells {
+        match c {
+            Some(c) => out.push_str(&line(c)),
+            None => {
+                let text = h.next().map(String::as_str).unwrap_or("");
+                out.push_str(&format!("| {} |\n", pad(text, inner, false)));
+            }
+        }
+    }
+    out
+}
+
+/// What the JSON of a real-fork row holds beyond its run means: the run-to-run spread "without
+/// drift" (the standard deviation of the group means when the samples are dealt round-robin
+/// into as many groups as runs, [`stats::regrouped`]; far below the runs' own std it says the
+/// host drifted between runs) and the correlation of the core-throughput probe with fork time
+/// (Pearson r over every timed fork).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RealSpread {
+    /// ns; the verbose table divides it by the baseline mean, as `std_rel`.
+    pub std_without_drift_ns: Option<f64>,
+    pub probe_r: Option<f64>,
+}
+
+/// [`RealSpread`] of a real-fork row, from the runs of `files` that make it up (same label,
+/// kernel, layout, memory, mode and options); `None` for model rows and rows without runs.
+pub fn real_spread(files: &[results::ResultFile], row: &Row) -> Option<RealSpread> {
+    if row.instrument != results::Instrument::Real {
+        return None;
+    }
+    let runs: Vec<&results::RunRecord> = files
+        .iter()
+        .filter(|f| f.label == row.label)
+        .flat_map(|f| &f.runs)
+        .filter(|r| match &r.variant {
+            results::Variant::Real(v) => {
+                v.kernel == row.strategy
+                    && v.accel == row.accel
+                    && r.variant.layout_name() == row.layout
+                    && r.variant.mem_bytes() == row.mem_bytes
+                    && r.variant.mode().to_string() == row.mode
+                    && (r.variant.options() == row.options
+                        || crate::cases::options_without_accel(&r.variant) == row.options)
+            }
+            results::Variant::Sim(_) => false,
+        })
+        .collect();
+    if runs.is_empty() {
+        return None;
+    }
+    let per_run: Vec<Vec<f64>> = runs
+        .iter()
+        .map(|r| r.samples_ns.iter().map(|&s| s as f64).collect())
+        .collect();
+    let without_drift = stats::regrouped(&per_run).map(|s| s.std);
+    let mut probe = Vec::new();
+    let mut forks = Vec::new();
+    for r in &runs {
+        if let Some(x) = r.real.as_deref()
+            && x.core_probe_ns.len() == r.samples_ns.len()
+        {
+            probe.extend(x.core_probe_ns.iter().map(|&v| v as f64));
+            forks.extend(r.samples_ns.iter().map(|&v| v as f64));
+        }
+    }
+    Some(RealSpread {
+        std_without_drift_ns: without_drift,
+        probe_r: stats::pearson(&probe, &forks),
+    })
+}
+
+/// The extended tables of `--verbose`: [`extended_tables`] with, on real-fork cases, two more
+/// columns from the runs in `files`: `std_rel w/o drift` (relative to the baseline mean, as
+/// `std_rel`) and `probe r` ([`RealSpread`]).
+pub fn extended_tables_verbose(cases: &[Case], files: &[results::ResultFile]) -> String {
+    let mut out = String::new();
+    for c in cases {
+        out.push_str(&format!("{}, baseline {}:\n\n", c.title(), c.baseline));
+        let table = extended_table(c);
+        if c.instrument != results::Instrument::Real {
+            out.push_str(&table);
+            out.push('\n');
+            continue;
+        }
+        // The extended table's rows, in its order: append the two columns to each line.
+        let names: Vec<String> = if c.kernel_rows.is_empty() {
+            c.rows.iter().map(|r| r.name.clone()).collect()
+        } else {
+            c.kernel_rows.clone()
+        };
+        let base_mean = c
+            .rows
+            .iter()
+            .find(|r| r.name == c.baseline)
+            .map(|r| r.summary.mean)
+            .unwrap_or(f64::NAN);
+        let extra: Vec<[String; 2]> = names
+            .iter()
+            .map(|n| {
+                let s = c
+                    .rows
+                    .iter()
+                    .find(|r| &r.name == n)
+                    .and_then(|r| real_spread(files, r));
+                [
+                    s.and_then(|s| s.std_without_drift_ns)
+                        .map(|sd| pct(sd / base_mean))
+                        .unwrap_or_else(|| "n/a".into()),
+                    s.and_then(|s| s.probe_r)
+                        .map(|r| format!("{r:.2}"))
+                        .unwrap_or_else(|| "n/a".into()),
+                ]
+            })
+            .collect();
+        let heads = ["std_rel w/o drift", "probe r"];
+        let w = [
+            extra
+                .iter()
+                .map(|e| e[0].len())
+                .chain([heads[0].len()])
+                .max()
+                .unwrap_or(0),
+            extra
+                .iter()
+                .map(|e| e[1].len())
+                .chain([heads[1].len()])
+                .max()
+                .unwrap_or(0),
+        ];
+        let mut lines = table.lines();
+        let with = |line: &str, a: &str, b: &str| {
+            format!("{line} {a:>w0$} | {b:>w1$} |\n", w0 = w[0], w1 = w[1])
+        };
+        if let Some(h) = lines.next() {
+            out.push_str(&with(h, heads[0], heads[1]));
+        }
+        if let Some(sep) = lines.next() {
+            out.push_str(&format!(
+                "{sep}{}:|{}:|\n",
+                "-".repeat(w[0] + 1),
+                "-".repeat(w[1] + 1)
+            ));
+        }
+        for e in &extra {
+            match lines.next() {
+                Some(l) => out.push_str(&with(l, &e[0], &e[1])),
+                None => break,
+            }
+        }
+        // Notes under the table, unchanged.
+        for l in lines {
+            out.push_str(l);
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    out
+}
