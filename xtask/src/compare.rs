@@ -109,7 +109,7 @@ fn means(files: &[ResultFile], matching: Matching) -> BTreeMap<Variant, Vec<f64>
 }
 
 /// The kernel releases of a selection's real-fork runs.
-fn releases(files: &[ResultFile]) -> BTreeSet<&str> {
+pub fn releases(files: &[ResultFile]) -> BTreeSet<&str> {
     files
         .iter()
         .flat_map(|f| &f.runs)
@@ -602,7 +602,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::bench::execute;
     use crate::exec::mock::Mock;
@@ -730,7 +730,15 @@ mod tests {
 
     /// A's or B's file of the A/B scenario: the mock's quick plan on kernel `kernel`, real runs
     /// under `sched`, by `euid`, on `cpu`, from tool revision `rev`; model samples x `model`.
-    fn side(label: &str, kernel: &str, sched: results::Sched, rev: &str, model: f64) -> ResultFile {
+    /// A mock bench file of `label`: real runs on `kernel` under `sched`, tool revision `rev`,
+    /// the model's samples scaled by `model`.
+    pub(crate) fn side(
+        label: &str,
+        kernel: &str,
+        sched: results::Sched,
+        rev: &str,
+        model: f64,
+    ) -> ResultFile {
         let mut f = mock_file(1.0, 7, label);
         f.git_rev = rev.into();
         f.env.cpu_model = Some("AMD EPYC 7B13".into());

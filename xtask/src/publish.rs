@@ -261,7 +261,8 @@ pub fn machine_readme(machine: &str, files: &[(PathBuf, ResultFile)]) -> anyhow:
     writeln!(
         o,
         "With 95% CI of the change, Welch p, minimum detectable effect (α = 0.05, power 0.8) and \
-         verdict (noise threshold ±1%):\n\n{}",
+         verdict (noise threshold ±{}%):\n\n{}",
+        crate::compare::DEFAULT_THRESHOLD,
         table::render(&cases, machine, table::Format::Extended)
     )?;
     writeln!(o, "### Plots\n")?;

@@ -2,8 +2,9 @@
 //! merge result files (e.g. one per kernel, each with its `--label`) into the thread's tables.
 //! Refuses to mix machines or instruments unless `--allow-mixed`. A file with real runs of
 //! several kernels (guests) renders with the kernels as rows: by default the combined table
-//! (order-0 and order-9 pte-map columns first, relative to the first kernel), then the extended
-//! table. Tables of TCG runs carry [`report::EMULATED_NOTE`] above them.
+//! (order-0 and order-9 pte-map columns first, relative to the first kernel), then the compact
+//! verdict table (`--format extended` for the wide one). In a table of several kernels the
+//! model's rows are left out, or listed apart as a tool change when tool revisions differ. Tables of TCG runs carry [`report::EMULATED_NOTE`] above them.
 
 use std::process::ExitCode;
 
@@ -16,7 +17,7 @@ use crate::{select, util};
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
 pub enum Format {
     /// `thread`; for real-fork runs of several kernels (kernels as rows) the combined table,
-    /// then the extended one
+    /// then the compact verdict table
     Auto,
     /// The thread's `| kernel | mean_rel | std_rel |` table per case
     Thread,
@@ -32,7 +33,7 @@ pub enum Format {
     Samples,
     /// The same as JSON lines (`pd.read_json(path, lines=True)`)
     SamplesJsonl,
-    /// What `bench` prints: combined tables, then extended tables
+    /// What `bench` prints: combined tables, then the compact verdict table
     #[value(skip)]
     Bench,
 }
@@ -156,14 +157,8 @@ fn render_tables(cases: &[report::Case], machine: &str, f: Format) -> String {
         Format::Samples | Format::SamplesJsonl => String::new(),
         Format::Bench => {
             let mut s = combined(cases, machine);
-            s.push_str(&report::extended_tables(cases));
-            s.push_str(&format!(
-                "Sign convention: negative = faster. mean_rel/std_rel as in the thread (std over run means / baseline mean);\n\
-                 95% CI of the change by the delta method on logs; p from Welch's t-test; MDE at α=0.05, power 0.8;\n\
-                 verdict: faster/slower = significant and the whole CI beyond ±{n}%, same = CI within ±{n}%;\n\
-                 noise threshold ±{n}%: the one default of `table` and `compare`.\n",
-                n = crate::compare::DEFAULT_THRESHOLD
-            ));
+            s.push_str(&report::verdict_table(cases, stats::DEFAULT_NOISE));
+            s.push_str("(--format extended: means, CI of the change, Welch p and MDE per row)\n");
             s
         }
     }
@@ -237,6 +232,25 @@ pub fn run(a: &TableArgs) -> anyhow::Result<ExitCode> {
             crate::conditions::refusal(&format!("'{first}'"), &format!("'{other}'"), m, "merge")
         );
     }
+    let export = matches!(a.format, Format::Csv | Format::Json);
+    // A table of several kernels is about the kernels: the model runs in userspace and does
+    // not depend on them. Its rows are left out unless the files' tool revisions differ, and
+    // then they follow under their own heading (exports keep every row: they have columns).
+    let model_part = match kernel_table_model_rows(&files, a.instrument, export) {
+        ModelRows::Keep => None,
+        ModelRows::LeftOut(n) => {
+            files = select::filter_instrument(files, Some(Instrument::Real));
+            println!(
+                "{n} model run(s) left out: the model does not depend on the kernel, and every file ran the same tool revision (--instrument sim shows them)\n"
+            );
+            None
+        }
+        ModelRows::ToolChange(revs) => {
+            let sim = select::filter_instrument(files.clone(), Some(Instrument::Sim));
+            files = select::filter_instrument(files, Some(Instrument::Real));
+            Some((sim, revs))
+        }
+    };
     let cases = cases_for(&files, a.baseline.as_deref())?;
     for (first, other, m) in &mixed {
         let line = crate::conditions::banner(&format!("'{first}'"), &format!("'{other}'"), m);
@@ -254,7 +268,65 @@ pub fn run(a: &TableArgs) -> anyhow::Result<ExitCode> {
         .collect::<Vec<_>>()
         .join("+");
     print!("{}", render(&cases, &machine, a.format));
+    if let Some((sim, revs)) = model_part {
+        println!(
+            "\nTool change, not a kernel regression: the model's rows below differ by tool revision only"
+        );
+        for r in revs {
+            println!("  {r}");
+        }
+        println!();
+        let sim_cases = cases_for(&sim, a.baseline.as_deref())?;
+        print!("{}", render(&sim_cases, &machine, a.format));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a table does with the model's rows.
+#[derive(Debug, PartialEq)]
+pub enum ModelRows {
+    /// Not a table of several kernels, an export, or an instrument was chosen: as they are.
+    Keep,
+    /// A table of several kernels made by one tool revision: this many model runs left out.
+    LeftOut(usize),
+    /// A table of several kernels made by these tool revisions: model rows apart.
+    ToolChange(Vec<String>),
+}
+
+/// The rule of `compare` for `table`: with real-fork runs of several kernels in the selection,
+/// model rows are not part of the kernel comparison.
+pub fn kernel_table_model_rows(
+    files: &[results::ResultFile],
+    instrument: Option<Instrument>,
+    export: bool,
+) -> ModelRows {
+    let model_runs = files
+        .iter()
+        .flat_map(|f| &f.runs)
+        .filter(|r| matches!(r.variant, results::Variant::Sim(_)))
+        .count();
+    if export
+        || instrument.is_some()
+        || model_runs == 0
+        || crate::compare::releases(files).len() < 2
+    {
+        return ModelRows::Keep;
+    }
+    let with_model: Vec<results::ResultFile> = files
+        .iter()
+        .filter(|f| {
+            f.runs
+                .iter()
+                .any(|r| matches!(r.variant, results::Variant::Sim(_)))
+        })
+        .cloned()
+        .collect();
+    let revs = crate::compare::revisions(&with_model);
+    if revs.len() < 2 {
+        ModelRows::LeftOut(model_runs)
+    } else {
+        ModelRows::ToolChange(revs.into_iter().collect())
+    }
 }
 
 #[cfg(test)]
@@ -454,6 +526,44 @@ mod kernel_tests {
                 "baseline kernel '6.9.0' is not in the selection (kernels: {K61} (tcg), {K612} (tcg))"
             )
         );
+    }
+
+    #[test]
+    fn a_table_of_two_kernels_leaves_the_model_out_unless_the_tool_changed() {
+        use crate::compare::tests::side;
+        use results::Sched::Fifo;
+        let a = side("A", "6.1", Fifo, "r1", 1.0);
+        let b = side("B", "6.12", Fifo, "r1", 1.5);
+        let sim_runs = a
+            .runs
+            .iter()
+            .chain(&b.runs)
+            .filter(|r| matches!(r.variant, results::Variant::Sim(_)))
+            .count();
+        assert!(sim_runs > 0);
+        let both = [a.clone(), b.clone()];
+        assert_eq!(
+            kernel_table_model_rows(&both, None, false),
+            ModelRows::LeftOut(sim_runs)
+        );
+        // Another tool revision: the model's rows are a tool change, listed apart.
+        let b2 = side("B", "6.12", Fifo, "r2", 1.5);
+        let ModelRows::ToolChange(revs) = kernel_table_model_rows(&[a.clone(), b2], None, false)
+        else {
+            panic!("two revisions are a tool change");
+        };
+        assert_eq!(revs.len(), 2, "{revs:?}");
+        // One kernel (two runs of it), a chosen instrument or an export: rows as they are.
+        let same = side("B", "6.1", Fifo, "r1", 1.5);
+        assert_eq!(
+            kernel_table_model_rows(&[a.clone(), same], None, false),
+            ModelRows::Keep
+        );
+        assert_eq!(
+            kernel_table_model_rows(&both, Some(Instrument::Sim), false),
+            ModelRows::Keep
+        );
+        assert_eq!(kernel_table_model_rows(&both, None, true), ModelRows::Keep);
     }
 
     #[test]

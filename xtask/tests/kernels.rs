@@ -131,8 +131,9 @@ fn x86_64_6_12_forks_pte_mapped_order9_significantly_faster_than_6_1() {
         return;
     }
     // Each kernel boots once per bench, and a whole guest boot can run slower under TCG than
-    // another (the host's THP backing of guest RAM is the suspect), which the bench's runs
-    // cannot average out: a second bench means fresh boots. Both must not miss.
+    // another (slowed stretches of the shared host, not THP backing of guest RAM: see
+    // docs/bisect.md), which the bench's runs cannot average out: a second bench means fresh
+    // boots. Both must not miss.
     eprintln!("first bench not conclusive ({first:?}); a second one with fresh boots");
     let second = bench_once(&old, &new, 14);
     assert_eq!(
