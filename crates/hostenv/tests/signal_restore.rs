@@ -20,6 +20,11 @@ fn signal_helper() {
     let spec = std::env::var(HELPER_ENV).expect("run by the signal tests");
     let (sig, path) = spec.split_once(':').expect("SIG:PATH");
     let sig: i32 = sig.parse().expect("signal number");
+    // A test run started in the background by a shell without job control inherits SIGINT
+    // ignored, and `cleanup::install` rightly leaves an ignored signal alone (as under nohup):
+    // start from the default so the handler under test is installed.
+    // SAFETY: SIG_DFL installs no handler; no other thread of this helper handles signals.
+    unsafe { libc::signal(sig, libc::SIG_DFL) };
     let guard = SysfsGuard::set(path, "always").expect("guard");
     assert_eq!(read_selected(path).unwrap(), "always");
     // SAFETY: the child only calls async-signal-safe functions (pause) until it is killed.
