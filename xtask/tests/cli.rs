@@ -4,13 +4,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn xtask(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap()
-}
+mod support;
+use support::xtask;
 
 fn one_line_error(o: &Output) -> String {
     let err = String::from_utf8_lossy(&o.stderr).into_owned();

@@ -4,20 +4,15 @@
 //! model rows only as a tool change when the tool revisions differ.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use results::{
     Accel, Arch, CheckSummary, HostEnv, Mode, ModelOrder, RealContext, RealExtra, RealLayout,
     RealVariant, ResultFile, RunRecord, Sched, SimVariant, Strategy, Variant,
 };
 
-fn xtask(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap()
-}
+mod support;
+use support::xtask;
 
 fn context(layout: RealLayout, euid: u32) -> RealContext {
     RealContext {

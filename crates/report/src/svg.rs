@@ -433,16 +433,27 @@ pub fn fork_time_by_order(rows: &[&Row], machine: &str) -> Result<String, PlotEr
                     .map_err(perr)?;
             }
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(perr)?;
+        draw_legend(&mut chart, None)?;
         root.present().map_err(perr)?;
     }
     Ok(buf)
+}
+
+/// The series legend every plot with one uses: upper right, on a light box; `font_px` sets the
+/// label size (plotters' default otherwise).
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    font_px: Option<u32>,
+) -> Result<(), PlotError> {
+    let mut legend = chart.configure_series_labels();
+    legend
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight);
+    if let Some(px) = font_px {
+        legend.label_font(("sans-serif", px));
+    }
+    legend.draw().map_err(perr)
 }
 
 /// Milliseconds with two decimals, or three below 0.1 ms.
@@ -591,13 +602,7 @@ pub fn fork_time_by_folio_size(rows: &[&Row], machine: &str) -> Result<String, P
                     PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
                 });
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(perr)?;
+        draw_legend(&mut chart, None)?;
         root.present().map_err(perr)?;
     }
     Ok(buf)
@@ -793,14 +798,7 @@ pub fn ops_stacked(case: &Case, machine: &str) -> Result<String, PlotError> {
                     Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font(("sans-serif", 11))
-            .draw()
-            .map_err(perr)?;
+        draw_legend(&mut chart, Some(11))?;
         root.present().map_err(perr)?;
     }
     Ok(buf)
