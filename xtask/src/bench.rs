@@ -625,15 +625,25 @@ pub type MakeExecutor<'a> = dyn FnMut(&Profile, &Plan) -> anyhow::Result<Box<dyn
 
 /// `bench` with the host's facts, a stop flag and the executor to run calls with (made only
 /// once the plan is checked and the journal is open).
-pub fn bench(
+pub fn bench_written(
     a: &BenchArgs,
     host_facts: &HostFacts,
     stop: &AtomicBool,
     kernels: &[String],
     make_executor: &mut MakeExecutor<'_>,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<Option<PathBuf>> {
     let root = util::project_root();
     let mut profile = profile::load(a.config.as_deref(), &root)?;
+    if kernels.is_empty() {
+        // `[real] mthp_sizes = "offered"`: the sizes this host's kernel offers. (Guest kernels
+        // keep the listed layouts: their sizes are not known before they boot.)
+        let offered: Vec<u64> =
+            hostenv::prereq::thp_sizes(std::path::Path::new("/sys/kernel/mm/transparent_hugepage"))
+                .into_iter()
+                .map(|(kb, _)| kb)
+                .collect();
+        profile::expand_offered_mthp(&mut profile, &offered);
+    }
     let instruments = instruments(a, &profile, !kernels.is_empty())?;
     profile.run.instrument = Some(instruments);
     // Kernels under test run in guests: the profile's sizes and layouts apply, its machine
@@ -726,7 +736,7 @@ pub fn bench(
         for (i, g) in plan.groups.iter().enumerate() {
             eprintln!("  group {i}: {}", g.name());
         }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(None);
     }
     let mut file = ResultFile {
         schema: SCHEMA_VERSION,
@@ -887,7 +897,39 @@ pub fn bench(
     if out_dir == root.join("results") {
         println!("to publish: cargo xtask publish (renders results/{machine}/README.md and plots)");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Some(out_path))
+}
+
+/// [`bench_written`] for the command line: the result file's path is printed, not returned.
+pub fn bench(
+    a: &BenchArgs,
+    host_facts: &HostFacts,
+    stop: &AtomicBool,
+    kernels: &[String],
+    make_executor: &mut MakeExecutor<'_>,
+) -> anyhow::Result<ExitCode> {
+    bench_written(a, host_facts, stop, kernels, make_executor).map(|_| ExitCode::SUCCESS)
+}
+
+/// Run a profile on this host (no kernels under test) and return the result file written
+/// (`None` for `--dry-run`). Ctrl-C, `kill` and a closed terminal stop it between runner calls.
+pub fn run_host(a: &BenchArgs) -> anyhow::Result<Option<PathBuf>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    bench_written(
+        a,
+        &HostFacts::current(),
+        &stop,
+        &[],
+        &mut |p: &Profile, _: &Plan| Ok(Box::new(release_runner(a, p)?) as Box<dyn Executor>),
+    )
 }
 
 /// What `bench` prints on stdout: the thread's combined tables and one compact verdict table

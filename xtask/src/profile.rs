@@ -107,6 +107,50 @@ pub struct RealCfg {
     /// `steady` (fork the same parent again; the runner's default) or `fresh` (re-dirty every
     /// page before each fork, outside the timed section: one fault per PTE per fork).
     pub mode: Option<Mode>,
+    /// `"offered"`: add an `mthp-<size>` layout for every mTHP size the host's kernel offers
+    /// for anonymous memory (16 KiB to 1 MiB), after `order0` ([`expand_offered_mthp`]).
+    #[serde(default)]
+    pub mthp_sizes: Option<String>,
+}
+
+/// Anonymous mTHP sizes a sweep takes (KiB): order 2 (16 KiB) to order 8 (1 MiB). Order 1 is
+/// not offered for anonymous memory; 2 MiB is the PMD size (`pte-order9`, `pmd-order9`).
+pub const SWEEP_MTHP_KB: std::ops::RangeInclusive<u64> = 16..=1024;
+
+/// Resolve `[real] mthp_sizes = "offered"`: insert `mthp-<kb>` for every size in `offered`
+/// (KiB, from /sys/kernel/mm/transparent_hugepage/hugepages-*kB) within [`SWEEP_MTHP_KB`] that
+/// the list lacks, in ascending size, after the last layout smaller than it (so `order0`,
+/// then the mTHP sizes, then the order-9 layouts). Returns the sizes added.
+pub fn expand_offered_mthp(p: &mut Profile, offered: &[u64]) -> Vec<u64> {
+    let Some(r) = p.real.as_mut() else {
+        return vec![];
+    };
+    if r.mthp_sizes.as_deref() != Some("offered") {
+        return vec![];
+    }
+    let mut added = Vec::new();
+    let mut sizes: Vec<u64> = offered
+        .iter()
+        .copied()
+        .filter(|kb| SWEEP_MTHP_KB.contains(kb) && kb.is_power_of_two())
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    for kb in sizes {
+        let l = RealLayout::Mthp { kb };
+        if r.layouts.contains(&l) {
+            continue;
+        }
+        let order = l.folio_order();
+        let at = r
+            .layouts
+            .iter()
+            .rposition(|x| !matches!(x, RealLayout::Untouched) && x.folio_order() < order)
+            .map_or(0, |i| i + 1);
+        r.layouts.insert(at, l);
+        added.push(kb);
+    }
+    added
 }
 
 /// The raw file.
@@ -401,6 +445,15 @@ fn validate(p: &Profile, src: &str) -> Result<(), ProfileError> {
         if let Some(m) = r.mem {
             mem_ok("real", m)?;
         }
+        if let Some(v) = &r.mthp_sizes
+            && v != "offered"
+        {
+            return Err(err(
+                "real",
+                "mthp_sizes",
+                format!("'{v}' is not \"offered\" (the only value)"),
+            ));
+        }
         counts("real", r.iters, r.runs, r.warmup)?;
     }
     for (k, v) in &p.cost_model {
@@ -533,6 +586,62 @@ pub fn check_host_cpu(p: &Profile, arch: &str, cpu: &CpuIdentity) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offered_mthp_sizes_are_inserted_in_size_order() {
+        let src = r#"
+[machine]
+name = "s"
+arch = "auto"
+[run]
+cpu = "last"
+sched = "fifo"
+mem = "1G"
+iters = 10
+runs = 2
+warmup = 1
+mode = "steady"
+[real]
+layouts = ["order0", "pte-order9", "pmd-order9", "untouched"]
+baseline = "order0"
+mthp_sizes = "offered"
+"#;
+        let mut p = parse(src, "s.toml", "s").unwrap();
+        let added = expand_offered_mthp(&mut p, &[8, 2048, 64, 16, 1024, 32]);
+        assert_eq!(added, vec![16, 32, 64, 1024]);
+        let names: Vec<String> = p
+            .real
+            .as_ref()
+            .unwrap()
+            .layouts
+            .iter()
+            .map(|l| l.to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "order0",
+                "mthp-16k",
+                "mthp-32k",
+                "mthp-64k",
+                "mthp-1024k",
+                "pte-order9",
+                "pmd-order9",
+                "untouched"
+            ]
+        );
+        // Idempotent, and a profile without the key is left alone.
+        assert!(expand_offered_mthp(&mut p, &[16, 64]).is_empty());
+        let mut q = parse(
+            &src.replace("mthp_sizes = \"offered\"\n", ""),
+            "s.toml",
+            "s",
+        )
+        .unwrap();
+        assert!(expand_offered_mthp(&mut q, &[16]).is_empty());
+        let e = parse(&src.replace("\"offered\"", "\"all\""), "s.toml", "s").unwrap_err();
+        assert!(e.to_string().contains("mthp_sizes"), "{e}");
+    }
 
     fn root() -> PathBuf {
         crate::util::project_root()

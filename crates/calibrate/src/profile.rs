@@ -13,7 +13,7 @@ use crate::runner::Ops;
 use crate::{CalibrateError, Result};
 
 /// Version of the profile JSON.
-pub const PROFILE_SCHEMA: u32 = 1;
+pub const PROFILE_SCHEMA: u32 = 2;
 /// The `kind` tag of a profile file.
 pub const PROFILE_KIND: &str = "forkbench-cost-profile";
 
@@ -23,6 +23,9 @@ pub struct CostTerm {
     pub name: String,
     /// Nanoseconds per unit of the term's feature.
     pub ns: f64,
+    /// Its uncertainty: sd over bootstrap resamples of the runs (fitted terms of a profile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns_sd: Option<f64>,
     /// `fitted` (NNLS) or `microbench` (fixed before the fit).
     pub source: String,
     /// Op counters and weights forming the feature.
@@ -91,7 +94,27 @@ pub struct CrossValidation {
     pub real_ns: f64,
     /// `predicted / real − 1`.
     pub error_rel: f64,
+    /// Whether the other layouts determine every fitted term this layout uses (its feature row
+    /// is in the span of theirs); if not, it runs a path no other layout exercises.
+    pub determined: bool,
     pub costs: BTreeMap<String, f64>,
+}
+
+/// One candidate feature set: its fit and its leave-one-layout-out errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureSetEval {
+    pub name: String,
+    /// What the set assumes.
+    pub idea: String,
+    /// Its terms (fitted and microbenchmark-fixed).
+    pub terms: Vec<String>,
+    /// Fitted costs on every layout, ns.
+    pub costs: BTreeMap<String, f64>,
+    /// In-sample relative residual per layout.
+    pub residual_rel: Vec<(RealLayout, f64)>,
+    pub cross_validation: Vec<CrossValidation>,
+    /// The selection score: the largest |held-out error|.
+    pub worst_held_out_rel: f64,
 }
 
 /// A calibrated prediction for another strategy on this machine.
@@ -116,30 +139,28 @@ pub struct CostProfile {
     pub arch: String,
     pub cpu_model: String,
     pub tool_version: String,
+    /// git revision of the tool that measured (`-dirty` when its tree had changes).
+    #[serde(default)]
+    pub tool_rev: Option<String>,
+    /// The results file of the sweep the real times come from, relative to the repository root.
+    #[serde(default)]
+    pub results_file: Option<String>,
     pub settings: Settings,
+    /// The candidate feature set whose costs these are.
+    pub feature_set: String,
     pub costs: Vec<CostTerm>,
     pub layouts: Vec<LayoutFit>,
     /// Rank of the design matrix with every raw counter as its own feature, and its width.
     pub full_feature_rank: (usize, usize),
     /// RMS of the relative residuals over the fitted rows.
     pub residual_rms_rel: f64,
+    /// Leave-one-layout-out of the selected feature set.
     pub cross_validation: Vec<CrossValidation>,
+    /// Every candidate feature set, the selected one included.
+    pub feature_sets: Vec<FeatureSetEval>,
     pub predictions: Vec<Prediction>,
     pub microbench: Option<crate::microbench::PteOpCosts>,
     pub notes: Vec<String>,
-    /// Diagnostic fits with other feature sets (not used for predictions).
-    #[serde(default)]
-    pub alternative_fits: Vec<AltFit>,
-}
-
-/// A diagnostic fit with another feature set.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AltFit {
-    pub name: String,
-    pub costs: Vec<CostTerm>,
-    /// Relative residual per layout, in layout order.
-    pub residual_rel: Vec<(RealLayout, f64)>,
-    pub note: String,
 }
 
 impl CostProfile {
@@ -177,11 +198,20 @@ impl CostProfile {
         let costs: Vec<String> = self
             .costs
             .iter()
-            .map(|t| format!("{} {}", t.name, fmt_cost_ns(t.ns)))
+            .map(|t| match t.ns_sd {
+                Some(sd) => format!("{} {} ± {}", t.name, fmt_cost_ns(t.ns), fmt_cost_ns(sd)),
+                None => format!("{} {}", t.name, fmt_cost_ns(t.ns)),
+            })
             .collect();
+        let rev = self
+            .tool_rev
+            .as_deref()
+            .map_or(String::new(), |r| format!(", forkbench {r}"));
         format!(
-            "cost profile: {host} ({arch}, {cpu}), calibrated {when} against Linux {kernel} \
-             on real fork() of {layouts} ({mem}, {iters}x{runs}, {mode}); fit rms {rms:.1}%; {costs}",
+            "cost profile: {host} ({arch}, {cpu}), calibrated {when} against Linux {kernel}{rev} \
+             on real fork() of {layouts} ({mem}, {iters}x{runs}, {mode}); feature set \"{set}\", \
+             fit rms {rms:.1}%; {costs}",
+            set = self.feature_set,
             host = self.host,
             arch = self.arch,
             cpu = self.cpu_model,
@@ -246,6 +276,9 @@ pub(crate) mod tests {
             arch: "x86_64".into(),
             cpu_model: "Test CPU".into(),
             tool_version: "0.1.0".into(),
+            tool_rev: Some("abc1234".into()),
+            results_file: None,
+            feature_set: "test set".into(),
             settings: Settings {
                 mem: Size(1 << 30),
                 iters: 100,
@@ -261,6 +294,7 @@ pub(crate) mod tests {
                 CostTerm {
                     name: "fixed".into(),
                     ns: 100_000.0,
+                    ns_sd: None,
                     source: "fitted".into(),
                     counters: vec![],
                     description: "per fork".into(),
@@ -268,6 +302,7 @@ pub(crate) mod tests {
                 CostTerm {
                     name: "per_page".into(),
                     ns: 25.0,
+                    ns_sd: Some(1.5),
                     source: "fitted".into(),
                     counters: vec![(OpCounter::MapcountAtomics, 1.0)],
                     description: "per page".into(),
@@ -288,10 +323,10 @@ pub(crate) mod tests {
             full_feature_rank: (3, 10),
             residual_rms_rel: 0.0123,
             cross_validation: vec![],
+            feature_sets: vec![],
             predictions: vec![],
             microbench: None,
             notes: vec![],
-            alternative_fits: vec![],
         }
     }
 
@@ -300,7 +335,11 @@ pub(crate) mod tests {
         let c = sample_profile().caption();
         assert!(c.starts_with("cost profile: box (x86_64, Test CPU), calibrated 2026-11-25T20:30:00Z against Linux 6.18.0"), "{c}");
         assert!(
-            c.contains("order0") && c.contains("fit rms 1.2%") && c.contains("per_page 25.00 ns"),
+            c.contains("order0")
+                && c.contains("fit rms 1.2%")
+                && c.contains("per_page 25.00 ns ± 1.50 ns")
+                && c.contains("Linux 6.18.0, forkbench abc1234")
+                && c.contains("feature set \"test set\""),
             "{c}"
         );
         assert!(!c.contains('\n'));

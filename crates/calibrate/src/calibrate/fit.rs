@@ -1,35 +1,56 @@
-//! The fit (pure: no measuring, no I/O): grouped cost terms, NNLS of the real fork times over
-//! the model's op counts with rows weighted by 1/real time, leave-one-layout-out
-//! cross-validation, the split-batch diagnostic, and the assembled [`CostProfile`].
+//! The fit (pure: no measuring, no I/O): NNLS of the real fork times over the model's op counts,
+//! rows weighted by 1/real time (relative error), for every candidate feature set
+//! ([`super::features::candidate_sets`]); leave-one-layout-out for each set; the set with the
+//! smallest worst held-out error prices the model; a bootstrap over the runs gives its costs'
+//! uncertainty; the assembled [`CostProfile`].
 
 use std::collections::BTreeMap;
 
 use contract::{ModelOrder, OpCounter, RealLayout, Strategy};
 
+use super::features::{Candidate, candidate_sets};
 use crate::microbench::PteOpCosts;
 use crate::nnls;
 use crate::profile::{
-    AltFit, CostProfile, CostTerm, CrossValidation, LayoutFit, PROFILE_KIND, PROFILE_SCHEMA,
-    Prediction, Settings,
+    CostProfile, CostTerm, CrossValidation, FeatureSetEval, LayoutFit, PROFILE_KIND,
+    PROFILE_SCHEMA, Prediction, Settings,
 };
 use crate::runner::Ops;
 use crate::{CalibrateError, Result};
 
-/// Strategy the host kernel runs, and the extra strategy predicted with the fitted costs.
+/// The strategy whose counts the host kernel's times are fitted to: the host runs a v6.18
+/// kernel, whose copy path `current` models. The other strategies are priced with its costs.
 pub const FITTED_STRATEGY: Strategy = Strategy::Upstream;
-pub const OTHER_STRATEGY: Strategy = Strategy::MmUnstable;
+/// Strategies priced with the fitted costs beside the fitted one.
+pub const OTHER_STRATEGIES: &[Strategy] = &[Strategy::MmUnstable, Strategy::Upstream];
+
+/// Bootstrap resamples for the costs' uncertainty.
+pub const BOOTSTRAP: usize = 400;
 
 /// What was observed for one layout.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayoutObs {
     pub layout: RealLayout,
-    /// Model folio order; None for `untouched`.
+    /// Model folio order; None for `untouched` and for `pmd-order9` (not walked by the model).
     pub order: Option<ModelOrder>,
     pub real_run_means_ns: Vec<f64>,
-    /// Op counts of one fork by strategy (empty for `untouched`).
+    /// Op counts of one fork by strategy (derived for `pmd-order9`, empty for `untouched`).
     pub counts: BTreeMap<Strategy, Ops>,
     /// Model measured mean copy time by strategy, ns.
     pub model_measured_ns: BTreeMap<Strategy, f64>,
+}
+
+impl LayoutObs {
+    fn fitted_counts(&self) -> &Ops {
+        static EMPTY: std::sync::LazyLock<Ops> = std::sync::LazyLock::new(Ops::new);
+        self.counts.get(&FITTED_STRATEGY).unwrap_or(&EMPTY)
+    }
+
+    /// The layout's real fork time: the median of its run means (a slowed stretch of the shared
+    /// host moves a mean, not the median).
+    pub fn real_ns(&self) -> f64 {
+        stats::median(&self.real_run_means_ns).unwrap_or(f64::NAN)
+    }
 }
 
 /// Raw counters used for the full-feature rank diagnosis.
@@ -45,96 +66,6 @@ pub const RAW_COUNTERS: &[OpCounter] = &[
     OpCounter::ReschedChecks,
     OpCounter::PteTablesAllocated,
 ];
-
-/// The cost terms: three fitted groups plus three raw PTE operations fixed from `micro`.
-pub fn default_terms(micro: &PteOpCosts) -> Vec<CostTerm> {
-    let t = |name: &str, ns: f64, source: &str, counters: &[OpCounter], d: &str| CostTerm {
-        name: name.into(),
-        ns,
-        source: source.into(),
-        counters: counters.iter().map(|&c| (c, 1.0)).collect(),
-        description: d.into(),
-    };
-    vec![
-        t(
-            "fixed",
-            0.0,
-            "fitted",
-            &[],
-            "per fork: process creation, dup_mmap of the other VMAs, flush_tlb_mm, exit/wait as seen by the timer",
-        ),
-        t(
-            "per_page",
-            0.0,
-            "fitted",
-            &[OpCounter::MapcountAtomics],
-            "per copied PTE: the _mapcount atomic plus every per-PTE cost the model does not count (struct page/folio lookups, vm_normal_page, page-table allocation share, cache misses)",
-        ),
-        t(
-            "per_batch",
-            0.0,
-            "fitted",
-            &[OpCounter::Batches],
-            "per batch: folio refcount atomic, one rmap call, batch set-up and the _large_mapcount atomic (equal to batches on every calibration layout)",
-        ),
-        t(
-            "pte_read",
-            micro.pte_read_ns,
-            "microbench",
-            &[OpCounter::PteReads],
-            "raw PTE load (READ_ONCE), fixed from the microbenchmark",
-        ),
-        t(
-            "pte_write",
-            micro.pte_write_ns,
-            "microbench",
-            &[OpCounter::PteWrites],
-            "raw PTE store (WRITE_ONCE), fixed from the microbenchmark",
-        ),
-        t(
-            "pte_atomic",
-            micro.pte_atomic_ns,
-            "microbench",
-            &[OpCounter::PteAtomics],
-            "PTE compare-and-swap (wrprotect), fixed from the microbenchmark",
-        ),
-    ]
-}
-
-/// Diagnostic feature set: the per-batch term split into the order-0 single-PTE path
-/// (`batches − large_mapcount_atomics`, i.e. batches of small folios) and the large-folio batch
-/// path (`large_mapcount_atomics`: one per large-folio batch with the v6.11+ mapcount model).
-/// With four layouts it is exactly determined (no residual degrees of freedom).
-pub fn split_terms(micro: &PteOpCosts) -> Vec<CostTerm> {
-    let mut t = default_terms(micro);
-    let i = t
-        .iter()
-        .position(|x| x.name == "per_batch")
-        .expect("per_batch term");
-    t[i] = CostTerm {
-        name: "per_small_batch".into(),
-        ns: 0.0,
-        source: "fitted".into(),
-        counters: vec![
-            (OpCounter::Batches, 1.0),
-            (OpCounter::LargeMapcountAtomics, -1.0),
-        ],
-        description:
-            "per single-PTE copy of a small folio (the order-0 path): refcount atomic, rmap call"
-                .into(),
-    };
-    t.insert(
-        i + 1,
-        CostTerm {
-            name: "per_large_batch".into(),
-            ns: 0.0,
-            source: "fitted".into(),
-            counters: vec![(OpCounter::LargeMapcountAtomics, 1.0)],
-            description: "per large-folio batch: folio_pte_batch, refcount atomic, rmap call, _large_mapcount atomic".into(),
-        },
-    );
-    t
-}
 
 /// Fit the `fitted` terms of `terms` to `rows` (op counts, real ns) by NNLS with rows weighted
 /// by 1/real time; fixed terms keep their cost and are subtracted first.
@@ -168,24 +99,159 @@ pub fn fit_terms(terms: &[CostTerm], rows: &[(&Ops, f64)]) -> Result<Vec<CostTer
     Ok(out)
 }
 
-fn predict(terms: &[CostTerm], ops: &Ops) -> f64 {
+/// Predicted fork time (ns) of one fork's op counts with `terms`.
+pub fn predict(terms: &[CostTerm], ops: &Ops) -> f64 {
     terms.iter().map(|t| t.ns * t.feature(ops)).sum()
 }
 
-fn counts_of(l: &LayoutObs, strategy: Strategy) -> Option<&Ops> {
-    l.counts.get(&strategy)
+/// The fitted-term feature row of `ops`.
+fn feature_row(terms: &[CostTerm], ops: &Ops) -> Vec<f64> {
+    terms
+        .iter()
+        .filter(|t| t.source == "fitted")
+        .map(|t| t.feature(ops))
+        .collect()
 }
 
-static EMPTY: std::sync::LazyLock<Ops> = std::sync::LazyLock::new(Ops::new);
+/// Whether the other rows determine the fitted terms' cost of `held` (its feature row lies in
+/// the span of theirs); otherwise its prediction rests on terms no other layout carries.
+fn determined(terms: &[CostTerm], others: &[&Ops], held: &Ops) -> bool {
+    let mut m: Vec<Vec<f64>> = others.iter().map(|o| feature_row(terms, o)).collect();
+    let r = nnls::rank(&m);
+    m.push(feature_row(terms, held));
+    nnls::rank(&m) == r
+}
 
-fn fit_rows(obs: &[LayoutObs], skip: Option<RealLayout>) -> Vec<(&Ops, f64)> {
+fn rows_of(obs: &[LayoutObs], skip: Option<RealLayout>) -> Vec<(&Ops, f64)> {
     obs.iter()
         .filter(|l| Some(l.layout) != skip)
-        .map(|l| {
-            let ops = counts_of(l, FITTED_STRATEGY).unwrap_or(&EMPTY);
-            (ops, stats::mean_sd(&l.real_run_means_ns).0)
-        })
+        .map(|l| (l.fitted_counts(), l.real_ns()))
         .collect()
+}
+
+/// Leave each layout out in turn: fit on the others, predict it.
+pub fn leave_one_out(terms: &[CostTerm], obs: &[LayoutObs]) -> Result<Vec<CrossValidation>> {
+    let mut out = Vec::new();
+    for held in obs {
+        let rows = rows_of(obs, Some(held.layout));
+        let c = fit_terms(terms, &rows)?;
+        let ops = held.fitted_counts();
+        let real = held.real_ns();
+        let p = predict(&c, ops);
+        let others: Vec<&Ops> = rows.iter().map(|(o, _)| *o).collect();
+        out.push(CrossValidation {
+            held_out: held.layout,
+            fitted_on: obs
+                .iter()
+                .filter(|l| l.layout != held.layout)
+                .map(|l| l.layout)
+                .collect(),
+            predicted_ns: p,
+            real_ns: real,
+            error_rel: p / real - 1.0,
+            determined: determined(terms, &others, ops),
+            costs: c
+                .iter()
+                .filter(|t| t.source == "fitted")
+                .map(|t| (t.name.clone(), t.ns))
+                .collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// Worst held-out error of a set (the selection score; NaN counts as infinite).
+pub fn worst_error(cv: &[CrossValidation]) -> f64 {
+    cv.iter()
+        .map(|c| {
+            if c.error_rel.is_finite() {
+                c.error_rel.abs()
+            } else {
+                f64::INFINITY
+            }
+        })
+        .fold(0.0, f64::max)
+}
+
+/// A small deterministic generator (SplitMix64) for the bootstrap, so a refit reproduces it.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Sample sd of every fitted cost over `BOOTSTRAP` resamples of each layout's runs.
+pub fn bootstrap_sd(terms: &[CostTerm], obs: &[LayoutObs]) -> Result<BTreeMap<String, f64>> {
+    let mut rng = SplitMix(0x5EED_F0EC);
+    let mut draws: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for _ in 0..BOOTSTRAP {
+        let resampled: Vec<LayoutObs> = obs
+            .iter()
+            .map(|l| {
+                let n = l.real_run_means_ns.len();
+                LayoutObs {
+                    real_run_means_ns: (0..n).map(|_| l.real_run_means_ns[rng.below(n)]).collect(),
+                    ..l.clone()
+                }
+            })
+            .collect();
+        let c = fit_terms(terms, &rows_of(&resampled, None))?;
+        for t in c.iter().filter(|t| t.source == "fitted") {
+            draws.entry(t.name.clone()).or_default().push(t.ns);
+        }
+    }
+    Ok(draws
+        .into_iter()
+        .map(|(k, v)| (k, stats::mean_sd(&v).1))
+        .collect())
+}
+
+/// Fit every candidate set, cross-validate it, and pick the one with the smallest worst
+/// held-out error (ties to the earlier, simpler set).
+pub fn select(candidates: &[Candidate], obs: &[LayoutObs]) -> Result<(usize, Vec<FeatureSetEval>)> {
+    let mut evals = Vec::new();
+    for c in candidates {
+        let costs = fit_terms(&c.terms, &rows_of(obs, None))?;
+        let cv = leave_one_out(&c.terms, obs)?;
+        let residual_rel = obs
+            .iter()
+            .map(|l| {
+                (
+                    l.layout,
+                    predict(&costs, l.fitted_counts()) / l.real_ns() - 1.0,
+                )
+            })
+            .collect();
+        evals.push(FeatureSetEval {
+            name: c.name.into(),
+            idea: c.idea.into(),
+            terms: c.terms.iter().map(|t| t.name.clone()).collect(),
+            worst_held_out_rel: worst_error(&cv),
+            residual_rel,
+            cross_validation: cv,
+            costs: costs
+                .iter()
+                .filter(|t| t.source == "fitted")
+                .map(|t| (t.name.clone(), t.ns))
+                .collect(),
+        });
+    }
+    let mut best = 0;
+    for (i, e) in evals.iter().enumerate() {
+        if e.worst_held_out_rel < evals[best].worst_held_out_rel - 1e-12 {
+            best = i;
+        }
+    }
+    Ok((best, evals))
 }
 
 /// Machine and run facts recorded in the profile.
@@ -197,22 +263,33 @@ pub struct Meta {
     pub arch: String,
     pub cpu_model: String,
     pub tool_version: String,
+    /// git revision of the tool that measured (`-dirty` when its tree had changes).
+    pub tool_rev: Option<String>,
+    /// The results file the real times come from, relative to the repository root.
+    pub results_file: Option<String>,
 }
 
-/// Fit, cross-validate and assemble the profile (pure: no measuring, no I/O).
+/// Fit, cross-validate, select and assemble the profile (pure: no measuring, no I/O).
 pub fn build_profile(
     obs: &[LayoutObs],
     micro: &PteOpCosts,
     settings: Settings,
     meta: Meta,
 ) -> Result<CostProfile> {
-    let terms = default_terms(micro);
-    let costs = fit_terms(&terms, &fit_rows(obs, None))?;
+    let candidates = candidate_sets(micro);
+    let (best, feature_sets) = select(&candidates, obs)?;
+    let chosen = &candidates[best];
+    let mut costs = fit_terms(&chosen.terms, &rows_of(obs, None))?;
+    let sd = bootstrap_sd(&chosen.terms, obs)?;
+    for t in costs.iter_mut() {
+        t.ns_sd = sd.get(&t.name).copied();
+    }
     let mut layouts = Vec::new();
     let mut sq = 0.0;
     for l in obs {
-        let ops = counts_of(l, FITTED_STRATEGY).cloned().unwrap_or_default();
-        let (real, sd) = stats::mean_sd(&l.real_run_means_ns);
+        let ops = l.fitted_counts().clone();
+        let real = l.real_ns();
+        let (_, sd) = stats::mean_sd(&l.real_run_means_ns);
         let fitted = predict(&costs, &ops);
         let rel = fitted / real - 1.0;
         sq += rel * rel;
@@ -230,11 +307,10 @@ pub fn build_profile(
         });
     }
     let residual_rms_rel = (sq / obs.len().max(1) as f64).sqrt();
-    // Full-feature rank: one column per raw counter plus the constant.
     let full: Vec<Vec<f64>> = obs
         .iter()
         .map(|l| {
-            let ops = counts_of(l, FITTED_STRATEGY).unwrap_or(&EMPTY);
+            let ops = l.fitted_counts();
             let mut row = vec![1.0];
             row.extend(
                 RAW_COUNTERS
@@ -245,31 +321,7 @@ pub fn build_profile(
         })
         .collect();
     let full_feature_rank = (nnls::rank(&full), RAW_COUNTERS.len() + 1);
-    // Leave one PTE layout out.
-    let mut cross_validation = Vec::new();
-    for held in obs.iter().filter(|l| l.order.is_some()) {
-        let rows = fit_rows(obs, Some(held.layout));
-        let c = fit_terms(&terms, &rows)?;
-        let ops = counts_of(held, FITTED_STRATEGY).unwrap_or(&EMPTY);
-        let real = stats::mean_sd(&held.real_run_means_ns).0;
-        let p = predict(&c, ops);
-        cross_validation.push(CrossValidation {
-            held_out: held.layout,
-            fitted_on: obs
-                .iter()
-                .filter(|l| l.layout != held.layout)
-                .map(|l| l.layout)
-                .collect(),
-            predicted_ns: p,
-            real_ns: real,
-            error_rel: p / real - 1.0,
-            costs: c
-                .iter()
-                .filter(|t| t.source == "fitted")
-                .map(|t| (t.name.clone(), t.ns))
-                .collect(),
-        });
-    }
+    let cross_validation = feature_sets[best].cross_validation.clone();
     let mut predictions = Vec::new();
     for l in obs.iter().filter(|l| l.order.is_some()) {
         for (s, ops) in &l.counts {
@@ -284,32 +336,23 @@ pub fn build_profile(
     }
     let notes = vec![
         format!(
-            "Underdetermined as posed: the design matrix with every raw counter as its own column has rank {} for {} columns and {} layouts. Per-PTE counters (PTE loads/stores, _mapcount atomics, page tables) and per-batch counters (refcount atomic, rmap call, batch, _large_mapcount) move almost in lockstep across layouts, so only a constant, a per-PTE and a per-batch cost are identifiable. The fit uses those three grouped features; raw PTE load/store/CAS costs are fixed from a userspace microbenchmark ({} entries, best of {} passes) and are not fitted.",
-            full_feature_rank.0, full_feature_rank.1, obs.len(), micro.entries, micro.passes
+            "Selected \"{}\" of {} candidate feature sets: the smallest worst leave-one-layout-out error ({:.1}%). Every set is fitted by NNLS with rows weighted by 1/real time; a layout's real time is the median of its run means; costs carry the sd of {BOOTSTRAP} bootstrap resamples of the runs.",
+            chosen.name,
+            candidates.len(),
+            feature_sets[best].worst_held_out_rel * 100.0
         ),
-        "Rows are weighted by 1/real time (relative least squares); `untouched` (no PTEs) anchors the fixed per-fork term.".into(),
-        "Predictions for other strategies (mm-unstable) depend on the microbenchmark costs for the ops that differ (e.g. the second ptep_get per PTE) and on per_batch for the per-PTE refcount/rmap; they are extrapolations, not fits.".into(),
+        format!(
+            "Identifiability: with every raw counter as its own column the design matrix has rank {} for {} columns over {} layouts. Per-page counters move together on every layout, so raw PTE load/store/CAS costs are fixed from a userspace microbenchmark ({} entries, best of {} passes), not fitted.",
+            full_feature_rank.0,
+            full_feature_rank.1,
+            obs.len(),
+            micro.entries,
+            micro.passes
+        ),
+        "A held-out layout whose feature row is outside the span of the others' (\"not determined\") is predicted from terms no other layout carries: its error measures that path's own cost, not the fit.".into(),
+        "Steady mode: the parent's PTEs are already write-protected and its pages no longer exclusive, so no wrprotect CAS and no AnonExclusive clear is timed; their costs come from the microbenchmark (wrprotect) or are not priced (AnonExclusive).".into(),
     ];
-    let mut alternative_fits = Vec::new();
-    let st = split_terms(micro);
-    if let Ok(c) = fit_terms(&st, &fit_rows(obs, None)) {
-        let residual_rel = obs
-            .iter()
-            .map(|l| {
-                let ops = counts_of(l, FITTED_STRATEGY).unwrap_or(&EMPTY);
-                let real = stats::mean_sd(&l.real_run_means_ns).0;
-                (l.layout, predict(&c, ops) / real - 1.0)
-            })
-            .collect();
-        alternative_fits.push(AltFit {
-            name: "split per-batch".into(),
-            costs: c,
-            residual_rel,
-            note: "per_batch split into the small-folio single-PTE path and the large-folio batch path; four unknowns for four layouts, so it fits exactly and cannot be cross-validated. Diagnostic only: it shows whether a large-folio batch costs more than a single-PTE copy.".into(),
-        });
-    }
     Ok(CostProfile {
-        alternative_fits,
         schema: PROFILE_SCHEMA,
         kind: PROFILE_KIND.into(),
         host: meta.host,
@@ -318,12 +361,16 @@ pub fn build_profile(
         arch: meta.arch,
         cpu_model: meta.cpu_model,
         tool_version: meta.tool_version,
+        tool_rev: meta.tool_rev,
+        results_file: meta.results_file,
         settings,
+        feature_set: chosen.name.into(),
         costs,
         layouts,
         full_feature_rank,
         residual_rms_rel,
         cross_validation,
+        feature_sets,
         predictions,
         microbench: Some(*micro),
         notes,
@@ -343,6 +390,9 @@ pub fn observations_from_profile(p: &CostProfile) -> Vec<LayoutObs> {
                     measured.insert(pr.strategy, m);
                 }
             }
+            if counts.is_empty() && !l.counts.is_empty() {
+                counts.insert(FITTED_STRATEGY, l.counts.clone());
+            }
             LayoutObs {
                 layout: l.layout,
                 order: l.order,
@@ -358,6 +408,7 @@ pub fn observations_from_profile(p: &CostProfile) -> Vec<LayoutObs> {
 mod tests {
     use super::*;
 
+    use super::super::features::huge_pmd_counts;
     use OpCounter::*;
     use contract::{Mapcount, Mode, Sched, Size};
 
@@ -365,17 +416,14 @@ mod tests {
         pairs.iter().copied().collect()
     }
 
-    /// Synthetic counts shaped like `forkbench counts --mode steady` for 1 GiB of upstream.
-    fn upstream_counts(order: u32) -> Ops {
+    /// Synthetic counts shaped like `forkbench counts --mode steady --mapcount per-page+large`
+    /// for 1 GiB of folios of `order`.
+    fn counts(order: u32) -> Ops {
         let ptes = 262_144u64;
         let batches = ptes >> order;
         ops(&[
-            (
-                PteReads,
-                ptes + if order == 0 || order == 9 { 0 } else { batches },
-            ),
+            (PteReads, ptes),
             (PteWrites, ptes),
-            (PteAtomics, 0),
             (MapcountAtomics, ptes),
             (RefcountAtomics, batches),
             (RmapCalls, batches),
@@ -395,31 +443,58 @@ mod tests {
         }
     }
 
-    fn synthetic(truth: (f64, f64, f64)) -> Vec<LayoutObs> {
-        let m = micro();
+    /// A kernel whose costs are: fixed, per table, per page, per small batch, per large
+    /// batch, per huge PMD (plus the microbenchmark's PTE ops).
+    struct Truth {
+        fixed: f64,
+        table: f64,
+        page: f64,
+        small: f64,
+        large: f64,
+        pmd: f64,
+    }
+
+    fn time(t: &Truth, c: &Ops) -> f64 {
+        let f = |k: OpCounter| c.get(&k).copied().unwrap_or(0) as f64;
+        let large = f(LargeMapcountAtomics);
+        t.fixed
+            + t.table * f(PteTablesAllocated)
+            + t.page * f(MapcountAtomics)
+            + t.small * (f(Batches) - large)
+            + t.large * large
+            + t.pmd * (f(RmapCalls) - f(Batches))
+            + 0.5 * f(PteReads)
+            + 0.5 * f(PteWrites)
+    }
+
+    fn synthetic(t: &Truth) -> Vec<LayoutObs> {
         let mut obs = Vec::new();
-        for (layout, order) in [
-            (RealLayout::Order0, Some(0)),
-            (RealLayout::PteOrder9, Some(9)),
-            (RealLayout::Mthp { kb: 64 }, Some(4)),
-            (RealLayout::Untouched, None),
-        ] {
-            let c = order.map(upstream_counts).unwrap_or_default();
-            let f = |k: OpCounter| c.get(&k).copied().unwrap_or(0) as f64;
-            let real = truth.0
-                + truth.1 * f(MapcountAtomics)
-                + truth.2 * f(Batches)
-                + m.pte_read_ns * f(PteReads)
-                + m.pte_write_ns * f(PteWrites);
-            let mut counts = BTreeMap::new();
-            if order.is_some() {
-                counts.insert(FITTED_STRATEGY, c.clone());
+        let mut layouts = vec![(RealLayout::Order0, Some(0))];
+        for kb in [16, 32, 64, 128, 256, 512, 1024] {
+            let o = super::super::measure::order_of_kib(kb).unwrap();
+            layouts.push((RealLayout::Mthp { kb }, Some(o)));
+        }
+        layouts.push((RealLayout::PteOrder9, Some(9)));
+        layouts.push((RealLayout::PmdOrder9, None));
+        layouts.push((RealLayout::Untouched, None));
+        for (layout, order) in layouts {
+            let c = match (layout, order) {
+                (RealLayout::PmdOrder9, _) => huge_pmd_counts(1 << 30),
+                (_, Some(o)) => counts(o),
+                (_, None) => Ops::new(),
+            };
+            let real = time(t, &c);
+            let mut by = BTreeMap::new();
+            if !c.is_empty() {
+                by.insert(FITTED_STRATEGY, c);
             }
             obs.push(LayoutObs {
                 layout,
-                order: order.map(|o| ModelOrder::new(o as u8).unwrap()),
-                real_run_means_ns: vec![real * 0.99, real * 1.01],
-                counts,
+                order: order
+                    .filter(|_| layout != RealLayout::PmdOrder9)
+                    .map(|o| ModelOrder::new(o as u8).unwrap()),
+                real_run_means_ns: vec![real * 0.99, real, real * 1.01],
+                counts: by,
                 model_measured_ns: BTreeMap::new(),
             });
         }
@@ -430,7 +505,7 @@ mod tests {
         Settings {
             mem: Size(1 << 30),
             iters: 1,
-            runs: 2,
+            runs: 3,
             cpu: None,
             sched: Sched::Fifo,
             mode: Mode::Steady,
@@ -448,101 +523,175 @@ mod tests {
             arch: "x86_64".into(),
             cpu_model: "cpu".into(),
             tool_version: "0".into(),
+            tool_rev: Some("abc".into()),
+            results_file: Some("results/t/x.json".into()),
         }
     }
 
     #[test]
-    fn recovers_exact_synthetic_costs_and_cross_validates_exactly() {
-        let obs = synthetic((120_000.0, 45.0, 30.0));
+    fn one_batch_cost_is_selected_when_it_holds() {
+        // Small and large batches cost the same: the simplest set predicts every layout.
+        let t = Truth {
+            fixed: 120_000.0,
+            table: 0.0,
+            page: 45.0,
+            small: 30.0,
+            large: 30.0,
+            pmd: 30.0,
+        };
+        // Without pmd-order9 (an rmap call outside any batch, which this set has no term for).
+        let obs: Vec<LayoutObs> = synthetic(&t)
+            .into_iter()
+            .filter(|l| l.layout != RealLayout::PmdOrder9)
+            .collect();
         let p = build_profile(&obs, &micro(), settings(), meta()).unwrap();
+        assert_eq!(p.feature_set, "one batch cost", "{:#?}", p.feature_sets);
         assert!(
-            (p.cost("fixed").unwrap() - 120_000.0).abs() < 1e-3,
+            (p.cost("per_page").unwrap() - 45.0).abs() < 1e-6,
             "{:?}",
             p.costs
         );
-        assert!((p.cost("per_page").unwrap() - 45.0).abs() < 1e-6);
         assert!((p.cost("per_batch").unwrap() - 30.0).abs() < 1e-6);
-        assert!(p.residual_rms_rel < 1e-9);
-        assert_eq!(p.cross_validation.len(), 3);
+        assert_eq!(p.cross_validation.len(), 10);
         for c in &p.cross_validation {
-            assert!(c.error_rel.abs() < 1e-9, "{c:?}");
-            assert_eq!(c.fitted_on.len(), 3);
-        }
-        // Four layouts cannot identify eleven raw-counter costs.
-        assert_eq!(p.full_feature_rank, (4, RAW_COUNTERS.len() + 1));
-        let r = crate::calibrate::render_report(&p);
-        assert!(
-            r.contains("| pte-order9/order0 |") && r.contains("cost profile: t"),
-            "{r}"
-        );
-    }
-
-    #[test]
-    fn split_fit_separates_small_and_large_batches() {
-        // Truth: small-folio copies 30 ns, large-folio batches 100 ns.
-        let mut obs = synthetic((120_000.0, 45.0, 30.0));
-        for l in obs
-            .iter_mut()
-            .filter(|l| l.order.is_some_and(|o| o.get() > 0))
-        {
-            let b = l.counts[&FITTED_STRATEGY][&Batches] as f64;
-            for r in l.real_run_means_ns.iter_mut() {
-                *r += 70.0 * b;
+            // Only `untouched` separates the fixed cost from the per-page one.
+            assert_eq!(c.determined, c.held_out != RealLayout::Untouched, "{c:?}");
+            if c.determined {
+                assert!(c.error_rel.abs() < 1e-6, "{c:?}");
             }
         }
-        let p = build_profile(&obs, &micro(), settings(), meta()).unwrap();
-        let a = &p.alternative_fits[0];
-        let get = |n: &str| a.costs.iter().find(|t| t.name == n).unwrap().ns;
-        assert!(
-            (get("per_small_batch") - 30.0).abs() < 1e-6,
-            "{:?}",
-            a.costs
-        );
-        assert!(
-            (get("per_large_batch") - 100.0).abs() < 1e-6,
-            "{:?}",
-            a.costs
-        );
-        assert!(a.residual_rel.iter().all(|(_, r)| r.abs() < 1e-9));
-        // The grouped fit cannot represent it: cross-validation shows the misfit.
-        assert!(p.cross_validation.iter().any(|c| c.error_rel.abs() > 0.05));
+        assert!(p.residual_rms_rel < 1e-9);
+        // Identical run means: the bootstrap sd of every fitted cost is tiny relative to it.
+        let sd = p.costs.iter().find(|c| c.name == "per_page").unwrap();
+        assert!(sd.ns_sd.unwrap() < 1.0, "{sd:?}");
     }
 
     #[test]
-    fn negative_per_batch_evidence_is_clamped_to_zero() {
-        // Order-9 slower per PTE than order 0 would need a negative per-batch cost.
-        let mut obs = synthetic((100_000.0, 40.0, 0.0));
-        obs[1].real_run_means_ns = vec![20e6, 20e6];
+    fn separate_batch_paths_are_selected_when_batches_differ() {
+        // The shape: a large-folio batch costs several times a single-PTE copy.
+        let t = Truth {
+            fixed: 100_000.0,
+            table: 900.0,
+            page: 35.0,
+            small: 35.0,
+            large: 150.0,
+            pmd: 600.0,
+        };
+        let obs = synthetic(&t);
         let p = build_profile(&obs, &micro(), settings(), meta()).unwrap();
-        assert_eq!(p.cost("per_batch").unwrap(), 0.0);
+        assert_ne!(p.feature_set, "one batch cost", "{:#?}", p.feature_sets);
+        let one = p
+            .feature_sets
+            .iter()
+            .find(|e| e.name == "one batch cost")
+            .unwrap();
+        let chosen = p
+            .feature_sets
+            .iter()
+            .find(|e| e.name == p.feature_set)
+            .unwrap();
+        assert!(chosen.worst_held_out_rel < one.worst_held_out_rel);
+        // In-sample the chosen set reproduces every layout.
+        for l in &p.layouts {
+            assert!(l.residual_rel.abs() < 1e-6, "{l:?}");
+        }
+        // Every mTHP size is predicted from the others.
+        for c in p
+            .cross_validation
+            .iter()
+            .filter(|c| matches!(c.held_out, RealLayout::Mthp { .. }))
+        {
+            assert!(c.determined && c.error_rel.abs() < 1e-6, "{c:?}");
+        }
+        // order0 is the only layout with single-PTE copies: held out, nothing determines it.
+        let o0 = p
+            .cross_validation
+            .iter()
+            .find(|c| c.held_out == RealLayout::Order0)
+            .unwrap();
+        assert!(!o0.determined, "{o0:?}");
+    }
+
+    #[test]
+    fn selection_takes_the_smallest_worst_error() {
+        let cv = |e: &[f64]| -> Vec<CrossValidation> {
+            e.iter()
+                .map(|&x| CrossValidation {
+                    held_out: RealLayout::Order0,
+                    fitted_on: vec![],
+                    predicted_ns: 1.0 + x,
+                    real_ns: 1.0,
+                    error_rel: x,
+                    determined: true,
+                    costs: BTreeMap::new(),
+                })
+                .collect()
+        };
+        assert_eq!(worst_error(&cv(&[0.05, -0.2, 0.1])), 0.2);
+        assert_eq!(worst_error(&cv(&[f64::NAN])), f64::INFINITY);
+        assert_eq!(worst_error(&[]), 0.0);
+    }
+
+    #[test]
+    fn negative_costs_are_clamped_to_zero() {
+        // Order-9 slower per PTE than order 0 would need a negative per-batch cost.
+        let t = Truth {
+            fixed: 100_000.0,
+            table: 0.0,
+            page: 40.0,
+            small: 0.0,
+            large: 0.0,
+            pmd: 0.0,
+        };
+        let mut obs = synthetic(&t);
+        let i = obs
+            .iter()
+            .position(|l| l.layout == RealLayout::PteOrder9)
+            .unwrap();
+        obs[i].real_run_means_ns = vec![20e6, 20e6];
+        let p = build_profile(&obs, &micro(), settings(), meta()).unwrap();
         assert!(p.costs.iter().all(|t| t.ns >= 0.0));
+        for e in &p.feature_sets {
+            assert!(e.costs.values().all(|&x| x >= 0.0), "{e:?}");
+        }
     }
 
     #[test]
     fn fit_refuses_bad_rows() {
-        let terms = default_terms(&micro());
+        let terms = candidate_sets(&micro()).remove(0).terms;
         let o = Ops::new();
         assert!(fit_terms(&terms, &[]).is_err());
         assert!(fit_terms(&terms, &[(&o, f64::NAN)]).is_err());
     }
 
     #[test]
-    fn refit_reconstructs_observations() {
-        let obs = synthetic((120_000.0, 45.0, 30.0));
+    fn refit_reconstructs_observations_and_the_bootstrap() {
+        let t = Truth {
+            fixed: 100_000.0,
+            table: 900.0,
+            page: 35.0,
+            small: 35.0,
+            large: 150.0,
+            pmd: 600.0,
+        };
+        let mut obs = synthetic(&t);
+        for (i, l) in obs.iter_mut().enumerate() {
+            l.real_run_means_ns[0] *= 1.0 + 0.01 * i as f64;
+        }
         let p = build_profile(&obs, &micro(), settings(), meta()).unwrap();
-        let back = observations_from_profile(&p);
-        let q = build_profile(&back, &micro(), settings(), meta()).unwrap();
+        let q =
+            build_profile(&observations_from_profile(&p), &micro(), settings(), meta()).unwrap();
         assert_eq!(p.costs, q.costs);
+        assert_eq!(p.feature_sets, q.feature_sets);
     }
 
     #[test]
-    fn refitting_a_committed_profile_gives_its_costs() {
+    fn refitting_the_committed_profile_gives_its_costs() {
         let dir =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results/calibration");
         let path = crate::profile::newest_profile(&dir, "vm").expect("a committed profile");
         let p = CostProfile::load(&path).unwrap();
         let micro = p.microbench.unwrap();
-        let obs = observations_from_profile(&p);
         let meta = Meta {
             host: p.host.clone(),
             created_utc: p.created_utc.clone(),
@@ -550,23 +699,25 @@ mod tests {
             arch: p.arch.clone(),
             cpu_model: p.cpu_model.clone(),
             tool_version: p.tool_version.clone(),
+            tool_rev: p.tool_rev.clone(),
+            results_file: p.results_file.clone(),
         };
-        let q = build_profile(&obs, &micro, p.settings.clone(), meta).unwrap();
+        let q = build_profile(
+            &observations_from_profile(&p),
+            &micro,
+            p.settings.clone(),
+            meta,
+        )
+        .unwrap();
+        assert_eq!(p.feature_set, q.feature_set);
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(1.0);
         for (a, b) in p.costs.iter().zip(&q.costs) {
             assert_eq!(a.name, b.name);
-            assert!(
-                (a.ns - b.ns).abs() <= 1e-9 * a.ns.abs().max(1.0),
-                "{a:?} vs {b:?}"
-            );
+            assert!(close(a.ns, b.ns), "{a:?} vs {b:?}");
         }
-        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(1.0);
-        for (a, b) in p.layouts.iter().zip(&q.layouts) {
-            assert_eq!((a.layout, &a.counts), (b.layout, &b.counts));
-            assert!(close(a.fitted_ns, b.fitted_ns), "{a:?} vs {b:?}");
-        }
-        for (a, b) in p.predictions.iter().zip(&q.predictions) {
-            assert_eq!((a.strategy, a.layout), (b.strategy, b.layout));
-            assert!(close(a.predicted_ns, b.predicted_ns), "{a:?} vs {b:?}");
+        for (a, b) in p.cross_validation.iter().zip(&q.cross_validation) {
+            assert_eq!(a.held_out, b.held_out);
+            assert!(close(a.error_rel, b.error_rel), "{a:?} vs {b:?}");
         }
         assert_eq!(p.predictions.len(), q.predictions.len());
     }

@@ -1,41 +1,36 @@
 //! `cargo xtask calibrate`: fit per-operation costs of the model to the real `fork()` on this
-//! machine.
+//! machine, choosing the cost model by how well it predicts layouts it was not fitted on.
 //!
-//! **Data.** The real benchmark (`forkbench real`) times 1 GiB forks of `order0`, `pte-order9`,
-//! an mTHP layout when the kernel offers one (default `mthp-64k`) and `untouched` (mapped, never
-//! faulted: no PTEs to copy, so it measures the fixed per-fork cost), interleaved round by round.
-//! The model gives exact op counts of one fork of the same layouts (`forkbench counts`, strategy
-//! `upstream` — the host runs a v6.9+ kernel — plus `mm-unstable` for a calibrated v6.7
-//! prediction) and its measured userspace copy time (`forkbench sim`).
+//! **Data.** A sweep of the real benchmark run by the suite (`bench-configs/sweep.toml`):
+//! 1 GiB forks of `order0`, every mTHP size the kernel offers from 16 KiB to 1 MiB,
+//! `pte-order9`, `pmd-order9` and `untouched` (mapped, never faulted: the fixed per-fork cost),
+//! interleaved round by round, with the suite's statistics; the same results file gives the
+//! real-fork table and the fork-time-by-folio-size plot. The model gives the exact op counts of
+//! one fork of each PTE-mapped layout (`forkbench counts`, strategy [`fit::FITTED_STRATEGY`]);
+//! `pmd-order9`'s are derived ([`features::huge_pmd_counts`]).
 //!
-//! **Identifiability.** Every raw counter is either per PTE (PTE reads, writes, atomics,
-//! `_mapcount` atomics, page tables) or per batch (refcount atomic, rmap call, batch set-up,
-//! `_large_mapcount` atomic), and on these layouts each group moves (almost) in lockstep: with
-//! one column per raw counter the design matrix is wider than it has rows, and its rank is
-//! recorded in the profile. So the fit is done on **grouped** features:
-//! `fixed` (1 per fork), `per_page` (`mapcount_atomics`: the per-page rmap atomic plus all the
-//! per-PTE kernel work the model does not count), `per_batch` (`batches`: one refcount atomic,
-//! one rmap call and the batch set-up; `refcount_atomics` and `rmap_calls` equal `batches` on
-//! every calibration layout). The raw PTE load/store/CAS costs, which only *differ* between
-//! strategies, are not identifiable from layouts at all and are **fixed from a userspace
-//! microbenchmark** ([`crate::microbench`]) before the fit.
+//! **Features.** [`features`] names what the kernel does per fork, per page table, per
+//! PTE-mapped page, per batch — the single-PTE path of a small folio or one large-folio batch —
+//! and per huge PMD; raw PTE load/store/CAS costs, which no layout separates, are fixed from a
+//! userspace microbenchmark. **Fit:** NNLS ([`crate::nnls`]), rows weighted by 1/real time.
+//! **Selection:** every candidate feature set is cross-validated by leaving one layout out; the
+//! set with the smallest worst held-out error prices the model. A bootstrap over runs gives
+//! each cost's sd.
 //!
-//! **Fit.** NNLS ([`crate::nnls`]) of real time minus the fixed microbenchmark terms over the
-//! grouped features, each row weighted by 1/real time (relative error). Four rows (three PTE
-//!
-//! **Layers.** [`cli`]: the flags and the entry point; [`measure`]: the runner calls and the
-//! microbenchmark; [`fit`]: the fit, cross-validation and profile assembly (pure); [`render`]:
-//! the printed report.
+//! **Layers.** [`cli`]: the flags and the entry point; [`measure`]: the sweep file, the runner
+//! calls and the microbenchmark; [`features`] and [`fit`]: the terms, fits, cross-validation
+//! and profile assembly (pure); [`render`]: the printed report.
 
 pub mod cli;
+pub mod features;
 pub mod fit;
 pub mod measure;
 pub mod render;
 
-pub use cli::{CalibrateArgs, run_calibrate};
+pub use cli::{CalibrateArgs, profile_from_results, run_calibrate};
 pub use fit::{
-    FITTED_STRATEGY, LayoutObs, Meta, OTHER_STRATEGY, RAW_COUNTERS, build_profile, default_terms,
-    fit_terms, split_terms,
+    FITTED_STRATEGY, LayoutObs, Meta, OTHER_STRATEGIES, RAW_COUNTERS, build_profile, fit_terms,
+    leave_one_out, select,
 };
-pub use measure::{mthp_sizes_kib, order_of_kib, pick_mthp};
-pub use render::render_report;
+pub use measure::{mthp_sizes_kib, order_of_kib, sweep_of};
+pub use render::{render_cost_model, render_report};
