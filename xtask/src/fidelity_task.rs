@@ -12,7 +12,11 @@ pub fn run(a: &Flags) -> anyhow::Result<ExitCode> {
     } else {
         crate::util::build_runner()?
     };
+    let mut a = a.clone();
+    if a.measure {
+        a.tool_rev = Some(crate::util::git_rev()).filter(|r| r != "unknown");
+    }
     // `run_fidelity` says what it did ("wrote …" or "… is up to date").
-    calibrate::run_fidelity(&crate::util::project_root(), &bin, a)?;
+    calibrate::run_fidelity(&crate::util::project_root(), &bin, &a)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -24,6 +24,7 @@ pub mod cli;
 pub mod evaluate;
 pub mod inputs;
 pub mod measure;
+pub mod provenance;
 pub mod render;
 
 pub use cli::{FidelityArgs, run_fidelity};
@@ -34,6 +35,7 @@ pub use inputs::{
     INPUTS_SCHEMA, InputSettings, Inputs, MachineCosts, Measurement, default_machine_costs,
 };
 pub use measure::{measure, needed_configs};
+pub use provenance::{MachineFacts, check_provenance, machine_mismatch};
 pub use render::{check_fresh, fmt_pct, render};
 
 /// Synthetic inputs for the tests of every layer.
@@ -90,6 +92,7 @@ pub(crate) mod test_inputs {
             kernel: "6.18".into(),
             cpu_model: "cpu".into(),
             tool_version: "0".into(),
+            tool_rev: None,
             settings: InputSettings {
                 mem: contract::Size(1 << 30),
                 iters: 1,
