@@ -6,11 +6,11 @@ use std::process::ExitCode;
 pub use calibrate::FidelityArgs as Flags;
 
 pub fn run(a: &Flags) -> anyhow::Result<ExitCode> {
-    // `--check` only compares the report with its inputs: no runner to build.
-    let bin = if a.check {
-        std::path::PathBuf::new()
-    } else {
+    // Only `--measure` runs the model; checking, rendering and re-pricing need no runner.
+    let bin = if a.measure {
         crate::util::build_runner()?
+    } else {
+        std::path::PathBuf::new()
     };
     let mut a = a.clone();
     if a.measure {
