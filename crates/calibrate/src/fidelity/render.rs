@@ -381,6 +381,10 @@ mod tests {
         assert!(r.contains("cost profile: box"), "caption missing");
         assert!(!r.contains("no data"));
         assert_eq!(r, render(&synthetic(true)), "rendering is deterministic");
+        assert!(!r.contains("(git "), "no revision recorded, none shown");
+        let mut with_rev = synthetic(true);
+        with_rev.tool_rev = Some("abc123-dirty".into());
+        assert!(render(&with_rev).contains("forkbench 0 (git abc123-dirty);"));
         let r2 = render(&synthetic(false));
         assert!(r2.contains("cost profile: none"));
         // Detail cells name the measured configurations in the contract's spelling.
