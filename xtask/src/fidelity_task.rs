@@ -6,13 +6,17 @@ use std::process::ExitCode;
 pub use calibrate::FidelityArgs as Flags;
 
 pub fn run(a: &Flags) -> anyhow::Result<ExitCode> {
-    // `--check` only compares the report with its inputs: no runner to build.
-    let bin = if a.check {
-        std::path::PathBuf::new()
-    } else {
+    // Only `--measure` runs the model; checking, rendering and re-pricing need no runner.
+    let bin = if a.measure {
         crate::util::build_runner()?
+    } else {
+        std::path::PathBuf::new()
     };
+    let mut a = a.clone();
+    if a.measure {
+        a.tool_rev = Some(crate::util::git_rev()).filter(|r| r != "unknown");
+    }
     // `run_fidelity` says what it did ("wrote …" or "… is up to date").
-    calibrate::run_fidelity(&crate::util::project_root(), &bin, a)?;
+    calibrate::run_fidelity(&crate::util::project_root(), &bin, &a)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -84,6 +84,66 @@ fn fidelity_check_says_it_checked() {
     assert!(!stdout.contains("wrote"), "{stdout}");
 }
 
+/// `fidelity --check` on a doctored copy of the committed inputs (the report copied beside it)
+/// refuses, in one line naming the field and both values: an embedded profile from another
+/// host, then measurements from another kernel.
+#[test]
+fn fidelity_check_refuses_a_profile_from_another_machine() {
+    let d = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = d.path().join("fidelity.md");
+    std::fs::copy(root.join("results/fidelity.md"), &out).unwrap();
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("results/fidelity-inputs.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        committed["profile"].is_object(),
+        "the committed inputs embed a profile"
+    );
+    let check = |doctored: &serde_json::Value| {
+        let inputs = d.path().join("inputs.json");
+        std::fs::write(&inputs, doctored.to_string()).unwrap();
+        xtask(&[
+            "fidelity",
+            "--check",
+            "--inputs",
+            inputs.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ])
+    };
+    let mut other_host = committed.clone();
+    other_host["profile"]["host"] = "doctored-host".into();
+    let e = one_line_error(&check(&other_host));
+    let host = committed["host"].as_str().unwrap();
+    assert!(
+        e.contains(&format!(
+            "host `{host}` (measured) vs `doctored-host` (profile)"
+        )),
+        "{e}"
+    );
+    let mut other_kernel = committed.clone();
+    other_kernel["kernel"] = "0.0.1-doctored".into();
+    let e = one_line_error(&check(&other_kernel));
+    let kernel = committed["profile"]["kernel"].as_str().unwrap();
+    assert!(
+        e.contains(&format!(
+            "kernel `0.0.1-doctored` (measured) vs `{kernel}` (profile)"
+        )),
+        "{e}"
+    );
+    // Host, kernel and CPU consistent, but the embedded costs are not the committed file's.
+    let mut other_costs = committed.clone();
+    other_costs["profile"]["costs"][0]["ns"] = 1.0.into();
+    let e = one_line_error(&check(&other_costs));
+    assert!(
+        e.contains("the embedded calibration profile differs from")
+            && e.contains("costs[0].ns 1.0 (embedded) vs"),
+        "{e}"
+    );
+}
+
 /// Bad flags of the measuring tasks are refused before anything is built or measured.
 #[test]
 fn bad_flags_are_refused_before_measuring() {

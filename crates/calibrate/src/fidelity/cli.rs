@@ -1,6 +1,7 @@
 //! `cargo xtask fidelity`: its flags and entry point. Optionally measures (writing the inputs
 //! file) or re-prices the stored inputs with another profile, then renders the report; `--check`
-//! only compares.
+//! only compares (provenance first, then freshness). A profile fitted on another host, kernel
+//! or CPU than the measurements is refused before measuring or re-pricing.
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +10,7 @@ use contract::Size;
 
 use super::inputs::Inputs;
 use super::measure::measure;
+use super::provenance::{MachineFacts, ONE_MACHINE_HINT, check_provenance, machine_mismatch};
 use super::render::{check_fresh, render};
 use crate::Result;
 use crate::profile::{CostProfile, newest_profile};
@@ -48,6 +50,10 @@ pub struct FidelityArgs {
     /// CPU to pin the model to when measuring
     #[arg(long)]
     pub cpu: Option<usize>,
+    /// Git revision of the tool, recorded in the inputs when measuring; filled by the caller
+    /// (xtask), not a flag.
+    #[arg(skip)]
+    pub tool_rev: Option<String>,
 }
 
 /// Entry point of `cargo xtask fidelity`: optionally measure, then render. Returns the report path.
@@ -60,7 +66,11 @@ pub fn run_fidelity(root: &Path, forkbench: &Path, args: &FidelityArgs) -> Resul
         .output
         .clone()
         .unwrap_or_else(|| root.join("results/fidelity.md"));
+    let calibration_dir = root.join("results/calibration");
     if args.check {
+        // Provenance first: a doctored profile also makes the report stale, and "stale" would
+        // hide that the inputs mix two machines.
+        check_provenance(&Inputs::load(&inputs_path)?, &inputs_path, &calibration_dir)?;
         check_fresh(&inputs_path, &out)?;
         println!("{} is up to date", out.display());
         return Ok(out);
@@ -69,20 +79,22 @@ pub fn run_fidelity(root: &Path, forkbench: &Path, args: &FidelityArgs) -> Resul
         let profile = if args.no_profile {
             None
         } else {
-            let path = args.profile.clone().or_else(|| {
-                newest_profile(
-                    &root.join("results/calibration"),
-                    &hostenv::host::hostname(),
-                )
-            });
+            let path = args
+                .profile
+                .clone()
+                .or_else(|| newest_profile(&calibration_dir, &hostenv::host::hostname()));
             match path {
-                Some(p) => Some((
-                    p.file_name()
-                        .unwrap_or_default()
-                        .to_string_lossy()
-                        .into_owned(),
-                    CostProfile::load(&p)?,
-                )),
+                Some(p) => {
+                    let profile = CostProfile::load(&p)?;
+                    refuse_other_machine(&p, &profile)?;
+                    Some((
+                        p.file_name()
+                            .unwrap_or_default()
+                            .to_string_lossy()
+                            .into_owned(),
+                        profile,
+                    ))
+                }
                 None => None,
             }
         };
@@ -108,6 +120,7 @@ pub fn run_fidelity(root: &Path, forkbench: &Path, args: &FidelityArgs) -> Resul
                 inputs.profile_file = None;
             }
         }
+        check_provenance(&inputs, &inputs_path, &calibration_dir)?;
         let json = serde_json::to_string_pretty(&inputs).expect("inputs serialise") + "\n";
         results::fsio::write_replace(&inputs_path, json.as_bytes())?;
         eprintln!(
@@ -119,4 +132,25 @@ pub fn run_fidelity(root: &Path, forkbench: &Path, args: &FidelityArgs) -> Resul
     results::fsio::write_replace(&out, render(&inputs).as_bytes())?;
     println!("wrote {}", out.display());
     Ok(out)
+}
+
+/// Refuse to measure with a profile fitted on another machine than this one: the inputs would
+/// fail `--check` after the whole measurement.
+fn refuse_other_machine(path: &Path, profile: &CostProfile) -> Result<()> {
+    let (host, kernel) = (hostenv::host::hostname(), hostenv::host::kernel_release());
+    let cpu_model = hostenv::host::cpu_model().unwrap_or_else(|| "unknown".into());
+    let here = MachineFacts {
+        host: &host,
+        kernel: &kernel,
+        cpu_model: &cpu_model,
+    };
+    let differs = machine_mismatch(here, MachineFacts::of_profile(profile));
+    if differs.is_empty() {
+        return Ok(());
+    }
+    Err(crate::CalibrateError::Input(format!(
+        "{} was fitted on another machine than this one: {}; {ONE_MACHINE_HINT}",
+        path.display(),
+        differs.join(", ")
+    )))
 }

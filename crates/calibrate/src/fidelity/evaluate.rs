@@ -1,6 +1,6 @@
 //! The model's value of each cell and its agreement with the thread (pure): times of a
-//! configuration on a machine, the primary and alternative change of a cell, sign classes, and
-//! pairwise ranking per row.
+//! configuration on a machine, the change of a cell in the measured and the calibrated model
+//! ([`ModelKind`]), sign classes, and pairwise ranking per row.
 
 use contract::OpCounter;
 
@@ -16,22 +16,37 @@ struct Times {
     privileged_ns: f64,
 }
 
-impl Times {
-    /// Primary: x86 (Xeon) cells use the calibrated profile when there is one; arm64 cells use
-    /// measured userspace time + privileged ops x the assumed costs.
-    fn primary(&self, machine: Machine) -> f64 {
-        match machine {
-            Machine::Xeon => self.calibrated_ns.unwrap_or(self.measured_ns),
-            _ => self.measured_ns + self.privileged_ns,
+/// Which model prices a configuration. Both add the counted privileged operations x the
+/// assumed costs of the cell's machine (none on the Xeon: x86 fork issues no range TLBIs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    /// The model's measured userspace time on this host.
+    Measured,
+    /// The calibration profile applied to the model's exact op counts (absent without one).
+    Calibrated,
+}
+
+impl ModelKind {
+    /// Both, in the order the report shows them.
+    pub const ALL: [ModelKind; 2] = [ModelKind::Measured, ModelKind::Calibrated];
+
+    /// `measured` / `calibrated`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Measured => "measured",
+            ModelKind::Calibrated => "calibrated",
         }
     }
-    /// Alternative: x86 measured userspace time; arm64 the host's calibrated profile applied to
-    /// the arm64 counts + privileged ops (None without a profile).
-    fn alternative(&self, machine: Machine) -> Option<f64> {
-        match machine {
-            Machine::Xeon => self.calibrated_ns.map(|_| self.measured_ns),
-            _ => self.calibrated_ns.map(|c| c + self.privileged_ns),
-        }
+}
+
+impl Times {
+    /// Time of the configuration in `kind`'s model (None: calibrated without a profile).
+    fn of(&self, kind: ModelKind) -> Option<f64> {
+        let userspace = match kind {
+            ModelKind::Measured => Some(self.measured_ns),
+            ModelKind::Calibrated => self.calibrated_ns,
+        };
+        userspace.map(|t| t + self.privileged_ns)
     }
 }
 
@@ -69,10 +84,10 @@ fn times(inputs: &Inputs, m: &Measurement, machine: Machine) -> Times {
 /// The model's value for one cell.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CellEval {
-    /// Primary model change, percent.
-    pub model: f64,
-    /// Alternative model change, percent (see [`Times`]); None without a profile.
-    pub alternative: Option<f64>,
+    /// Change in the measured model, percent.
+    pub measured: f64,
+    /// Change in the calibrated model, percent; None without a profile.
+    pub calibrated: Option<f64>,
     pub new_ops: Ops,
     pub base_ops: Ops,
     /// The measurements' stored keys (`Config::key` when they were measured).
@@ -85,13 +100,13 @@ fn eval(inputs: &Inputs, mc: &ModelCell, machine: Machine) -> Option<CellEval> {
     let b = inputs.get(&mc.base)?;
     let tn = times(inputs, n, machine);
     let tb = times(inputs, b, machine);
-    let alternative = match (tn.alternative(machine), tb.alternative(machine)) {
+    let change = |kind| match (tn.of(kind), tb.of(kind)) {
         (Some(a), Some(b)) => Some((a / b - 1.0) * 100.0),
         _ => None,
     };
     Some(CellEval {
-        model: (tn.primary(machine) / tb.primary(machine) - 1.0) * 100.0,
-        alternative,
+        measured: change(ModelKind::Measured).expect("measured times always exist"),
+        calibrated: change(ModelKind::Calibrated),
         new_ops: n.ops.clone(),
         base_ops: b.ops.clone(),
         new_key: n.key.clone(),
@@ -124,6 +139,16 @@ pub struct RowAgreement {
     pub rank_total: usize,
     pub sign_misses: Vec<String>,
     pub rank_misses: Vec<String>,
+}
+
+impl CellEval {
+    /// The change in `kind`'s model, percent.
+    pub fn change(&self, kind: ModelKind) -> Option<f64> {
+        match kind {
+            ModelKind::Measured => Some(self.measured),
+            ModelKind::Calibrated => self.calibrated,
+        }
+    }
 }
 
 impl RowAgreement {
@@ -171,16 +196,10 @@ fn same_source(t: &Table, a: (usize, usize), b: (usize, usize), g: &Grid) -> boo
     !(tl(&g[a.0][a.1]) || tl(&g[b.0][b.1]))
 }
 
-/// Sign and ranking agreement per row; `alternative` evaluates the alternative model values
-/// (cells without one are skipped).
-pub fn agreements(t: &Table, g: &Grid, alternative: bool) -> Vec<RowAgreement> {
-    let val = |e: &CellEval| {
-        if alternative {
-            e.alternative
-        } else {
-            Some(e.model)
-        }
-    };
+/// Sign and ranking agreement per row of `kind`'s model (cells without a value in it are
+/// skipped).
+pub fn agreements(t: &Table, g: &Grid, kind: ModelKind) -> Vec<RowAgreement> {
+    let val = |e: &CellEval| e.change(kind);
     let mut out = vec![RowAgreement::default(); t.rows.len()];
     for (ri, r) in t.rows.iter().enumerate() {
         for (ci, c) in r.cells.iter().enumerate() {
@@ -278,14 +297,14 @@ mod tests {
         // is ranked against row 4 in the four columns.
         let t3 = &tables[2];
         let g = grid(&i, t3);
-        let ag = agreements(t3, &g, false);
+        let ag = agreements(t3, &g, ModelKind::Measured);
         assert_eq!(ag[0].rank_total, 4);
         // 12 pairs minus two the thread cannot order (−3.3 vs −3.6, −0.1 vs −0.4).
         assert_eq!(ag[3].rank_total, 10);
         assert_eq!(ag[0].sign_total, 4);
         // Table 6 ranks sizes within a row: 9 sizes → 36 pairs minus ties in the thread.
         let t6 = &tables[5];
-        let ag6 = agreements(t6, &grid(&i, t6), false);
+        let ag6 = agreements(t6, &grid(&i, t6), ModelKind::Measured);
         assert!(ag6[0].rank_total > 0 && ag6[0].rank_total <= 36);
     }
 

@@ -111,6 +111,10 @@ pub struct Inputs {
     pub kernel: String,
     pub cpu_model: String,
     pub tool_version: String,
+    /// Git revision of the tool that measured (`-dirty` when its tree had changes); absent in
+    /// inputs measured before it was recorded.
+    #[serde(default)]
+    pub tool_rev: Option<String>,
     pub settings: InputSettings,
     pub machine_costs: BTreeMap<String, MachineCosts>,
     pub profile_file: Option<String>,

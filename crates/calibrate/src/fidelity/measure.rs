@@ -108,6 +108,7 @@ pub fn measure(
         kernel: host::kernel_release(),
         cpu_model: host::cpu_model().unwrap_or_else(|| "unknown".into()),
         tool_version: env!("CARGO_PKG_VERSION").into(),
+        tool_rev: args.tool_rev.clone(),
         settings: InputSettings {
             mem: args.mem,
             iters: args.iters,

@@ -8,33 +8,42 @@
 //! a pure function of that file ([`render()`]), so a test regenerates the report from the
 //! committed inputs and fails when the committed report is stale ([`check_fresh`]).
 //!
-//! **Model value of a cell.** Each cell compares a `new` configuration with a `base` one:
-//! `change = T(new) / T(base) − 1`. Primary `T`: for x86_64 (Xeon) cells, the calibrated
-//! profile's prediction from the op counts (the measured userspace time without a profile); for
-//! arm64 (M2, Altra) cells, the measured userspace time plus the counted privileged operations
-//! priced with the documented per-machine assumptions ([`default_machine_costs`]): range-TLBIs
-//! (one per 64 KiB block unfold/fold) and `flush_tlb_mm`. The alternative (measured for x86,
-//! host profile + privileged ops for arm64) is shown beside it. Measured times are the median of
-//! the per-run fastest forks.
+//! **Model values of a cell.** Each cell compares a `new` configuration with a `base` one:
+//! `change = T(new) / T(base) − 1`, in two models ([`ModelKind`]). The **measured model**'s `T`
+//! is the model's measured userspace time on this host (the median of the per-run fastest
+//! forks); the **calibrated model**'s `T` is the embedded calibration profile applied to the
+//! exact op counts (absent without a profile). In arm64 (M2, Altra) cells both add the counted
+//! privileged operations priced with the documented per-machine assumptions
+//! ([`default_machine_costs`]): range-TLBIs (one per 64 KiB block unfold/fold) and
+//! `flush_tlb_mm`. The summary scores sign and ranking for each model, per table and in total;
+//! a row that disagrees in either model shows its reason ([`rows_without_reason`] finds one
+//! that does not).
+//!
+//! **Provenance.** `--check` also refuses inputs whose profile was fitted on another host,
+//! kernel or CPU than the measurements, or differs from the committed file it names
+//! ([`check_provenance`]).
 //!
 //! **Layers.** [`cli`]: flags and the entry point; [`inputs`]: the inputs file; [`measure`]:
-//! the runner calls; [`evaluate`]: cell values and agreement (pure); [`render`]: the report.
+//! the runner calls; [`evaluate`]: cell values and agreement (pure); [`render`]: the report;
+//! [`provenance`]: one machine behind the measurements and their profile.
 
 pub mod cli;
 pub mod evaluate;
 pub mod inputs;
 pub mod measure;
+pub mod provenance;
 pub mod render;
 
 pub use cli::{FidelityArgs, run_fidelity};
 pub use evaluate::{
-    CellEval, MODEL_TIE_PP, RowAgreement, THREAD_TIE_PP, agreements, median, sign_class,
+    CellEval, MODEL_TIE_PP, ModelKind, RowAgreement, THREAD_TIE_PP, agreements, median, sign_class,
 };
 pub use inputs::{
     INPUTS_SCHEMA, InputSettings, Inputs, MachineCosts, Measurement, default_machine_costs,
 };
 pub use measure::{measure, needed_configs};
-pub use render::{check_fresh, fmt_pct, render};
+pub use provenance::{MachineFacts, check_provenance, machine_mismatch};
+pub use render::{check_fresh, fmt_pct, render, rows_without_reason};
 
 /// Synthetic inputs for the tests of every layer.
 #[cfg(test)]
@@ -90,6 +99,7 @@ pub(crate) mod test_inputs {
             kernel: "6.18".into(),
             cpu_model: "cpu".into(),
             tool_version: "0".into(),
+            tool_rev: None,
             settings: InputSettings {
                 mem: contract::Size(1 << 30),
                 iters: 1,
