@@ -113,8 +113,10 @@ pub struct FeatureSetEval {
     /// In-sample relative residual per layout.
     pub residual_rel: Vec<(RealLayout, f64)>,
     pub cross_validation: Vec<CrossValidation>,
-    /// The selection score: the largest |held-out error|.
+    /// The selection score: the largest |held-out error| over `scored`.
     pub worst_held_out_rel: f64,
+    /// The layouts the score counts: those some candidate set predicts from the others.
+    pub scored: Vec<RealLayout>,
 }
 
 /// A calibrated prediction for another strategy on this machine.

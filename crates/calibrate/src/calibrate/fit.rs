@@ -160,9 +160,11 @@ pub fn leave_one_out(terms: &[CostTerm], obs: &[LayoutObs]) -> Result<Vec<CrossV
     Ok(out)
 }
 
-/// Worst held-out error of a set (the selection score; NaN counts as infinite).
-pub fn worst_error(cv: &[CrossValidation]) -> f64 {
+/// Worst held-out error of a set over the layouts in `scored` (the selection score; NaN counts
+/// as infinite).
+pub fn worst_error(cv: &[CrossValidation], scored: &[RealLayout]) -> f64 {
     cv.iter()
+        .filter(|c| scored.contains(&c.held_out))
         .map(|c| {
             if c.error_rel.is_finite() {
                 c.error_rel.abs()
@@ -216,26 +218,39 @@ pub fn bootstrap_sd(terms: &[CostTerm], obs: &[LayoutObs]) -> Result<BTreeMap<St
 }
 
 /// Fit every candidate set, cross-validate it, and pick the one with the smallest worst
-/// held-out error (ties to the earlier, simpler set).
-pub fn select(candidates: &[Candidate], obs: &[LayoutObs]) -> Result<(usize, Vec<FeatureSetEval>)> {
-    let mut evals = Vec::new();
+/// held-out error (ties to the earlier, simpler set). The score counts the layouts some set can
+/// predict from the others; a layout no set can (`untouched`, the only fork without page
+/// tables, anchors the fixed cost) says nothing about which set generalises.
+pub fn select(
+    candidates: &[Candidate],
+    obs: &[LayoutObs],
+) -> Result<(usize, Vec<FeatureSetEval>)> {
+    let mut fits = Vec::new();
     for c in candidates {
         let costs = fit_terms(&c.terms, &rows_of(obs, None))?;
         let cv = leave_one_out(&c.terms, obs)?;
+        fits.push((costs, cv));
+    }
+    let scored: Vec<RealLayout> = obs
+        .iter()
+        .map(|l| l.layout)
+        .filter(|l| {
+            fits.iter()
+                .any(|(_, cv)| cv.iter().any(|c| c.held_out == *l && c.determined))
+        })
+        .collect();
+    let mut evals = Vec::new();
+    for (c, (costs, cv)) in candidates.iter().zip(fits) {
         let residual_rel = obs
             .iter()
-            .map(|l| {
-                (
-                    l.layout,
-                    predict(&costs, l.fitted_counts()) / l.real_ns() - 1.0,
-                )
-            })
+            .map(|l| (l.layout, predict(&costs, l.fitted_counts()) / l.real_ns() - 1.0))
             .collect();
         evals.push(FeatureSetEval {
             name: c.name.into(),
             idea: c.idea.into(),
             terms: c.terms.iter().map(|t| t.name.clone()).collect(),
-            worst_held_out_rel: worst_error(&cv),
+            worst_held_out_rel: worst_error(&cv, &scored),
+            scored: scored.clone(),
             residual_rel,
             cross_validation: cv,
             costs: costs
@@ -627,9 +642,12 @@ mod tests {
                 })
                 .collect()
         };
-        assert_eq!(worst_error(&cv(&[0.05, -0.2, 0.1])), 0.2);
-        assert_eq!(worst_error(&cv(&[f64::NAN])), f64::INFINITY);
-        assert_eq!(worst_error(&[]), 0.0);
+        let all = [RealLayout::Order0];
+        assert_eq!(worst_error(&cv(&[0.05, -0.2, 0.1]), &all), 0.2);
+        assert_eq!(worst_error(&cv(&[f64::NAN]), &all), f64::INFINITY);
+        assert_eq!(worst_error(&[], &all), 0.0);
+        // Layouts outside the scored set do not count.
+        assert_eq!(worst_error(&cv(&[0.05, -0.2]), &[]), 0.0);
     }
 
     #[test]

@@ -92,9 +92,20 @@ fn candidates_table(p: &CostProfile) -> String {
             cells.join(" | ")
         ));
     }
-    s.push_str(
-        "\n\\* not determined by the other layouts (see above).\n\nWhat each set assumes:\n\n",
-    );
+    let unscored: Vec<String> = first
+        .cross_validation
+        .iter()
+        .filter(|c| !first.scored.contains(&c.held_out))
+        .map(|c| format!("`{}`", c.held_out))
+        .collect();
+    s.push_str("\n\\* not determined by the other layouts (see above).");
+    if !unscored.is_empty() {
+        s.push_str(&format!(
+            " \"worst\" leaves out {}: no feature set can predict it from the others (`untouched` is the only fork without page tables: it anchors the fixed cost).",
+            unscored.join(", ")
+        ));
+    }
+    s.push_str("\n\nWhat each set assumes:\n\n");
     for e in &p.feature_sets {
         s.push_str(&format!(
             "- **{}** ({}): {}.\n",

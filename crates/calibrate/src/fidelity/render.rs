@@ -317,6 +317,15 @@ fn render_tables(inputs: &Inputs, tables: &[Table]) -> String {
     }
     summary.push_str("\n\n");
     s.push_str(&summary);
+    if let Some(p) = &inputs.profile {
+        // Demote the section's headings one level: they sit under this one.
+        let section = crate::calibrate::render_cost_model(p).replace("\n### ", "\n#### ");
+        s.push_str(&format!(
+            "## The calibrated cost model\n\nThe calibrated model prices exact op counts with these costs, fitted to real fork() of every folio size on this host ({}).\n\n{}\n",
+            p.kernel,
+            section.trim_end()
+        ));
+    }
     s.push_str(&body);
     s
 }
