@@ -73,7 +73,7 @@ pub struct ModelOpts {
     #[cfg_attr(feature = "clap", arg(long, default_value_t = Mode::Fresh))]
     pub mode: Mode,
     /// Mapcount model: per-page (v6.7-v6.10), per-page+large (v6.11+), large-only
-    /// (CONFIG_NO_PAGE_MAPCOUNT)
+    /// (CONFIG_NO_PAGE_MAPCOUNT); `current` runs per-page as per-page+large
     #[cfg_attr(feature = "clap", arg(long, default_value_t = Mapcount::PerPage))]
     pub mapcount: Mapcount,
 }

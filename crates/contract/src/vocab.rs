@@ -107,7 +107,8 @@ vocab! {
 }
 
 vocab! {
-    /// The fork-copy strategies of the LKML thread ("kernels"), named as the thread names them.
+    /// The fork-copy strategies of the LKML thread ("kernels"), named as the thread names them,
+    /// and `current`, the path of today's kernels.
     /// The model (`forkmodel`) gives each its behaviour; adding one means a variant here and
     /// its walk there.
     pub enum Strategy: "strategy" {

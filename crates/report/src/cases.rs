@@ -334,7 +334,9 @@ pub fn build_cases(
                 ki,
                 rank(&STRATEGY_ORDER, &row_name),
                 rank(&LAYOUT_ORDER, &layout),
-                rank(&OPTIONS_ORDER, &options),
+                // By the engine option first: `contpte-ena,per-page+large` (a `current`
+                // row) sorts with `contpte-ena`.
+                rank(&OPTIONS_ORDER, options.split(',').next().unwrap_or("")),
                 name.clone(),
             );
             if !cases.iter().any(|(k, _)| *k == key) {
