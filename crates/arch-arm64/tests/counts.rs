@@ -63,6 +63,12 @@ fn contpte_off_matches_the_generic_shape() {
         (Upstream, 0, per_pte),
         (Upstream, 4, batched16),
         (Upstream, 9, batched512),
+        // current: max_nr capped at the folio's end, so no terminating read: 1 + 15 per
+        // folio (one fewer than upstream for each of the 31 folios that end before the
+        // table). Order 9 ends at the table end either way.
+        (Current, 0, per_pte),
+        (Current, 4, (512, 512, 1024, 512, 512, 0, 32, 32, 32, 31)),
+        (Current, 9, batched512),
     ] {
         assert_eq!(
             count::<Arm64ContpteDis>(s, order),
@@ -149,6 +155,47 @@ fn contpte_on_per_block_table() {
         count::<Arm64ContpteEna>(Upstream, 4),
         (63, 63 * 17, 63 * 17 + 512, 512, 512, 0, 32, 32, 32, 31)
     );
+    // (e) current: the first ptep_get of a block (17 R) and pte_batch_hint = 16 already reach
+    // the capped max_nr (the folio's 16 pages), so the loop reads nothing: one gathered read
+    // per folio, 31 x 17 R fewer than upstream at order 4. Order 9: the hint walks the 32
+    // blocks as upstream does. Order 0: no CONT, the single-PTE path, as upstream.
+    assert_eq!(
+        count::<Arm64ContpteEna>(Current, 4),
+        (32, 544, 544 + 512, 512, 512, 0, 32, 32, 32, 31)
+    );
+    assert_eq!(
+        count::<Arm64ContpteEna>(Current, 9),
+        count::<Arm64ContpteEna>(Upstream, 9)
+    );
+    assert_eq!(
+        count::<Arm64ContpteEna>(Current, 0),
+        count::<Arm64ContpteEna>(Upstream, 0)
+    );
+}
+
+#[test]
+fn current_adds_one_large_mapcount_update_per_batch() {
+    // ≥ v6.11 every rmap dup of a large folio updates _large_mapcount once per call (under
+    // CONFIG_MM_ID a per-folio lock/update/unlock, counted as one); the per-page _mapcount
+    // incs stay (CONFIG_PAGE_MAPCOUNT). Batches = folios in the table, on every engine.
+    fn large<A: Arch>(order: u32) -> (u64, u64) {
+        let layout = Layout::uniform(2 << 20, Order::new(order).unwrap()).unwrap();
+        let mut m = Model::<A>::with_layout(&layout, ForkConfig::default()).unwrap();
+        let mut o = Ops::default();
+        let c = m.fork_with(Current, &mut o);
+        m.zap(c);
+        (o.large_mapcount_atomics, o.batches)
+    }
+    for (order, batches) in [(0, 512), (4, 32), (9, 1)] {
+        let want = (if order == 0 { 0 } else { batches }, batches);
+        assert_eq!(large::<Arm64ContpteEna>(order), want, "ena order {order}");
+        assert_eq!(large::<Arm64ContpteDis>(order), want, "dis order {order}");
+        assert_eq!(
+            large::<Arm64ContpteBasic>(order),
+            want,
+            "basic order {order}"
+        );
+    }
 }
 
 #[test]

@@ -110,6 +110,56 @@ fn oracle_accepts_the_benchmark_layouts() {
     for order in [0, 4, 9] {
         let layout = Layout::uniform(8 << 20, Order::new(order).unwrap()).unwrap();
         let r = check_layout::<X86_64>(&layout, ForkConfig::default(), StrategyId::ALL).unwrap();
-        assert_eq!(r.len(), 5);
+        assert_eq!(r.len(), StrategyId::ALL.len());
     }
+}
+
+#[test]
+fn overrun_mutant_is_caught_next_to_current() {
+    // `current` stops at the folio end by capping max_nr, not by reading the next PTE; with
+    // it as the reference the mutant (neither) still breaks the accounting.
+    for order in [1, 4, 8] {
+        let layout = Layout::uniform(2 << 20, Order::new(order).unwrap()).unwrap();
+        let err = check_layout::<X86_64>(
+            &layout,
+            ForkConfig::default(),
+            &[StrategyId::Current, StrategyId::OverrunMutant],
+        )
+        .expect_err("the mutant must be caught");
+        assert_eq!(err.strategy, "overrun-mutant", "order {order}: {err}");
+    }
+}
+
+#[test]
+fn current_keeps_the_large_mapcount_even_when_per_page_is_asked() {
+    // One parent serves every strategy: it keeps _large_mapcount (nr - 1, kernel-biased)
+    // under per-page. `current` adds one mapping per child PTE, the thread's `upstream`
+    // leaves it alone, and teardown gives back exactly what the fork added.
+    use forkmodel::{Model, NoCount, Ops};
+    use std::sync::atomic::Ordering::Relaxed;
+    let layout = Layout::uniform(2 << 20, Order::new(4).unwrap()).unwrap();
+    let mut m = Model::<X86_64>::with_layout(&layout, ForkConfig::default()).unwrap();
+    let heads = forkmodel::oracle::folio_heads(&m);
+    let large = |m: &Model<X86_64>| {
+        heads
+            .iter()
+            .map(|&h| m.mem.pages.page(h).large_mapcount.load(Relaxed))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(large(&m), vec![15; 32]);
+    let mut ops = Ops::default();
+    let child = m.fork_with(StrategyId::Current, &mut ops);
+    assert_eq!(child.mapcount, MapcountModel::PerPageAndLarge);
+    assert_eq!(large(&m), vec![31; 32]);
+    assert_eq!(
+        (ops.large_mapcount_atomics, ops.mapcount_atomics),
+        (32, 512)
+    );
+    m.zap(child);
+    assert_eq!(large(&m), vec![15; 32]);
+    let child = m.fork_with(StrategyId::Upstream, &mut NoCount);
+    assert_eq!(child.mapcount, MapcountModel::PerPage);
+    assert_eq!(large(&m), vec![15; 32]);
+    m.zap(child);
+    assert_eq!(large(&m), vec![15; 32]);
 }

@@ -73,7 +73,7 @@ pub struct ModelOpts {
     #[cfg_attr(feature = "clap", arg(long, default_value_t = Mode::Fresh))]
     pub mode: Mode,
     /// Mapcount model: per-page (v6.7-v6.10), per-page+large (v6.11+), large-only
-    /// (CONFIG_NO_PAGE_MAPCOUNT)
+    /// (CONFIG_NO_PAGE_MAPCOUNT); `current` runs per-page as per-page+large
     #[cfg_attr(feature = "clap", arg(long, default_value_t = Mapcount::PerPage))]
     pub mapcount: Mapcount,
 }
@@ -624,7 +624,7 @@ mod tests {
             "real --layout mthp-64k --mem 1G --iters 100 --runs 8 --warmup 1 --mode steady \
              --sched fifo --fifo-priority 10 --pause sleep --allow-unverified --json"
         );
-        assert_eq!(Strategies::all().to_string().split(',').count(), 5);
+        assert_eq!(Strategies::all().to_string().split(',').count(), 6);
         assert!("upstream,v6.7".parse::<Strategies>().is_err());
     }
 

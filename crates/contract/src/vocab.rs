@@ -107,7 +107,8 @@ vocab! {
 }
 
 vocab! {
-    /// The fork-copy strategies of the LKML thread ("kernels"), named as the thread names them.
+    /// The fork-copy strategies of the LKML thread ("kernels"), named as the thread names them,
+    /// and `current`, the path of today's kernels.
     /// The model (`forkmodel`) gives each its behaviour; adding one means a variant here and
     /// its walk there.
     pub enum Strategy: "strategy" {
@@ -119,12 +120,28 @@ vocab! {
         RyanV4 = "ryan-v4",
         /// David's Dec 2023 prototype: `folio_pte_batch`, `ptep_get` on every PTE, no hint.
         ForkBatching = "fork-batching",
-        /// v6.9+: `folio_pte_batch` + `pte_batch_hint`.
+        /// v6.9: `folio_pte_batch` + `pte_batch_hint`.
         Upstream = "upstream",
+        /// Today's kernels (≈v6.15+): the batch capped at the folio's end (no read past it)
+        /// and the large-folio mapcount (≥ v6.11).
+        Current = "current",
     }
     hidden: {
         /// Test-only mutant: `upstream` without the same-folio stop ("Bad page state").
         OverrunMutant = "overrun-mutant",
+    }
+}
+
+impl Strategy {
+    /// The mapcount model this strategy's kernel runs with when `requested` is asked for.
+    /// `current` (≥ v6.11) always keeps `_large_mapcount`, so the thread's `per-page` becomes
+    /// `per-page+large` for it; `large-only` (CONFIG_NO_PAGE_MAPCOUNT) stays as asked. The
+    /// thread's kernels run with whatever is requested.
+    pub const fn effective_mapcount(self, requested: Mapcount) -> Mapcount {
+        match (self, requested) {
+            (Strategy::Current, Mapcount::PerPage) => Mapcount::PerPageAndLarge,
+            (_, m) => m,
+        }
     }
 }
 
@@ -497,11 +514,26 @@ mod tests {
     }
 
     #[test]
+    fn only_current_raises_the_mapcount_model() {
+        use Mapcount::*;
+        for &s in Strategy::ALL.iter().chain([&Strategy::OverrunMutant]) {
+            for &m in Mapcount::ALL {
+                let want = if s == Strategy::Current && m == PerPage {
+                    PerPageAndLarge
+                } else {
+                    m
+                };
+                assert_eq!(s.effective_mapcount(m), want, "{s} {m}");
+            }
+        }
+    }
+
+    #[test]
     fn unknown_words_name_the_choices_and_hidden_ones_stay_hidden() {
         let e = "v6.7".parse::<Strategy>().unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unknown strategy 'v6.7' (expected one of: mm-unstable, hugetlb-rmap-cleanups, ryan-v4, fork-batching, upstream)"
+            "unknown strategy 'v6.7' (expected one of: mm-unstable, hugetlb-rmap-cleanups, ryan-v4, fork-batching, upstream, current)"
         );
         assert!("overrun-mutant".parse::<Strategy>().is_err());
         assert!(!Strategy::ALL.contains(&Strategy::OverrunMutant));

@@ -101,7 +101,8 @@ pub struct CheckArgs {
     /// First seed for --random
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Mapcount model: per-page, per-page+large, large-only
+    /// Mapcount model: per-page, per-page+large, large-only (`current` runs per-page as
+    /// per-page+large)
     #[arg(long, default_value_t = Mapcount::PerPage)]
     pub mapcount: Mapcount,
     /// Make need_resched() true every N checks (exercises the restart path)

@@ -61,7 +61,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 writeln!(
                     out,
-                    "{}{} {} order {} mem {} ({}):",
+                    "{}{} {} order {} mem {} ({}{}):",
                     row.arch,
                     row.contpte
                         .map(|c| format!(" {}", c.label()))
@@ -69,7 +69,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     row.strategy,
                     row.order,
                     row.mem_bytes,
-                    row.mode
+                    row.mode,
+                    // The thread's per-page is the default; any other model is named, e.g.
+                    // `current`'s per-page+large.
+                    if row.mapcount == contract::Mapcount::PerPage {
+                        String::new()
+                    } else {
+                        format!(", mapcount {}", row.mapcount)
+                    }
                 )?;
                 for (k, v) in &row.ops {
                     writeln!(out, "  {k:<24} {v}")?;

@@ -125,7 +125,8 @@ pub fn counts(spec: &SimSpec) -> Result<Vec<CountsRow>, UsageError> {
                     order: spec.order,
                     mem_bytes: spec.mem,
                     mode: spec.mode,
-                    mapcount: spec.mapcount,
+                    // What the strategy's kernel keeps (`current` adds the large mapcount).
+                    mapcount: s.effective_mapcount(spec.mapcount),
                     ops: count_one(&mut model, s, spec.mode).to_map(),
                 })
                 .collect())
@@ -249,7 +250,7 @@ fn sim_arch<A: Arch>(spec: &SimSpec, emit: &mut dyn FnMut(RunRecord)) -> Result<
                     order: spec.order,
                     mem_bytes: spec.mem,
                     mode: spec.mode,
-                    mapcount: spec.mapcount,
+                    mapcount: s.effective_mapcount(spec.mapcount),
                     counting: spec.count_while_timing,
                 }),
                 run_index: run,

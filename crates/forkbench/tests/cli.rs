@@ -104,6 +104,164 @@ fn arm64_contpte_headline_counts() {
     assert_eq!(basic.contpte, Some(Contpte::Basic));
 }
 
+/// The counts rows of `counts --json` with these arguments, one per strategy.
+fn counts_rows(args: &[&str]) -> Vec<CountsRow> {
+    let mut all = vec!["counts"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let (code, out, err) = forkbench(&all);
+    assert_eq!(code, 0, "{err}");
+    RunnerOutput::parse(&out).expect("runner lines").counts
+}
+
+/// The counters that tell `current` from `upstream`, in this order: ptep_get calls, raw
+/// reads, all PTE reads, refcount, per-page mapcount and large-mapcount atomics, batches.
+fn key_counts(r: &CountsRow) -> [u64; 7] {
+    [
+        PtepGetCalls,
+        PtepGetRawReads,
+        PteReads,
+        RefcountAtomics,
+        MapcountAtomics,
+        LargeMapcountAtomics,
+        Batches,
+    ]
+    .map(|c| r.ops[&c])
+}
+
+#[test]
+fn current_counts_match_the_derivation_at_orders_4_and_9() {
+    // x86_64, 1 GiB = 512 page tables of 512 PTEs, steady mode (the parent was forked before:
+    // its PTEs are read-only, so no wrprotect read, no CAS, no AnonExclusive clear; only the
+    // ptep_get reads remain in pte_reads).
+    let rows = |order| {
+        let r = counts_rows(&[
+            "--strategy",
+            "upstream,current",
+            "--order",
+            order,
+            "--mem",
+            "1G",
+            "--mode",
+            "steady",
+        ]);
+        let [up, cur] = <[CountsRow; 2]>::try_from(r).expect("two rows");
+        assert_eq!(
+            (up.strategy, cur.strategy),
+            (Strategy::Upstream, Strategy::Current)
+        );
+        // The records say which mapcount model each kernel ran: the thread's per-page for
+        // upstream, per-page+large for current (≥ v6.11 keeps _large_mapcount).
+        assert_eq!(up.mapcount, contract::Mapcount::PerPage);
+        assert_eq!(cur.mapcount, contract::Mapcount::PerPageAndLarge);
+        for r in [&up, &cur] {
+            assert_eq!(r.ops[&PteAtomics], 0, "{}", r.strategy);
+            assert_eq!(r.ops[&AnonExclusiveClears], 0, "{}", r.strategy);
+            assert_eq!(r.ops[&PteWrites], 512 * 512, "{}", r.strategy);
+        }
+        (key_counts(&up), key_counts(&cur))
+    };
+    // Order 4: 32 folios per table. upstream reads 1 + 15 + 1 (the next folio's first PTE,
+    // whose PFN is past the folio end) per folio, except the table's last: 543 per table.
+    // current caps max_nr at the folio's end: 16 per folio, 512 per table, one fewer read
+    // per batch that ends before the table end. One folio_ref_add, 16 _mapcount incs and
+    // (current only) one _large_mapcount update per batch.
+    let (up, cur) = rows("4");
+    assert_eq!(
+        up,
+        [
+            543 * 512,
+            543 * 512,
+            543 * 512,
+            32 * 512,
+            512 * 512,
+            0,
+            32 * 512
+        ]
+    );
+    assert_eq!(
+        cur,
+        [
+            512 * 512,
+            512 * 512,
+            512 * 512,
+            32 * 512,
+            512 * 512,
+            32 * 512,
+            32 * 512
+        ]
+    );
+    // Order 9: one folio = one table; the batch ends at the table end, where max_nr stops
+    // both without a read: the same 512 reads per table; one large-mapcount update per batch.
+    let (up, cur) = rows("9");
+    assert_eq!(
+        up,
+        [512 * 512, 512 * 512, 512 * 512, 512, 512 * 512, 0, 512]
+    );
+    assert_eq!(
+        cur,
+        [512 * 512, 512 * 512, 512 * 512, 512, 512 * 512, 512, 512]
+    );
+}
+
+#[test]
+fn current_counts_on_arm64_contpte_gather_once_per_folio() {
+    // arm64 contpte on, 2 MiB fresh, order 4: a 16-page folio is one CONT block; its first
+    // ptep_get gathers 17 raw reads and pte_batch_hint = 16 already reaches the capped
+    // max_nr, so current reads no further (32 x 17 = 544), where upstream also gathers the
+    // next folio's block to stop (63 x 17 = 1071).
+    let r = counts_rows(&[
+        "--arch",
+        "arm64",
+        "--contpte",
+        "ena",
+        "--strategy",
+        "upstream,current",
+        "--order",
+        "4",
+        "--mem",
+        "2M",
+    ]);
+    let [up, cur] = <[CountsRow; 2]>::try_from(r).expect("two rows");
+    assert_eq!(key_counts(&up), [63, 1071, 1071 + 512, 32, 512, 0, 32]);
+    assert_eq!(key_counts(&cur), [32, 544, 544 + 512, 32, 512, 32, 32]);
+    assert_eq!((up.ops[&Tlbi], cur.ops[&Tlbi]), (0, 0));
+}
+
+#[test]
+fn counts_text_names_a_mapcount_other_than_per_page() {
+    let (code, out, err) = forkbench(&[
+        "counts",
+        "--strategy",
+        "current",
+        "--order",
+        "9",
+        "--mem",
+        "2M",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("x86_64 current order 9 mem 2097152 (fresh, mapcount per-page+large):\n"),
+        "{out}"
+    );
+    // Asking for CONFIG_NO_PAGE_MAPCOUNT keeps meaning it for current.
+    let (code, out, err) = forkbench(&[
+        "counts",
+        "--strategy",
+        "current",
+        "--order",
+        "9",
+        "--mem",
+        "2M",
+        "--mapcount",
+        "large-only",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(fresh, mapcount large-only):"), "{out}");
+    assert!(out.contains("  mapcount_atomics         0\n"), "{out}");
+    assert!(out.contains("  large_mapcount_atomics   1\n"), "{out}");
+}
+
 #[test]
 fn counts_without_json_lists_every_counter() {
     let (code, out, err) = forkbench(&[
@@ -247,7 +405,7 @@ fn check_passes_on_random_layouts() {
         "2",
     ]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("ok: 5 layout(s) x 5 strategies"), "{out}");
+    assert!(out.starts_with("ok: 5 layout(s) x 6 strategies"), "{out}");
 }
 
 #[test]

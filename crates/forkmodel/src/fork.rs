@@ -1,5 +1,5 @@
 //! The fork-copy path: `copy_page_range` → `copy_pte_range` → `copy_present_pte(s)` /
-//! `copy_nonpresent_pte`, in the shapes of the five strategies. Function names follow
+//! `copy_nonpresent_pte`, in the shapes of the strategies. Function names follow
 //! mm/memory.c so the model can be read side by side with the kernel. Only the copy is here;
 //! VMA duplication, teardown and restore are in `model.rs`.
 
@@ -9,7 +9,7 @@ use crate::arch::{Arch, Pte};
 use crate::mm::{Mm, Vma, rss, vma_needs_copy};
 use crate::ops::{BatchEvent, Counter};
 use crate::page::{MapcountModel, MapcountRules, PageArena, pg};
-use crate::strategy::{CopyStrategy, Walk};
+use crate::strategy::{BatchEnd, CopyStrategy, Walk};
 use crate::table::{PteTable, SwapMap, TableId};
 use crate::types::{Order, PAGE_SIZE, Pfn, VirtAddr};
 
@@ -322,12 +322,14 @@ impl<C: Counter> Cx<'_, C> {
         Ok(nr)
     }
 
-    /// v6.9 `folio_pte_batch`: how many PTEs from `src_idx` map consecutive pages of `folio`
-    /// with the same bits once AF, write (always), dirty and soft-dirty (when ignored) are
-    /// masked. Returns the count and whether any PTE after the first was writable.
+    /// `folio_pte_batch` (v6.9) / `folio_pte_batch_flags` (≈v6.15+, `END` = `FolioCap`): how
+    /// many PTEs from `src_idx` map consecutive pages of `folio` with the same bits once AF,
+    /// write (always), dirty and soft-dirty (when ignored) are masked. Returns the count and
+    /// whether any PTE after the first was writable (FPB_MERGE_WRITE has the same meaning).
+    /// `END` is a [`BatchEnd::id`].
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn folio_pte_batch<A: Arch, const HINT: bool, const FOLIO_END_CHECK: bool>(
+    fn folio_pte_batch<A: Arch, const HINT: bool, const END: u8>(
         &mut self,
         folio: Pfn,
         src_idx: usize,
@@ -347,6 +349,13 @@ impl<C: Counter> Cx<'_, C> {
             p
         };
         let folio_end_pfn = folio.add(1u64 << self.pages.folio_order(folio));
+        // The capped batch never needs the PFN test: it stops at the folio's last page
+        // without reading the next PTE.
+        let max_nr = if END == BatchEnd::FolioCap.id() {
+            max_nr.min((folio_end_pfn.0 - A::pte_pfn(pte).0) as usize)
+        } else {
+            max_nr
+        };
         let mut any_writable = false;
         let mut nr = if HINT {
             A::pte_batch_hint(self.src, src_idx, pte)
@@ -363,7 +372,7 @@ impl<C: Counter> Cx<'_, C> {
             if p != expected {
                 break;
             }
-            if FOLIO_END_CHECK && A::pte_pfn(p) >= folio_end_pfn {
+            if END == BatchEnd::PfnCheck.id() && A::pte_pfn(p) >= folio_end_pfn {
                 break;
             }
             any_writable |= writable;
@@ -378,10 +387,10 @@ impl<C: Counter> Cx<'_, C> {
         ((idx - src_idx).min(max_nr), any_writable)
     }
 
-    /// v6.9 `copy_present_ptes`: batch a large folio's consecutive PTEs, else copy one.
+    /// v6.9+ `copy_present_ptes`: batch a large folio's consecutive PTEs, else copy one.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn copy_present_ptes_v69<A: Arch, const HINT: bool, const FOLIO_END_CHECK: bool>(
+    fn copy_present_ptes_v69<A: Arch, const HINT: bool, const END: u8>(
         &mut self,
         dst_idx: usize,
         src_idx: usize,
@@ -399,7 +408,7 @@ impl<C: Counter> Cx<'_, C> {
         if prealloc.is_none() && self.pages.folio_order(folio) > 0 && max_nr != 1 {
             let ignore_dirty = self.src_vma.flags.contains(crate::mm::VmFlags::SHARED);
             let ignore_soft_dirty = !self.src_vma.soft_dirty_enabled();
-            let (nr, any_writable) = self.folio_pte_batch::<A, HINT, FOLIO_END_CHECK>(
+            let (nr, any_writable) = self.folio_pte_batch::<A, HINT, END>(
                 folio,
                 src_idx,
                 pte,
@@ -529,30 +538,24 @@ fn copy_pte_range_pass<A: Arch, S: CopyStrategy, C: Counter>(
                     let n = A::pte_batch_remaining(ptent, addr, end).clamp(1, max_nr);
                     cx.copy_present_ptes_v4::<A>(idx, idx, ptent, addr, n, prealloc)
                 }
-                Walk::FolioPteBatch {
-                    hint: true,
-                    folio_end_check: true,
-                } => cx.copy_present_ptes_v69::<A, true, true>(
-                    idx, idx, ptent, addr, max_nr, prealloc,
-                ),
-                Walk::FolioPteBatch {
-                    hint: false,
-                    folio_end_check: true,
-                } => cx.copy_present_ptes_v69::<A, false, true>(
-                    idx, idx, ptent, addr, max_nr, prealloc,
-                ),
-                Walk::FolioPteBatch {
-                    hint: true,
-                    folio_end_check: false,
-                } => cx.copy_present_ptes_v69::<A, true, false>(
-                    idx, idx, ptent, addr, max_nr, prealloc,
-                ),
-                Walk::FolioPteBatch {
-                    hint: false,
-                    folio_end_check: false,
-                } => cx.copy_present_ptes_v69::<A, false, false>(
-                    idx, idx, ptent, addr, max_nr, prealloc,
-                ),
+                Walk::FolioPteBatch { hint, end } => {
+                    // Both are consts of S: the compiler keeps one arm per strategy.
+                    macro_rules! batch {
+                        ($hint:literal, $end:ident) => {
+                            cx.copy_present_ptes_v69::<A, $hint, { BatchEnd::$end.id() }>(
+                                idx, idx, ptent, addr, max_nr, prealloc,
+                            )
+                        };
+                    }
+                    match (hint, end) {
+                        (true, BatchEnd::PfnCheck) => batch!(true, PfnCheck),
+                        (false, BatchEnd::PfnCheck) => batch!(false, PfnCheck),
+                        (true, BatchEnd::FolioCap) => batch!(true, FolioCap),
+                        (false, BatchEnd::FolioCap) => batch!(false, FolioCap),
+                        (true, BatchEnd::Unbounded) => batch!(true, Unbounded),
+                        (false, BatchEnd::Unbounded) => batch!(false, Unbounded),
+                    }
+                }
             };
             match copied {
                 Ok(n) => {

@@ -3,8 +3,9 @@
 //!
 //! "Physical memory" is an arena of 64-byte `struct page`-shaped records; page tables are
 //! 512-entry arrays of raw `u64`; the copy path is generic over an [`Arch`] (the PTE format
-//! and its hooks), a [`CopyStrategy`] (one of the thread's five kernels) and a [`Counter`]
-//! (exact op counts, or nothing at all for timed runs), and monomorphised over all three.
+//! and its hooks), a [`CopyStrategy`] (one of the thread's five kernels, or `current`) and a
+//! [`Counter`] (exact op counts, or nothing at all for timed runs), and monomorphised over all
+//! three.
 //! The [`oracle`] checks every fork against the kernel's rules.
 //!
 //! The words it shares with the rest of forkbench (strategy, mode, mapcount model, op-counter

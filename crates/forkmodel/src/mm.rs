@@ -139,6 +139,10 @@ pub struct Mm {
     pub rss: [i64; rss::NR],
     /// MMF_HAS_PINNED: some page of this mm was ever FOLL_PINned.
     pub has_pinned: bool,
+    /// The mapcounts this mm's mappings are counted in: for a child, its fork strategy's
+    /// effective model ([`contract::Strategy::effective_mapcount`]), so teardown undoes
+    /// exactly what the fork added.
+    pub mapcount: crate::page::MapcountModel,
 }
 
 impl Mm {

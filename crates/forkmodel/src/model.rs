@@ -11,7 +11,7 @@ use crate::fork::{ForkConfig, copy_page_range};
 use crate::layout::{Chunk, Layout, LayoutError, Tweak};
 use crate::mm::{Backing, Mm, VmFlags, Vma, rss};
 use crate::ops::{Counter, NoCount};
-use crate::page::{MapcountModel, MapcountRules, PageArena, pg};
+use crate::page::{MapcountModel, MapcountRules, PageArena, parent_mapcount, pg};
 use crate::strategy::{CopyStrategy, StrategyId, StrategyVisitor, VisitStrategy};
 use crate::table::{SwapMap, TableId, TablePool};
 use crate::types::{PTRS_PER_PTE, Pfn, VirtAddr};
@@ -54,7 +54,10 @@ impl<A: Arch> Model<A> {
                 tables: TablePool::new(),
                 swap: SwapMap::default(),
             },
-            parent: Mm::default(),
+            parent: Mm {
+                mapcount: parent_mapcount(cfg.mapcount),
+                ..Mm::default()
+            },
             cfg,
             snapshot: None,
             _arch: PhantomData,
@@ -267,16 +270,17 @@ impl<A: Arch> Model<A> {
         // The fault took one reference per mapped page and set up the mapcounts.
         h.refcount.store(nr as i32, Relaxed);
         let order = h.order;
+        let mapcount = self.parent.mapcount;
         for i in 0..nr {
             let p = pages.page(head.add(i));
-            if self.cfg.mapcount.per_page(order) {
+            if mapcount.per_page(order) {
                 p.mapcount.store(0, Relaxed);
             }
             if anon {
                 p.flags.fetch_or(pg::ANON_EXCLUSIVE, Relaxed);
             }
         }
-        if self.cfg.mapcount.large(order) {
+        if mapcount.large(order) {
             h.large_mapcount.store(nr as i32 - 1, Relaxed);
         }
         let counter = if anon { rss::ANON } else { rss::FILE };
@@ -319,7 +323,7 @@ impl<A: Arch> Model<A> {
             &mut NoCount,
         );
         let pte = Pte(self.mem.tables.get(tid).xchg(addr.pte_index(), 0));
-        let mapcount = self.cfg.mapcount;
+        let mapcount = self.parent.mapcount;
         if let Some(folio) = zap_one::<A>(
             &self.mem.pages,
             &self.mem.swap,
@@ -382,9 +386,17 @@ impl<A: Arch> Model<A> {
     }
 
     /// `dup_mmap` with strategy `S`: copy every VMA that needs it, then one `flush_tlb_mm`.
-    /// Returns the child.
+    /// The fork keeps mapcounts as `S`'s kernel does under the configured model
+    /// ([`contract::Strategy::effective_mapcount`]). Returns the child.
     pub fn fork<S: CopyStrategy, C: Counter>(&mut self, c: &mut C) -> Mm {
-        let mut child = Mm::default();
+        let cfg = ForkConfig {
+            mapcount: S::ID.effective_mapcount(self.cfg.mapcount),
+            ..self.cfg
+        };
+        let mut child = Mm {
+            mapcount: cfg.mapcount,
+            ..Mm::default()
+        };
         let mut resched_tick = 0u32;
         let vmas = std::mem::take(&mut self.parent.vmas);
         for vma in &vmas {
@@ -395,7 +407,7 @@ impl<A: Arch> Model<A> {
                 &self.parent,
                 &dst_vma,
                 vma,
-                &self.cfg,
+                &cfg,
                 &mut resched_tick,
                 c,
             );
@@ -430,7 +442,7 @@ impl<A: Arch> Model<A> {
                     &self.mem.pages,
                     &self.mem.swap,
                     pte,
-                    self.cfg.mapcount,
+                    child.mapcount,
                     &mut rss_scratch,
                 ) {
                     to_free.push(f);

@@ -432,7 +432,8 @@ fn check_accounting<A: Arch>(model: &Model<A>, child: &Mm, r: &mut Report) {
             }
         }
     }
-    let mapcount = model.cfg.mapcount;
+    // The counts the fork's strategy keeps (the parent keeps at least those).
+    let mapcount = child.mapcount;
     for head in pages.folios() {
         let order = pages.folio_order(head);
         let nr = 1u64 << order;

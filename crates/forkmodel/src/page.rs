@@ -75,6 +75,24 @@ impl MapcountRules for MapcountModel {
     }
 }
 
+/// The mapcounts a populated parent keeps under `requested`: everything any strategy's fork
+/// may update ([`contract::Strategy::effective_mapcount`]), so one parent serves every
+/// strategy. Under `per-page` that adds `_large_mapcount` (which `current` updates); the
+/// thread's strategies leave it alone, so their counts do not change.
+pub fn parent_mapcount(requested: MapcountModel) -> MapcountModel {
+    contract::Strategy::ALL
+        .iter()
+        .map(|s| s.effective_mapcount(requested))
+        .fold(requested, |a, b| {
+            if a == b {
+                a
+            } else {
+                // Two different models together keep both kinds of count.
+                MapcountModel::PerPageAndLarge
+            }
+        })
+}
+
 /// The page arena: physical frames `base .. base + len`.
 #[derive(Debug)]
 pub struct PageArena {

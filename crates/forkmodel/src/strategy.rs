@@ -1,5 +1,5 @@
 //! The five fork-copy strategies of the LKML thread ("kernels"), named as the thread names
-//! them, plus a test-only mutant. Each is a zero-sized type implementing [`CopyStrategy`], so
+//! them, today's kernels (`current`), plus a test-only mutant. Each is a zero-sized type implementing [`CopyStrategy`], so
 //! the copy loop is monomorphised per (arch, strategy); a [`StrategyId`] (the contract's
 //! `Strategy`) picks one at run time, once, outside the hot loop.
 
@@ -10,9 +10,34 @@ pub enum Walk {
     PerPteV67,
     /// Ryan v4: the arch says how many PTEs form a batch (`pte_batch_remaining`).
     ArchRemaining,
-    /// v6.9 `folio_pte_batch`; `hint` uses `pte_batch_hint`, `folio_end_check` is the
-    /// same-folio test (only the mutant turns it off).
-    FolioPteBatch { hint: bool, folio_end_check: bool },
+    /// `folio_pte_batch`; `hint` uses `pte_batch_hint`, `end` is how a batch is kept inside
+    /// its folio.
+    FolioPteBatch { hint: bool, end: BatchEnd },
+}
+
+/// How `folio_pte_batch` keeps a batch inside its folio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchEnd {
+    /// v6.9: read the next PTE and stop when its PFN is past the folio's last page. A batch
+    /// that ends at a folio end before `max_nr` pays one extra `ptep_get`.
+    PfnCheck,
+    /// ≈v6.15 (`folio_pte_batch_flags`): cap `max_nr` at the folio's remaining pages first;
+    /// the loop never reads past the folio.
+    FolioCap,
+    /// Test-only mutant: neither; a batch may run into the next folio.
+    Unbounded,
+}
+
+impl BatchEnd {
+    /// The value of the copy loop's const generic for this end (const generics take no
+    /// enums on stable Rust).
+    pub const fn id(self) -> u8 {
+        match self {
+            BatchEnd::PfnCheck => 0,
+            BatchEnd::FolioCap => 1,
+            BatchEnd::Unbounded => 2,
+        }
+    }
 }
 
 /// A fork-copy strategy.
@@ -43,6 +68,7 @@ impl VisitStrategy for StrategyId {
             StrategyId::RyanV4 => visitor.visit::<RyanV4>(),
             StrategyId::ForkBatching => visitor.visit::<ForkBatching>(),
             StrategyId::Upstream => visitor.visit::<Upstream>(),
+            StrategyId::Current => visitor.visit::<Current>(),
             StrategyId::OverrunMutant => visitor.visit::<OverrunMutant>(),
         }
     }
@@ -77,13 +103,17 @@ strategy!(
     RyanV4, RyanV4, Walk::ArchRemaining);
 strategy!(
     /// David Hildenbrand's prototype (`fork-batching`).
-    ForkBatching, ForkBatching, Walk::FolioPteBatch { hint: false, folio_end_check: true });
+    ForkBatching, ForkBatching, Walk::FolioPteBatch { hint: false, end: BatchEnd::PfnCheck });
 strategy!(
-    /// v6.9+ mainline (`upstream`).
-    Upstream, Upstream, Walk::FolioPteBatch { hint: true, folio_end_check: true });
+    /// v6.9 mainline (`upstream`).
+    Upstream, Upstream, Walk::FolioPteBatch { hint: true, end: BatchEnd::PfnCheck });
+strategy!(
+    /// Today's mainline, ≈v6.15+ (`current`): the capped batch; its large-folio mapcount is
+    /// [`contract::Strategy::effective_mapcount`], applied per fork by the model.
+    Current, Current, Walk::FolioPteBatch { hint: true, end: BatchEnd::FolioCap });
 strategy!(
     /// Test-only: batches may run past the folio end.
-    OverrunMutant, OverrunMutant, Walk::FolioPteBatch { hint: true, folio_end_check: false });
+    OverrunMutant, OverrunMutant, Walk::FolioPteBatch { hint: true, end: BatchEnd::Unbounded });
 
 #[cfg(test)]
 mod tests {
@@ -106,7 +136,14 @@ mod tests {
             <OverrunMutant as CopyStrategy>::WALK,
             Walk::FolioPteBatch {
                 hint: true,
-                folio_end_check: false
+                end: BatchEnd::Unbounded
+            }
+        );
+        assert_eq!(
+            <Current as CopyStrategy>::WALK,
+            Walk::FolioPteBatch {
+                hint: true,
+                end: BatchEnd::FolioCap
             }
         );
     }

@@ -21,7 +21,7 @@ use results::{Accel, Instrument, ResultFile, RunRecord, Variant};
 use stats::{Comparison, Policy, Summary};
 
 /// Thread row order of the model's strategies (the contract's canonical order).
-pub const STRATEGY_ORDER: [&str; 5] = {
+pub const STRATEGY_ORDER: [&str; 6] = {
     let all = results::Strategy::ALL;
     [
         all[0].name(),
@@ -29,6 +29,7 @@ pub const STRATEGY_ORDER: [&str; 5] = {
         all[2].name(),
         all[3].name(),
         all[4].name(),
+        all[5].name(),
     ]
 };
 
@@ -333,7 +334,9 @@ pub fn build_cases(
                 ki,
                 rank(&STRATEGY_ORDER, &row_name),
                 rank(&LAYOUT_ORDER, &layout),
-                rank(&OPTIONS_ORDER, &options),
+                // By the engine option first: `contpte-ena,per-page+large` (a `current`
+                // row) sorts with `contpte-ena`.
+                rank(&OPTIONS_ORDER, options.split(',').next().unwrap_or("")),
                 name.clone(),
             );
             if !cases.iter().any(|(k, _)| *k == key) {

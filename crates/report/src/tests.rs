@@ -683,3 +683,38 @@ fn one_guest_kernel_keeps_layouts_as_rows() {
     assert_eq!(cases[0].baseline, "order0 tcg");
     assert!(emulated(&cases));
 }
+
+#[test]
+fn current_rows_carry_their_mapcount_and_sort_by_engine() {
+    // `current` runs per-page as per-page+large, and its records say so: the row names carry
+    // the option, and the rows still follow the engine order (dis, ena, basic) after upstream.
+    let mut runs = Vec::new();
+    for (i, (strategy, contpte)) in [
+        ("current", "contpte-basic"),
+        ("current", "contpte-ena"),
+        ("upstream", "contpte-ena"),
+        ("current", "contpte-dis"),
+        ("mm-unstable", "contpte-dis"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut r = rec(Instrument::Sim, strategy, "order9", contpte, i as u32, 1e7);
+        if let Variant::Sim(v) = &mut r.variant {
+            v.mapcount = v.strategy.effective_mapcount(v.mapcount);
+        }
+        runs.push(r);
+    }
+    let cases = build_cases(&[file("m", "k", runs)], None, &Policy::default()).unwrap();
+    let names: Vec<&str> = cases[0].rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "mm-unstable contpte-dis",
+            "upstream contpte-ena",
+            "current contpte-dis,per-page+large",
+            "current contpte-ena,per-page+large",
+            "current contpte-basic,per-page+large",
+        ]
+    );
+}
