@@ -20,9 +20,9 @@ use crate::{CalibrateError, Result};
 
 /// The strategy whose counts the host kernel's times are fitted to: the host runs a v6.18
 /// kernel, whose copy path `current` models. The other strategies are priced with its costs.
-pub const FITTED_STRATEGY: Strategy = Strategy::Upstream;
+pub const FITTED_STRATEGY: Strategy = Strategy::Current;
 /// Strategies priced with the fitted costs beside the fitted one.
-pub const OTHER_STRATEGIES: &[Strategy] = &[Strategy::MmUnstable, Strategy::Upstream];
+pub const OTHER_STRATEGIES: &[Strategy] = &[Strategy::Upstream, Strategy::MmUnstable];
 
 /// Bootstrap resamples for the costs' uncertainty.
 pub const BOOTSTRAP: usize = 400;

@@ -405,7 +405,8 @@ mod tests {
     /// The summary rows of a rendered report: `(first cell, the agreement fractions)`.
     fn summary_rows(r: &str) -> Vec<(String, Vec<String>)> {
         let start = r.find("## Summary").unwrap();
-        let end = r[start..].find("## Table 1").unwrap() + start;
+        // The summary ends where the next section starts (the cost model, or Table 1).
+        let end = r[start + 1..].find("\n## ").unwrap() + start + 1;
         r[start..end]
             .lines()
             .filter(|l| l.starts_with("| ") && !l.starts_with("| table"))
