@@ -145,7 +145,8 @@ pub fn expand_offered_mthp(p: &mut Profile, offered: &[u64]) -> Vec<u64> {
         let at = r
             .layouts
             .iter()
-            .rposition(|x| !matches!(x, RealLayout::Untouched) && x.folio_order() < order)
+            // Only uniform layouts have an order to sort by (untouched and the mixes none).
+            .rposition(|x| x.folio_order().is_some() && x.folio_order() < order)
             .map_or(0, |i| i + 1);
         r.layouts.insert(at, l);
         added.push(kb);
