@@ -692,3 +692,15 @@ fn one_guest_kernel_keeps_layouts_as_rows() {
     assert_eq!(cases[0].baseline, "order0 tcg");
     assert!(emulated(&cases));
 }
+
+#[test]
+fn mixed_layouts_have_headings_and_sit_before_untouched() {
+    use crate::cases::{KERNEL_COLUMN_ORDER, LAYOUT_ORDER, layout_heading};
+    assert_eq!(layout_heading("mix-64k"), "mix (64K mTHP + order-0)");
+    assert_eq!(layout_heading("mix-pmd"), "mix (pmd-map + pte-map)");
+    for order in [&LAYOUT_ORDER[..], &KERNEL_COLUMN_ORDER[..]] {
+        let at = |l: &str| order.iter().position(|x| *x == l).unwrap();
+        assert!(at("pmd-order9") < at("mix-64k"), "{order:?}");
+        assert!(at("mix-64k") < at("mix-pmd") && at("mix-pmd") < at("untouched"));
+    }
+}
