@@ -633,6 +633,17 @@ mthp_sizes = "offered"
         );
         // Idempotent, and a profile without the key is left alone.
         assert!(expand_offered_mthp(&mut p, &[16, 64]).is_empty());
+        // The mixed layouts have no order to sort by: the sizes still go after order0.
+        let mut m = parse(
+            &src.replace("\"untouched\"]", "\"untouched\", \"mix-64k\", \"mix-pmd\"]"),
+            "s.toml",
+            "s",
+        )
+        .unwrap();
+        assert_eq!(expand_offered_mthp(&mut m, &[16]), vec![16]);
+        let layouts = &m.real.as_ref().unwrap().layouts;
+        assert_eq!(layouts[1].to_string(), "mthp-16k", "{layouts:?}");
+        assert_eq!(layouts.last().unwrap().to_string(), "mix-pmd");
         let mut q = parse(
             &src.replace("mthp_sizes = \"offered\"\n", ""),
             "s.toml",
