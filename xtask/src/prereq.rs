@@ -3,7 +3,7 @@
 //! for this plan (root, THP mode, the mTHP sizes the plan uses and the others, PMU,
 //! `perf_event_paranoid`, SMT, turbo/boost).
 
-use contract::{RealLayout, Sched};
+use contract::Sched;
 use hostenv::prereq::Prereqs;
 
 use crate::plan::{Call, Plan};
@@ -37,11 +37,13 @@ impl PlanNeeds {
             {
                 n.real = true;
                 n.fifo |= *sched == Sched::Fifo;
-                match layout {
-                    RealLayout::Mthp { kb } if !n.mthp_kb.contains(kb) => n.mthp_kb.push(*kb),
-                    RealLayout::PteOrder9 | RealLayout::PmdOrder9 => n.pmd_thp = true,
-                    _ => {}
+                // mix-64k switches the 64K knob like mthp-64k; mix-pmd needs PMD THP.
+                if let Some(kb) = layout.mthp_knob_kb()
+                    && !n.mthp_kb.contains(&kb)
+                {
+                    n.mthp_kb.push(kb);
                 }
+                n.pmd_thp |= layout.needs_pmd_thp();
             }
         }
         n.mthp_kb.sort_unstable();
@@ -193,6 +195,20 @@ mod tests {
     fn local_needs() -> PlanNeeds {
         let p = crate::profile::load(None, &crate::util::project_root()).unwrap();
         PlanNeeds::of(&crate::plan::plan(&p, true, 1))
+    }
+
+    /// mix-64k needs the 64K knob like mthp-64k, mix-pmd PMD THP like pmd-order9.
+    #[test]
+    fn mixed_layouts_need_the_knobs_of_their_halves() {
+        use contract::RealLayout;
+        let mut p = crate::profile::load(None, &crate::util::project_root()).unwrap();
+        let r = p.real.as_mut().unwrap();
+        r.layouts = vec![RealLayout::Mix64k];
+        let needs = PlanNeeds::of(&crate::plan::plan(&p, true, 1));
+        assert_eq!((needs.mthp_kb.clone(), needs.pmd_thp), (vec![64], false));
+        p.real.as_mut().unwrap().layouts = vec![RealLayout::MixPmd];
+        let needs = PlanNeeds::of(&crate::plan::plan(&p, true, 1));
+        assert_eq!((needs.mthp_kb.clone(), needs.pmd_thp), (vec![], true));
     }
 
     /// The development VM as root, with the local profile: the brief's example line among

@@ -145,7 +145,8 @@ pub fn expand_offered_mthp(p: &mut Profile, offered: &[u64]) -> Vec<u64> {
         let at = r
             .layouts
             .iter()
-            .rposition(|x| !matches!(x, RealLayout::Untouched) && x.folio_order() < order)
+            // Only uniform layouts have an order to sort by (untouched and the mixes none).
+            .rposition(|x| x.folio_order().is_some() && x.folio_order() < order)
             .map_or(0, |i| i + 1);
         r.layouts.insert(at, l);
         added.push(kb);
@@ -632,6 +633,17 @@ mthp_sizes = "offered"
         );
         // Idempotent, and a profile without the key is left alone.
         assert!(expand_offered_mthp(&mut p, &[16, 64]).is_empty());
+        // The mixed layouts have no order to sort by: the sizes still go after order0.
+        let mut m = parse(
+            &src.replace("\"untouched\"]", "\"untouched\", \"mix-64k\", \"mix-pmd\"]"),
+            "s.toml",
+            "s",
+        )
+        .unwrap();
+        assert_eq!(expand_offered_mthp(&mut m, &[16]), vec![16]);
+        let layouts = &m.real.as_ref().unwrap().layouts;
+        assert_eq!(layouts[1].to_string(), "mthp-16k", "{layouts:?}");
+        assert_eq!(layouts.last().unwrap().to_string(), "mix-pmd");
         let mut q = parse(
             &src.replace("mthp_sizes = \"offered\"\n", ""),
             "s.toml",

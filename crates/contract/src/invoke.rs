@@ -142,7 +142,8 @@ impl Default for SimOpts {
 #[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct RealOpts {
     /// Folio layout: order0, pte-order9, pmd-order9, mthp-<size> (e.g. mthp-64k; any mTHP size
-    /// the kernel offers) or untouched
+    /// the kernel offers), mix-64k (64K mTHP and order-0 blocks alternating), mix-pmd
+    /// (PMD-mapped and PTE-mapped THPs alternating) or untouched
     #[cfg_attr(feature = "clap", arg(long))]
     pub layout: RealLayout,
     /// Memory to populate, a multiple of 2 MiB (e.g. 1G, 512M, 64M)

@@ -367,6 +367,13 @@ pub enum RealLayout {
     PmdOrder9,
     /// mTHP folios of this size in KiB (a power of two, 8 KiB < size < PMD size).
     Mthp { kb: u64 },
+    /// Mixed: the region's 64 KiB blocks alternate, even blocks one 64 KiB mTHP folio each,
+    /// odd blocks 16 order-0 pages. Half the PTEs take the large-folio batch path, half the
+    /// single-PTE path, in one region.
+    Mix64k,
+    /// Mixed: the region's 2 MiB chunks alternate, even chunks PMD-mapped THPs, odd chunks
+    /// PTE-mapped order-9 THPs. Half the region takes `copy_huge_pmd`, half the PTE batches.
+    MixPmd,
     /// Mapped, never touched: no PTEs to copy.
     Untouched,
 }
@@ -380,13 +387,30 @@ impl RealLayout {
         RealLayout::Untouched,
     ];
 
-    /// Folio order every populated page should be in; `None` for `untouched`.
+    /// Folio order every populated page should be in; `None` for `untouched` and for the
+    /// mixed layouts (which have no single order: see [`RealLayout::is_mixed`]).
     pub fn folio_order(self) -> Option<u32> {
         match self {
             RealLayout::Order0 => Some(0),
             RealLayout::PteOrder9 | RealLayout::PmdOrder9 => Some(9),
             RealLayout::Mthp { kb } => Some((kb / (PAGE_SIZE / 1024)).trailing_zeros()),
-            RealLayout::Untouched => None,
+            RealLayout::Mix64k | RealLayout::MixPmd | RealLayout::Untouched => None,
+        }
+    }
+
+    /// Whether the layout mixes two folio sizes or mappings in one region (`mix-64k`,
+    /// `mix-pmd`): populated, but with no single folio order.
+    pub fn is_mixed(self) -> bool {
+        matches!(self, RealLayout::Mix64k | RealLayout::MixPmd)
+    }
+
+    /// The mTHP size (KiB) whose `hugepages-<size>kB/enabled` knob populating switches to
+    /// `always`: the size of `mthp-<size>`, 64 for `mix-64k`, none otherwise.
+    pub fn mthp_knob_kb(self) -> Option<u64> {
+        match self {
+            RealLayout::Mthp { kb } => Some(kb),
+            RealLayout::Mix64k => Some(64),
+            _ => None,
         }
     }
 
@@ -397,17 +421,23 @@ impl RealLayout {
 
     /// Whether the layout needs PMD-sized THP.
     pub fn needs_pmd_thp(self) -> bool {
-        matches!(self, RealLayout::PteOrder9 | RealLayout::PmdOrder9)
+        matches!(
+            self,
+            RealLayout::PteOrder9 | RealLayout::PmdOrder9 | RealLayout::MixPmd
+        )
     }
 
-    /// Table order: order0, the mTHP sizes ascending, pte-order9, pmd-order9, untouched.
+    /// Table order: order0, the mTHP sizes ascending, pte-order9, pmd-order9, mix-64k,
+    /// mix-pmd, untouched.
     pub fn rank(self) -> (u8, u64) {
         match self {
             RealLayout::Order0 => (0, 0),
             RealLayout::Mthp { kb } => (1, kb),
             RealLayout::PteOrder9 => (2, 0),
             RealLayout::PmdOrder9 => (3, 0),
-            RealLayout::Untouched => (4, 0),
+            RealLayout::Mix64k => (4, 0),
+            RealLayout::MixPmd => (5, 0),
+            RealLayout::Untouched => (6, 0),
         }
     }
 }
@@ -419,6 +449,8 @@ impl fmt::Display for RealLayout {
             RealLayout::PteOrder9 => f.pad("pte-order9"),
             RealLayout::PmdOrder9 => f.pad("pmd-order9"),
             RealLayout::Mthp { kb } => f.pad(&format!("mthp-{kb}k")),
+            RealLayout::Mix64k => f.pad("mix-64k"),
+            RealLayout::MixPmd => f.pad("mix-pmd"),
             RealLayout::Untouched => f.pad("untouched"),
         }
     }
@@ -427,16 +459,21 @@ impl fmt::Display for RealLayout {
 impl FromStr for RealLayout {
     type Err = UnknownName;
     fn from_str(s: &str) -> Result<Self, UnknownName> {
-        let bad = || UnknownName {
+        let bad = || {
+            UnknownName {
             what: "layout",
             got: s.to_string(),
-            expected: "order0, pte-order9, pmd-order9, mthp-<size> (e.g. mthp-64k), untouched"
-                .into(),
+            expected:
+                "order0, pte-order9, pmd-order9, mthp-<size> (e.g. mthp-64k), mix-64k, mix-pmd, untouched"
+                    .into(),
+        }
         };
         Ok(match s {
             "order0" => RealLayout::Order0,
             "pte-order9" => RealLayout::PteOrder9,
             "pmd-order9" => RealLayout::PmdOrder9,
+            "mix-64k" => RealLayout::Mix64k,
+            "mix-pmd" => RealLayout::MixPmd,
             "untouched" => RealLayout::Untouched,
             _ => {
                 let size = s.strip_prefix("mthp-").ok_or_else(bad)?;
@@ -509,6 +546,8 @@ mod tests {
             RealLayout::PmdOrder9,
             RealLayout::Mthp { kb: 64 },
             RealLayout::Mthp { kb: 16 },
+            RealLayout::Mix64k,
+            RealLayout::MixPmd,
             RealLayout::Untouched,
         ]);
     }
@@ -525,6 +564,30 @@ mod tests {
                 };
                 assert_eq!(s.effective_mapcount(m), want, "{s} {m}");
             }
+        }
+    }
+
+    #[test]
+    fn mixed_layouts_have_no_single_order_and_say_what_they_need() {
+        for (name, l) in [
+            ("mix-64k", RealLayout::Mix64k),
+            ("mix-pmd", RealLayout::MixPmd),
+        ] {
+            assert_eq!(name.parse::<RealLayout>().unwrap(), l);
+            assert_eq!(l.to_string(), name);
+            assert!(l.is_mixed() && l.populated(), "{l}");
+            assert_eq!(l.folio_order(), None, "{l}: no single folio order");
+        }
+        // mix-64k switches the 64K knob like mthp-64k; mix-pmd needs PMD THP like pmd-order9.
+        assert_eq!(RealLayout::Mix64k.mthp_knob_kb(), Some(64));
+        assert_eq!(RealLayout::Mthp { kb: 16 }.mthp_knob_kb(), Some(16));
+        assert_eq!(RealLayout::MixPmd.mthp_knob_kb(), None);
+        assert!(RealLayout::MixPmd.needs_pmd_thp());
+        assert!(!RealLayout::Mix64k.needs_pmd_thp());
+        assert!(!RealLayout::Order0.is_mixed() && !RealLayout::Untouched.is_mixed());
+        for bad in ["mix-32k", "mix", "mix-PMD", "mix64k"] {
+            let e = bad.parse::<RealLayout>().unwrap_err();
+            assert!(e.to_string().contains("mix-64k, mix-pmd"), "{bad}: {e}");
         }
     }
 
@@ -569,12 +632,22 @@ mod tests {
             RealLayout::Mthp { kb: 64 },
             RealLayout::Order0,
             RealLayout::Mthp { kb: 16 },
+            RealLayout::MixPmd,
+            RealLayout::Mix64k,
         ];
         v.sort_by_key(|l| l.rank());
         let names: Vec<String> = v.iter().map(|l| l.to_string()).collect();
         assert_eq!(
             names,
-            ["order0", "mthp-16k", "mthp-64k", "pte-order9", "untouched"]
+            [
+                "order0",
+                "mthp-16k",
+                "mthp-64k",
+                "pte-order9",
+                "mix-64k",
+                "mix-pmd",
+                "untouched"
+            ]
         );
     }
 

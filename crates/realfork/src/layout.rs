@@ -135,18 +135,27 @@ impl ThpInfo {
             .collect()
     }
 
+    /// Sizes other than `kb` whose effective setting is `always`, ascending: a `mix-64k`
+    /// populate switches them all off, since a smaller size would take the order-0 blocks'
+    /// empty pages and a larger one the mTHP blocks.
+    pub fn always_except(&self, kb: u64) -> Vec<u64> {
+        self.sizes
+            .keys()
+            .copied()
+            .filter(|&k| k != kb && self.effective(k) == Effective::Always)
+            .collect()
+    }
+
     /// Check that `layout` can be produced here; the error is one line for the user.
     pub fn check(&self, layout: RealLayout) -> Result<(), String> {
-        if (layout.needs_pmd_thp() || matches!(layout, RealLayout::Mthp { .. }))
-            && self.enabled.is_none()
-        {
+        if (layout.needs_pmd_thp() || layout.mthp_knob_kb().is_some()) && self.enabled.is_none() {
             return Err(format!(
                 "no THP available: {} does not exist (kernel without CONFIG_TRANSPARENT_HUGEPAGE?)",
                 self.root.join("enabled").display()
             ));
         }
         match layout {
-            RealLayout::PteOrder9 | RealLayout::PmdOrder9 => {
+            RealLayout::PteOrder9 | RealLayout::PmdOrder9 | RealLayout::MixPmd => {
                 if self.effective(self.pmd_kb) == Effective::Never {
                     return Err(format!(
                         "no THP available for {layout}: transparent_hugepage/enabled is {:?} and hugepages-{}kB/enabled is {:?}; \
@@ -160,7 +169,9 @@ impl ThpInfo {
                     ));
                 }
             }
-            RealLayout::Mthp { kb } => {
+            RealLayout::Mthp { .. } | RealLayout::Mix64k => {
+                // mix-64k's even blocks are 64K mTHPs: it needs that size like mthp-64k.
+                let kb = layout.mthp_knob_kb().unwrap_or_default();
                 let offered = self.mthp_sizes();
                 if kb >= self.pmd_kb {
                     return Err(format!(
@@ -285,6 +296,32 @@ mod tests {
     }
 
     #[test]
+    fn mixed_layouts_need_what_their_halves_need() {
+        let d = fake_tree(
+            "madvise",
+            &[(16, "never"), (64, "never"), (2048, "inherit")],
+        );
+        let t = ThpInfo::read(d.path());
+        assert_eq!(t.check(RealLayout::Mix64k), Ok(()));
+        assert_eq!(t.check(RealLayout::MixPmd), Ok(()));
+        // No 64K size: mix-64k cannot be built, mix-pmd still can.
+        let d = fake_tree("madvise", &[(16, "never"), (2048, "inherit")]);
+        let t = ThpInfo::read(d.path());
+        assert_eq!(
+            t.check(RealLayout::Mix64k).unwrap_err(),
+            "mTHP size 64k is not offered by this kernel (offered: mthp-16k)"
+        );
+        assert_eq!(t.check(RealLayout::MixPmd), Ok(()));
+        // THP `never`: mix-pmd is refused like pmd-order9.
+        let d = fake_tree("never", &[(64, "never"), (2048, "inherit")]);
+        let e = ThpInfo::read(d.path())
+            .check(RealLayout::MixPmd)
+            .unwrap_err();
+        assert!(e.starts_with("no THP available for mix-pmd"), "{e}");
+        assert_eq!(RealLayout::Mix64k.folio_order(), None);
+    }
+
+    #[test]
     fn no_thp_is_refused_and_larger_sizes_always_are_listed_for_switching_off() {
         let d = fake_tree("never", &[(64, "never"), (2048, "inherit")]);
         let t = ThpInfo::read(d.path());
@@ -308,6 +345,8 @@ mod tests {
         assert_eq!(t.check(RealLayout::Mthp { kb: 64 }), Ok(()));
         assert_eq!(t.larger_always(64), vec![256, 2048]);
         assert_eq!(t.larger_always(16), vec![256, 2048]);
+        assert_eq!(t.always_except(64), vec![16, 256, 2048]);
+        assert_eq!(t.always_except(256), vec![16, 2048]);
         assert!(t.larger_always(2048).is_empty());
 
         let d = tempfile::tempdir().unwrap();

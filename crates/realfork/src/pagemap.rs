@@ -195,6 +195,9 @@ pub struct Histogram {
     pub thp_folios: u64,
     pub anon_pages: u64,
     pub zero_pages: u64,
+    /// Block by block, when the scan was asked for it ([`folio_histogram_with_blocks`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<BlockTally>,
 }
 
 impl Histogram {
@@ -235,12 +238,102 @@ impl Histogram {
     }
 }
 
+/// How the equal blocks of a range are populated, block by block: blocks are `block_pages`
+/// pages counted from the start of the range, and numbered from 0 there (so "even" is the
+/// first, third, ... block). Each block is either exactly one counted folio of the block's size
+/// starting at its start, or all order-0 folios, or neither ("other").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BlockTally {
+    pub block_pages: u64,
+    pub blocks: u64,
+    pub even_one_folio: u64,
+    pub even_all_order0: u64,
+    pub odd_one_folio: u64,
+    pub odd_all_order0: u64,
+}
+
+impl BlockTally {
+    /// Blocks that are neither one folio nor all order-0.
+    pub fn other(&self) -> u64 {
+        self.blocks
+            - self.even_one_folio
+            - self.even_all_order0
+            - self.odd_one_folio
+            - self.odd_all_order0
+    }
+
+    /// `"8192 of 8192 even 16-page blocks one folio, ..."`-style description.
+    pub fn describe(&self) -> String {
+        let (even, odd) = (self.blocks.div_ceil(2), self.blocks / 2);
+        format!(
+            "{}-page blocks: even {even}: {} one folio, {} all order-0; odd {odd}: {} one folio, {} all order-0; {} other",
+            self.block_pages,
+            self.even_one_folio,
+            self.even_all_order0,
+            self.odd_one_folio,
+            self.odd_all_order0,
+            self.other()
+        )
+    }
+}
+
 /// Build the folio histogram of `entries` (pagemap words of consecutive virtual pages starting
 /// at `first_vpn`), looking PFNs up in `flags`.
 pub fn folio_histogram(
     entries: &[u64],
     first_vpn: u64,
     flags: &mut dyn PageFlags,
+) -> io::Result<Histogram> {
+    folio_walk(entries, first_vpn, flags, &mut |_, _| {})
+}
+
+/// [`folio_histogram`] with the [`BlockTally`] of `block_pages`-page blocks (a power of two)
+/// from the same scan in [`Histogram::blocks`].
+pub fn folio_histogram_with_blocks(
+    entries: &[u64],
+    first_vpn: u64,
+    flags: &mut dyn PageFlags,
+    block_pages: u64,
+) -> io::Result<Histogram> {
+    let b = block_pages.max(1) as usize;
+    let nblocks = entries.len().div_ceil(b);
+    let mut one_folio = vec![false; nblocks];
+    let mut order0 = vec![0u64; nblocks];
+    let mut h = folio_walk(entries, first_vpn, flags, &mut |i, size| {
+        if size == 1 {
+            order0[i / b] += 1;
+        }
+        if size == b as u64 && i.is_multiple_of(b) {
+            one_folio[i / b] = true;
+        }
+    })?;
+    let mut t = BlockTally {
+        block_pages: b as u64,
+        blocks: nblocks as u64,
+        ..Default::default()
+    };
+    for k in 0..nblocks {
+        let whole = one_folio[k];
+        let small = order0[k] == b as u64;
+        match (k % 2 == 0, whole, small) {
+            (true, true, _) => t.even_one_folio += 1,
+            (true, false, true) => t.even_all_order0 += 1,
+            (false, true, _) => t.odd_one_folio += 1,
+            (false, false, true) => t.odd_all_order0 += 1,
+            _ => {}
+        }
+    }
+    h.blocks = Some(t);
+    Ok(h)
+}
+
+/// The scan behind [`folio_histogram`]: `on_folio(index, pages)` is called for every counted
+/// folio (order-0 pages included) with the index of its first page in `entries`.
+fn folio_walk(
+    entries: &[u64],
+    first_vpn: u64,
+    flags: &mut dyn PageFlags,
+    on_folio: &mut dyn FnMut(usize, u64),
 ) -> io::Result<Histogram> {
     let mut h = Histogram {
         pages: entries.len() as u64,
@@ -277,6 +370,7 @@ pub fn folio_histogram(
         if f & kpf::COMPOUND_HEAD == 0 {
             h.orders.entry(0).or_default().folios += 1;
             h.orders.entry(0).or_default().pages += 1;
+            on_folio(i, 1);
             i += 1;
             continue;
         }
@@ -300,6 +394,7 @@ pub fn folio_histogram(
             let c = h.orders.entry(order).or_default();
             c.folios += 1;
             c.pages += size;
+            on_folio(i, size);
             if !(first_vpn + i as u64).is_multiple_of(size) || !p.is_multiple_of(size) {
                 h.misaligned_folios += 1;
             }
@@ -465,6 +560,50 @@ mod tests {
         let entries = vec![PM_PRESENT | 5, PM_PRESENT | PM_MMAP_EXCLUSIVE | 6];
         let h = folio_histogram(&entries, 0, &mut HashMap::new()).unwrap();
         assert_eq!(h.exclusive, 1);
+    }
+
+    #[test]
+    fn block_tally_classifies_alternating_blocks() {
+        // Four 16-page blocks: a 64K folio, 16 order-0 pages, a 64K folio, then a block of a
+        // 32K folio and 8 order-0 pages (neither).
+        let mut flags = folios(4, &[0x1000, 0x2000], true);
+        flags.extend(folios(3, &[0x3000], true));
+        let mut entries: Vec<u64> = (0..16).map(|i| pte(0x1000 + i)).collect();
+        entries.extend((0..16).map(|i| pte(0x5000 + 7 * i)));
+        entries.extend((0..16).map(|i| pte(0x2000 + i)));
+        entries.extend((0..8).map(|i| pte(0x3000 + i)));
+        entries.extend((0..8).map(|i| pte(0x6000 + 3 * i)));
+        let mut h = folio_histogram_with_blocks(&entries, 0, &mut flags, 16).unwrap();
+        let t = h.blocks.take().unwrap();
+        assert_eq!(h, folio_histogram(&entries, 0, &mut flags).unwrap());
+        assert_eq!(
+            t,
+            BlockTally {
+                block_pages: 16,
+                blocks: 4,
+                even_one_folio: 2,
+                even_all_order0: 0,
+                odd_one_folio: 0,
+                odd_all_order0: 1,
+            }
+        );
+        assert_eq!(t.other(), 1);
+        assert!(
+            t.describe()
+                .starts_with("16-page blocks: even 2: 2 one folio, 0 all order-0; odd 2: 0 one folio, 1 all order-0; 1 other"),
+            "{}",
+            t.describe()
+        );
+        // A 64K folio that starts mid-block is not "one folio" for either block.
+        let mut flags = folios(4, &[0x1000], true);
+        let mut entries: Vec<u64> = (0..8).map(|i| pte(0x7000 + 2 * i)).collect();
+        entries.extend((0..16).map(|i| pte(0x1000 + i)));
+        entries.extend((0..8).map(|i| pte(0x8000 + 2 * i)));
+        let t = folio_histogram_with_blocks(&entries, 0, &mut flags, 16)
+            .unwrap()
+            .blocks
+            .unwrap();
+        assert_eq!((t.even_one_folio, t.odd_one_folio, t.other()), (0, 0, 2));
     }
 
     #[test]

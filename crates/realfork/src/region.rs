@@ -7,6 +7,25 @@ use std::ptr::NonNull;
 
 use crate::layout::{PAGE_SIZE, PMD_SIZE};
 
+/// Which of a region's equal blocks (numbered from 0 at the region's start) an operation
+/// touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockSelection {
+    All,
+    /// Blocks 1, 3, 5, ...
+    Odd,
+}
+
+impl BlockSelection {
+    /// Whether block number `index` is selected.
+    pub fn includes(self, index: usize) -> bool {
+        match self {
+            BlockSelection::All => true,
+            BlockSelection::Odd => index % 2 == 1,
+        }
+    }
+}
+
 /// A mapped region; unmapped (with its guards) on drop.
 #[derive(Debug)]
 pub struct Region {
@@ -113,8 +132,18 @@ impl Region {
     /// second page read-only and then read-write again (the kernel selftests' cow.c recipe).
     /// The VMA splits and merges back into one.
     pub fn pte_map_chunks(&mut self) -> io::Result<()> {
+        self.pte_map_chunks_of(BlockSelection::All)
+    }
+
+    /// [`Region::pte_map_chunks`] for the selected 2 MiB chunks only; the others keep their
+    /// mapping (a PMD-mapped THP stays PMD-mapped).
+    pub fn pte_map_chunks_of(&mut self, which: BlockSelection) -> io::Result<()> {
         let page = PAGE_SIZE as usize;
-        for off in (0..self.len).step_by(PMD_SIZE as usize) {
+        let pmd = PMD_SIZE as usize;
+        for off in (0..self.len).step_by(pmd) {
+            if !which.includes(off / pmd) {
+                continue;
+            }
             // SAFETY: off + page + page <= len, so the page lies inside our mapping; it is made
             // read-only and back with no access in between.
             let p = unsafe { self.start.as_ptr().add(off + page) };
@@ -126,6 +155,24 @@ impl Region {
             check(rc, "mprotect(PROT_READ|PROT_WRITE)")?;
         }
         Ok(())
+    }
+
+    /// Write `value` to the first byte of the first page of each selected `block_bytes` block
+    /// (a multiple of the page size), in address order: one fault per block.
+    pub fn write_first_page_of_blocks(
+        &mut self,
+        block_bytes: u64,
+        which: BlockSelection,
+        value: u8,
+    ) {
+        let block = block_bytes.max(PAGE_SIZE) as usize;
+        for off in (0..self.len).step_by(block) {
+            if which.includes(off / block) {
+                // SAFETY: off < len and the whole region is mapped read-write; `&mut self`
+                // means no one else writes.
+                unsafe { self.start.as_ptr().add(off).write_volatile(value) };
+            }
+        }
     }
 
     /// Write `value` to the first byte of every 4 KiB page, in address order.
@@ -161,6 +208,20 @@ mod tests {
         let s = crate::smaps::read_range(r.start(), r.start() + r.len()).unwrap();
         assert!(s.single_exact_vma, "{s:?}");
         assert_eq!(s.rss_kb, 4096);
+    }
+
+    #[test]
+    fn first_page_of_odd_blocks_faults_one_page_per_odd_block() {
+        let mut r = Region::map(2 << 20).unwrap();
+        r.madvise(libc::MADV_NOHUGEPAGE).unwrap();
+        r.write_first_page_of_blocks(64 << 10, BlockSelection::Odd, 0x5a);
+        let e = crate::pagemap::read_pagemap(r.start() / PAGE_SIZE, 512).unwrap();
+        let present: Vec<usize> = (0..512)
+            .filter(|&i| e[i] & crate::pagemap::PM_PRESENT != 0)
+            .collect();
+        let want: Vec<usize> = (0..32).filter(|b| b % 2 == 1).map(|b| b * 16).collect();
+        assert_eq!(present, want);
+        assert!(BlockSelection::All.includes(0) && !BlockSelection::Odd.includes(2));
     }
 
     #[test]

@@ -30,7 +30,7 @@ use crate::RealError;
 use crate::args::{Plan, plan};
 use crate::forkloop::{StampPage, timed_fork};
 use crate::layout::{THP_ROOT, ThpInfo};
-use crate::region::Region;
+use crate::region::{BlockSelection, Region};
 use crate::verify::{self, Deltas, LayoutReport};
 use crate::vmstat::MmCounters;
 
@@ -99,7 +99,7 @@ pub fn run_each(
     })?;
     crate::layout::check_page_size(hostenv::page_size()).map_err(RealError::Unsupported)?;
     let mut thp = ThpInfo::read(Path::new(THP_ROOT));
-    if matches!(plan.layout, RealLayout::Mthp { .. }) && !repair_stale_knobs(&thp)?.is_empty() {
+    if plan.layout.mthp_knob_kb().is_some() && !repair_stale_knobs(&thp)?.is_empty() {
         thp = ThpInfo::read(&thp.root);
     }
     preflight(&plan, &thp)?;
@@ -122,7 +122,7 @@ pub fn run_each(
     let prep = prepare(&mut region, &plan, &thp)?;
 
     let t = hostenv::monotonic_ns();
-    let obs = verify::observe(region.start(), region.len(), plan.use_pagemap);
+    let obs = verify::observe_layout(plan.layout, region.start(), region.len(), plan.use_pagemap);
     let mut pre = verify::judge(
         plan.layout,
         plan.mem,
@@ -162,7 +162,7 @@ pub fn run_each(
             populate_ns: prep.populate_ns,
             pte_map_ns: prep.split_ns,
             sysfs_switched: prep.knobs,
-            khugepaged_guard: plan.layout == RealLayout::PteOrder9,
+            khugepaged_guard: matches!(plan.layout, RealLayout::PteOrder9 | RealLayout::MixPmd),
             thp_disabled_for_runs: thp_guard.is_ok(),
             thp_disable_error: thp_guard.as_ref().err().cloned(),
         },
@@ -201,7 +201,8 @@ pub fn run_each(
         let vm1 = MmCounters::read(&thp.root);
 
         let t = hostenv::monotonic_ns();
-        let obs = verify::observe(region.start(), region.len(), plan.use_pagemap);
+        let obs =
+            verify::observe_layout(plan.layout, region.start(), region.len(), plan.use_pagemap);
         let deltas = Deltas {
             run: match (&vm0, &vm1) {
                 (Some(a), Some(b)) => Some(b.since(a)),
@@ -444,14 +445,16 @@ fn prepare(region: &mut Region, plan: &Plan, thp: &ThpInfo) -> Result<Prepared, 
     // concurrent forkbench process's mTHP populate can neither move these deltas nor be moved
     // by them. (Best effort: without the directory there are no THP counters either.)
     let _lock = if plan.layout.populated() {
-        let l = match plan.layout {
-            RealLayout::Mthp { .. } => sysfs::ExclusiveLock::acquire(&thp.root),
-            _ => sysfs::ExclusiveLock::acquire_shared(&thp.root),
+        let switches_knob = plan.layout.mthp_knob_kb().is_some();
+        let l = if switches_knob {
+            sysfs::ExclusiveLock::acquire(&thp.root)
+        } else {
+            sysfs::ExclusiveLock::acquire_shared(&thp.root)
         };
-        match (l, plan.layout) {
-            (Ok(l), _) => Some(l),
-            (Err(e), RealLayout::Mthp { .. }) => return Err(e.into()),
-            (Err(_), _) => None,
+        match l {
+            Ok(l) => Some(l),
+            Err(e) if switches_knob => return Err(e.into()),
+            Err(_) => None,
         }
     } else {
         None
@@ -464,9 +467,14 @@ fn prepare(region: &mut Region, plan: &Plan, thp: &ThpInfo) -> Result<Prepared, 
             madv(region, libc::MADV_NOHUGEPAGE, "MADV_NOHUGEPAGE")?;
             populate_ns = populate(region);
         }
-        RealLayout::PteOrder9 | RealLayout::PmdOrder9 => {
+        RealLayout::PteOrder9 | RealLayout::PmdOrder9 | RealLayout::MixPmd => {
             madv(region, libc::MADV_HUGEPAGE, "MADV_HUGEPAGE")?;
             populate_ns = populate(region);
+        }
+        RealLayout::Mix64k => {
+            let (ns, switched) = populate_mix_64k(region, thp)?;
+            populate_ns = ns;
+            knobs = switched;
         }
         RealLayout::Mthp { kb } => {
             // Knob switching is serialised with every other forkbench process (whatever size
@@ -531,7 +539,7 @@ fn prepare(region: &mut Region, plan: &Plan, thp: &ThpInfo) -> Result<Prepared, 
     if let (Some(a), Some(b)) = (&before, &after) {
         deltas.populate = Some(b.since(a));
     }
-    if plan.layout == RealLayout::PteOrder9 {
+    if matches!(plan.layout, RealLayout::PteOrder9 | RealLayout::MixPmd) {
         deltas.smaps_before_split =
             crate::smaps::read_range(region.start(), region.start() + region.len()).ok();
         // Keep khugepaged from collapsing the PTE-mapped THPs back into PMD mappings, from the
@@ -546,9 +554,14 @@ fn prepare(region: &mut Region, plan: &Plan, thp: &ThpInfo) -> Result<Prepared, 
             "MADV_NOHUGEPAGE (khugepaged guard)",
         )?;
         let t = hostenv::monotonic_ns();
-        region
-            .pte_map_chunks()
-            .map_err(|e| RealError::io("PTE-mapping the THPs", e))?;
+        // mix-pmd PTE-maps the odd chunks only; the even ones stay PMD-mapped (the
+        // MADV_NOHUGEPAGE above only changes the VMA's flag, it splits no PMD mapping).
+        if plan.layout == RealLayout::MixPmd {
+            region.pte_map_chunks_of(BlockSelection::Odd)
+        } else {
+            region.pte_map_chunks()
+        }
+        .map_err(|e| RealError::io("PTE-mapping the THPs", e))?;
         split_ns = Some(hostenv::monotonic_ns().saturating_sub(t));
         let split = MmCounters::read(&thp.root);
         if let (Some(a), Some(b)) = (&after, &split) {
@@ -561,6 +574,88 @@ fn prepare(region: &mut Region, plan: &Plan, thp: &ThpInfo) -> Result<Prepared, 
         deltas,
         knobs,
     })
+}
+
+/// Populate `mix-64k`: with the 64K knob not `always`, fault one order-0 page into the first
+/// page of every odd 64 KiB block; then switch the 64K knob to `always` (every other size that
+/// is effectively `always` off, so no other order takes a fault) and write every page: an even
+/// block gets one 64K folio, an odd block already has a PTE, so the 64K attempt fails its
+/// "all PTEs empty" test and the remaining 15 pages fall back to order 0. Knobs are journalled
+/// and restored as for `mthp-<size>`; returns the populate time and the switches, the 64K
+/// knob first.
+fn populate_mix_64k(
+    region: &mut Region,
+    thp: &ThpInfo,
+) -> Result<(u64, Vec<KnobSwitch>), RealError> {
+    const KB: u64 = 64;
+    let now = ThpInfo::read(&thp.root);
+    now.check(RealLayout::Mix64k)
+        .map_err(RealError::Unsupported)?;
+    let needs_root = if hostenv::geteuid() != 0 {
+        " (needs root)"
+    } else {
+        ""
+    };
+    let t = hostenv::monotonic_ns();
+    // Every other size effectively `always` would take faults: larger ones the even blocks,
+    // smaller ones the odd blocks' empty halves. Off for the whole populate, largest first.
+    let mut guards = Vec::new();
+    for other in now.always_except(KB).into_iter().rev() {
+        let g = sysfs::SysfsGuard::set(now.size_knob(other), "never").map_err(|e| {
+            RealError::Unsupported(format!(
+                "cannot switch mTHP size {other}k off for populating mix-64k: {e}{needs_root}"
+            ))
+        })?;
+        guards.push(g);
+    }
+    // The odd blocks' order-0 pages: the 64K knob must not be `always` while they fault.
+    let touch_ns = {
+        let off = (now.effective(KB) == crate::layout::Effective::Always)
+            .then(|| sysfs::SysfsGuard::set(now.size_knob(KB), "never"))
+            .transpose()
+            .map_err(|e| {
+                RealError::Unsupported(format!(
+                    "cannot switch mTHP size {KB}k off for mix-64k's order-0 blocks: {e}{needs_root}"
+                ))
+            })?;
+        let t = hostenv::monotonic_ns();
+        region.write_first_page_of_blocks(KB * 1024, BlockSelection::Odd, 0x5a);
+        let ns = hostenv::monotonic_ns().saturating_sub(t);
+        if let Some(g) = off {
+            g.restore()?;
+        }
+        ns
+    };
+    let guard = sysfs::SysfsGuard::set(now.size_knob(KB), "always").map_err(|e| {
+        RealError::Unsupported(format!(
+            "cannot enable mTHP size {KB}k for populating: {e}{needs_root}"
+        ))
+    })?;
+    guards.push(guard);
+    hold_after_knob_switch_for_tests();
+    let populate_ns = touch_ns + populate(region);
+    let mut restored = Vec::new();
+    while let Some(g) = guards.pop() {
+        let (path, original, written) = (
+            g.path().to_path_buf(),
+            g.original().to_string(),
+            g.value().to_string(),
+        );
+        g.restore()?;
+        restored.push((path, original, written));
+    }
+    let window = hostenv::monotonic_ns().saturating_sub(t);
+    let knobs = restored
+        .into_iter()
+        .map(|(path, original, written)| KnobSwitch {
+            restored_value: sysfs::read_selected(&path).unwrap_or_default(),
+            path: path.display().to_string(),
+            original,
+            written,
+            switched_ns: window,
+        })
+        .collect();
+    Ok((populate_ns, knobs))
 }
 
 /// Write a non-zero byte to every page (so the THP shrinker never sees zero-filled pages).

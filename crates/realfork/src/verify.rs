@@ -48,8 +48,32 @@ pub struct Observation {
     pub unavailable: Vec<String>,
 }
 
+/// The block size (pages) a mixed layout alternates in: 16 (64 KiB) for `mix-64k`, 512
+/// (2 MiB) for `mix-pmd`; none for the uniform layouts.
+pub fn mix_block_pages(layout: RealLayout) -> Option<u64> {
+    match layout {
+        RealLayout::Mix64k => Some(16),
+        RealLayout::MixPmd => Some(crate::layout::PMD_SIZE / PAGE_SIZE),
+        _ => None,
+    }
+}
+
+/// [`observe`] for `layout`: a mixed layout's observation also tallies its blocks.
+pub fn observe_layout(layout: RealLayout, start: u64, len: u64, use_pagemap: bool) -> Observation {
+    observe_with_blocks(start, len, use_pagemap, mix_block_pages(layout))
+}
+
 /// Read pagemap (+ kpageflags when possible) and smaps for `[start, start + len)`.
 pub fn observe(start: u64, len: u64, use_pagemap: bool) -> Observation {
+    observe_with_blocks(start, len, use_pagemap, None)
+}
+
+fn observe_with_blocks(
+    start: u64,
+    len: u64,
+    use_pagemap: bool,
+    block_pages: Option<u64>,
+) -> Observation {
     let mut o = Observation::default();
     let npages = (len / PAGE_SIZE) as usize;
     let entries = if use_pagemap {
@@ -73,10 +97,19 @@ pub fn observe(start: u64, len: u64, use_pagemap: bool) -> Observation {
                 .push("PFNs are hidden in pagemap (needs CAP_SYS_ADMIN)".into());
         } else {
             match pagemap::KpageflagsFile::open() {
-                Ok(mut k) => match pagemap::folio_histogram(entries, start / PAGE_SIZE, &mut k) {
-                    Ok(h) => o.histogram = Some(h),
-                    Err(e) => o.unavailable.push(format!("/proc/kpageflags: {e}")),
-                },
+                Ok(mut k) => {
+                    let first_vpn = start / PAGE_SIZE;
+                    let scanned = match block_pages {
+                        Some(b) => {
+                            pagemap::folio_histogram_with_blocks(entries, first_vpn, &mut k, b)
+                        }
+                        None => pagemap::folio_histogram(entries, first_vpn, &mut k),
+                    };
+                    match scanned {
+                        Ok(h) => o.histogram = Some(h),
+                        Err(e) => o.unavailable.push(format!("/proc/kpageflags: {e}")),
+                    }
+                }
                 Err(e) => o.unavailable.push(format!("/proc/kpageflags: {e}")),
             }
         }
@@ -233,7 +266,9 @@ pub fn judge(
         }
     }
 
-    if let (Some(h), Some(order)) = (&obs.histogram, layout.folio_order()) {
+    if let (Some(h), true) = (&obs.histogram, layout.is_mixed()) {
+        judge_mixed_folios(&mut j, layout, npages, h);
+    } else if let (Some(h), Some(order)) = (&obs.histogram, layout.folio_order()) {
         let in_order = h.pages_of_order(order);
         j.per_page(
             "folio orders",
@@ -271,10 +306,11 @@ pub fn judge(
             s.rss_kb == want_rss,
             format!("Rss {} kB (expected {want_rss} kB)", s.rss_kb),
         );
-        let want_huge = if layout == RealLayout::PmdOrder9 {
-            mem_kb
-        } else {
-            0
+        // mix-pmd: the even 2 MiB chunks, half the region, stay PMD-mapped.
+        let want_huge = match layout {
+            RealLayout::PmdOrder9 => mem_kb,
+            RealLayout::MixPmd => mem_kb / 2,
+            _ => 0,
         };
         j.per_page(
             "smaps AnonHugePages",
@@ -282,17 +318,20 @@ pub fn judge(
             format!(
                 "AnonHugePages {} kB (expected {want_huge} kB: {})",
                 s.anon_huge_kb,
-                if want_huge > 0 {
+                if layout == RealLayout::MixPmd {
+                    "even chunks PMD-mapped, odd chunks PTE-mapped"
+                } else if want_huge > 0 {
                     "PMD-mapped"
                 } else {
                     "nothing PMD-mapped"
                 }
             ),
         );
-        // pte-order9 is populated under MADV_HUGEPAGE and then switched to MADV_NOHUGEPAGE
-        // (the khugepaged guard), so both end up `nh`.
+        // pte-order9 and mix-pmd are populated under MADV_HUGEPAGE and then switched to
+        // MADV_NOHUGEPAGE (the khugepaged guard), so they end up `nh` like order0. mix-64k
+        // has neither flag (the 64K knob's `always` applies without madvise).
         let flag = match layout {
-            RealLayout::Order0 | RealLayout::PteOrder9 => Some("nh"),
+            RealLayout::Order0 | RealLayout::PteOrder9 | RealLayout::MixPmd => Some("nh"),
             RealLayout::PmdOrder9 => Some("hg"),
             _ => None,
         };
@@ -305,10 +344,20 @@ pub fn judge(
         }
     }
 
-    let nfolios = layout
-        .folio_order()
-        .map(|o| (npages >> o) as i64)
-        .unwrap_or(0);
+    // Large folios the populate allocates: mix-64k's even blocks, all of mix-pmd's chunks.
+    let nfolios = match layout {
+        RealLayout::Mix64k => (npages / 16).div_ceil(2) as i64,
+        RealLayout::MixPmd => (npages >> 9) as i64,
+        _ => layout
+            .folio_order()
+            .map(|o| (npages >> o) as i64)
+            .unwrap_or(0),
+    };
+    // PMDs the PTE-mapping step splits: every chunk, or mix-pmd's odd ones.
+    let nsplit = match layout {
+        RealLayout::MixPmd => (npages >> 9) as i64 / 2,
+        _ => nfolios,
+    };
     if let Some(d) = &deltas.populate {
         match layout {
             RealLayout::Order0 => {
@@ -323,9 +372,23 @@ pub fn judge(
                 let mthp = per_size.peek().is_some().then(|| per_size.sum());
                 j.unchanged("mTHP anon_fault_alloc (all sizes)", mthp);
             }
-            RealLayout::PteOrder9 | RealLayout::PmdOrder9 => {
+            RealLayout::PteOrder9 | RealLayout::PmdOrder9 | RealLayout::MixPmd => {
                 j.at_least("thp_fault_alloc", d.vm("thp_fault_alloc"), nfolios);
                 j.unchanged("thp_fault_fallback", d.vm("thp_fault_fallback"));
+            }
+            RealLayout::Mix64k => {
+                // The odd blocks' order-0 faults find a PTE in their 64K range, which is no
+                // allocation failure: no fallback is counted for them.
+                j.at_least(
+                    "64kB/anon_fault_alloc",
+                    d.size_stat(64, "anon_fault_alloc"),
+                    nfolios,
+                );
+                j.unchanged(
+                    "64kB/anon_fault_fallback",
+                    d.size_stat(64, "anon_fault_fallback"),
+                );
+                j.unchanged("thp_fault_alloc", d.vm("thp_fault_alloc"));
             }
             RealLayout::Mthp { kb } => {
                 j.at_least(
@@ -353,7 +416,7 @@ pub fn judge(
         );
     }
     if let Some(d) = &deltas.split {
-        j.at_least("thp_split_pmd", d.vm("thp_split_pmd"), nfolios);
+        j.at_least("thp_split_pmd", d.vm("thp_split_pmd"), nsplit);
         j.unchanged("thp_split_page", d.vm("thp_split_page"));
         j.unchanged(
             "2048kB/nr_anon_partially_mapped",
@@ -363,7 +426,7 @@ pub fn judge(
     if let Some(d) = &deltas.run {
         j.unchanged("thp_split_page", d.vm("thp_split_page"));
         j.unchanged("thp_collapse_alloc", d.vm("thp_collapse_alloc"));
-        if let RealLayout::Mthp { kb } = layout {
+        if let Some(kb) = layout.mthp_knob_kb() {
             j.unchanged(&format!("{kb}kB/split"), d.size_stat(kb, "split"));
         }
     }
@@ -386,6 +449,67 @@ pub fn judge(
         checks: j.checks,
         verify_ns: 0,
     }
+}
+
+/// The per-page checks of a mixed layout: its orders in total, and block by block.
+fn judge_mixed_folios(j: &mut Judge, layout: RealLayout, npages: u64, h: &Histogram) {
+    let block = mix_block_pages(layout).unwrap_or(1);
+    let nblocks = npages / block;
+    let (even, odd) = (nblocks.div_ceil(2), nblocks / 2);
+    let big_order = block.trailing_zeros();
+    // mix-64k: half the pages in 64K folios, half order-0; mix-pmd: every page in an
+    // order-9 folio (pagemap cannot tell a PMD mapping from PTEs: smaps does, below).
+    let (want_big, want_small) = match layout {
+        RealLayout::Mix64k => (even * block, odd * block),
+        _ => (npages, 0),
+    };
+    let (big, small) = (h.pages_of_order(big_order), h.pages_of_order(0));
+    let other_orders = h
+        .orders
+        .keys()
+        .filter(|&&o| o != big_order && o != 0)
+        .count();
+    j.per_page(
+        "folio orders",
+        big == want_big && small == want_small && other_orders == 0 && h.irregular_pages == 0,
+        format!(
+            "{big} pages in order-{big_order} folios (expected {want_big}), {small} order-0 (expected {want_small}) ({})",
+            h.describe()
+        ),
+    );
+    j.per_page(
+        "natural alignment",
+        h.misaligned_folios == 0,
+        format!("{} misaligned folios", h.misaligned_folios),
+    );
+    let Some(t) = &h.blocks else {
+        return j.per_page(
+            "per block",
+            false,
+            "no block tally was taken for this mixed layout".into(),
+        );
+    };
+    let (want_odd_one, want_odd_small) = match layout {
+        RealLayout::Mix64k => (0, odd),
+        _ => (odd, 0),
+    };
+    j.per_page(
+        "per block",
+        t.block_pages == block
+            && t.blocks == nblocks
+            && t.even_one_folio == even
+            && t.odd_one_folio == want_odd_one
+            && t.odd_all_order0 == want_odd_small,
+        format!(
+            "{} (expected even blocks one order-{big_order} folio each, odd blocks {})",
+            t.describe(),
+            if layout == RealLayout::Mix64k {
+                "all order-0"
+            } else {
+                "one order-9 folio each, PTE-mapped"
+            }
+        ),
+    );
 }
 
 impl LayoutReport {
@@ -415,6 +539,14 @@ impl LayoutReport {
         }
         if let Some(sm) = &self.observation.smaps {
             let _ = write!(s, "; AnonHugePages {} kB", sm.anon_huge_kb);
+        }
+        if let Some(t) = self
+            .observation
+            .histogram
+            .as_ref()
+            .and_then(|h| h.blocks.as_ref())
+        {
+            let _ = write!(s, "; {}", t.describe());
         }
         for (stage, d) in [
             ("populate", &self.deltas.populate),
@@ -659,6 +791,229 @@ mod tests {
             r.failure(),
             "cannot verify layout order0: /proc/self/smaps: Permission denied"
         );
+    }
+
+    /// An 8 MiB mix-64k region as built: 64 even blocks of one 64K folio, 64 odd blocks of 16
+    /// order-0 pages (`arranged`), or the same totals in another arrangement.
+    fn mix_64k_hist(arranged: bool) -> Histogram {
+        let half = PAGES / 2;
+        let blocks = PAGES / 16;
+        Histogram {
+            pages: PAGES,
+            present: PAGES,
+            exclusive: PAGES,
+            orders: BTreeMap::from([
+                (
+                    0,
+                    OrderCount {
+                        folios: half,
+                        pages: half,
+                    },
+                ),
+                (
+                    4,
+                    OrderCount {
+                        folios: half / 16,
+                        pages: half,
+                    },
+                ),
+            ]),
+            blocks: Some(pagemap::BlockTally {
+                block_pages: 16,
+                blocks,
+                even_one_folio: if arranged { blocks / 2 } else { blocks / 4 },
+                even_all_order0: if arranged { 0 } else { blocks / 4 },
+                odd_one_folio: if arranged { 0 } else { blocks / 4 },
+                odd_all_order0: if arranged { blocks / 2 } else { blocks / 4 },
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn mix_64k_populate() -> Deltas {
+        Deltas {
+            populate: Some(counters(
+                &[("thp_fault_alloc", 0)],
+                &[
+                    ("64kB/anon_fault_alloc", 64),
+                    ("64kB/anon_fault_fallback", 0),
+                ],
+            )),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn mix_64k_is_verified_block_by_block() {
+        let obs = |h| Observation {
+            pagemap: Some(flags()),
+            histogram: Some(h),
+            smaps: Some(smaps(MEM / 1024, 0, "mr")),
+            unavailable: vec![],
+        };
+        let r = judge(
+            RealLayout::Mix64k,
+            MEM,
+            "before",
+            obs(mix_64k_hist(true)),
+            mix_64k_populate(),
+            false,
+        );
+        assert!(r.ok, "{}", r.failure());
+        assert!(
+            r.summary().contains(
+                "16-page blocks: even 64: 64 one folio, 0 all order-0; odd 64: 0 one folio, 64 all order-0; 0 other"
+            ),
+            "{}",
+            r.summary()
+        );
+        // Right totals, wrong arrangement: only the per-block check sees it.
+        let r = judge(
+            RealLayout::Mix64k,
+            MEM,
+            "before",
+            obs(mix_64k_hist(false)),
+            mix_64k_populate(),
+            false,
+        );
+        assert!(!r.ok);
+        let failed: Vec<&str> = r
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(failed, ["per block"]);
+        // Uniform 64K folios (the knob was `always` during the order-0 touch): refused.
+        let r = judge(
+            RealLayout::Mix64k,
+            MEM,
+            "before",
+            obs(hist(4)),
+            mix_64k_populate(),
+            false,
+        );
+        assert!(!r.ok);
+        assert!(
+            r.failure().contains("0 order-0 (expected 1024)"),
+            "{}",
+            r.failure()
+        );
+        // Without kpageflags (partial level) the counters decide: a 64K fallback is refused.
+        let partial = Observation {
+            histogram: None,
+            ..obs(mix_64k_hist(true))
+        };
+        let r = judge(
+            RealLayout::Mix64k,
+            MEM,
+            "before",
+            partial.clone(),
+            mix_64k_populate(),
+            false,
+        );
+        assert_eq!(r.level, Level::Partial);
+        assert!(r.ok, "{}", r.failure());
+        let mut d = mix_64k_populate();
+        d.populate = Some(counters(
+            &[("thp_fault_alloc", 0)],
+            &[
+                ("64kB/anon_fault_alloc", 64),
+                ("64kB/anon_fault_fallback", 3),
+            ],
+        ));
+        let r = judge(RealLayout::Mix64k, MEM, "before", partial, d, false);
+        assert!(!r.ok);
+        assert!(
+            r.failure().contains("64kB/anon_fault_fallback +3"),
+            "{}",
+            r.failure()
+        );
+    }
+
+    #[test]
+    fn mix_pmd_needs_half_the_region_pmd_mapped() {
+        let chunks = PAGES / 512;
+        let mut h = hist(9);
+        h.blocks = Some(pagemap::BlockTally {
+            block_pages: 512,
+            blocks: chunks,
+            even_one_folio: chunks / 2,
+            odd_one_folio: chunks / 2,
+            ..Default::default()
+        });
+        let obs = |huge_kb| Observation {
+            pagemap: Some(flags()),
+            histogram: Some(h.clone()),
+            smaps: Some(smaps(MEM / 1024, huge_kb, "nh")),
+            unavailable: vec![],
+        };
+        let d = Deltas {
+            populate: Some(counters(
+                &[("thp_fault_alloc", 4), ("thp_fault_fallback", 0)],
+                &[],
+            )),
+            split: Some(counters(
+                &[("thp_split_pmd", 2), ("thp_split_page", 0)],
+                &[],
+            )),
+            smaps_before_split: Some(smaps(MEM / 1024, MEM / 1024, "hg")),
+            run: None,
+        };
+        let r = judge(
+            RealLayout::MixPmd,
+            MEM,
+            "before",
+            obs(MEM / 2048),
+            d.clone(),
+            false,
+        );
+        assert!(r.ok, "{}", r.failure());
+        // Every chunk still PMD-mapped, or none: not the mix.
+        for huge_kb in [MEM / 1024, 0] {
+            let r = judge(
+                RealLayout::MixPmd,
+                MEM,
+                "before",
+                obs(huge_kb),
+                d.clone(),
+                false,
+            );
+            assert!(!r.ok, "{huge_kb}");
+            assert!(
+                r.failure().contains(&format!(
+                    "AnonHugePages {huge_kb} kB (expected {} kB",
+                    MEM / 2048
+                )),
+                "{}",
+                r.failure()
+            );
+        }
+        // Fewer PMD splits than odd chunks: refused.
+        let mut short = d.clone();
+        short.split = Some(counters(
+            &[("thp_split_pmd", 1), ("thp_split_page", 0)],
+            &[],
+        ));
+        assert!(
+            !judge(
+                RealLayout::MixPmd,
+                MEM,
+                "before",
+                obs(MEM / 2048),
+                short,
+                false
+            )
+            .ok
+        );
+        // Without a block tally a mixed layout is not verified at full level.
+        let mut no_tally = obs(MEM / 2048);
+        if let Some(h) = no_tally.histogram.as_mut() {
+            h.blocks = None;
+        }
+        let r = judge(RealLayout::MixPmd, MEM, "before", no_tally, d, false);
+        assert!(!r.ok);
+        assert!(r.failure().contains("no block tally"), "{}", r.failure());
     }
 
     #[test]

@@ -37,24 +37,28 @@ pub const STRATEGY_ORDER: [&str; 6] = {
 pub const OPTIONS_ORDER: [&str; 4] = ["", "contpte-dis", "contpte-ena", "contpte-basic"];
 
 /// Row/column order of the real benchmark's layouts.
-pub const LAYOUT_ORDER: [&str; 7] = [
+pub const LAYOUT_ORDER: [&str; 9] = [
     "order0",
     "order4",
     "mthp-64k",
     "order9",
     "pte-order9",
     "pmd-order9",
+    "mix-64k",
+    "mix-pmd",
     "untouched",
 ];
 
 /// Column order of kernel-rows tables: the thread's order-0 and order-9 (pte-map) first.
-pub const KERNEL_COLUMN_ORDER: [&str; 7] = [
+pub const KERNEL_COLUMN_ORDER: [&str; 9] = [
     "order0",
     "pte-order9",
     "order9",
     "pmd-order9",
     "order4",
     "mthp-64k",
+    "mix-64k",
+    "mix-pmd",
     "untouched",
 ];
 
@@ -155,6 +159,8 @@ pub fn layout_heading(layout: &str) -> String {
         "order9" | "pte-order9" => "order-9 (pte-map)".into(),
         "pmd-order9" => "order-9 (pmd-map)".into(),
         "mthp-64k" => "order-4 (64K mTHP)".into(),
+        "mix-64k" => "mix (64K mTHP + order-0)".into(),
+        "mix-pmd" => "mix (pmd-map + pte-map)".into(),
         "untouched" => "untouched".into(),
         l => match l.strip_prefix("order") {
             Some(n) => format!("order-{n} (pte-map)"),

@@ -301,8 +301,8 @@ pub fn mean_rel_bars(case: &Case, machine: &str) -> Result<String, PlotError> {
     Ok(buf)
 }
 
-/// Folio order of a real-fork layout name (for the x axis); None for `untouched` and names
-/// that are no layout.
+/// Folio order of a real-fork layout name (for the x axis); None for `untouched`, the mixed
+/// layouts and names that are no layout.
 pub fn layout_order(layout: &str) -> Option<u32> {
     match layout {
         "order9" => Some(9),
@@ -479,13 +479,14 @@ fn folio_size_label(layout: &str) -> String {
 }
 
 /// Real fork() across folio sizes: one slot per layout present (order0, the mTHP sizes
-/// ascending, pte-order9, pmd-order9; `untouched` left out), one series per kernel (or label),
+/// ascending, pte-order9, pmd-order9; `untouched` and the mixed layouts, which have no single
+/// folio size, left out), one series per kernel (or label),
 /// side by side within a slot: every run mean as a dot, the mean as a bar, ±1 std whiskers.
 pub fn fork_time_by_folio_size(rows: &[&Row], machine: &str) -> Result<String, PlotError> {
     let mut layouts: Vec<results::RealLayout> = Vec::new();
     for r in rows {
         if let Ok(l) = r.layout.parse::<results::RealLayout>()
-            && l.populated()
+            && l.folio_order().is_some()
             && !layouts.contains(&l)
         {
             layouts.push(l);

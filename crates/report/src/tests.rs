@@ -400,7 +400,8 @@ fn bar_charts_have_one_slot_per_row_and_no_empty_one() {
     assert!(!texts.iter().any(|t| t.ends_with(".0")), "{texts:?}");
 }
 
-/// Two kernels (kernel rows) over order0, three mTHP sizes, pte- and pmd-order9.
+/// Two kernels (kernel rows) over order0, three mTHP sizes, pte- and pmd-order9, the two mixed
+/// layouts and untouched.
 fn sweep_cases() -> Vec<Case> {
     let mut runs = Vec::new();
     let layouts = [
@@ -410,6 +411,8 @@ fn sweep_cases() -> Vec<Case> {
         ("mthp-128k", 8.5e6),
         ("pte-order9", 8e6),
         ("pmd-order9", 0.4e6),
+        ("mix-64k", 11e6),
+        ("mix-pmd", 4.2e6),
         ("untouched", 0.05e6),
     ];
     for run in 0..3u32 {
@@ -449,6 +452,7 @@ fn fork_time_plots_tick_every_order_and_every_folio_size() {
             .iter()
             .any(|t| t.starts_with("mthp-16k ") && t.contains(" ± "))
     );
+    assert!(!texts.iter().any(|t| t.contains("mix-")), "{texts:?}");
     assert_palette_only(&s);
     let s = svg::fork_time_by_folio_size(&rows, "m").unwrap();
     let texts = svg_texts(&s);
@@ -465,7 +469,12 @@ fn fork_time_plots_tick_every_order_and_every_folio_size() {
         .map(|l| texts.iter().position(|t| t == l).expect(l))
         .collect();
     assert!(at.windows(2).all(|w| w[0] < w[1]), "{texts:?}");
-    assert!(!texts.iter().any(|t| t.contains("untouched")));
+    // No single folio size: neither untouched nor the mixed layouts get a slot.
+    assert!(
+        !texts
+            .iter()
+            .any(|t| t.contains("untouched") || t.contains("mix-"))
+    );
     assert!(texts.iter().any(|t| t == "6.1.0") && texts.iter().any(|t| t == "6.12.0"));
     // Every run mean is a dot: 2 kernels x 6 layouts x 3 runs.
     assert_eq!(s.matches("<circle").count(), 36);
@@ -717,4 +726,16 @@ fn current_rows_carry_their_mapcount_and_sort_by_engine() {
             "current contpte-basic,per-page+large",
         ]
     );
+}
+
+#[test]
+fn mixed_layouts_have_headings_and_sit_before_untouched() {
+    use crate::cases::{KERNEL_COLUMN_ORDER, LAYOUT_ORDER, layout_heading};
+    assert_eq!(layout_heading("mix-64k"), "mix (64K mTHP + order-0)");
+    assert_eq!(layout_heading("mix-pmd"), "mix (pmd-map + pte-map)");
+    for order in [&LAYOUT_ORDER[..], &KERNEL_COLUMN_ORDER[..]] {
+        let at = |l: &str| order.iter().position(|x| *x == l).unwrap();
+        assert!(at("pmd-order9") < at("mix-64k"), "{order:?}");
+        assert!(at("mix-64k") < at("mix-pmd") && at("mix-pmd") < at("untouched"));
+    }
 }
