@@ -30,19 +30,38 @@ pub struct CostTerm {
     pub source: String,
     /// Op counters and weights forming the feature.
     pub counters: Vec<(OpCounter, f64)>,
+    /// Measured facts of the layout (not op counts) and weights forming the feature, e.g.
+    /// `pfn_breaks`: where the struct pages fork walks stop being consecutive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub facts: Vec<(String, f64)>,
     pub description: String,
 }
 
+/// Measured facts of one layout on one host (`pfn_breaks`, `far_pfn_jumps`), by name.
+pub type Facts = BTreeMap<String, f64>;
+
 impl CostTerm {
-    /// The term's feature value for one fork's op counts.
+    /// The term's feature value for one fork's op counts (facts of the layout count 0).
     pub fn feature(&self, ops: &Ops) -> f64 {
-        if self.counters.is_empty() {
+        self.feature_at(ops, &Facts::new())
+    }
+
+    /// The term's feature value for one fork's op counts on a layout with `facts`.
+    pub fn feature_at(&self, ops: &Ops, facts: &Facts) -> f64 {
+        if self.counters.is_empty() && self.facts.is_empty() {
             return 1.0;
         }
-        self.counters
+        let c: f64 = self
+            .counters
             .iter()
             .map(|(c, w)| w * ops.get(c).copied().unwrap_or(0) as f64)
-            .sum()
+            .sum();
+        let f: f64 = self
+            .facts
+            .iter()
+            .map(|(k, w)| w * facts.get(k).copied().unwrap_or(0.0))
+            .sum();
+        c + f
     }
 }
 
@@ -83,6 +102,9 @@ pub struct LayoutFit {
     pub residual_rel: f64,
     /// The model's op counts for one fork of this layout (fitted strategy).
     pub counts: Ops,
+    /// Measured facts of the real layout (median over its runs).
+    #[serde(default)]
+    pub facts: Facts,
 }
 
 /// Leave-one-out result for one layout.
@@ -150,6 +172,11 @@ pub struct CostProfile {
     pub settings: Settings,
     /// The candidate feature set whose costs these are.
     pub feature_set: String,
+    /// Per model folio order: the measured facts of this host's calibration layout of that
+    /// order (e.g. `order0`'s `pfn_breaks`), so a prediction for any strategy at that order
+    /// carries the layout's locality cost ([`CostProfile::predict_at`]).
+    #[serde(default)]
+    pub layout_facts: BTreeMap<u8, Facts>,
     pub costs: Vec<CostTerm>,
     pub layouts: Vec<LayoutFit>,
     /// Rank of the design matrix with every raw counter as its own feature, and its width.
@@ -184,9 +211,22 @@ impl CostProfile {
         Ok(p)
     }
 
-    /// Predicted real fork time (ns) for one fork's op counts.
+    /// Predicted real fork time (ns) for one fork's op counts, without layout facts.
     pub fn predict(&self, ops: &Ops) -> f64 {
         self.costs.iter().map(|t| t.ns * t.feature(ops)).sum()
+    }
+
+    /// Predicted real fork time (ns) for one fork's op counts at folio `order`, with the facts
+    /// this host's calibration layout of that order showed (none when it had no such layout).
+    pub fn predict_at(&self, ops: &Ops, order: Option<ModelOrder>) -> f64 {
+        let none = Facts::new();
+        let facts = order
+            .and_then(|o| self.layout_facts.get(&o.get()))
+            .unwrap_or(&none);
+        self.costs
+            .iter()
+            .map(|t| t.ns * t.feature_at(ops, facts))
+            .sum()
     }
 
     /// Cost of one named term, if present.
@@ -281,6 +321,7 @@ pub(crate) mod tests {
             tool_rev: Some("abc1234".into()),
             results_file: None,
             feature_set: "test set".into(),
+            layout_facts: BTreeMap::new(),
             settings: Settings {
                 mem: Size(1 << 30),
                 iters: 100,
@@ -299,6 +340,7 @@ pub(crate) mod tests {
                     ns_sd: None,
                     source: "fitted".into(),
                     counters: vec![],
+                    facts: vec![],
                     description: "per fork".into(),
                 },
                 CostTerm {
@@ -307,6 +349,7 @@ pub(crate) mod tests {
                     ns_sd: Some(1.5),
                     source: "fitted".into(),
                     counters: vec![(OpCounter::MapcountAtomics, 1.0)],
+                    facts: vec![],
                     description: "per page".into(),
                 },
             ],
@@ -321,6 +364,7 @@ pub(crate) mod tests {
                 residual_ns: 0.0,
                 residual_rel: 0.0,
                 counts: Ops::new(),
+                facts: Facts::new(),
             }],
             full_feature_rank: (3, 10),
             residual_rms_rel: 0.0123,

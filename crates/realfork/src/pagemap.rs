@@ -198,7 +198,19 @@ pub struct Histogram {
     /// Block by block, when the scan was asked for it ([`folio_histogram_with_blocks`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocks: Option<BlockTally>,
+    /// Physical locality, in virtual-address order: steps from one present page to the next
+    /// whose PFN is not the previous one plus one. Fork walks the struct pages in this order,
+    /// so each break is a jump in the memmap the hardware prefetcher cannot follow.
+    #[serde(default)]
+    pub pfn_breaks: u64,
+    /// Of those, steps of more than [`FAR_PFN_STEP`] pages: the next struct page lies in
+    /// another 4 KiB page of the memmap.
+    #[serde(default)]
+    pub far_pfn_jumps: u64,
 }
+
+/// A PFN step beyond which the next `struct page` (64 bytes) is in another memmap page.
+pub const FAR_PFN_STEP: u64 = 64;
 
 impl Histogram {
     /// Pages in counted folios of `order`.
@@ -341,6 +353,19 @@ fn folio_walk(
     };
     let present = |e: u64| e & PM_PRESENT != 0;
     let pfn = |e: u64| e & PM_PFN_MASK;
+    let mut prev: Option<u64> = None;
+    for &e in entries.iter().filter(|&&e| present(e)) {
+        let p = pfn(e);
+        if let Some(q) = prev
+            && p != q + 1
+        {
+            h.pfn_breaks += 1;
+            if p.abs_diff(q) > FAR_PFN_STEP {
+                h.far_pfn_jumps += 1;
+            }
+        }
+        prev = Some(p);
+    }
     let n = entries.len();
     let mut i = 0;
     while i < n {
@@ -553,6 +578,31 @@ mod tests {
         assert_eq!(h.orders[&2].folios, 1);
         assert_eq!(h.orders[&0].folios, 1);
         assert_eq!(h.irregular_pages, 0);
+    }
+
+    #[test]
+    fn pfn_breaks_count_steps_off_the_next_pfn_and_far_jumps_beyond_a_memmap_page() {
+        // 4 pages in order, a hole, 2 more after a near step (+3), then a far step (+1000)
+        // and a step backwards by one.
+        let entries = vec![
+            pte(100),
+            pte(101),
+            pte(102),
+            pte(103),
+            0,
+            pte(106),
+            pte(107),
+            pte(1107),
+            pte(1106),
+        ];
+        let h = folio_histogram(&entries, 0, &mut HashMap::new()).unwrap();
+        // 103→106 (a hole in the VA range does not count as a break by itself), 107→1107,
+        // 1107→1106.
+        assert_eq!(h.pfn_breaks, 3);
+        assert_eq!(h.far_pfn_jumps, 1);
+        let in_order: Vec<u64> = (0..64).map(|i| pte(0x4000 + i)).collect();
+        let h = folio_histogram(&in_order, 0, &mut HashMap::new()).unwrap();
+        assert_eq!((h.pfn_breaks, h.far_pfn_jumps), (0, 0));
     }
 
     #[test]

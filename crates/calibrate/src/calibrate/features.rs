@@ -20,7 +20,22 @@ fn fitted(name: &str, counters: &[(OpCounter, f64)], description: &str) -> CostT
         ns_sd: None,
         source: "fitted".into(),
         counters: counters.to_vec(),
+        facts: vec![],
         description: description.into(),
+    }
+}
+
+/// Per break in the struct-page sequence fork walks (a measured fact of the layout, not an op
+/// count): where consecutive PTEs map non-consecutive PFNs the memmap access jumps, and the
+/// cache misses that follow are paid whatever the strategy.
+pub fn per_pfn_break() -> CostTerm {
+    CostTerm {
+        facts: vec![("pfn_breaks".into(), 1.0)],
+        ..fitted(
+            "per_pfn_break",
+            &[],
+            "per break in physical order (the next PTE's page is not the next PFN): the struct page lines fork touches stop being sequential, so they miss in cache",
+        )
     }
 }
 
@@ -142,58 +157,73 @@ pub fn micro_terms(micro: &PteOpCosts) -> Vec<CostTerm> {
 /// One candidate feature set.
 #[derive(Debug, Clone)]
 pub struct Candidate {
-    pub name: &'static str,
+    pub name: String,
     pub terms: Vec<CostTerm>,
     /// What the set assumes, in one line.
-    pub idea: &'static str,
+    pub idea: String,
 }
 
-/// The candidate feature sets, simplest first (ties in held-out error go to the earlier one).
+/// The candidate feature sets, simplest first (ties in held-out error go to the better
+/// in-sample fit, then to the earlier set): four ways to split the kernel's work into paths,
+/// each also with a cost per break in the physical order of the pages (`+ locality`).
 pub fn candidate_sets(micro: &PteOpCosts) -> Vec<Candidate> {
-    let with_micro = |mut v: Vec<CostTerm>| {
-        v.extend(micro_terms(micro));
-        v
-    };
-    vec![
-        Candidate {
-            name: "one batch cost",
-            terms: with_micro(vec![fixed(), per_page(), per_batch()]),
-            idea: "a batch costs the same whether it copies one PTE of a small folio or a large folio's run",
-        },
-        Candidate {
-            name: "small and large batches",
-            terms: with_micro(vec![
-                fixed(),
-                per_page(),
-                per_small_batch(),
-                per_large_batch(),
-            ]),
-            idea: "the single-PTE path and a large-folio batch have their own costs",
-        },
-        Candidate {
-            name: "shared rmap call + large extra + tables",
-            terms: with_micro(vec![
+    let base: Vec<(&'static str, Vec<CostTerm>, &'static str)> = vec![
+        (
+            "one batch cost",
+            vec![fixed(), per_page(), per_batch()],
+            "a batch costs the same whether it copies one PTE of a small folio or a large folio's run",
+        ),
+        (
+            "small and large batches",
+            vec![fixed(), per_page(), per_small_batch(), per_large_batch()],
+            "the single-PTE path and a large-folio batch have their own costs",
+        ),
+        (
+            "shared rmap call + large extra + tables",
+            vec![
                 fixed(),
                 per_table(),
                 per_page(),
                 per_rmap_call(),
                 per_large_extra(),
-            ]),
-            idea: "every rmap duplication (small, large, huge PMD) costs the same; a large batch adds its own work; page tables cost apart",
-        },
-        Candidate {
-            name: "paths + tables + huge PMD",
-            terms: with_micro(vec![
+            ],
+            "every rmap duplication (small, large, huge PMD) costs the same; a large batch adds its own work; page tables cost apart",
+        ),
+        (
+            "paths + tables + huge PMD",
+            vec![
                 fixed(),
                 per_table(),
                 per_page(),
                 per_small_batch(),
                 per_large_batch(),
                 per_huge_pmd(),
-            ]),
-            idea: "each kernel path its own cost: single-PTE copy, large batch, huge PMD, page table",
-        },
-    ]
+            ],
+            "each kernel path its own cost: single-PTE copy, large batch, huge PMD, page table",
+        ),
+    ];
+    let with_micro = |mut v: Vec<CostTerm>| {
+        v.extend(micro_terms(micro));
+        v
+    };
+    let mut out: Vec<Candidate> = base
+        .iter()
+        .map(|(name, terms, idea)| Candidate {
+            name: (*name).into(),
+            terms: with_micro(terms.clone()),
+            idea: (*idea).into(),
+        })
+        .collect();
+    for (name, terms, idea) in base {
+        let mut t = terms;
+        t.push(per_pfn_break());
+        out.push(Candidate {
+            name: format!("{name} + locality"),
+            terms: with_micro(t),
+            idea: format!("{idea}; plus a cost per break in the physical order of the pages"),
+        });
+    }
+    out
 }
 
 /// Op counts of one fork of `mem_bytes` mapped by huge PMDs (2 MiB each): per PMD one folio

@@ -12,7 +12,7 @@ use super::features::{Candidate, candidate_sets};
 use crate::microbench::PteOpCosts;
 use crate::nnls;
 use crate::profile::{
-    CostProfile, CostTerm, CrossValidation, FeatureSetEval, LayoutFit, PROFILE_KIND,
+    CostProfile, CostTerm, CrossValidation, Facts, FeatureSetEval, LayoutFit, PROFILE_KIND,
     PROFILE_SCHEMA, Prediction, Settings,
 };
 use crate::runner::Ops;
@@ -38,6 +38,8 @@ pub struct LayoutObs {
     pub counts: BTreeMap<Strategy, Ops>,
     /// Model measured mean copy time by strategy, ns.
     pub model_measured_ns: BTreeMap<Strategy, f64>,
+    /// Measured facts of the real layout (median over its runs): `pfn_breaks`, `far_pfn_jumps`.
+    pub facts: Facts,
 }
 
 impl LayoutObs {
@@ -69,7 +71,7 @@ pub const RAW_COUNTERS: &[OpCounter] = &[
 
 /// Fit the `fitted` terms of `terms` to `rows` (op counts, real ns) by NNLS with rows weighted
 /// by 1/real time; fixed terms keep their cost and are subtracted first.
-pub fn fit_terms(terms: &[CostTerm], rows: &[(&Ops, f64)]) -> Result<Vec<CostTerm>> {
+pub fn fit_terms(terms: &[CostTerm], rows: &[Row<'_>]) -> Result<Vec<CostTerm>> {
     let fitted: Vec<usize> = (0..terms.len())
         .filter(|&i| terms[i].source == "fitted")
         .collect();
@@ -78,7 +80,7 @@ pub fn fit_terms(terms: &[CostTerm], rows: &[(&Ops, f64)]) -> Result<Vec<CostTer
     }
     let mut a = Vec::new();
     let mut b = Vec::new();
-    for (ops, real) in rows {
+    for (ops, facts, real) in rows {
         if !(real.is_finite() && *real > 0.0) {
             return Err(CalibrateError::Fit(format!("bad real time {real}")));
         }
@@ -86,9 +88,14 @@ pub fn fit_terms(terms: &[CostTerm], rows: &[(&Ops, f64)]) -> Result<Vec<CostTer
         let known: f64 = terms
             .iter()
             .filter(|t| t.source != "fitted")
-            .map(|t| t.ns * t.feature(ops))
+            .map(|t| t.ns * t.feature_at(ops, facts))
             .sum();
-        a.push(fitted.iter().map(|&i| w * terms[i].feature(ops)).collect());
+        a.push(
+            fitted
+                .iter()
+                .map(|&i| w * terms[i].feature_at(ops, facts))
+                .collect(),
+        );
         b.push(w * (real - known));
     }
     let sol = nnls::nnls(&a, &b);
@@ -99,33 +106,39 @@ pub fn fit_terms(terms: &[CostTerm], rows: &[(&Ops, f64)]) -> Result<Vec<CostTer
     Ok(out)
 }
 
-/// Predicted fork time (ns) of one fork's op counts with `terms`.
-pub fn predict(terms: &[CostTerm], ops: &Ops) -> f64 {
-    terms.iter().map(|t| t.ns * t.feature(ops)).sum()
+/// One fit row: a fork's op counts, its layout's facts, its real time (ns).
+pub type Row<'a> = (&'a Ops, &'a Facts, f64);
+
+/// Predicted fork time (ns) of one fork's op counts on a layout with `facts`, with `terms`.
+pub fn predict(terms: &[CostTerm], ops: &Ops, facts: &Facts) -> f64 {
+    terms.iter().map(|t| t.ns * t.feature_at(ops, facts)).sum()
 }
 
-/// The fitted-term feature row of `ops`.
-fn feature_row(terms: &[CostTerm], ops: &Ops) -> Vec<f64> {
+/// The fitted-term feature row of a fork.
+fn feature_row(terms: &[CostTerm], ops: &Ops, facts: &Facts) -> Vec<f64> {
     terms
         .iter()
         .filter(|t| t.source == "fitted")
-        .map(|t| t.feature(ops))
+        .map(|t| t.feature_at(ops, facts))
         .collect()
 }
 
 /// Whether the other rows determine the fitted terms' cost of `held` (its feature row lies in
 /// the span of theirs); otherwise its prediction rests on terms no other layout carries.
-fn determined(terms: &[CostTerm], others: &[&Ops], held: &Ops) -> bool {
-    let mut m: Vec<Vec<f64>> = others.iter().map(|o| feature_row(terms, o)).collect();
+fn determined(terms: &[CostTerm], others: &[Row<'_>], held: &LayoutObs) -> bool {
+    let mut m: Vec<Vec<f64>> = others
+        .iter()
+        .map(|(o, f, _)| feature_row(terms, o, f))
+        .collect();
     let r = nnls::rank(&m);
-    m.push(feature_row(terms, held));
+    m.push(feature_row(terms, held.fitted_counts(), &held.facts));
     nnls::rank(&m) == r
 }
 
-fn rows_of(obs: &[LayoutObs], skip: Option<RealLayout>) -> Vec<(&Ops, f64)> {
+fn rows_of(obs: &[LayoutObs], skip: Option<RealLayout>) -> Vec<Row<'_>> {
     obs.iter()
         .filter(|l| Some(l.layout) != skip)
-        .map(|l| (l.fitted_counts(), l.real_ns()))
+        .map(|l| (l.fitted_counts(), &l.facts, l.real_ns()))
         .collect()
 }
 
@@ -135,10 +148,8 @@ pub fn leave_one_out(terms: &[CostTerm], obs: &[LayoutObs]) -> Result<Vec<CrossV
     for held in obs {
         let rows = rows_of(obs, Some(held.layout));
         let c = fit_terms(terms, &rows)?;
-        let ops = held.fitted_counts();
         let real = held.real_ns();
-        let p = predict(&c, ops);
-        let others: Vec<&Ops> = rows.iter().map(|(o, _)| *o).collect();
+        let p = predict(&c, held.fitted_counts(), &held.facts);
         out.push(CrossValidation {
             held_out: held.layout,
             fitted_on: obs
@@ -149,7 +160,7 @@ pub fn leave_one_out(terms: &[CostTerm], obs: &[LayoutObs]) -> Result<Vec<CrossV
             predicted_ns: p,
             real_ns: real,
             error_rel: p / real - 1.0,
-            determined: determined(terms, &others, ops),
+            determined: determined(terms, &rows, held),
             costs: c
                 .iter()
                 .filter(|t| t.source == "fitted")
@@ -218,22 +229,23 @@ pub fn bootstrap_sd(terms: &[CostTerm], obs: &[LayoutObs]) -> Result<BTreeMap<St
 }
 
 /// Fit every candidate set, cross-validate it, and pick the one with the smallest worst
-/// held-out error (ties to the earlier, simpler set). The score counts the layouts some set can
-/// predict from the others; a layout no set can (`untouched`, the only fork without page
-/// tables, anchors the fixed cost) says nothing about which set generalises.
-pub fn select(
-    candidates: &[Candidate],
-    obs: &[LayoutObs],
-) -> Result<(usize, Vec<FeatureSetEval>)> {
+/// held-out error (ties to the better in-sample fit, then the earlier, simpler set). The score counts the layouts some set can
+/// predict from the others, except `untouched`, the only fork without page tables, which
+/// anchors the fixed cost; a layout no set can predict says nothing about which set
+/// generalises.
+pub fn select(candidates: &[Candidate], obs: &[LayoutObs]) -> Result<(usize, Vec<FeatureSetEval>)> {
     let mut fits = Vec::new();
     for c in candidates {
         let costs = fit_terms(&c.terms, &rows_of(obs, None))?;
         let cv = leave_one_out(&c.terms, obs)?;
         fits.push((costs, cv));
     }
+    // `untouched` anchors the fixed cost: another layout "determines" it only where a set
+    // cannot tell it from a fork with PMDs, which says nothing about generalising.
     let scored: Vec<RealLayout> = obs
         .iter()
         .map(|l| l.layout)
+        .filter(|l| *l != RealLayout::Untouched)
         .filter(|l| {
             fits.iter()
                 .any(|(_, cv)| cv.iter().any(|c| c.held_out == *l && c.determined))
@@ -243,11 +255,16 @@ pub fn select(
     for (c, (costs, cv)) in candidates.iter().zip(fits) {
         let residual_rel = obs
             .iter()
-            .map(|l| (l.layout, predict(&costs, l.fitted_counts()) / l.real_ns() - 1.0))
+            .map(|l| {
+                (
+                    l.layout,
+                    predict(&costs, l.fitted_counts(), &l.facts) / l.real_ns() - 1.0,
+                )
+            })
             .collect();
         evals.push(FeatureSetEval {
-            name: c.name.into(),
-            idea: c.idea.into(),
+            name: c.name.clone(),
+            idea: c.idea.clone(),
             terms: c.terms.iter().map(|t| t.name.clone()).collect(),
             worst_held_out_rel: worst_error(&cv, &scored),
             scored: scored.clone(),
@@ -260,9 +277,18 @@ pub fn select(
                 .collect(),
         });
     }
+    // Ties (a worst error set by a layout no set determines) go to the better in-sample fit,
+    // then to the earlier, simpler set.
+    let rms = |e: &FeatureSetEval| {
+        (e.residual_rel.iter().map(|(_, r)| r * r).sum::<f64>()
+            / e.residual_rel.len().max(1) as f64)
+            .sqrt()
+    };
     let mut best = 0;
     for (i, e) in evals.iter().enumerate() {
-        if e.worst_held_out_rel < evals[best].worst_held_out_rel - 1e-12 {
+        let (w, b) = (e.worst_held_out_rel, evals[best].worst_held_out_rel);
+        let tie = (w - b).abs() <= 1e-9 * b.abs().max(1.0);
+        if (!tie && w < b) || (tie && rms(e) < rms(&evals[best]) - 1e-9) {
             best = i;
         }
     }
@@ -305,7 +331,7 @@ pub fn build_profile(
         let ops = l.fitted_counts().clone();
         let real = l.real_ns();
         let (_, sd) = stats::mean_sd(&l.real_run_means_ns);
-        let fitted = predict(&costs, &ops);
+        let fitted = predict(&costs, &ops, &l.facts);
         let rel = fitted / real - 1.0;
         sq += rel * rel;
         layouts.push(LayoutFit {
@@ -319,6 +345,7 @@ pub fn build_profile(
             residual_ns: fitted - real,
             residual_rel: rel,
             counts: ops,
+            facts: l.facts.clone(),
         });
     }
     let residual_rms_rel = (sq / obs.len().max(1) as f64).sqrt();
@@ -343,7 +370,7 @@ pub fn build_profile(
             predictions.push(Prediction {
                 strategy: *s,
                 layout: l.layout,
-                predicted_ns: predict(&costs, ops),
+                predicted_ns: predict(&costs, ops, &l.facts),
                 model_measured_ns: l.model_measured_ns.get(s).copied(),
                 counts: ops.clone(),
             });
@@ -379,7 +406,12 @@ pub fn build_profile(
         tool_rev: meta.tool_rev,
         results_file: meta.results_file,
         settings,
-        feature_set: chosen.name.into(),
+        feature_set: chosen.name.clone(),
+        layout_facts: obs
+            .iter()
+            .filter_map(|l| Some((l.order?.get(), l.facts.clone())))
+            .filter(|(_, f)| !f.is_empty())
+            .collect(),
         costs,
         layouts,
         full_feature_rank,
@@ -414,6 +446,7 @@ pub fn observations_from_profile(p: &CostProfile) -> Vec<LayoutObs> {
                 real_run_means_ns: l.real_run_means_ns.clone(),
                 counts,
                 model_measured_ns: measured,
+                facts: l.facts.clone(),
             }
         })
         .collect()
@@ -511,6 +544,7 @@ mod tests {
                 real_run_means_ns: vec![real * 0.99, real, real * 1.01],
                 counts: by,
                 model_measured_ns: BTreeMap::new(),
+                facts: Facts::new(),
             });
         }
         obs
@@ -628,6 +662,76 @@ mod tests {
     }
 
     #[test]
+    fn locality_and_the_mixes_determine_order0() {
+        // A host where order-0 pages are physically scattered: every break in PFN order costs
+        // 100 ns. The mixes share one path each with another layout.
+        let t = Truth {
+            fixed: 100_000.0,
+            table: 900.0,
+            page: 30.0,
+            small: 35.0,
+            large: 150.0,
+            pmd: 600.0,
+        };
+        let mut obs = synthetic(&t);
+        let half = |a: &Ops, b: &Ops| -> Ops {
+            let mut out = Ops::new();
+            for (k, v) in a.iter().chain(b.iter()) {
+                *out.entry(*k).or_default() += v / 2;
+            }
+            out
+        };
+        let c0 = counts(0);
+        let c4 = counts(4);
+        let c9 = counts(9);
+        let pmd = huge_pmd_counts(1 << 30);
+        for (layout, c) in [
+            (RealLayout::Mix64k, half(&c0, &c4)),
+            (RealLayout::MixPmd, half(&pmd, &c9)),
+        ] {
+            obs.push(LayoutObs {
+                layout,
+                order: None,
+                real_run_means_ns: vec![time(&t, &c); 3],
+                counts: BTreeMap::from([(FITTED_STRATEGY, c)]),
+                model_measured_ns: BTreeMap::new(),
+                facts: Facts::new(),
+            });
+        }
+        let breaks = |l: RealLayout| match l {
+            RealLayout::Order0 => 80_000.0,
+            RealLayout::Mix64k => 70_000.0,
+            RealLayout::Untouched | RealLayout::PmdOrder9 => 0.0,
+            _ => 300.0,
+        };
+        for l in obs.iter_mut() {
+            let b = breaks(l.layout);
+            l.facts.insert("pfn_breaks".into(), b);
+            for r in l.real_run_means_ns.iter_mut() {
+                *r += 100.0 * b;
+            }
+        }
+        let p = build_profile(&obs, &micro(), settings(), meta()).unwrap();
+        // Both sets with tables and locality span these layouts exactly; the earlier wins.
+        assert_eq!(
+            p.feature_set, "shared rmap call + large extra + tables + locality",
+            "{:#?}",
+            p.feature_sets
+        );
+        assert!((p.cost("per_pfn_break").unwrap() - 100.0).abs() < 1e-3);
+        for c in &p.cross_validation {
+            if c.held_out != RealLayout::Untouched {
+                assert!(c.determined && c.error_rel.abs() < 1e-6, "{c:?}");
+            }
+        }
+        // The profile keeps each order's facts, so strategies are priced with them.
+        assert_eq!(p.layout_facts[&0]["pfn_breaks"], 80_000.0);
+        let o0 = counts(0);
+        let order0 = Some(ModelOrder::new(0).unwrap());
+        assert!((p.predict_at(&o0, order0) - p.predict(&o0) - 100.0 * 80_000.0).abs() < 1e-3);
+    }
+
+    #[test]
     fn selection_takes_the_smallest_worst_error() {
         let cv = |e: &[f64]| -> Vec<CrossValidation> {
             e.iter()
@@ -679,7 +783,7 @@ mod tests {
         let terms = candidate_sets(&micro()).remove(0).terms;
         let o = Ops::new();
         assert!(fit_terms(&terms, &[]).is_err());
-        assert!(fit_terms(&terms, &[(&o, f64::NAN)]).is_err());
+        assert!(fit_terms(&terms, &[(&o, &Facts::new(), f64::NAN)]).is_err());
     }
 
     #[test]

@@ -14,6 +14,8 @@ use super::cli::CalibrateArgs;
 use super::features::huge_pmd_counts;
 use super::fit::{FITTED_STRATEGY, LayoutObs, OTHER_STRATEGIES};
 use crate::microbench::{PteOpCosts, measure_pte_ops};
+use crate::profile::Facts;
+use crate::runner::Ops;
 use crate::runner::{self, ModelSpec, Timing};
 use crate::{CalibrateError, Result};
 
@@ -30,10 +32,10 @@ pub fn order_of_kib(kib: u64) -> Option<u32> {
     (kib >= 4 && kib.is_power_of_two()).then(|| (kib / 4).trailing_zeros())
 }
 
-/// The model order of a PTE-mapped real layout (`None` for `untouched` and `pmd-order9`,
-/// which the model does not walk).
+/// The model order of a uniformly PTE-mapped real layout (`None` for `untouched`,
+/// `pmd-order9` and the mixes, which have no single order).
 fn model_order(layout: RealLayout) -> Result<Option<ModelOrder>> {
-    if matches!(layout, RealLayout::Untouched | RealLayout::PmdOrder9) {
+    if matches!(layout, RealLayout::Untouched | RealLayout::PmdOrder9) || layout.is_mixed() {
         return Ok(None);
     }
     layout
@@ -60,8 +62,11 @@ pub fn default_cpu() -> usize {
 /// What a sweep's results file says about its real runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sweep {
-    /// Run means (ns) by layout, in the file's layout order of first appearance.
+    /// Run means (ns) by layout, in the sweep order ([`sweep_rank`]).
     pub layouts: Vec<(RealLayout, Vec<f64>)>,
+    /// Measured facts by layout: the median over its runs of the pre-run layout report's
+    /// `pfn_breaks` and `far_pfn_jumps`.
+    pub facts: BTreeMap<RealLayout, Facts>,
     pub kernel: String,
     pub mem_bytes: u64,
     pub iters: u32,
@@ -75,6 +80,7 @@ pub struct Sweep {
 pub fn sweep_of(file: &ResultFile, path: &Path) -> Result<Sweep> {
     let bad = |why: String| CalibrateError::Input(format!("{}: {why}", path.display()));
     let mut layouts: Vec<(RealLayout, Vec<f64>)> = Vec::new();
+    let mut fact_runs: BTreeMap<RealLayout, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
     let mut facts = None;
     let mut iters = 0;
     let mut cpu = None;
@@ -100,6 +106,19 @@ pub fn sweep_of(file: &ResultFile, path: &Path) -> Result<Sweep> {
         }
         iters = iters.max(r.samples_ns.len() as u32);
         cpu = cpu.or(r.cpu);
+        if let Some(c) = file.context_of(r) {
+            let h = &c.pre_report["observation"]["histogram"];
+            for k in FACTS {
+                if let Some(x) = h[k].as_f64() {
+                    fact_runs
+                        .entry(v.layout)
+                        .or_default()
+                        .entry((*k).to_string())
+                        .or_default()
+                        .push(x);
+                }
+            }
+        }
         match layouts.iter_mut().find(|(l, _)| *l == v.layout) {
             Some((_, m)) => m.push(r.mean_ns()),
             None => layouts.push((v.layout, vec![r.mean_ns()])),
@@ -123,11 +142,24 @@ pub fn sweep_of(file: &ResultFile, path: &Path) -> Result<Sweep> {
         )));
     }
     let runs = layouts.iter().map(|(_, m)| m.len()).min().unwrap_or(0) as u32;
+    layouts.sort_by_key(|(l, _)| sweep_rank(*l));
+    let facts = fact_runs
+        .into_iter()
+        .map(|(l, m)| {
+            (
+                l,
+                m.into_iter()
+                    .filter_map(|(k, v)| Some((k, stats::median(&v)?)))
+                    .collect(),
+            )
+        })
+        .collect();
     if runs < 2 {
         return Err(bad("a layout has fewer than 2 runs".into()));
     }
     Ok(Sweep {
         layouts,
+        facts,
         kernel,
         mem_bytes,
         iters,
@@ -136,6 +168,21 @@ pub fn sweep_of(file: &ResultFile, path: &Path) -> Result<Sweep> {
         sched,
         cpu,
     })
+}
+
+/// The layout facts a sweep records per run (from the pre-run layout report's histogram).
+pub const FACTS: &[&str] = &["pfn_breaks", "far_pfn_jumps"];
+
+/// Sort key of the sweep's layouts: PTE-mapped by folio size, then `pmd-order9`, the mixes,
+/// `untouched`.
+pub fn sweep_rank(l: RealLayout) -> (u8, u32) {
+    match l {
+        RealLayout::PmdOrder9 => (1, 0),
+        RealLayout::Mix64k => (2, 0),
+        RealLayout::MixPmd => (2, 1),
+        RealLayout::Untouched => (3, 0),
+        other => (0, other.folio_order().unwrap_or(0)),
+    }
 }
 
 /// Everything a fit needs.
@@ -156,6 +203,38 @@ pub fn strategies() -> Vec<Strategy> {
     v
 }
 
+/// What one fork of a layout copies, as parts of uniform layouts: `(share of the memory, model
+/// folio order)`, where `None` is a huge PMD (`copy_huge_pmd`, not walked by the model). The
+/// mixes are half one, half the other: their counts are the mean of the two parts' (every
+/// feature is additive per page table; only `progress`/resched bookkeeping at block borders is
+/// not, and no feature uses it).
+pub fn parts(layout: RealLayout) -> Result<Vec<(f64, Option<ModelOrder>)>> {
+    let o = |n: u8| ModelOrder::new(n).map_err(|e| CalibrateError::Input(e.to_string()));
+    Ok(match layout {
+        RealLayout::Untouched => vec![],
+        RealLayout::PmdOrder9 => vec![(1.0, None)],
+        RealLayout::Mix64k => vec![(0.5, Some(o(0)?)), (0.5, Some(o(4)?))],
+        RealLayout::MixPmd => vec![(0.5, None), (0.5, Some(o(9)?))],
+        other => vec![(1.0, model_order(other)?)],
+    })
+}
+
+/// `Σ share × counts` over the parts, rounded to whole ops.
+fn combine(parts: &[(f64, &Ops)]) -> Ops {
+    let mut out: BTreeMap<contract::OpCounter, f64> = BTreeMap::new();
+    for (w, ops) in parts {
+        for (k, v) in *ops {
+            *out.entry(*k).or_default() += w * *v as f64;
+        }
+    }
+    out.into_iter()
+        .map(|(k, v)| (k, v.round() as u64))
+        .collect()
+}
+
+/// The model at one folio order: op counts and measured userspace time, by strategy.
+type OrderModel = (BTreeMap<Strategy, Ops>, BTreeMap<Strategy, f64>);
+
 /// Model counts (and, unless `sim_runs` is 0, measured userspace time) for every layout of the
 /// sweep, plus the microbenchmark.
 pub fn measure(forkbench: &Path, args: &CalibrateArgs, sweep: Sweep) -> Result<Measured> {
@@ -170,21 +249,16 @@ pub fn measure(forkbench: &Path, args: &CalibrateArgs, sweep: Sweep) -> Result<M
     eprintln!("calibrate: microbenchmark of PTE load/store/CAS");
     let micro = measure_pte_ops(1 << 18, 15);
     let cpu = args.cpu.or(sweep.cpu).unwrap_or_else(default_cpu);
+    let pmd = huge_pmd_counts(sweep.mem_bytes);
+    // Per model order: counts and measured time by strategy (each order asked once).
+    let mut by_order: BTreeMap<u8, OrderModel> = BTreeMap::new();
     let mut obs = Vec::new();
     for (layout, means) in &sweep.layouts {
-        let order = model_order(*layout)?;
-        let mut o = LayoutObs {
-            layout: *layout,
-            order,
-            real_run_means_ns: means.clone(),
-            counts: BTreeMap::new(),
-            model_measured_ns: BTreeMap::new(),
-        };
-        if *layout == RealLayout::PmdOrder9 {
-            o.counts
-                .insert(FITTED_STRATEGY, huge_pmd_counts(sweep.mem_bytes));
-        }
-        if let Some(order) = order {
+        let parts = parts(*layout)?;
+        for order in parts.iter().filter_map(|(_, o)| *o) {
+            if by_order.contains_key(&order.get()) {
+                continue;
+            }
             let spec = ModelSpec {
                 arch,
                 contpte: None,
@@ -194,7 +268,8 @@ pub fn measure(forkbench: &Path, args: &CalibrateArgs, sweep: Sweep) -> Result<M
                 mapcount: args.mapcount,
             };
             eprintln!("calibrate: model counts, order {order}");
-            o.counts = runner::counts(&runner, &spec, &strategies)?;
+            let counts = runner::counts(&runner, &spec, &strategies)?;
+            let mut measured = BTreeMap::new();
             if args.sim_runs > 0 {
                 eprintln!("calibrate: model sim, order {order}");
                 let timing = Timing {
@@ -209,11 +284,53 @@ pub fn measure(forkbench: &Path, args: &CalibrateArgs, sweep: Sweep) -> Result<M
                         .filter(|r| matches!(&r.variant, Variant::Sim(v) if v.strategy == *s))
                         .cloned()
                         .collect();
-                    o.model_measured_ns.insert(*s, runner::run_stats(&r).0);
+                    measured.insert(*s, runner::run_stats(&r).0);
+                }
+            }
+            by_order.insert(order.get(), (counts, measured));
+        }
+        let mut counts = BTreeMap::new();
+        let mut measured = BTreeMap::new();
+        if !parts.is_empty() {
+            for s in &strategies {
+                let mut c = Vec::new();
+                let mut m = Some(0.0);
+                for (w, o) in &parts {
+                    match o {
+                        None => {
+                            c.push((*w, &pmd));
+                            m = None; // the model does not time huge PMDs
+                        }
+                        Some(o) => {
+                            let (oc, om) = &by_order[&o.get()];
+                            if let Some(x) = oc.get(s) {
+                                c.push((*w, x));
+                            }
+                            m = m.zip(om.get(s)).map(|(acc, x)| acc + w * x);
+                        }
+                    }
+                }
+                // The fitted strategy's counts stand for a huge PMD for every strategy: the
+                // thread's strategies do not differ there.
+                if c.len() == parts.len() {
+                    counts.insert(*s, combine(&c));
+                }
+                if let Some(m) = m {
+                    measured.insert(*s, m);
                 }
             }
         }
-        obs.push(o);
+        obs.push(LayoutObs {
+            layout: *layout,
+            order: match parts.as_slice() {
+                [(_, Some(o))] => Some(*o),
+                _ => None,
+            },
+            real_run_means_ns: means.clone(),
+            counts,
+            model_measured_ns: measured,
+            facts: sweep.facts.get(layout).cloned().unwrap_or_default(),
+        });
     }
     Ok(Measured { obs, micro, sweep })
 }
@@ -238,6 +355,31 @@ mod tests {
         assert_eq!(order_of_kib(64), Some(4));
         assert_eq!(order_of_kib(2048), Some(9));
         assert_eq!(order_of_kib(48), None);
+    }
+
+    #[test]
+    fn mixes_are_half_one_path_half_the_other() {
+        let o = |n| Some(ModelOrder::new(n).unwrap());
+        assert_eq!(
+            parts(RealLayout::Mix64k).unwrap(),
+            vec![(0.5, o(0)), (0.5, o(4))]
+        );
+        assert_eq!(
+            parts(RealLayout::MixPmd).unwrap(),
+            vec![(0.5, None), (0.5, o(9))]
+        );
+        assert_eq!(parts(RealLayout::PmdOrder9).unwrap(), vec![(1.0, None)]);
+        assert!(parts(RealLayout::Untouched).unwrap().is_empty());
+        assert_eq!(
+            parts(RealLayout::Mthp { kb: 128 }).unwrap(),
+            vec![(1.0, o(5))]
+        );
+        let a = Ops::from([(contract::OpCounter::Batches, 262_144)]);
+        let b = Ops::from([(contract::OpCounter::Batches, 16_384)]);
+        assert_eq!(
+            combine(&[(0.5, &a), (0.5, &b)])[&contract::OpCounter::Batches],
+            139_264
+        );
     }
 
     #[test]

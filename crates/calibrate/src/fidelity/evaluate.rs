@@ -61,7 +61,11 @@ fn times(inputs: &Inputs, m: &Measurement, machine: Machine) -> Times {
     } else {
         median(&m.run_mins_ns)
     };
-    let calibrated_ns = inputs.profile.as_ref().map(|p| p.predict(&m.ops));
+    // With the locality this host's layout of that folio order showed (if the profile has it).
+    let calibrated_ns = inputs
+        .profile
+        .as_ref()
+        .map(|p| p.predict_at(&m.ops, Some(m.order)));
     let privileged_ns = match machine {
         Machine::Xeon => 0.0,
         other => inputs
