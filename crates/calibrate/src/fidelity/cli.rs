@@ -47,7 +47,8 @@ pub struct FidelityArgs {
     /// Runs per configuration when measuring
     #[arg(long, default_value_t = 8)]
     pub runs: u32,
-    /// CPU to pin the model to when measuring
+    /// CPU to pin the model to when measuring [default: the last CPU this process may use,
+    /// as calibrate's sweep]
     #[arg(long)]
     pub cpu: Option<usize>,
     /// Git revision of the tool, recorded in the inputs when measuring; filled by the caller

@@ -34,6 +34,10 @@ pub fn measure(
 ) -> Result<Inputs> {
     let tables = thread_tables();
     let runner = Runner::new(forkbench);
+    // Pinned, as the calibration's sweep: an unpinned model migrates between CPUs mid-run.
+    let cpu = args
+        .cpu
+        .unwrap_or_else(crate::calibrate::measure::default_cpu);
     let mut groups = BTreeMap::<_, Vec<_>>::new();
     for c in needed_configs(&tables) {
         groups
@@ -57,7 +61,7 @@ pub fn measure(
         let timing = Timing {
             iters: args.iters,
             runs: args.runs,
-            cpu: args.cpu,
+            cpu: Some(cpu),
         };
         let list: Vec<&str> = strategies.iter().map(|s| s.name()).collect();
         eprintln!(
@@ -115,7 +119,7 @@ pub fn measure(
             runs: args.runs,
             mode,
             mapcount,
-            cpu: args.cpu,
+            cpu: Some(cpu),
         },
         machine_costs: default_machine_costs(),
         profile_file,
