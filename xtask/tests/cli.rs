@@ -149,10 +149,13 @@ fn fidelity_check_refuses_a_profile_from_another_machine() {
 fn bad_flags_are_refused_before_measuring() {
     for (args, want) in [
         (
-            &["calibrate", "--sched", "rt"][..],
-            "invalid value 'rt' for '--sched <SCHED>'",
+            &["calibrate", "--mapcount", "rt"][..],
+            "invalid value 'rt' for '--mapcount <MAPCOUNT>'",
         ),
-        (&["calibrate", "--mem", "lots"][..], "invalid size 'lots'"),
+        (
+            &["calibrate", "--from", "x.json", "--refit", "y.json"][..],
+            "cannot be used with",
+        ),
         (
             &[
                 "bisect",

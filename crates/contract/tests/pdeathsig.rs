@@ -87,8 +87,34 @@ fn runner_dies_with_its_driver() {
         kill_stray(pid);
     }
     assert!(closed, "the runner outlived its SIGKILLed driver");
-    // Gone, or a zombie waiting for its new parent to reap it.
+    // Its stdout closes while it exits; wait for the exit itself (a pidfd polls readable once
+    // the process has terminated), then it is gone, or a zombie waiting for its new parent.
+    assert!(
+        exits_within(pid, Duration::from_secs(60)),
+        "{:?}",
+        state(pid)
+    );
     assert!(matches!(state(pid), None | Some('Z')), "{:?}", state(pid));
+}
+
+/// Whether process `pid` has exited (or is already gone) within `limit`, through a pidfd.
+fn exits_within(pid: u32, limit: Duration) -> bool {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; no memory is shared.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        // ESRCH: already reaped.
+        return std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+    }
+    let mut p = libc::pollfd {
+        fd: fd as i32,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call; the fd is ours and closed below.
+    let n = unsafe { libc::poll(&mut p, 1, limit.as_millis() as i32) };
+    // SAFETY: closing the pidfd opened above, once.
+    unsafe { libc::close(fd as i32) };
+    n == 1
 }
 
 /// SIGKILL the stand-in runner this test started, should it outlive the test.

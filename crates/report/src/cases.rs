@@ -173,6 +173,19 @@ fn rank(list: &[&str], x: &str) -> usize {
     list.iter().position(|s| *s == x).unwrap_or(list.len())
 }
 
+/// Place of a layout among [`LAYOUT_ORDER`]: an mTHP size there or not (`mthp-16k` ...
+/// `mthp-1024k`, a sweep) sits where `mthp-64k` does, in folio-size order.
+fn layout_place(layout: &str) -> (usize, u64) {
+    match layout
+        .strip_prefix("mthp-")
+        .and_then(|k| k.strip_suffix('k'))
+        .and_then(|k| k.parse::<u64>().ok())
+    {
+        Some(kb) => (rank(&LAYOUT_ORDER, "mthp-64k"), kb),
+        None => (rank(&LAYOUT_ORDER, layout), 0),
+    }
+}
+
 /// Row name of a real-fork kernel: its release, marked with the accelerator when it ran in a
 /// guest (`6.12.107+deb13-cloud-amd64 (tcg)`); the host's own kernel is its bare release.
 pub fn kernel_row_name(kernel: &str, accel: Accel) -> String {
@@ -285,7 +298,7 @@ pub fn build_cases(
     type CaseKey = (Instrument, String, String, u64, String);
     let mut cases: Vec<(CaseKey, String)> = Vec::new(); // key, machine
     let mut rows: BTreeMap<CaseKey, Vec<(SortKey, Row)>> = BTreeMap::new();
-    type SortKey = (usize, usize, usize, usize, usize, String);
+    type SortKey = (usize, usize, usize, (usize, u64), usize, String);
     for f in files {
         let li = labels.iter().position(|l| *l == f.label).unwrap_or(0);
         for r in &f.runs {
@@ -339,7 +352,7 @@ pub fn build_cases(
                 li,
                 ki,
                 rank(&STRATEGY_ORDER, &row_name),
-                rank(&LAYOUT_ORDER, &layout),
+                layout_place(&layout),
                 // By the engine option first: `contpte-ena,per-page+large` (a `current`
                 // row) sorts with `contpte-ena`.
                 rank(&OPTIONS_ORDER, options.split(',').next().unwrap_or("")),
@@ -533,5 +546,38 @@ fn new_row(name: &str, options: &str, f: &ResultFile, r: &RunRecord) -> Row {
         },
         ops: r.ops.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         cmp: None,
+    }
+}
+
+#[cfg(test)]
+mod layout_place_tests {
+    use super::layout_place;
+
+    #[test]
+    fn mthp_sizes_sit_by_folio_size_where_mthp_64k_does() {
+        let mut v = [
+            "untouched",
+            "mthp-1024k",
+            "pte-order9",
+            "mthp-16k",
+            "order0",
+            "mthp-64k",
+            "pmd-order9",
+            "mix-64k",
+        ];
+        v.sort_by_key(|l| layout_place(l));
+        assert_eq!(
+            v,
+            [
+                "order0",
+                "mthp-16k",
+                "mthp-64k",
+                "mthp-1024k",
+                "pte-order9",
+                "pmd-order9",
+                "mix-64k",
+                "untouched"
+            ]
+        );
     }
 }

@@ -160,16 +160,19 @@ mod tests {
             .filter(|m| m.arch == Arch::Arm64)
             .collect();
         assert!(arm.iter().all(|m| m.contpte.is_some()));
-        // Stored as `on`: the contract's `ena`.
         let on = arm
             .iter()
-            .find(|m| m.key == "arm64/contpte-on:upstream:order9")
-            .expect("the committed inputs have contpte-on upstream order 9");
-        assert_eq!(on.contpte, Some(Contpte::Ena));
-        // Written back in the one spelling; that reads again.
+            .find(|m| m.contpte == Some(Contpte::Ena) && m.strategy == Strategy::Upstream)
+            .expect("the committed inputs have contpte-ena upstream");
+        // Written in the one spelling; that reads again, and so does the old `on`.
         let json = serde_json::to_string(on).unwrap();
         assert!(json.contains(r#""contpte":"ena""#), "{json}");
         assert_eq!(&serde_json::from_str::<Measurement>(&json).unwrap(), *on);
+        let old = json.replace(r#""contpte":"ena""#, r#""contpte":"on""#);
+        assert_eq!(
+            serde_json::from_str::<Measurement>(&old).unwrap().contpte,
+            Some(Contpte::Ena)
+        );
         let bad = json.replace(r#""contpte":"ena""#, r#""contpte":"arm64-ena""#);
         assert!(serde_json::from_str::<Measurement>(&bad).is_err());
     }
