@@ -509,34 +509,18 @@ fn release_runner(a: &BenchArgs, p: &Profile) -> anyhow::Result<Release> {
 }
 
 pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
-    let stop = Arc::new(AtomicBool::new(false));
-    // Ctrl-C (the runner, in the same process group, gets it too and restores what it
-    // changed), `kill` and a closed terminal: stop between runner calls, keep the journal.
-    for sig in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .context("installing signal handlers")?;
-    }
     let specs = a.kernel_specs();
-    if a.instrument == Some(crate::plan::Instruments::Sim) && !specs.is_empty() {
+    if specs.is_empty() {
+        return run_host(a).map(|_| ExitCode::SUCCESS);
+    }
+    if a.instrument == Some(crate::plan::Instruments::Sim) {
         // Before any image is opened: the flags alone decide this.
         bail!(
             "--kernel boots kernels to measure real fork, and --instrument sim runs no real fork: \
              drop --kernel, or use --instrument real|all"
         );
     }
-    if specs.is_empty() {
-        return bench(
-            a,
-            &HostFacts::current(),
-            &stop,
-            &[],
-            &mut |p: &Profile, _: &Plan| Ok(Box::new(release_runner(a, p)?) as Box<dyn Executor>),
-        );
-    }
+    let stop = stop_on_signals()?;
     // A signal kills the guests' QEMUs (hostenv's cleanup tracks them) and sets `stop`; the
     // bench then stops, keeps its journal and says so, instead of dying by the signal.
     hostenv::cleanup::keep_running_on_signal();
@@ -911,9 +895,10 @@ pub fn bench(
     bench_written(a, host_facts, stop, kernels, make_executor).map(|_| ExitCode::SUCCESS)
 }
 
-/// Run a profile on this host (no kernels under test) and return the result file written
-/// (`None` for `--dry-run`). Ctrl-C, `kill` and a closed terminal stop it between runner calls.
-pub fn run_host(a: &BenchArgs) -> anyhow::Result<Option<PathBuf>> {
+/// A flag set by Ctrl-C (the runner, in the same process group, gets it too and restores what
+/// it changed), `kill` and a closed terminal: the bench stops between runner calls and keeps
+/// its journal.
+fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [
         signal_hook::consts::SIGINT,
@@ -923,6 +908,13 @@ pub fn run_host(a: &BenchArgs) -> anyhow::Result<Option<PathBuf>> {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
+    Ok(stop)
+}
+
+/// Run a profile on this host (no kernels under test) and return the result file written
+/// (`None` for `--dry-run`). Ctrl-C, `kill` and a closed terminal stop it between runner calls.
+pub fn run_host(a: &BenchArgs) -> anyhow::Result<Option<PathBuf>> {
+    let stop = stop_on_signals()?;
     bench_written(
         a,
         &HostFacts::current(),

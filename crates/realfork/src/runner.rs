@@ -477,62 +477,18 @@ fn prepare(region: &mut Region, plan: &Plan, thp: &ThpInfo) -> Result<Prepared, 
             knobs = switched;
         }
         RealLayout::Mthp { kb } => {
-            // Knob switching is serialised with every other forkbench process (whatever size
-            // it switches) by the exclusive lock above; read the tree again under it.
-            let now = ThpInfo::read(&thp.root);
-            now.check(plan.layout).map_err(RealError::Unsupported)?;
-            let needs_root = if hostenv::geteuid() != 0 {
-                " (needs root)"
-            } else {
-                ""
-            };
-            let t = hostenv::monotonic_ns();
             // Larger sizes that are effectively `always` would take the faults (the fault path
-            // tries the largest eligible order first): off while populating, largest first.
-            // Each guard is journalled and restored on drop, on error and on signals.
-            let mut guards = Vec::new();
-            for larger in now.larger_always(kb).into_iter().rev() {
-                let g = sysfs::SysfsGuard::set(now.size_knob(larger), "never").map_err(|e| {
-                    RealError::Unsupported(format!(
-                        "cannot switch mTHP size {larger}k off for populating mthp-{kb}k: {e}{needs_root}"
-                    ))
-                })?;
-                guards.push(g);
-            }
-            let guard = sysfs::SysfsGuard::set(now.size_knob(kb), "always").map_err(|e| {
-                RealError::Unsupported(format!(
-                    "cannot enable mTHP size {kb}k for populating: {e}{needs_root}"
-                ))
-            })?;
-            guards.push(guard);
-            hold_after_knob_switch_for_tests();
-            populate_ns = populate(region);
-            // Restore in reverse order: the wanted size first, then the larger ones.
-            let mut restored = Vec::new();
-            while let Some(g) = guards.pop() {
-                // The true original: a value a killed run left here was put back by the guard
-                // (which said so on stderr) or by `repair_stale_knobs`.
-                let (path, original, written) = (
-                    g.path().to_path_buf(),
-                    g.original().to_string(),
-                    g.value().to_string(),
-                );
-                g.restore()?;
-                restored.push((path, original, written));
-            }
-            let window = hostenv::monotonic_ns().saturating_sub(t);
-            // Recorded as restored: the wanted size first (drivers read `sysfs_switched[0]`
-            // as it), then the larger sizes, smallest first.
-            for (path, original, written) in restored {
-                let now = sysfs::read_selected(&path).unwrap_or_default();
-                knobs.push(KnobSwitch {
-                    path: path.display().to_string(),
-                    original,
-                    written,
-                    switched_ns: window,
-                    restored_value: now,
-                });
-            }
+            // tries the largest eligible order first): off while populating.
+            let (ns, switched) = populate_with_mthp_knob(
+                region,
+                thp,
+                plan.layout,
+                kb,
+                |now| now.larger_always(kb),
+                |_, _, _| Ok(0),
+            )?;
+            populate_ns = ns;
+            knobs = switched;
         }
     }
     let after = MmCounters::read(&thp.root);
@@ -588,54 +544,79 @@ fn populate_mix_64k(
     thp: &ThpInfo,
 ) -> Result<(u64, Vec<KnobSwitch>), RealError> {
     const KB: u64 = 64;
+    populate_with_mthp_knob(
+        region,
+        thp,
+        RealLayout::Mix64k,
+        KB,
+        // Larger sizes would take the even blocks, smaller ones the odd blocks' empty halves.
+        |now| now.always_except(KB),
+        |region, now, needs_root| {
+            // The odd blocks' order-0 pages: the 64K knob must not be `always` while they fault.
+            let off = (now.effective(KB) == crate::layout::Effective::Always)
+                .then(|| sysfs::SysfsGuard::set(now.size_knob(KB), "never"))
+                .transpose()
+                .map_err(|e| {
+                    RealError::Unsupported(format!(
+                        "cannot switch mTHP size {KB}k off for mix-64k's order-0 blocks: {e}{needs_root}"
+                    ))
+                })?;
+            let t = hostenv::monotonic_ns();
+            region.write_first_page_of_blocks(KB * 1024, BlockSelection::Odd, 0x5a);
+            let ns = hostenv::monotonic_ns().saturating_sub(t);
+            if let Some(g) = off {
+                g.restore()?;
+            }
+            Ok(ns)
+        },
+    )
+}
+
+/// Populate `layout` with mTHP size `kb` switched to `always`: the sizes `off` picks are
+/// switched to `never` first (largest first), then `prepare` runs, then `kb` goes `always` and
+/// every page is written, then every knob is restored in reverse order. Knob switching is
+/// serialised with every other forkbench process by the caller's exclusive lock; the tree is
+/// read again under it. Each guard is journalled and restored on drop, on error and on signals.
+/// Returns the time of `prepare` plus the populate, and the switches as restored: the wanted
+/// size first (drivers read `sysfs_switched[0]` as it), then the others, smallest first.
+fn populate_with_mthp_knob(
+    region: &mut Region,
+    thp: &ThpInfo,
+    layout: RealLayout,
+    kb: u64,
+    off: impl FnOnce(&ThpInfo) -> Vec<u64>,
+    prepare: impl FnOnce(&mut Region, &ThpInfo, &str) -> Result<u64, RealError>,
+) -> Result<(u64, Vec<KnobSwitch>), RealError> {
     let now = ThpInfo::read(&thp.root);
-    now.check(RealLayout::Mix64k)
-        .map_err(RealError::Unsupported)?;
+    now.check(layout).map_err(RealError::Unsupported)?;
     let needs_root = if hostenv::geteuid() != 0 {
         " (needs root)"
     } else {
         ""
     };
     let t = hostenv::monotonic_ns();
-    // Every other size effectively `always` would take faults: larger ones the even blocks,
-    // smaller ones the odd blocks' empty halves. Off for the whole populate, largest first.
     let mut guards = Vec::new();
-    for other in now.always_except(KB).into_iter().rev() {
+    for other in off(&now).into_iter().rev() {
         let g = sysfs::SysfsGuard::set(now.size_knob(other), "never").map_err(|e| {
             RealError::Unsupported(format!(
-                "cannot switch mTHP size {other}k off for populating mix-64k: {e}{needs_root}"
+                "cannot switch mTHP size {other}k off for populating {layout}: {e}{needs_root}"
             ))
         })?;
         guards.push(g);
     }
-    // The odd blocks' order-0 pages: the 64K knob must not be `always` while they fault.
-    let touch_ns = {
-        let off = (now.effective(KB) == crate::layout::Effective::Always)
-            .then(|| sysfs::SysfsGuard::set(now.size_knob(KB), "never"))
-            .transpose()
-            .map_err(|e| {
-                RealError::Unsupported(format!(
-                    "cannot switch mTHP size {KB}k off for mix-64k's order-0 blocks: {e}{needs_root}"
-                ))
-            })?;
-        let t = hostenv::monotonic_ns();
-        region.write_first_page_of_blocks(KB * 1024, BlockSelection::Odd, 0x5a);
-        let ns = hostenv::monotonic_ns().saturating_sub(t);
-        if let Some(g) = off {
-            g.restore()?;
-        }
-        ns
-    };
-    let guard = sysfs::SysfsGuard::set(now.size_knob(KB), "always").map_err(|e| {
+    let prepare_ns = prepare(region, &now, needs_root)?;
+    let guard = sysfs::SysfsGuard::set(now.size_knob(kb), "always").map_err(|e| {
         RealError::Unsupported(format!(
-            "cannot enable mTHP size {KB}k for populating: {e}{needs_root}"
+            "cannot enable mTHP size {kb}k for populating: {e}{needs_root}"
         ))
     })?;
     guards.push(guard);
     hold_after_knob_switch_for_tests();
-    let populate_ns = touch_ns + populate(region);
+    let populate_ns = prepare_ns + populate(region);
     let mut restored = Vec::new();
     while let Some(g) = guards.pop() {
+        // The true original: a value a killed run left here was put back by the guard (which
+        // said so on stderr) or by `repair_stale_knobs`.
         let (path, original, written) = (
             g.path().to_path_buf(),
             g.original().to_string(),
