@@ -47,6 +47,18 @@ fn file_with_samples(dir: &Path, samples: &str) -> String {
     p.display().to_string()
 }
 
+/// `cargo xtask fidelity --check --inputs INPUTS --output REPORT`.
+fn fidelity_check(inputs: &Path, report: &Path) -> Output {
+    xtask(&[
+        "fidelity",
+        "--check",
+        "--inputs",
+        inputs.to_str().unwrap(),
+        "--output",
+        report.to_str().unwrap(),
+    ])
+}
+
 /// All-zero or u64::MAX samples would render NaN tables (or overflow `--modelled` in debug
 /// builds): refused in one line naming the variant.
 #[test]
@@ -69,15 +81,7 @@ fn fidelity_check_says_it_checked() {
     let out = d.path().join("fidelity.md");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     std::fs::copy(root.join("results/fidelity.md"), &out).unwrap();
-    let inputs = root.join("results/fidelity-inputs.json");
-    let o = xtask(&[
-        "fidelity",
-        "--check",
-        "--inputs",
-        inputs.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let o = fidelity_check(&root.join("results/fidelity-inputs.json"), &out);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout.contains("is up to date"), "{stdout}");
@@ -104,14 +108,7 @@ fn fidelity_check_refuses_a_profile_from_another_machine() {
     let check = |doctored: &serde_json::Value| {
         let inputs = d.path().join("inputs.json");
         std::fs::write(&inputs, doctored.to_string()).unwrap();
-        xtask(&[
-            "fidelity",
-            "--check",
-            "--inputs",
-            inputs.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-        ])
+        fidelity_check(&inputs, &out)
     };
     let mut other_host = committed.clone();
     other_host["profile"]["host"] = "doctored-host".into();

@@ -213,7 +213,7 @@ impl CostProfile {
 
     /// Predicted real fork time (ns) for one fork's op counts, without layout facts.
     pub fn predict(&self, ops: &Ops) -> f64 {
-        self.costs.iter().map(|t| t.ns * t.feature(ops)).sum()
+        crate::calibrate::fit::predict(&self.costs, ops, &Facts::new())
     }
 
     /// Predicted real fork time (ns) for one fork's op counts at folio `order`, with the facts
@@ -223,10 +223,7 @@ impl CostProfile {
         let facts = order
             .and_then(|o| self.layout_facts.get(&o.get()))
             .unwrap_or(&none);
-        self.costs
-            .iter()
-            .map(|t| t.ns * t.feature_at(ops, facts))
-            .sum()
+        crate::calibrate::fit::predict(&self.costs, ops, facts)
     }
 
     /// Cost of one named term, if present.

@@ -239,10 +239,11 @@ pub fn huge_pmd_counts(mem_bytes: u64) -> Ops {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn micro() -> PteOpCosts {
+    /// Microbenchmark costs for the tests of this module and of the fit.
+    pub(crate) fn micro() -> PteOpCosts {
         PteOpCosts {
             pte_read_ns: 0.5,
             pte_write_ns: 0.5,

@@ -233,7 +233,10 @@ pub fn bootstrap_sd(terms: &[CostTerm], obs: &[LayoutObs]) -> Result<BTreeMap<St
 /// predict from the others, except `untouched`, the only fork without page tables, which
 /// anchors the fixed cost; a layout no set can predict says nothing about which set
 /// generalises.
-pub fn select(candidates: &[Candidate], obs: &[LayoutObs]) -> Result<(usize, Vec<FeatureSetEval>)> {
+pub fn select(
+    candidates: &[Candidate],
+    obs: &[LayoutObs],
+) -> Result<(usize, Vec<FeatureSetEval>, Vec<CostTerm>)> {
     let mut fits = Vec::new();
     for c in candidates {
         let costs = fit_terms(&c.terms, &rows_of(obs, None))?;
@@ -252,6 +255,7 @@ pub fn select(candidates: &[Candidate], obs: &[LayoutObs]) -> Result<(usize, Vec
         })
         .collect();
     let mut evals = Vec::new();
+    let mut all_costs = Vec::new();
     for (c, (costs, cv)) in candidates.iter().zip(fits) {
         let residual_rel = obs
             .iter()
@@ -276,6 +280,7 @@ pub fn select(candidates: &[Candidate], obs: &[LayoutObs]) -> Result<(usize, Vec
                 .map(|t| (t.name.clone(), t.ns))
                 .collect(),
         });
+        all_costs.push(costs);
     }
     // Ties (a worst error set by a layout no set determines) go to the better in-sample fit,
     // then to the earlier, simpler set.
@@ -292,7 +297,7 @@ pub fn select(candidates: &[Candidate], obs: &[LayoutObs]) -> Result<(usize, Vec
             best = i;
         }
     }
-    Ok((best, evals))
+    Ok((best, evals, all_costs.swap_remove(best)))
 }
 
 /// Machine and run facts recorded in the profile.
@@ -318,9 +323,8 @@ pub fn build_profile(
     meta: Meta,
 ) -> Result<CostProfile> {
     let candidates = candidate_sets(micro);
-    let (best, feature_sets) = select(&candidates, obs)?;
+    let (best, feature_sets, mut costs) = select(&candidates, obs)?;
     let chosen = &candidates[best];
-    let mut costs = fit_terms(&chosen.terms, &rows_of(obs, None))?;
     let sd = bootstrap_sd(&chosen.terms, obs)?;
     for t in costs.iter_mut() {
         t.ns_sd = sd.get(&t.name).copied();
@@ -457,6 +461,7 @@ mod tests {
     use super::*;
 
     use super::super::features::huge_pmd_counts;
+    use super::super::features::tests::micro;
     use OpCounter::*;
     use contract::{Mapcount, Mode, Sched, Size};
 
@@ -481,16 +486,6 @@ mod tests {
         ])
     }
 
-    fn micro() -> PteOpCosts {
-        PteOpCosts {
-            pte_read_ns: 0.5,
-            pte_write_ns: 0.5,
-            pte_atomic_ns: 6.0,
-            entries: 8,
-            passes: 1,
-        }
-    }
-
     /// A kernel whose costs are: fixed, per table, per page, per small batch, per large
     /// batch, per huge PMD (plus the microbenchmark's PTE ops).
     struct Truth {
@@ -500,6 +495,19 @@ mod tests {
         small: f64,
         large: f64,
         pmd: f64,
+    }
+
+    /// The issue's shape: a large-folio batch costs several times a single-PTE copy, and a
+    /// huge PMD and a page table cost apart.
+    fn issue_shape() -> Truth {
+        Truth {
+            fixed: 100_000.0,
+            table: 900.0,
+            page: 35.0,
+            small: 35.0,
+            large: 150.0,
+            pmd: 600.0,
+        }
     }
 
     fn time(t: &Truth, c: &Ops) -> f64 {
@@ -519,7 +527,7 @@ mod tests {
         let mut obs = Vec::new();
         let mut layouts = vec![(RealLayout::Order0, Some(0))];
         for kb in [16, 32, 64, 128, 256, 512, 1024] {
-            let o = super::super::measure::order_of_kib(kb).unwrap();
+            let o = RealLayout::Mthp { kb }.folio_order().unwrap();
             layouts.push((RealLayout::Mthp { kb }, Some(o)));
         }
         layouts.push((RealLayout::PteOrder9, Some(9)));
@@ -617,15 +625,7 @@ mod tests {
 
     #[test]
     fn separate_batch_paths_are_selected_when_batches_differ() {
-        // The issue's shape: a large-folio batch costs several times a single-PTE copy.
-        let t = Truth {
-            fixed: 100_000.0,
-            table: 900.0,
-            page: 35.0,
-            small: 35.0,
-            large: 150.0,
-            pmd: 600.0,
-        };
+        let t = issue_shape();
         let obs = synthetic(&t);
         let p = build_profile(&obs, &micro(), settings(), meta()).unwrap();
         assert_ne!(p.feature_set, "one batch cost", "{:#?}", p.feature_sets);
@@ -788,14 +788,7 @@ mod tests {
 
     #[test]
     fn refit_reconstructs_observations_and_the_bootstrap() {
-        let t = Truth {
-            fixed: 100_000.0,
-            table: 900.0,
-            page: 35.0,
-            small: 35.0,
-            large: 150.0,
-            pmd: 600.0,
-        };
+        let t = issue_shape();
         let mut obs = synthetic(&t);
         for (i, l) in obs.iter_mut().enumerate() {
             l.real_run_means_ns[0] *= 1.0 + 0.01 * i as f64;

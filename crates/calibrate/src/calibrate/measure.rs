@@ -19,19 +19,6 @@ use crate::runner::Ops;
 use crate::runner::{self, ModelSpec, Timing};
 use crate::{CalibrateError, Result};
 
-/// mTHP sizes (KiB) the kernel offers, from /sys/kernel/mm/transparent_hugepage/hugepages-*kB.
-pub fn mthp_sizes_kib(thp_dir: &Path) -> Vec<u64> {
-    hostenv::prereq::thp_sizes(thp_dir)
-        .into_iter()
-        .map(|(kb, _)| kb)
-        .collect()
-}
-
-/// Folio order of an mTHP size with 4 KiB pages.
-pub fn order_of_kib(kib: u64) -> Option<u32> {
-    (kib >= 4 && kib.is_power_of_two()).then(|| (kib / 4).trailing_zeros())
-}
-
 /// The model order of a uniformly PTE-mapped real layout (`None` for `untouched`,
 /// `pmd-order9` and the mixes, which have no single order).
 fn model_order(layout: RealLayout) -> Result<Option<ModelOrder>> {
@@ -338,24 +325,6 @@ pub fn measure(forkbench: &Path, args: &CalibrateArgs, sweep: Sweep) -> Result<M
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mthp_detection_and_orders() {
-        let dir = tempfile::tempdir().unwrap();
-        for n in [
-            "hugepages-2048kB",
-            "hugepages-32kB",
-            "hugepages-16kB",
-            "other",
-        ] {
-            std::fs::create_dir(dir.path().join(n)).unwrap();
-            std::fs::write(dir.path().join(n).join("enabled"), "always [never]\n").unwrap();
-        }
-        assert_eq!(mthp_sizes_kib(dir.path()), vec![16, 32, 2048]);
-        assert_eq!(order_of_kib(64), Some(4));
-        assert_eq!(order_of_kib(2048), Some(9));
-        assert_eq!(order_of_kib(48), None);
-    }
 
     #[test]
     fn mixes_are_half_one_path_half_the_other() {

@@ -32,5 +32,5 @@ pub use fit::{
     FITTED_STRATEGY, LayoutObs, Meta, OTHER_STRATEGIES, RAW_COUNTERS, build_profile, fit_terms,
     leave_one_out, select,
 };
-pub use measure::{mthp_sizes_kib, order_of_kib, sweep_of};
+pub use measure::sweep_of;
 pub use render::{render_cost_model, render_report};
