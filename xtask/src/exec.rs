@@ -354,6 +354,7 @@ pub mod mock {
                         arch: Arch::X86_64,
                         kernel: "6.18.0-mock".into(),
                         accel: Default::default(),
+                        clock: contract::Clock::Wall,
                         layout: *layout,
                         mem_bytes: mem.0,
                         mode: *mode,

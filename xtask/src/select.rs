@@ -314,6 +314,7 @@ mod tests {
                                 arch: results::Arch::X86_64,
                                 kernel: s.to_string(),
                                 accel: Default::default(),
+                                clock: contract::Clock::Wall,
                                 layout: results::RealLayout::PteOrder9,
                                 mem_bytes: 1 << 30,
                                 mode: results::Mode::Fresh,

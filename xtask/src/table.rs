@@ -401,6 +401,7 @@ pub(crate) mod kernel_fixture {
                 arch: Arch::X86_64,
                 kernel: kernel.into(),
                 accel,
+                clock: contract::Clock::Wall,
                 layout: layout.parse::<RealLayout>().unwrap(),
                 mem_bytes: 64 << 20,
                 mode: Mode::Steady,

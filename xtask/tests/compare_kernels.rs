@@ -78,6 +78,7 @@ fn side(dir: &Path, label: &str, kernel: &str, sched: Sched, rev: &str, real_x: 
                 arch: Arch::X86_64,
                 kernel: kernel.into(),
                 accel: Accel::Host,
+                clock: Default::default(),
                 layout,
                 mem_bytes: 64 << 20,
                 mode: Mode::Steady,

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::vocab::{
-    Accel, Arch, Contpte, Instrument, Mapcount, Mode, ModelOrder, OpCounter, Pause, RealLayout,
-    Sched, Strategy,
+    Accel, Arch, Clock, Contpte, Instrument, Mapcount, Mode, ModelOrder, OpCounter, Pause,
+    RealLayout, SampleUnit, Sched, Strategy,
 };
 
 /// Version of the record and result-file schema; bumped on any incompatible change.
@@ -68,6 +68,9 @@ pub struct RealVariant {
     /// Where that kernel ran.
     #[serde(default, skip_serializing_if = "is_default")]
     pub accel: Accel,
+    /// What the samples count: `wall` (ns) or `icount` (guest instructions, exact).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub clock: Clock,
     pub layout: RealLayout,
     pub mem_bytes: u64,
     pub mode: Mode,
@@ -105,6 +108,14 @@ impl Variant {
         match self {
             Variant::Sim(v) => v.mem_bytes,
             Variant::Real(v) => v.mem_bytes,
+        }
+    }
+
+    /// The unit of this variant's samples: instructions for an icount guest, else ns.
+    pub fn unit(&self) -> SampleUnit {
+        match self {
+            Variant::Sim(_) => SampleUnit::Nanoseconds,
+            Variant::Real(v) => v.clock.unit(),
         }
     }
 
@@ -152,6 +163,9 @@ impl Variant {
                 }
                 if v.accel != Accel::Host {
                     o.push(v.accel.name().into());
+                }
+                if v.clock != Clock::Wall {
+                    o.push(v.clock.name().into());
                 }
                 if v.unverified {
                     o.push("unverified".into());
@@ -521,6 +535,9 @@ pub struct GuestBoot {
     pub accel: Accel,
     /// Why that accelerator: asked for, or why `auto` fell back to TCG.
     pub accel_reason: String,
+    /// The guest's clock: `icount` (1 ns per guest instruction) or `wall`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub clock: Clock,
     /// `qemu-system-* --version`, first line.
     pub qemu: String,
     /// The kernel image booted (its file name; a Debian package's name when taken from one).
@@ -684,6 +701,7 @@ pub(crate) mod tests {
             arch: Arch::X86_64,
             kernel: "6.18.0".into(),
             accel: Accel::Tcg,
+            clock: Default::default(),
             layout: RealLayout::Mthp { kb: 64 },
             mem_bytes: 1 << 30,
             mode: Mode::Steady,
@@ -692,6 +710,28 @@ pub(crate) mod tests {
         });
         assert_eq!(real.id(), "real:x86_64:6.18.0:mthp-64k:sched-fifo,tcg");
         assert_eq!(real.row_name(), "6.18.0");
+        assert_eq!(real.unit(), SampleUnit::Nanoseconds);
+        // An exact (icount) run is another variant in another unit: it never shares a cell
+        // with a timed run.
+        let Variant::Real(mut exact) = real.clone() else {
+            unreachable!()
+        };
+        exact.clock = Clock::Icount;
+        let exact = Variant::Real(exact);
+        assert_eq!(
+            exact.id(),
+            "real:x86_64:6.18.0:mthp-64k:sched-fifo,tcg,icount"
+        );
+        assert_eq!(exact.unit(), SampleUnit::Instructions);
+        assert_ne!(exact, real);
+        let j = serde_json::to_string(&real).unwrap();
+        assert!(
+            !j.contains("clock"),
+            "a wall clock is the default and not written: {j}"
+        );
+        let j = serde_json::to_string(&exact).unwrap();
+        assert!(j.contains(r#""clock":"icount""#), "{j}");
+        assert_eq!(serde_json::from_str::<Variant>(&j).unwrap(), exact);
     }
 
     #[test]

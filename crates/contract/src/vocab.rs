@@ -246,6 +246,51 @@ vocab! {
 }
 
 vocab! {
+    /// What a real-fork sample counts. Under QEMU's `-icount shift=0,sleep=off` the guest's
+    /// clock advances exactly 1 ns per executed guest instruction, so a "nanosecond" read inside
+    /// such a guest is one instruction: the guest kernel's instruction path length, exact and
+    /// immune to host load, but blind to caches, atomics' cost and TLB maintenance.
+    #[derive(Default)]
+    pub enum Clock: "clock" {
+        /// Real time: samples are nanoseconds (host, KVM, or plain timed TCG).
+        #[default]
+        Wall = "wall",
+        /// QEMU icount: samples are guest instructions.
+        Icount = "icount",
+    }
+}
+
+impl Clock {
+    /// The unit a sample of this clock is in.
+    pub const fn unit(self) -> SampleUnit {
+        match self {
+            Clock::Wall => SampleUnit::Nanoseconds,
+            Clock::Icount => SampleUnit::Instructions,
+        }
+    }
+}
+
+/// The unit of a run's samples: what tables, exports, plots and comparisons must say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum SampleUnit {
+    /// Time (every model run, host and KVM runs, timed TCG).
+    #[default]
+    Nanoseconds,
+    /// Guest instructions (QEMU icount).
+    Instructions,
+}
+
+impl SampleUnit {
+    /// The short suffix a table uses (`ns`, `instr`).
+    pub const fn suffix(self) -> &'static str {
+        match self {
+            SampleUnit::Nanoseconds => "ns",
+            SampleUnit::Instructions => "instr",
+        }
+    }
+}
+
+vocab! {
     /// The model's operation counters: exact counts of one fork. `forkmodel::Ops` has one field
     /// per counter, in this order (checked by a test there).
     pub enum OpCounter: "op counter" {

@@ -887,6 +887,7 @@ fn launch(
     spawn_stderr_reader(stderr, Arc::clone(&stderr_tail), tx);
     let boot = GuestBoot {
         accel,
+        clock: contract::Clock::Wall,
         accel_reason: accel_reason.clone(),
         qemu: qemu.version.clone(),
         image: cfg.image.path.file_name().map_or_else(

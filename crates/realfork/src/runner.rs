@@ -919,6 +919,7 @@ fn record(p: RecordParts<'_>) -> RunRecord {
             arch: p.arch,
             kernel: p.kernel.to_string(),
             accel: Accel::Host,
+            clock: contract::Clock::Wall,
             layout: p.plan.layout,
             mem_bytes: p.plan.mem,
             mode: p.plan.mode,

@@ -214,6 +214,7 @@ mod tests {
                 arch: Arch::X86_64,
                 kernel: "k".into(),
                 accel: Accel::Host,
+                clock: Default::default(),
                 layout: RealLayout::Order0,
                 mem_bytes: 1 << 30,
                 mode: Mode::Steady,

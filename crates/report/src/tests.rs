@@ -43,6 +43,7 @@ pub(crate) fn rec(
             arch: Arch::Arm64,
             kernel: row.into(),
             accel: Default::default(),
+            clock: Default::default(),
             layout: layout.parse::<RealLayout>().unwrap(),
             mem_bytes: 1 << 30,
             mode: Mode::Fresh,

@@ -68,6 +68,7 @@ fn real_run(context: u32) -> RunRecord {
             arch: Arch::X86_64,
             kernel: "6.18.0".into(),
             accel: Accel::Host,
+            clock: Default::default(),
             layout: RealLayout::Order0,
             mem_bytes: 1 << 30,
             mode: Mode::Steady,

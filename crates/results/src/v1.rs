@@ -171,6 +171,7 @@ fn real_variant(v: &Variant, extra: &Value) -> Result<RealVariant, String> {
         arch: parse("arch", &v.arch)?,
         kernel,
         accel: Accel::Host,
+        clock: contract::Clock::Wall,
         layout: parse::<RealLayout>("layout", &v.layout)?,
         mem_bytes: v.mem_bytes,
         mode: parse::<Mode>("mode", &v.mode)?,
