@@ -35,7 +35,8 @@ if [ ! -d "$tree/.git" ]; then
   apt_root=$work/apt
   mkdir -p "$apt_root"/etc/sources.list.d "$apt_root"/etc/preferences.d \
     "$apt_root"/lists/partial "$apt_root"/cache/archives/partial
-  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian stable main" \
+  mirror=$(cargo xtask kernels mirror) # the host's own Debian archive, from its apt sources
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror stable main" \
     >"$apt_root/etc/sources.list"
   : >"$apt_root/etc/preferences"
   apt_opts=(-o "Dir::Etc::SourceList=$apt_root/etc/sources.list"

@@ -30,14 +30,16 @@ if ((${#need_pkgs[@]})); then
     if ! apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/tmp/forkbench-apt.log 2>&1; then
         # The usual cause: qemu-utils from bookworm-backports breaks bookworm's qemu-system-common.
         . /etc/os-release
+        # The host's own Debian archive (its apt sources), never one named here.
+        mirror=$(cargo xtask kernels mirror)
         tmp=/etc/apt/sources.list.d/forkbench-provision-backports.sources
         cleanup() {
             rm -f "$tmp"
             apt-get update -qq || true
         }
         trap cleanup EXIT
-        printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: %s-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-            "$VERSION_CODENAME" >"$tmp"
+        printf 'Types: deb\nURIs: %s\nSuites: %s-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+            "$mirror" "$VERSION_CODENAME" >"$tmp"
         apt-get update -qq
         if ! apt-get install -y -qq --no-install-recommends -t "$VERSION_CODENAME-backports" "${need_pkgs[@]}" >>/tmp/forkbench-apt.log 2>&1; then
             echo "provision-guests: error: apt-get could not install ${need_pkgs[*]} (log: /tmp/forkbench-apt.log)" >&2

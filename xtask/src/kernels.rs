@@ -36,6 +36,9 @@ pub enum KernelsCommand {
     Fetch(FetchArgs),
     /// Say what a kernel image or Debian kernel package is: arch, release, config facts
     Show(ShowArgs),
+    /// Print the Debian archive this host's apt sources use (what `fetch` and the provisioning
+    /// scripts download from; $FORKBENCH_DEBIAN_MIRROR overrides it)
+    Mirror,
 }
 
 /// Debian's kernel series forkbench knows where to find.
@@ -69,6 +72,10 @@ pub struct FetchArgs {
     /// Where the packages go [default: $FORKBENCH_KERNEL_CACHE, else ~/.cache/forkbench/kernels]
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// The Debian archive to download from, e.g. http://HOST/debian [default: the one this
+    /// host's apt sources use]
+    #[arg(long)]
+    pub mirror: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -81,6 +88,7 @@ pub fn run(a: &KernelsArgs) -> anyhow::Result<std::process::ExitCode> {
     match &a.command {
         KernelsCommand::Fetch(f) => fetch(f)?,
         KernelsCommand::Show(s) => show(s)?,
+        KernelsCommand::Mirror => println!("{}", guest::mirror::debian_mirror()?),
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -102,7 +110,7 @@ fn fetch(f: &FetchArgs) -> anyhow::Result<()> {
     };
     for &r in &releases {
         for &arch in &arches {
-            let deb = guest::fetch::fetch(r.name(), arch, &dir)
+            let deb = guest::fetch::fetch_from(r.name(), arch, &dir, f.mirror.as_deref())
                 .with_context(|| format!("fetching Debian's {} kernel for {arch}", r.name()))?;
             println!("{}", deb.display());
         }

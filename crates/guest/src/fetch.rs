@@ -2,7 +2,8 @@
 //! configuration: its own sources.list, lists, cache and preferences under the cache dir, so the
 //! host's apt setup is never read for sources nor written. Release 6.1 comes from `bookworm`,
 //! 6.12 from `stable`; the package is the highest `linux-image-<release>.*-cloud-<arch>-unsigned`.
-//! A `.deb` already in the cache dir is reused without touching the network.
+//! A `.deb` already in the cache dir is reused without touching the network. The archive is the
+//! one this host's apt already uses ([`crate::mirror`]), or the one given: forkbench names none.
 
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,6 @@ pub const RELEASES: [&str; 2] = ["6.1", "6.12"];
 
 /// The keyring that signs Debian's archive (package `debian-archive-keyring`).
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
-const MIRROR: &str = "http://deb.debian.org/debian";
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -26,6 +26,8 @@ pub enum FetchError {
          (elsewhere, pass an image with --kernel or a package with --kernel-deb)"
     )]
     NotDebian,
+    #[error(transparent)]
+    Mirror(#[from] crate::mirror::MirrorError),
     #[error("{KEYRING} is missing: apt-get install debian-archive-keyring")]
     NoKeyring,
     #[error("no cache directory: set FORKBENCH_KERNEL_CACHE (HOME and XDG_CACHE_HOME are unset)")]
@@ -171,13 +173,29 @@ pub fn cached(release: &str, arch: Arch, cache_dir: &Path) -> Result<Option<Path
 }
 
 /// The `.deb` of the highest cloud kernel image of `release` (`6.1` or `6.12`) for `arch`:
-/// reused from `cache_dir` when there, else fetched into it (apt lists refreshed first).
+/// reused from `cache_dir` when there, else fetched into it (apt lists refreshed first) from
+/// the Debian archive of this host's apt sources ([`crate::mirror::debian_mirror`]).
 pub fn fetch(release: &str, arch: Arch, cache_dir: &Path) -> Result<PathBuf, FetchError> {
+    fetch_from(release, arch, cache_dir, None)
+}
+
+/// [`fetch`] from the archive `mirror` (a URI such as `http://HOST/debian`), or, when `None`,
+/// from the one this host's apt sources use.
+pub fn fetch_from(
+    release: &str,
+    arch: Arch,
+    cache_dir: &Path,
+    mirror: Option<&str>,
+) -> Result<PathBuf, FetchError> {
     let suite = suite(release)?;
     if let Some(deb) = cached(release, arch, cache_dir)? {
         return Ok(deb);
     }
-    let apt = PrivateApt::new(cache_dir)?;
+    let mirror = match mirror {
+        Some(m) => m.trim_end_matches('/').to_string(),
+        None => crate::mirror::debian_mirror()?,
+    };
+    let apt = PrivateApt::new(cache_dir, &mirror)?;
     apt.update()?;
     let darch = debian_arch(arch);
     let pattern = format!("linux-image-{release}.*-cloud-{darch}-unsigned");
@@ -203,7 +221,7 @@ struct PrivateApt {
 }
 
 impl PrivateApt {
-    fn new(cache_dir: &Path) -> Result<Self, FetchError> {
+    fn new(cache_dir: &Path, mirror: &str) -> Result<Self, FetchError> {
         if which_in_path("apt-get").is_none() || which_in_path("apt-cache").is_none() {
             return Err(FetchError::NotDebian);
         }
@@ -222,7 +240,7 @@ impl PrivateApt {
         }
         let sources: String = ["bookworm", "stable"]
             .iter()
-            .map(|s| format!("deb [signed-by={KEYRING} arch=amd64,arm64] {MIRROR} {s} main\n"))
+            .map(|s| format!("deb [signed-by={KEYRING} arch=amd64,arm64] {mirror} {s} main\n"))
             .collect();
         let list = root.join("etc/sources.list");
         std::fs::write(&list, sources).map_err(io_err(&list))?;

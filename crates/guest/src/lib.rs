@@ -12,6 +12,7 @@ pub mod fetch;
 pub mod frame;
 pub mod image;
 pub mod init;
+pub mod mirror;
 pub mod payload;
 pub mod plan;
 pub mod qemu;

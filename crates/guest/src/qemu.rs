@@ -27,7 +27,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use contract::{Accel, Arch, GuestBoot, RunnerLine, Size, Variant};
+use contract::{Accel, Arch, Clock, GuestBoot, RunnerLine, Size, Variant};
 
 use crate::cpio::CpioWriter;
 use crate::frame::{Frame, FrameDecoder, FrameError, FrameKind};
@@ -81,11 +81,62 @@ impl FromStr for AccelChoice {
     }
 }
 
+/// Which clock the guest's measurements read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClockChoice {
+    /// Exact under emulation: `icount` whenever the guest runs under TCG, `wall` under KVM.
+    #[default]
+    Auto,
+    /// QEMU `-icount shift=0,sleep=off` (TCG only): one guest instruction is one guest ns.
+    Icount,
+    /// Real time, also under TCG ("timed TCG": noisy, kept for whoever asks for it).
+    Wall,
+}
+
+impl ClockChoice {
+    /// The clock a guest under `accel` gets, or why this choice cannot have it.
+    pub fn resolve(self, accel: Accel) -> Result<Clock, GuestError> {
+        match (self, accel) {
+            (ClockChoice::Auto, Accel::Tcg) | (ClockChoice::Icount, Accel::Tcg) => {
+                Ok(Clock::Icount)
+            }
+            (ClockChoice::Icount, _) => Err(GuestError::IcountNeedsTcg),
+            (ClockChoice::Auto | ClockChoice::Wall, _) => Ok(Clock::Wall),
+        }
+    }
+}
+
+impl fmt::Display for ClockChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            ClockChoice::Auto => "auto",
+            ClockChoice::Icount => "icount",
+            ClockChoice::Wall => "wall",
+        })
+    }
+}
+
+impl FromStr for ClockChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(ClockChoice::Auto),
+            "icount" => Ok(ClockChoice::Icount),
+            "wall" => Ok(ClockChoice::Wall),
+            other => Err(format!(
+                "unknown guest clock '{other}' (expected auto, icount or wall)"
+            )),
+        }
+    }
+}
+
 /// Everything one guest boot needs.
 #[derive(Debug, Clone)]
 pub struct GuestConfig {
     pub image: KernelImage,
     pub accel: AccelChoice,
+    /// The guest clock; under icount the guest gets one vCPU whatever `vcpus` says.
+    pub clock: ClockChoice,
     /// Guest RAM (`-m`); [`GuestConfig::new`] sizes it with [`guest_mem_for`].
     pub mem: Size,
     pub vcpus: u32,
@@ -116,6 +167,7 @@ impl GuestConfig {
             mem: guest_mem_for(&plan, payload_bytes),
             image,
             accel: AccelChoice::Auto,
+            clock: ClockChoice::Auto,
             vcpus: 2,
             boot_timeout,
             step_timeout: Duration::from_secs(600),
@@ -194,6 +246,8 @@ pub enum GuestError {
     Image(ImageError),
     #[error("the image is a {image} kernel but the guest was asked to be {asked}")]
     ArchMismatch { image: Arch, asked: Arch },
+    #[error("--clock icount needs an emulated guest (--accel tcg): KVM runs at hardware speed")]
+    IcountNeedsTcg,
     #[error("--accel kvm: {reason}")]
     KvmUnavailable { reason: String },
     #[error("initramfs {path}: {source}")]
@@ -382,11 +436,25 @@ fn cmdline(arch: Arch, extra: &[String]) -> String {
 /// QEMU's arguments. `-nodefaults -display none` rather than `-nographic`: no default
 /// devices to emulate, and nothing but the serial console on stdio (`-nographic` would
 /// multiplex the monitor onto it too). `signal=off`: a ^C byte in the input is data.
-fn qemu_args(cfg: &GuestConfig, accel: Accel, kernel: &Path, initrd: &Path) -> Vec<String> {
+///
+/// Under `clock` icount: `-icount shift=0,sleep=off` (every guest instruction advances the
+/// guest clock by 2^0 ns; an idle vCPU jumps to its next timer instead of sleeping, so host
+/// time never leaks in) and one vCPU, since icount runs TCG single-threaded and a second vCPU's
+/// instructions would land in the measuring CPU's clock.
+fn qemu_args(
+    cfg: &GuestConfig,
+    accel: Accel,
+    clock: Clock,
+    kernel: &Path,
+    initrd: &Path,
+) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
     let kvm = accel == Accel::Kvm;
     push(&["-accel", if kvm { "kvm" } else { "tcg" }]);
+    if clock == Clock::Icount {
+        push(&["-icount", "shift=0,sleep=off"]);
+    }
     match (cfg.image.arch, kvm) {
         (Arch::X86_64, true) => push(&["-cpu", "host"]),
         (Arch::X86_64, false) => push(&["-cpu", "max"]),
@@ -396,7 +464,8 @@ fn qemu_args(cfg: &GuestConfig, accel: Accel, kernel: &Path, initrd: &Path) -> V
         (Arch::Arm64, false) => push(&["-M", "virt", "-cpu", "max,pauth-impdef=on"]),
     }
     let mib = cfg.mem.bytes().div_ceil(1 << 20);
-    push(&["-smp", &cfg.vcpus.to_string(), "-m", &format!("{mib}M")]);
+    let vcpus = vcpus_for(cfg, clock);
+    push(&["-smp", &vcpus.to_string(), "-m", &format!("{mib}M")]);
     push(&["-nodefaults", "-no-user-config", "-display", "none"]);
     push(&[
         "-chardev",
@@ -412,6 +481,14 @@ fn qemu_args(cfg: &GuestConfig, accel: Accel, kernel: &Path, initrd: &Path) -> V
     a.push("-append".into());
     a.push(cmdline(cfg.image.arch, &cfg.cmdline_extra));
     a
+}
+
+/// The guest's vCPUs: one under icount, else what the configuration asks.
+fn vcpus_for(cfg: &GuestConfig, clock: Clock) -> u32 {
+    match clock {
+        Clock::Icount => 1,
+        Clock::Wall => cfg.vcpus,
+    }
 }
 
 /// Write the initramfs (uncompressed: decompressing under TCG costs more than reading).
@@ -491,6 +568,11 @@ impl Guest {
         write_initramfs(&cfg, &initrd)?;
         let try_accel = |accel, reason: String| launch(&cfg, &qemu, &initrd, accel, reason);
         let mut guest = match cfg.accel {
+            // Exact counting exists only under emulation: icount never tries KVM.
+            AccelChoice::Kvm if cfg.clock == ClockChoice::Icount => Err(GuestError::IcountNeedsTcg),
+            AccelChoice::Auto if cfg.clock == ClockChoice::Icount => {
+                try_accel(Accel::Tcg, "auto: --clock icount needs tcg".into()).map_err(|f| f.error)
+            }
             AccelChoice::Tcg => try_accel(Accel::Tcg, "asked for tcg".into()).map_err(|f| f.error),
             AccelChoice::Kvm => {
                 kvm_possible(arch).map_err(|reason| GuestError::KvmUnavailable { reason })?;
@@ -686,6 +768,7 @@ impl Guest {
             RunnerLine::Run(r) => {
                 if let Variant::Real(v) = &mut r.variant {
                     v.accel = self.boot.accel;
+                    v.clock = self.boot.clock;
                 }
             }
             RunnerLine::Context(c) => c.guest = Some(self.boot.clone()),
@@ -831,8 +914,9 @@ fn launch(
         error,
         stderr_last: None,
     };
+    let clock = cfg.clock.resolve(accel).map_err(fail)?;
     let mut c = Command::new(&qemu.path);
-    c.args(qemu_args(cfg, accel, &cfg.image.path, initrd))
+    c.args(qemu_args(cfg, accel, clock, &cfg.image.path, initrd))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -887,7 +971,7 @@ fn launch(
     spawn_stderr_reader(stderr, Arc::clone(&stderr_tail), tx);
     let boot = GuestBoot {
         accel,
-        clock: contract::Clock::Wall,
+        clock,
         accel_reason: accel_reason.clone(),
         qemu: qemu.version.clone(),
         image: cfg.image.path.file_name().map_or_else(
@@ -895,7 +979,7 @@ fn launch(
             |n| n.to_string_lossy().into_owned(),
         ),
         guest_arch: uname_machine(cfg.image.arch).to_string(),
-        vcpus: cfg.vcpus,
+        vcpus: vcpus_for(cfg, clock),
         guest_mem_bytes: cfg.mem.bytes(),
         boot_ms: 0,
         page_size: 0,
@@ -1076,6 +1160,28 @@ mod tests {
         assert_eq!(m.bytes() % (2 << 20), 0);
         let empty = GuestPlan::new(false, vec![]);
         assert_eq!(guest_mem_for(&empty, 1).bytes(), MIN_GUEST_MEM);
+    }
+
+    #[test]
+    fn clock_choices_resolve_by_accelerator() {
+        assert_eq!(
+            ClockChoice::Auto.resolve(Accel::Tcg).unwrap(),
+            Clock::Icount
+        );
+        assert_eq!(ClockChoice::Auto.resolve(Accel::Kvm).unwrap(), Clock::Wall);
+        assert_eq!(ClockChoice::Wall.resolve(Accel::Tcg).unwrap(), Clock::Wall);
+        assert_eq!(
+            ClockChoice::Icount.resolve(Accel::Tcg).unwrap(),
+            Clock::Icount
+        );
+        assert!(matches!(
+            ClockChoice::Icount.resolve(Accel::Kvm),
+            Err(GuestError::IcountNeedsTcg)
+        ));
+        for c in [ClockChoice::Auto, ClockChoice::Icount, ClockChoice::Wall] {
+            assert_eq!(c.to_string().parse::<ClockChoice>().unwrap(), c);
+        }
+        assert!("cycles".parse::<ClockChoice>().is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use contract::Arch;
 use guest::fetch;
 
 #[test]
-#[ignore = "downloads about 30 MB from deb.debian.org"]
+#[ignore = "downloads about 30 MB from the Debian archive of this host's apt sources"]
 fn an_empty_cache_fetches_the_6_1_arm64_package_then_reuses_it() {
     if fetch::which_in_path("apt-get").is_none() {
         eprintln!("skipping: not a Debian-family host");
