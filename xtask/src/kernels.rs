@@ -294,13 +294,15 @@ impl Guests {
                 bail!(crate::bench::Interrupted);
             }
             let steps = steps_for(plan, &k.label, opts.vcpus);
-            let guest_plan = GuestPlan::new(
+            let mut guest_plan = GuestPlan::new(
                 true,
                 steps
                     .iter()
                     .map(|(_, o)| GuestStep::Real(o.clone()))
                     .collect(),
             );
+            // The guest's CPU count is known only at boot (one vCPU under icount).
+            guest_plan.pin_last_cpu = true;
             let mut cfg = GuestConfig::new(k.image, payload.to_path_buf(), guest_plan);
             cfg.accel = opts.accel;
             if let Some(m) = opts.mem {

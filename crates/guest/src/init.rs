@@ -167,6 +167,11 @@ pub fn run_step(plan: &GuestPlan, i: usize, emit: &mut Emit<'_>) -> io::Result<S
             error: Some(format!("no step {i}: the plan has {}", plan.steps.len())),
             unsupported: false,
         },
+        Some(GuestStep::Real(opts)) if plan.pin_last_cpu => {
+            let mut opts = opts.clone();
+            opts.cpu = last_online_cpu();
+            run_real(i, &opts, emit)?
+        }
         Some(GuestStep::Real(opts)) => run_real(i, opts, emit)?,
         Some(GuestStep::Exec {
             path,
@@ -178,6 +183,12 @@ pub fn run_step(plan: &GuestPlan, i: usize, emit: &mut Emit<'_>) -> io::Result<S
     let json = serde_json::to_vec(&done).expect("StepDone serialises");
     emit(FrameKind::StepDone, &json)?;
     Ok(done)
+}
+
+/// The highest CPU this process may run on (`None` when the mask cannot be read: then the
+/// step runs unpinned and its context says so).
+fn last_online_cpu() -> Option<usize> {
+    hostenv::cpu::allowed_cpus().ok()?.ids().max()
 }
 
 fn run_real(step: usize, opts: &contract::RealOpts, emit: &mut Emit<'_>) -> io::Result<StepDone> {

@@ -17,6 +17,11 @@ pub const PLAN_VERSION: u32 = 1;
 pub struct GuestPlan {
     pub version: u32,
     pub interactive: bool,
+    /// Real steps run pinned to the guest's last online CPU, whatever their `cpu` says. The
+    /// host cannot know that CPU when it writes the plan: an icount guest gets one vCPU, a KVM
+    /// guest the configured number, and `auto` decides at boot.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pin_last_cpu: bool,
     pub steps: Vec<GuestStep>,
 }
 
@@ -50,6 +55,7 @@ impl GuestPlan {
         GuestPlan {
             version: PLAN_VERSION,
             interactive,
+            pin_last_cpu: false,
             steps,
         }
     }
