@@ -689,6 +689,25 @@ mthp_sizes = "offered"
     }
 
     #[test]
+    fn stand_in_strategies_are_profile_words() {
+        use contract::Strategy::*;
+        let src = with(
+            r#"strategies = ["mm-unstable", "hugetlb-rmap-cleanups", "ryan-v4", "fork-batching", "upstream"]"#,
+            r#"strategies = ["v6.1", "mm-unstable", "v6.12", "current"]"#,
+        )
+        .replacen(r#"baseline = "mm-unstable""#, r#"baseline = "v6.1""#, 1);
+        let m = parse(&src, "t.toml", "t").unwrap().model.unwrap();
+        assert_eq!(m.strategies, [V6_1, MmUnstable, V6_12, Current]);
+        assert_eq!(m.baseline, V6_1);
+        let e = err_of(&src.replacen(r#""v6.12""#, r#""v6.13""#, 1));
+        assert!(
+            e.contains("key 'model.strategies': unknown strategy 'v6.13'")
+                && e.contains("v6.1, v6.12"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_name_file_line_and_key() {
         let src = with("iters = 100", "iters = 100\nitres = 5");
         let e = err_of(&src);

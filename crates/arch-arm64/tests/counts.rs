@@ -12,16 +12,27 @@ use forkmodel::{Arch, ForkConfig, Layout, Model, Ops, Order, StrategyId};
 type Row = (u64, u64, u64, u64, u64, u64, u64, u64, u64, u64);
 
 fn count<A: Arch>(s: StrategyId, order: u32) -> Row {
+    count_mode::<A>(s, order, false)
+}
+
+/// One fork's row; with `steady`, of the parent's second fork (its PTEs already read-only,
+/// its pages shared).
+fn count_mode<A: Arch>(s: StrategyId, order: u32, steady: bool) -> Row {
     let layout = Layout::uniform(2 << 20, Order::new(order).unwrap()).unwrap();
     let mut m = Model::<A>::with_layout(&layout, ForkConfig::default()).unwrap();
+    if steady {
+        let c = m.fork_with(s, &mut forkmodel::NoCount);
+        m.zap(c);
+    }
     let mut o = Ops::default();
     let c = m.fork_with(s, &mut o);
     m.zap(c);
-    // Every fork of fresh anon memory also does one _mapcount inc and one AnonExclusive clear
-    // per page, and one flush_tlb_mm.
+    // Every fork of anon memory also does one _mapcount inc per page and one flush_tlb_mm;
+    // the first fork of fresh memory one AnonExclusive clear per page.
+    let clears = if steady { 0 } else { 512 };
     assert_eq!(
         (o.mapcount_atomics, o.anon_exclusive_clears, o.tlb_flush_mm),
-        (512, 512, 1),
+        (512, clears, 1),
         "{s}"
     );
     (
@@ -258,4 +269,105 @@ fn populate_writes_cont_blocks_only_for_large_aligned_folios() {
         let p = m.parent_pte(forkmodel::layout::DEFAULT_BASE);
         assert_eq!(arch_arm64::pte_valid_cont(p), cont, "order {order}");
     }
+}
+
+#[test]
+fn stand_ins_on_arm64_fresh_and_steady() {
+    // 6.1 on arm64 has no contpte (CONFIG_ARM64_CONTPTE came in v6.9): its engine is dis.
+    // Per PTE: the one load of copy_pte_range (plain dereferences the compiler merges),
+    // ptep_set_wrprotect = 1 R + 1 CAS (arm64's cmpxchg loop, as in every version),
+    // set_pte_at = 1 W; one folio_get and one rmap dup per PTE. Steady: no write-protect.
+    let v6_1_fresh: Row = (512, 512, 1024, 512, 512, 0, 512, 512, 512, 127);
+    let v6_1_steady: Row = (512, 512, 512, 512, 0, 0, 512, 512, 512, 127);
+    for order in [0, 4, 9] {
+        assert_eq!(
+            count_mode::<Arm64ContpteDis>(V6_1, order, false),
+            v6_1_fresh
+        );
+        assert_eq!(
+            count_mode::<Arm64ContpteDis>(V6_1, order, true),
+            v6_1_steady
+        );
+    }
+    // 6.12 on arm64 (Debian's has CONFIG_ARM64_CONTPTE=y): the capped, hinted batch on
+    // contpte-ena, current's counts. Order 0: per PTE ptep_get 1 R, wrprotect 1 R + 1 X,
+    // set_ptes(1) 1 R (the child slot's unfold check) + 1 W. Orders 4 and 9: one gathered
+    // ptep_get (17 R) per 16-entry block, the block write-protected in place (16 x (R + X),
+    // no unfold, no TLBI) and written whole with CONT; order 4 stops each batch at the
+    // capped max_nr without reading the next folio's block.
+    let fresh: [(u32, Row); 3] = [
+        (0, (512, 512, 1536, 512, 512, 0, 512, 512, 512, 127)),
+        (4, (32, 544, 544 + 512, 512, 512, 0, 32, 32, 32, 31)),
+        (9, (32, 544, 544 + 512, 512, 512, 0, 1, 1, 1, 0)),
+    ];
+    // Steady: the parent's blocks stayed CONT (whole-block write-protect never unfolds), so
+    // the same gathers happen, minus the write-protect's 512 R and 512 X.
+    let steady: [(u32, Row); 3] = [
+        (0, (512, 512, 1024, 512, 0, 0, 512, 512, 512, 127)),
+        (4, (32, 544, 544, 512, 0, 0, 32, 32, 32, 31)),
+        (9, (32, 544, 544, 512, 0, 0, 1, 1, 1, 0)),
+    ];
+    for ((order, f), (_, st)) in fresh.into_iter().zip(steady) {
+        assert_eq!(
+            count_mode::<Arm64ContpteEna>(V6_12, order, false),
+            f,
+            "order {order}"
+        );
+        assert_eq!(
+            count_mode::<Arm64ContpteEna>(V6_12, order, true),
+            st,
+            "order {order}"
+        );
+        for mode in [false, true] {
+            assert_eq!(
+                count_mode::<Arm64ContpteEna>(V6_12, order, mode),
+                count_mode::<Arm64ContpteEna>(Current, order, mode)
+            );
+            assert_eq!(
+                count_mode::<Arm64ContpteDis>(V6_12, order, mode),
+                count_mode::<Arm64ContpteDis>(Current, order, mode)
+            );
+        }
+    }
+}
+
+#[test]
+fn v6_1_on_a_contpte_kernel_is_mm_unstable_without_the_second_read() {
+    // Hypothetical (6.1 never had contpte), as mm-unstable on contpte is: the first PTE of a
+    // block gathers 17 R and the first write-protect unfolds the block (1 R, 16 X + T + 16 W,
+    // 1 R, 1 X); the other 15 PTEs cost 1 R + (1 R + 1 X). The child writes each slot after a
+    // 1 R check and folds at entry 15 (16 R + 16 X + T + 16 W). Per block: ptep_get R 17 + 15
+    // = 32; R 32 + 17 + 32 = 81; X 48; W 48; T 2. mm-unstable reads 32 more per block.
+    let fresh = (
+        512,
+        32 * 32,
+        32 * 81,
+        32 * 48,
+        32 * 48,
+        64,
+        512,
+        512,
+        512,
+        127,
+    );
+    for order in [4, 9] {
+        assert_eq!(
+            count::<Arm64ContpteEna>(V6_1, order),
+            fresh,
+            "order {order}"
+        );
+        let mm = count::<Arm64ContpteEna>(MmUnstable, order);
+        assert_eq!((mm.1 - fresh.1, mm.2 - fresh.2), (32 * 32, 32 * 32));
+    }
+    // Steady: the parent's blocks were unfolded by the first fork and stay so; per block 16
+    // ptep_get R, no write-protect, 16 child checks + the fold (16 R + 16 X + T + 16 W).
+    assert_eq!(
+        count_mode::<Arm64ContpteEna>(V6_1, 9, true),
+        (512, 512, 32 * 48, 32 * 32, 32 * 16, 32, 512, 512, 512, 127)
+    );
+    // Order 0 has no CONT: as upstream's order 0 on contpte-ena.
+    assert_eq!(
+        count::<Arm64ContpteEna>(V6_1, 0),
+        count::<Arm64ContpteEna>(Upstream, 0)
+    );
 }

@@ -1,11 +1,21 @@
-//! The x86_64 engine: 4-level paging with 4 KiB pages, PTE bits as in
-//! `arch/x86/include/asm/pgtable_types.h`, the v6.6+ SavedDirty rule (Write=0 with Dirty=1 is
-//! the shadow-stack encoding, so write-protecting moves Dirty to SavedDirty), and the v6.6+
-//! read + compare-and-swap `ptep_set_wrprotect`. x86 overrides neither `pte_batch_hint` nor
-//! `wrprotect_ptes`, and its lazy-MMU hooks do nothing on bare metal, so everything else is
-//! the core's generic default.
+//! The x86_64 engine: 4-level paging with 4 KiB pages and PTE bits as in
+//! `arch/x86/include/asm/pgtable_types.h`, in the two generations of x86's PTE code, selected
+//! by a type parameter so each is monomorphised ([`contract::X86PteCode`]; the strategy's
+//! kernel version picks one):
+//!
+//! - [`SavedDirty`] (v6.6+): Write=0 with Dirty=1 is the shadow-stack encoding, so
+//!   write-protecting moves Dirty to SavedDirty, and `ptep_set_wrprotect` is a read +
+//!   compare-and-swap loop ([`X86_64`]).
+//! - [`NoSavedDirty`] (6.1): `ptep_set_wrprotect` is one locked clear of the RW bit, a dirty
+//!   write-protected PTE keeps Dirty, and `pte_mkuffd_wp` only sets its bit
+//!   ([`X86_64NoSavedDirty`]).
+//!
+//! x86 overrides neither `pte_batch_hint` nor `wrprotect_ptes`, and its lazy-MMU hooks do
+//! nothing on bare metal, so everything else is the core's generic default.
 
 #![deny(unsafe_code)]
+
+use std::marker::PhantomData;
 
 use bitflags::bitflags;
 use forkmodel::arch::{Arch, Pte, SwapEntry};
@@ -41,7 +51,8 @@ bitflags! {
         const UFFD_WP = 1 << 10;
         /// Bit 11, software bit 3: `_PAGE_SOFT_DIRTY`.
         const SOFT_DIRTY = 1 << 11;
-        /// Bit 57, software bit 4: `_PAGE_DEVMAP` (removed in newer trees).
+        /// Bit 57, software bit 4: `_PAGE_DEVMAP` (v6.6+; bit 58 before; removed in newer
+        /// trees). Never set by the model.
         const DEVMAP = 1 << 57;
         /// Bit 58, software bit 5: `_PAGE_SAVED_DIRTY` (v6.6+): dirty, but write-protected.
         const SAVED_DIRTY = 1 << 58;
@@ -95,11 +106,49 @@ const fn clear_saveddirty(pte: Pte) -> Pte {
     Pte(v)
 }
 
-/// The x86_64 engine.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct X86_64;
+/// A generation of x86's PTE code.
+pub trait PteCode: 'static {
+    /// Which generation this is.
+    const CODE: contract::X86PteCode;
+    /// Write-protecting moves Dirty to SavedDirty (and `ptep_set_wrprotect` needs a CAS loop).
+    const SAVED_DIRTY: bool;
+}
 
-impl Arch for X86_64 {
+/// v6.6+: SavedDirty, read + `try_cmpxchg` write-protect, `pte_mkuffd_wp` write-protects.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SavedDirty;
+/// 6.1: no SavedDirty, `clear_bit(RW)` write-protect, `pte_mkuffd_wp` sets only its bit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoSavedDirty;
+
+impl PteCode for SavedDirty {
+    const CODE: contract::X86PteCode = contract::X86PteCode::SavedDirty;
+    const SAVED_DIRTY: bool = true;
+}
+impl PteCode for NoSavedDirty {
+    const CODE: contract::X86PteCode = contract::X86PteCode::NoSavedDirty;
+    const SAVED_DIRTY: bool = false;
+}
+
+/// The x86_64 engine with PTE code `G`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct X86<G: PteCode>(PhantomData<G>);
+
+/// x86_64 as of v6.6 (every strategy but `v6.1`).
+pub type X86_64 = X86<SavedDirty>;
+/// x86_64 as of 6.1 (`v6.1`).
+pub type X86_64NoSavedDirty = X86<NoSavedDirty>;
+
+impl<G: PteCode> X86<G> {
+    /// The dirty bits this generation uses.
+    const DIRTY_BITS: X86PteFlags = if G::SAVED_DIRTY {
+        X86PteFlags::DIRTY.union(X86PteFlags::SAVED_DIRTY)
+    } else {
+        X86PteFlags::DIRTY
+    };
+}
+
+impl<G: PteCode> Arch for X86<G> {
     const ID: contract::Arch = contract::Arch::X86_64;
     const HAS_SOFT_DIRTY: bool = true;
 
@@ -127,7 +176,7 @@ impl Arch for X86_64 {
     }
     #[inline(always)]
     fn pte_dirty(pte: Pte) -> bool {
-        pte.0 & (X86PteFlags::DIRTY | X86PteFlags::SAVED_DIRTY).bits() != 0
+        pte.0 & Self::DIRTY_BITS.bits() != 0
     }
     #[inline(always)]
     fn pte_young(pte: Pte) -> bool {
@@ -147,11 +196,21 @@ impl Arch for X86_64 {
     }
     #[inline(always)]
     fn pte_wrprotect(pte: Pte) -> Pte {
-        mksaveddirty(clear(pte, X86PteFlags::RW))
+        let pte = clear(pte, X86PteFlags::RW);
+        if G::SAVED_DIRTY {
+            mksaveddirty(pte)
+        } else {
+            pte
+        }
     }
     #[inline(always)]
     fn pte_mkwrite(pte: Pte) -> Pte {
-        clear_saveddirty(set(pte, X86PteFlags::RW))
+        let pte = set(pte, X86PteFlags::RW);
+        if G::SAVED_DIRTY {
+            clear_saveddirty(pte)
+        } else {
+            pte
+        }
     }
     #[inline(always)]
     fn pte_mkold(pte: Pte) -> Pte {
@@ -163,11 +222,16 @@ impl Arch for X86_64 {
     }
     #[inline(always)]
     fn pte_mkclean(pte: Pte) -> Pte {
-        clear(pte, X86PteFlags::DIRTY.union(X86PteFlags::SAVED_DIRTY))
+        clear(pte, Self::DIRTY_BITS)
     }
     #[inline(always)]
     fn pte_mkdirty(pte: Pte) -> Pte {
-        mksaveddirty(set(pte, X86PteFlags::DIRTY.union(X86PteFlags::SOFT_DIRTY)))
+        let pte = set(pte, X86PteFlags::DIRTY.union(X86PteFlags::SOFT_DIRTY));
+        if G::SAVED_DIRTY {
+            mksaveddirty(pte)
+        } else {
+            pte
+        }
     }
     #[inline(always)]
     fn pte_clear_uffd_wp(pte: Pte) -> Pte {
@@ -175,7 +239,12 @@ impl Arch for X86_64 {
     }
     #[inline(always)]
     fn pte_mkuffd_wp(pte: Pte) -> Pte {
-        Self::pte_wrprotect(set(pte, X86PteFlags::UFFD_WP))
+        let pte = set(pte, X86PteFlags::UFFD_WP);
+        if G::SAVED_DIRTY {
+            Self::pte_wrprotect(pte)
+        } else {
+            pte
+        }
     }
     #[inline(always)]
     fn pte_clear_soft_dirty(pte: Pte) -> Pte {
@@ -236,25 +305,40 @@ impl Arch for X86_64 {
     }
 
     fn check_pte(pte: Pte) -> Result<(), String> {
-        if has(pte, X86PteFlags::PRESENT) {
-            if !has(pte, X86PteFlags::RW) && has(pte, X86PteFlags::DIRTY) {
-                return Err(
-                    "Write=0 with Dirty=1 is the shadow-stack encoding; dirtiness of a \
-                            write-protected PTE belongs in SavedDirty"
-                        .into(),
-                );
+        if !has(pte, X86PteFlags::PRESENT) {
+            return Ok(());
+        }
+        if !G::SAVED_DIRTY {
+            // 6.1 has no SavedDirty (its bit 58 is _PAGE_DEVMAP, never on the model's pages),
+            // and Write=0 with Dirty=1 is an ordinary dirty read-only PTE there.
+            if has(pte, X86PteFlags::SAVED_DIRTY) {
+                return Err("bit 58 (SavedDirty from v6.6) set by the pre-v6.6 PTE code".into());
             }
-            if has(pte, X86PteFlags::RW) && has(pte, X86PteFlags::SAVED_DIRTY) {
-                return Err("SavedDirty set on a writable PTE".into());
-            }
+            return Ok(());
+        }
+        if !has(pte, X86PteFlags::RW) && has(pte, X86PteFlags::DIRTY) {
+            return Err(
+                "Write=0 with Dirty=1 is the shadow-stack encoding; dirtiness of a \
+                        write-protected PTE belongs in SavedDirty"
+                    .into(),
+            );
+        }
+        if has(pte, X86PteFlags::RW) && has(pte, X86PteFlags::SAVED_DIRTY) {
+            return Err("SavedDirty set on a writable PTE".into());
         }
         Ok(())
     }
 
     /// v6.6+: `READ_ONCE` + `try_cmpxchg` loop applying `pte_wrprotect` (hardware may set Dirty
     /// concurrently, and Dirty must move to SavedDirty atomically). One read and one CAS here.
+    /// 6.1: `clear_bit(_PAGE_BIT_RW)`, one locked read-modify-write and no separate load.
     #[inline(always)]
     fn ptep_set_wrprotect<C: Counter>(pt: &PteTable, idx: usize, _addr: VirtAddr, c: &mut C) {
+        if !G::SAVED_DIRTY {
+            pt.fetch_and(idx, !X86PteFlags::RW.bits());
+            c.count(|o| o.pte_atomics += 1);
+            return;
+        }
         let mut old = pt.load(idx);
         let mut reads = 1;
         let mut cas = 1;
@@ -275,16 +359,28 @@ mod tests {
     use super::*;
     use forkmodel::Arch;
 
-    fn dirty_writable(pfn: u64) -> Pte {
-        X86_64::pte_mkwrite(X86_64::pte_mkdirty(X86_64::pte_mkyoung(X86_64::mk_pte(
-            Pfn(pfn),
-            false,
-        ))))
+    fn dirty_writable<A: Arch>(pfn: u64) -> Pte {
+        A::pte_mkwrite(A::pte_mkdirty(A::pte_mkyoung(A::mk_pte(Pfn(pfn), false))))
+    }
+
+    /// `ptep_set_wrprotect` on a dirty writable PTE: (reads, atomics, writes) and the result.
+    fn wrprotect_ops<A: Arch>() -> ((u64, u64, u64), Pte, Pte) {
+        let mut pool = forkmodel::table::TablePool::new();
+        let t = pool.alloc();
+        let p = dirty_writable::<A>(9);
+        pool.get(t).store(5, p.0);
+        let mut ops = forkmodel::Ops::default();
+        A::ptep_set_wrprotect(pool.get(t), 5, VirtAddr(0), &mut ops);
+        (
+            (ops.pte_reads, ops.pte_atomics, ops.pte_writes),
+            Pte(pool.get(t).load(5)),
+            A::pte_wrprotect(p),
+        )
     }
 
     #[test]
     fn wrprotect_moves_dirty_to_saved_dirty_and_back() {
-        let p = dirty_writable(0x1234);
+        let p = dirty_writable::<X86_64>(0x1234);
         assert!(X86_64::pte_write(p) && X86_64::pte_dirty(p));
         assert!(has(p, X86PteFlags::DIRTY) && !has(p, X86PteFlags::SAVED_DIRTY));
         let ro = X86_64::pte_wrprotect(p);
@@ -300,36 +396,100 @@ mod tests {
     }
 
     #[test]
+    fn pre_saved_dirty_wrprotect_keeps_dirty_and_refuses_bit_58() {
+        type A = X86_64NoSavedDirty;
+        let p = dirty_writable::<A>(0x1234);
+        // 6.1's pte_wrprotect clears RW only: Write=0 with Dirty=1 is ordinary there.
+        let ro = A::pte_wrprotect(p);
+        assert_eq!(ro, clear(p, X86PteFlags::RW));
+        assert!(!A::pte_write(ro) && A::pte_dirty(ro) && A::check_pte(ro).is_ok());
+        assert_eq!(A::pte_mkwrite(ro), p);
+        assert!(!A::pte_dirty(A::pte_mkclean(ro)));
+        // What the v6.6+ code would leave is not 6.1's.
+        let v66 = X86_64::pte_wrprotect(p);
+        assert!(A::check_pte(v66).is_err());
+        assert!(!A::pte_dirty(v66), "6.1 reads SavedDirty as no dirt");
+        // mkdirty on a read-only PTE sets Dirty, and pte_mkuffd_wp leaves RW alone (v6.5
+        // made it write-protect).
+        let d = A::pte_mkdirty(A::mk_pte(Pfn(7), false));
+        assert!(has(d, X86PteFlags::DIRTY) && !has(d, X86PteFlags::SAVED_DIRTY));
+        let u = A::pte_mkuffd_wp(p);
+        assert!(A::pte_uffd_wp(u) && A::pte_write(u));
+        assert!(!X86_64::pte_write(X86_64::pte_mkuffd_wp(dirty_writable::<
+            X86_64,
+        >(1))));
+    }
+
+    #[test]
     fn mkdirty_on_readonly_uses_saved_dirty() {
         let p = X86_64::pte_mkdirty(X86_64::mk_pte(Pfn(7), false));
         assert!(has(p, X86PteFlags::SAVED_DIRTY) && !has(p, X86PteFlags::DIRTY));
         assert!(X86_64::pte_soft_dirty(p));
     }
 
-    #[test]
-    fn swap_entries_round_trip_and_are_not_none() {
+    fn swap_round_trip_at<A: Arch>() {
         let e = SwapEntry {
             swap_type: 3,
             offset: 0,
         };
-        let p = X86_64::swp_entry_to_pte(e);
-        assert!(!X86_64::pte_none(p) && !X86_64::pte_present(p));
-        assert_eq!(X86_64::pte_to_swp_entry(p), e);
-        let p = X86_64::pte_swp_mkexclusive(X86_64::pte_swp_mkuffd_wp(p));
-        assert_eq!(X86_64::pte_to_swp_entry(p), e);
-        assert!(X86_64::pte_swp_exclusive(p) && X86_64::pte_swp_uffd_wp(p));
+        let p = A::swp_entry_to_pte(e);
+        assert!(!A::pte_none(p) && !A::pte_present(p));
+        assert_eq!(A::pte_to_swp_entry(p), e);
+        let p = A::pte_swp_mkexclusive(A::pte_swp_mkuffd_wp(p));
+        assert_eq!(A::pte_to_swp_entry(p), e);
+        assert!(A::pte_swp_exclusive(p) && A::pte_swp_uffd_wp(p));
+    }
+
+    #[test]
+    fn swap_entries_round_trip_and_are_not_none() {
+        swap_round_trip_at::<X86_64>();
+        swap_round_trip_at::<X86_64NoSavedDirty>();
     }
 
     #[test]
     fn ptep_set_wrprotect_is_one_read_one_cas() {
-        let mut pool = forkmodel::table::TablePool::new();
-        let t = pool.alloc();
-        let p = dirty_writable(9);
-        pool.get(t).store(5, p.0);
-        let mut ops = forkmodel::Ops::default();
-        X86_64::ptep_set_wrprotect(pool.get(t), 5, VirtAddr(0), &mut ops);
-        assert_eq!((ops.pte_reads, ops.pte_atomics, ops.pte_writes), (1, 1, 0));
-        assert_eq!(Pte(pool.get(t).load(5)), X86_64::pte_wrprotect(p));
+        let (ops, got, want) = wrprotect_ops::<X86_64>();
+        assert_eq!(ops, (1, 1, 0));
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn pre_saved_dirty_ptep_set_wrprotect_is_one_locked_bit_clear() {
+        let (ops, got, want) = wrprotect_ops::<X86_64NoSavedDirty>();
+        assert_eq!(ops, (0, 1, 0));
+        assert_eq!(got, want);
+        assert_eq!(
+            got,
+            clear(dirty_writable::<X86_64NoSavedDirty>(9), X86PteFlags::RW)
+        );
+    }
+
+    /// One bit helper, chosen by `op` (0..8).
+    fn step<A: Arch>(p: Pte, op: u8) -> Pte {
+        match op {
+            0 => A::pte_wrprotect(p),
+            1 => A::pte_mkwrite(p),
+            2 => A::pte_mkdirty(p),
+            3 => A::pte_mkclean(p),
+            4 => A::pte_mkold(p),
+            5 => A::pte_mkyoung(p),
+            6 => A::pte_wrprotect(A::pte_mkuffd_wp(p)),
+            _ => A::pte_clear_soft_dirty(p),
+        }
+    }
+
+    /// Apply a sequence of bit helpers, checking that every step keeps the PFN and the arch
+    /// rule; returns where it ends, read arch-neutrally.
+    fn walk_helpers<A: Arch>(pfn: u64, ops: &[u8]) -> Result<forkmodel::PteView, String> {
+        let mut p = A::mk_pte(Pfn(pfn), false);
+        for &op in ops {
+            p = step::<A>(p, op);
+            if A::pte_pfn(p) != Pfn(pfn) {
+                return Err(format!("{p:?} lost PFN {pfn:#x}"));
+            }
+            A::check_pte(p).map_err(|e| format!("{p:?}: {e}"))?;
+        }
+        Ok(A::view(p))
     }
 
     proptest::proptest! {
@@ -338,6 +498,8 @@ mod tests {
             let p = X86_64::mk_pte(Pfn(pfn), exec);
             proptest::prop_assert_eq!(X86_64::pte_pfn(p), Pfn(pfn));
             proptest::prop_assert_eq!(X86_64::pte_pfn(X86_64::pte_advance_pfn(p, 3)), Pfn(pfn + 3));
+            // Both generations encode PFNs and base bits alike.
+            proptest::prop_assert_eq!(X86_64NoSavedDirty::mk_pte(Pfn(pfn), exec), p);
         }
 
         #[test]
@@ -345,27 +507,30 @@ mod tests {
             pfn in 0u64..(1 << 40),
             ops in proptest::collection::vec(0u8..8, 0..12),
         ) {
-            let mut p = X86_64::mk_pte(Pfn(pfn), false);
-            for op in ops {
-                p = match op {
-                    0 => X86_64::pte_wrprotect(p),
-                    1 => X86_64::pte_mkwrite(p),
-                    2 => X86_64::pte_mkdirty(p),
-                    3 => X86_64::pte_mkclean(p),
-                    4 => X86_64::pte_mkold(p),
-                    5 => X86_64::pte_mkyoung(p),
-                    6 => X86_64::pte_mkuffd_wp(p),
-                    _ => X86_64::pte_clear_soft_dirty(p),
-                };
-                proptest::prop_assert_eq!(X86_64::pte_pfn(p), Pfn(pfn));
-                proptest::prop_assert!(X86_64::check_pte(p).is_ok(), "{:?}", p);
-            }
+            let r = walk_helpers::<X86_64>(pfn, &ops);
+            proptest::prop_assert!(r.is_ok(), "{}", r.unwrap_err());
+        }
+
+        /// The pre-v6.6 helpers keep the PFN, never set bit 58, and agree with the v6.6+
+        /// ones on every logical bit (write, dirty, young, soft-dirty, uffd-wp).
+        #[test]
+        fn pre_saved_dirty_helpers_match_the_v6_6_ones_logically(
+            pfn in 0u64..(1 << 40),
+            ops in proptest::collection::vec(0u8..8, 0..12),
+        ) {
+            let old = walk_helpers::<X86_64NoSavedDirty>(pfn, &ops);
+            proptest::prop_assert!(old.is_ok(), "{}", old.clone().unwrap_err());
+            proptest::prop_assert_eq!(old, walk_helpers::<X86_64>(pfn, &ops));
         }
 
         #[test]
         fn swap_round_trip(t in 0u8..32, off in 0u64..(1 << 50)) {
             let e = SwapEntry { swap_type: t, offset: off };
             proptest::prop_assert_eq!(X86_64::pte_to_swp_entry(X86_64::swp_entry_to_pte(e)), e);
+            proptest::prop_assert_eq!(
+                X86_64NoSavedDirty::pte_to_swp_entry(X86_64NoSavedDirty::swp_entry_to_pte(e)),
+                e
+            );
         }
     }
 }

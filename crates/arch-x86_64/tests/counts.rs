@@ -1,14 +1,20 @@
 //! The full op-count table of one fork for every strategy at orders 0, 4 and 9 on x86_64,
 //! 2 MiB (one page table of 512 PTEs), fresh anon memory, per-page mapcounts (which `current`
-//! runs as per-page+large). Each expected
-//! value is derived in the comments from the kernel's control flow (spec §1, §2, §9).
+//! and `v6.12` run as per-page+large); the stand-ins `v6.1` and `v6.12` also in steady mode.
+//! Each expected value is derived in the comments from the kernel's control flow (spec §1,
+//! §2, §9; for the stand-ins the 6.1 and 6.12 trees, docs/model.md).
 
-use arch_x86_64::X86_64;
-use forkmodel::{ForkConfig, Layout, Model, NoCount, Ops, Order, StrategyId};
+use arch_x86_64::{X86_64, X86_64NoSavedDirty};
+use forkmodel::{Arch, ForkConfig, Layout, Model, NoCount, Ops, Order, StrategyId};
 
 fn count(s: StrategyId, order: u32, steady: bool) -> Ops {
+    count_on::<X86_64>(s, order, steady)
+}
+
+/// One fork's counts on engine `A`; with `steady`, of the parent's second fork.
+fn count_on<A: Arch>(s: StrategyId, order: u32, steady: bool) -> Ops {
     let layout = Layout::uniform(2 << 20, Order::new(order).unwrap()).unwrap();
-    let mut m = Model::<X86_64>::with_layout(&layout, ForkConfig::default()).unwrap();
+    let mut m = Model::<A>::with_layout(&layout, ForkConfig::default()).unwrap();
     if steady {
         let c = m.fork_with(s, &mut NoCount);
         m.zap(c);
@@ -206,4 +212,75 @@ fn counts_scale_with_page_tables_for_1g() {
     assert_eq!(ops.refcount_atomics, 512);
     assert_eq!(ops.pte_range_calls, 512);
     assert_eq!(ops.tlb_flush_mm, 1);
+}
+
+/// A fork of the same parent again (`steady`): its PTEs are already read-only and its pages
+/// shared, so no write-protect (no CAS, no locked bit clear, and none of the write-protect's
+/// own loads, `wrprotect_reads`) and no PageAnonExclusive clears; everything else as fresh.
+fn steady(fresh: Ops, wrprotect_reads: u64) -> Ops {
+    Ops {
+        pte_atomics: 0,
+        anon_exclusive_clears: 0,
+        pte_reads: fresh.pte_reads - wrprotect_reads,
+        ..fresh
+    }
+}
+
+/// 6.1 on its own x86 PTE code: the per-PTE shape, but one PTE load per PTE (copy_pte_range
+/// dereferences the PTE for pte_none and pte_present, copy_present_pte once more, all plain
+/// loads the compiler merges into one) and a parent write-protect that is one locked clear of
+/// RW with no load (`clear_bit`, before v6.6's read + try_cmpxchg). Per PTE: 1 R, 1 X, 1 W,
+/// one folio_get, one page_try_dup_anon_rmap (AnonExclusive clear + _mapcount inc). The folio
+/// order changes nothing: 6.1 has no batching.
+fn v6_1() -> Ops {
+    Ops {
+        pte_reads: 512,
+        ..per_pte(512)
+    }
+}
+
+#[test]
+fn stand_in_count_table_orders_0_4_9_fresh_and_steady() {
+    use StrategyId::*;
+    for order in [0, 4, 9] {
+        let got = count_on::<X86_64NoSavedDirty>(V6_1, order, false);
+        assert_eq!(got, v6_1(), "v6.1 fresh order {order}");
+        let got = count_on::<X86_64NoSavedDirty>(V6_1, order, true);
+        assert_eq!(got, steady(v6_1(), 0), "v6.1 steady order {order}");
+    }
+    // 6.12.117: folio_pte_batch with the max_nr cap at the folio end (backported to 6.12.y)
+    // and _large_mapcount (one atomic_add per rmap call of a large folio): current's table.
+    // Order 0 is the single-PTE path (v6.9's shape, wrprotect = 1 R + 1 CAS).
+    for (order, fresh) in [(0, per_pte(512)), (4, capped(16)), (9, capped(512))] {
+        assert_eq!(
+            count(V6_12, order, false),
+            fresh,
+            "v6.12 fresh order {order}"
+        );
+        let want = steady(fresh, 512);
+        assert_eq!(
+            count(V6_12, order, true),
+            want,
+            "v6.12 steady order {order}"
+        );
+        // The same counts as current, which follows mainline on: a change there must say
+        // whether 6.12 had it.
+        for mode in [false, true] {
+            assert_eq!(count(V6_12, order, mode), count(Current, order, mode));
+        }
+    }
+}
+
+#[test]
+fn v6_1_needs_its_own_x86_code_for_its_write_protect() {
+    // The same walk on the v6.6+ code reads every parent PTE before its CAS: 512 more loads
+    // and the same 512 atomics. That load is what the x86 code of v6.1's kernel does not do.
+    let old = count_on::<X86_64NoSavedDirty>(StrategyId::V6_1, 9, false);
+    let new = count_on::<X86_64>(StrategyId::V6_1, 9, false);
+    assert_eq!(new, per_pte(512));
+    assert_eq!(new.pte_reads - old.pte_reads, 512);
+    assert_eq!(new.pte_atomics, old.pte_atomics);
+    // And mm-unstable, on the code of its own kernel, reads each PTE twice besides.
+    let mm = count(StrategyId::MmUnstable, 9, false);
+    assert_eq!(mm.ptep_get_calls - old.ptep_get_calls, 512);
 }

@@ -1,10 +1,11 @@
 //! The correctness oracle on the x86_64 engine: every strategy passes it on random layouts
-//! (proptest, 256 cases per property), all strategies agree with each other, and the
-//! folio-overrun mutant (the bug behind the thread's "Bad page state" report) is caught.
+//! (proptest, 256 cases per property), all strategies agree with each other (`v6.1` on its
+//! own pre-v6.6 PTE code too), and the folio-overrun mutant (the bug behind the thread's
+//! "Bad page state" report) is caught.
 
-use arch_x86_64::X86_64;
+use arch_x86_64::{X86_64, X86_64NoSavedDirty};
 use forkmodel::layout::{Chunk, Region, VmaPiece, random_layout};
-use forkmodel::oracle::check_layout;
+use forkmodel::oracle::{check_layout, check_layout_against};
 use forkmodel::{Backing, ForkConfig, Layout, MapcountModel, Order, StrategyId};
 use proptest::prelude::*;
 
@@ -34,6 +35,30 @@ proptest! {
     ) {
         let layout = random_layout(seed);
         let r = check_layout::<X86_64>(&layout, cfg(mapcount, resched), StrategyId::ALL);
+        prop_assert!(r.is_ok(), "seed {seed}: {}", r.unwrap_err());
+    }
+
+    /// `v6.1` on the x86 code of its kernel (no SavedDirty, locked-bit-clear write-protect)
+    /// passes every check and leaves the same logical state as the v6.6+ strategies on theirs.
+    #[test]
+    fn v6_1_on_its_own_x86_code_passes_and_agrees(
+        seed in any::<u64>(),
+        mapcount in 0u8..3,
+        resched in prop::option::of(1u32..8),
+    ) {
+        let layout = random_layout(seed);
+        let cfg = cfg(mapcount, resched);
+        let mut reference = None;
+        let r = check_layout_against::<X86_64NoSavedDirty>(
+            &layout, cfg, &[StrategyId::V6_1], &mut reference,
+        );
+        prop_assert!(r.is_ok(), "seed {seed}: {}", r.unwrap_err());
+        let r = check_layout_against::<X86_64>(
+            &layout,
+            cfg,
+            &[StrategyId::MmUnstable, StrategyId::Upstream, StrategyId::V6_12],
+            &mut reference,
+        );
         prop_assert!(r.is_ok(), "seed {seed}: {}", r.unwrap_err());
     }
 
@@ -162,4 +187,56 @@ fn current_keeps_the_large_mapcount_even_when_per_page_is_asked() {
     assert_eq!(large(&m), vec![15; 32]);
     m.zap(child);
     assert_eq!(large(&m), vec![15; 32]);
+}
+
+#[test]
+fn overrun_mutant_is_caught_against_v6_1_on_its_own_code() {
+    // The reference comes from the other engine; the mutant still breaks the accounting.
+    for order in [1, 4, 8] {
+        let layout = Layout::uniform(2 << 20, Order::new(order).unwrap()).unwrap();
+        let mut reference = None;
+        check_layout_against::<X86_64NoSavedDirty>(
+            &layout,
+            ForkConfig::default(),
+            &[StrategyId::V6_1],
+            &mut reference,
+        )
+        .unwrap();
+        assert_eq!(reference.as_ref().unwrap().strategy, "v6.1");
+        let err = check_layout_against::<X86_64>(
+            &layout,
+            ForkConfig::default(),
+            &[StrategyId::OverrunMutant],
+            &mut reference,
+        )
+        .expect_err("the mutant must be caught");
+        assert_eq!(err.strategy, "overrun-mutant", "order {order}: {err}");
+    }
+}
+
+#[test]
+fn a_cross_engine_difference_is_reported() {
+    // Two engines that disagree on the logical state (a layout the other engine never saw
+    // stands in for a wrong strategy) are reported against the reference's strategy.
+    let a = Layout::uniform(2 << 20, Order::new(9).unwrap()).unwrap();
+    let b = Layout::uniform(2 << 20, Order::new(0).unwrap()).unwrap();
+    let mut reference = None;
+    check_layout_against::<X86_64NoSavedDirty>(
+        &a,
+        ForkConfig::default(),
+        &[StrategyId::V6_1],
+        &mut reference,
+    )
+    .unwrap();
+    let err = check_layout_against::<X86_64>(
+        &b,
+        ForkConfig::default(),
+        &[StrategyId::Upstream],
+        &mut reference,
+    )
+    .expect_err("different states");
+    assert!(
+        err.to_string().contains("logical state differs from v6.1"),
+        "{err}"
+    );
 }

@@ -108,7 +108,8 @@ vocab! {
 
 vocab! {
     /// The fork-copy strategies of the LKML thread ("kernels"), named as the thread names them,
-    /// and `current`, the path of today's kernels.
+    /// `current`, the path of today's kernels, and the stand-ins for two released kernels
+    /// (`v6.1`, `v6.12`: Debian's 6.1.176 and 6.12.117), named by version.
     /// The model (`forkmodel`) gives each its behaviour; adding one means a variant here and
     /// its walk there.
     pub enum Strategy: "strategy" {
@@ -125,6 +126,13 @@ vocab! {
         /// Today's kernels (≈v6.15+): the batch capped at the folio's end (no read past it)
         /// and the large-folio mapcount (≥ v6.11).
         Current = "current",
+        /// v6.1 (Debian 12's 6.1.y): the per-PTE loop with one PTE load per PTE (the source's
+        /// plain dereferences, merged by the compiler), and x86_64's pre-v6.6 PTE code
+        /// ([`X86PteCode::NoSavedDirty`]).
+        V6_1 = "v6.1",
+        /// v6.12 (Debian 13's 6.12.y): `folio_pte_batch` with the hint and the folio-end cap
+        /// (backported to 6.12.y) and the large-folio mapcount; counts as `current` does.
+        V6_12 = "v6.12",
     }
     hidden: {
         /// Test-only mutant: `upstream` without the same-folio stop ("Bad page state").
@@ -139,8 +147,41 @@ impl Strategy {
     /// thread's kernels run with whatever is requested.
     pub const fn effective_mapcount(self, requested: Mapcount) -> Mapcount {
         match (self, requested) {
-            (Strategy::Current, Mapcount::PerPage) => Mapcount::PerPageAndLarge,
+            (Strategy::Current | Strategy::V6_12, Mapcount::PerPage) => Mapcount::PerPageAndLarge,
             (_, m) => m,
+        }
+    }
+
+    /// The x86_64 PTE code of this strategy's kernel. It follows the kernel version, not a
+    /// config option, so the strategy fixes it: `v6.1` has the pre-v6.6 code, every other
+    /// strategy (the thread's kernels are v6.7-based) the v6.6+ code.
+    pub const fn x86_pte_code(self) -> X86PteCode {
+        match self {
+            Strategy::V6_1 => X86PteCode::NoSavedDirty,
+            _ => X86PteCode::SavedDirty,
+        }
+    }
+}
+
+/// Which x86_64 PTE code a modelled kernel has. The v6.6 x86 shadow-stack series changed it
+/// for every x86 kernel, whatever `CONFIG_X86_USER_SHADOW_STACK` says, because Write=0 with
+/// Dirty=1 became the shadow-stack encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum X86PteCode {
+    /// Before v6.6 (6.1): `ptep_set_wrprotect` is one locked clear of the RW bit (no load);
+    /// a write-protected dirty PTE keeps Dirty; `pte_mkuffd_wp` only sets the bit (until v6.5).
+    NoSavedDirty,
+    /// v6.6+: `ptep_set_wrprotect` is a load and a `try_cmpxchg` loop; write-protecting moves
+    /// Dirty to SavedDirty (bit 58).
+    SavedDirty,
+}
+
+impl X86PteCode {
+    /// A short name for messages and docs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            X86PteCode::NoSavedDirty => "no-saved-dirty",
+            X86PteCode::SavedDirty => "saved-dirty",
         }
     }
 }
@@ -598,11 +639,11 @@ mod tests {
     }
 
     #[test]
-    fn only_current_raises_the_mapcount_model() {
+    fn only_current_and_v6_12_raise_the_mapcount_model() {
         use Mapcount::*;
         for &s in Strategy::ALL.iter().chain([&Strategy::OverrunMutant]) {
             for &m in Mapcount::ALL {
-                let want = if s == Strategy::Current && m == PerPage {
+                let want = if matches!(s, Strategy::Current | Strategy::V6_12) && m == PerPage {
                     PerPageAndLarge
                 } else {
                     m
@@ -610,6 +651,19 @@ mod tests {
                 assert_eq!(s.effective_mapcount(m), want, "{s} {m}");
             }
         }
+    }
+
+    #[test]
+    fn only_v6_1_has_the_pre_saved_dirty_x86_code() {
+        for &s in Strategy::ALL.iter().chain([&Strategy::OverrunMutant]) {
+            let want = if s == Strategy::V6_1 {
+                X86PteCode::NoSavedDirty
+            } else {
+                X86PteCode::SavedDirty
+            };
+            assert_eq!(s.x86_pte_code(), want, "{s}");
+        }
+        assert_eq!(X86PteCode::NoSavedDirty.name(), "no-saved-dirty");
     }
 
     #[test]
@@ -641,7 +695,7 @@ mod tests {
         let e = "v6.7".parse::<Strategy>().unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unknown strategy 'v6.7' (expected one of: mm-unstable, hugetlb-rmap-cleanups, ryan-v4, fork-batching, upstream, current)"
+            "unknown strategy 'v6.7' (expected one of: mm-unstable, hugetlb-rmap-cleanups, ryan-v4, fork-batching, upstream, current, v6.1, v6.12)"
         );
         assert!("overrun-mutant".parse::<Strategy>().is_err());
         assert!(!Strategy::ALL.contains(&Strategy::OverrunMutant));

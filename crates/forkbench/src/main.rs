@@ -59,9 +59,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     writeln!(out, "{}", RunnerLine::Counts(Box::new(row)).to_json())?;
                     continue;
                 }
+                // x86_64's PTE code follows the strategy's kernel; only the pre-v6.6 one is
+                // named, e.g. `v6.1`'s.
+                let code = row.strategy.x86_pte_code();
+                let x86 = if row.arch == contract::Arch::X86_64
+                    && code != contract::X86PteCode::SavedDirty
+                {
+                    format!(", x86 PTE code {}", code.name())
+                } else {
+                    String::new()
+                };
                 writeln!(
                     out,
-                    "{}{} {} order {} mem {} ({}{}):",
+                    "{}{} {} order {} mem {} ({}{}{x86}):",
                     row.arch,
                     row.contpte
                         .map(|c| format!(" {}", c.label()))

@@ -45,12 +45,11 @@ impl SimSpec {
     /// folio size, contpte only on arm64).
     pub fn counts(m: &ModelOpts) -> Result<SimSpec, UsageError> {
         check_mem(m.mem.bytes(), folio_order(m.order))?;
-        if m.contpte.is_some() && m.arch != ArchId::Arm64 {
-            return Err(UsageError("--contpte applies to --arch arm64 only".into()));
-        }
         if m.strategies.0.is_empty() {
             return Err(UsageError("--strategy names no strategy".into()));
         }
+        // Each strategy's engine exists (contpte only on arm64).
+        crate::Engine::groups(m.arch, m.contpte, &m.strategies.0)?;
         Ok(SimSpec {
             arch: m.arch,
             contpte: m.contpte,
@@ -106,33 +105,125 @@ pub fn folio_order(o: ModelOrder) -> Order {
     Order::new(u32::from(o.get())).expect("ModelOrder is within the model's orders")
 }
 
-/// Op counts of one fork per strategy. In `steady` mode, of the second fork of the parent.
-pub fn counts(spec: &SimSpec) -> Result<Vec<CountsRow>, UsageError> {
-    struct V<'a>(&'a SimSpec);
-    impl crate::ArchVisitor for V<'_> {
-        type Output = Result<Vec<CountsRow>, UsageError>;
-        fn visit<A: Arch>(self) -> Self::Output {
-            let spec = self.0;
-            let mut model = Model::<A>::with_layout(&spec.layout()?, spec.cfg())
-                .map_err(|e| UsageError(e.to_string()))?;
-            Ok(spec
-                .strategies
-                .iter()
-                .map(|&s| CountsRow {
-                    arch: A::ID,
-                    contpte: A::CONTPTE,
-                    strategy: s,
-                    order: spec.order,
-                    mem_bytes: spec.mem,
-                    mode: spec.mode,
-                    // What the strategy's kernel keeps (`current` adds the large mapcount).
-                    mapcount: s.effective_mapcount(spec.mapcount),
-                    ops: count_one(&mut model, s, spec.mode).to_map(),
-                })
-                .collect())
+/// A populated model of one [`Engine`](crate::Engine), behind one dynamic dispatch per call
+/// (a count, or a block of timed forks), never per fork or PTE: the copy inside stays
+/// monomorphised per (arch, strategy).
+trait EngineModel {
+    fn arch(&self) -> ArchId;
+    fn contpte(&self) -> Option<Contpte>;
+    /// Op counts of one fork (in `steady` mode, of the second fork of the parent).
+    fn count(&mut self, s: StrategyId, mode: Mode) -> Ops;
+    /// Make the parent as populated again.
+    fn restore_fresh(&mut self);
+    /// One untimed fork and teardown (what `steady` mode starts from).
+    fn fork_untimed(&mut self, s: StrategyId);
+    /// Time `iters` forks, in nanoseconds each, counting ops meanwhile if `counting`.
+    fn time(&mut self, s: StrategyId, iters: u32, mode: Mode, counting: bool) -> Vec<u64>;
+    fn footprint_bytes(&self) -> usize;
+}
+
+impl<A: Arch> EngineModel for Model<A> {
+    fn arch(&self) -> ArchId {
+        A::ID
+    }
+    fn contpte(&self) -> Option<Contpte> {
+        A::CONTPTE
+    }
+    fn count(&mut self, s: StrategyId, mode: Mode) -> Ops {
+        count_one(self, s, mode)
+    }
+    fn restore_fresh(&mut self) {
+        Model::restore_fresh(self)
+    }
+    fn fork_untimed(&mut self, s: StrategyId) {
+        let child = self.fork_with(s, &mut NoCount);
+        self.zap(child);
+    }
+    fn time(&mut self, s: StrategyId, iters: u32, mode: Mode, counting: bool) -> Vec<u64> {
+        if counting {
+            let mut c = Ops::default();
+            s.visit(TimeForks {
+                model: self,
+                counter: &mut c,
+                iters,
+                mode,
+            })
+        } else {
+            s.visit(TimeForks {
+                model: self,
+                counter: &mut NoCount,
+                iters,
+                mode,
+            })
         }
     }
-    crate::with_arch(spec.arch, spec.contpte, V(spec))?
+    fn footprint_bytes(&self) -> usize {
+        Model::footprint_bytes(self)
+    }
+}
+
+/// One populated model per engine the spec's strategies need, and which model each
+/// strategy runs on (x86_64's `v6.1` has its own engine, [`crate::Engine::groups`]).
+struct Models {
+    models: Vec<Box<dyn EngineModel>>,
+    of: Vec<(StrategyId, usize)>,
+}
+
+impl Models {
+    fn populate(spec: &SimSpec) -> Result<Models, UsageError> {
+        struct Populate<'a>(&'a Layout, ForkConfig);
+        impl crate::ArchVisitor for Populate<'_> {
+            type Output = Result<Box<dyn EngineModel>, UsageError>;
+            fn visit<A: Arch>(self) -> Self::Output {
+                let m = Model::<A>::with_layout(self.0, self.1)
+                    .map_err(|e| UsageError(e.to_string()))?;
+                Ok(Box::new(m))
+            }
+        }
+        let layout = spec.layout()?;
+        let mut models = Vec::new();
+        let mut of = Vec::new();
+        for (engine, strategies) in
+            crate::Engine::groups(spec.arch, spec.contpte, &spec.strategies)?
+        {
+            of.extend(strategies.into_iter().map(|s| (s, models.len())));
+            models.push(engine.visit(Populate(&layout, spec.cfg()))?);
+        }
+        Ok(Models { models, of })
+    }
+
+    fn of(&mut self, s: StrategyId) -> &mut dyn EngineModel {
+        let i = self
+            .of
+            .iter()
+            .find(|(id, _)| *id == s)
+            .map(|&(_, i)| i)
+            .expect("every spec strategy has a model");
+        self.models[i].as_mut()
+    }
+}
+
+/// Op counts of one fork per strategy. In `steady` mode, of the second fork of the parent.
+pub fn counts(spec: &SimSpec) -> Result<Vec<CountsRow>, UsageError> {
+    let mut models = Models::populate(spec)?;
+    Ok(spec
+        .strategies
+        .iter()
+        .map(|&s| {
+            let m = models.of(s);
+            CountsRow {
+                arch: m.arch(),
+                contpte: m.contpte(),
+                strategy: s,
+                order: spec.order,
+                mem_bytes: spec.mem,
+                mode: spec.mode,
+                // What the strategy's kernel keeps (`current` adds the large mapcount).
+                mapcount: s.effective_mapcount(spec.mapcount),
+                ops: m.count(s, spec.mode).to_map(),
+            }
+        })
+        .collect())
 }
 
 fn count_one<A: Arch>(model: &mut Model<A>, s: StrategyId, mode: Mode) -> Ops {
@@ -185,24 +276,12 @@ impl<A: Arch, C: Counter> StrategyVisitor for TimeForks<'_, A, C> {
 
 /// Run the timed simulation, handing each finished run to `emit` as soon as it ends.
 pub fn sim(spec: &SimSpec, emit: &mut dyn FnMut(RunRecord)) -> Result<(), UsageError> {
-    struct V<'a>(&'a SimSpec, &'a mut dyn FnMut(RunRecord));
-    impl crate::ArchVisitor for V<'_> {
-        type Output = Result<(), UsageError>;
-        fn visit<A: Arch>(self) -> Self::Output {
-            sim_arch::<A>(self.0, self.1)
-        }
-    }
-    crate::with_arch(spec.arch, spec.contpte, V(spec, emit))?
-}
-
-fn sim_arch<A: Arch>(spec: &SimSpec, emit: &mut dyn FnMut(RunRecord)) -> Result<(), UsageError> {
-    let mut model = Model::<A>::with_layout(&spec.layout()?, spec.cfg())
-        .map_err(|e| UsageError(e.to_string()))?;
+    let mut models = Models::populate(spec)?;
     // Deterministic counts first (outside any timing), one per strategy.
     let ops: Vec<(StrategyId, Ops)> = spec
         .strategies
         .iter()
-        .map(|&s| (s, count_one(&mut model, s, spec.mode)))
+        .map(|&s| (s, models.of(s).count(s, spec.mode)))
         .collect();
     let ptes = spec.mem / forkmodel::PAGE_SIZE;
     let mut rng = SplitRng::new(spec.seed);
@@ -214,44 +293,27 @@ fn sim_arch<A: Arch>(spec: &SimSpec, emit: &mut dyn FnMut(RunRecord)) -> Result<
             order.swap(i, j);
         }
         for &s in &order {
+            let model = models.of(s);
             // Each block starts from the same parent state, whatever ran before it.
             model.restore_fresh();
-            let time = |model: &mut Model<A>, iters: u32| -> Vec<u64> {
-                if spec.count_while_timing {
-                    let mut c = Ops::default();
-                    s.visit(TimeForks {
-                        model,
-                        counter: &mut c,
-                        iters,
-                        mode: spec.mode,
-                    })
-                } else {
-                    s.visit(TimeForks {
-                        model,
-                        counter: &mut NoCount,
-                        iters,
-                        mode: spec.mode,
-                    })
-                }
-            };
             if spec.mode == Mode::Steady {
                 // Steady state means the parent was forked before: one untimed fork first.
-                let child = model.fork_with(s, &mut NoCount);
-                model.zap(child);
+                model.fork_untimed(s);
             }
-            let _ = time(&mut model, spec.warmup);
-            let samples = time(&mut model, spec.iters);
+            let counting = spec.count_while_timing;
+            let _ = model.time(s, spec.warmup, spec.mode, counting);
+            let samples = model.time(s, spec.iters, spec.mode, counting);
             let fork_ops = ops_of(&ops, s);
             emit(RunRecord {
                 variant: Variant::Sim(SimVariant {
-                    arch: A::ID,
-                    contpte: A::CONTPTE,
+                    arch: model.arch(),
+                    contpte: model.contpte(),
                     strategy: s,
                     order: spec.order,
                     mem_bytes: spec.mem,
                     mode: spec.mode,
                     mapcount: s.effective_mapcount(spec.mapcount),
-                    counting: spec.count_while_timing,
+                    counting,
                 }),
                 run_index: run,
                 warmup: spec.warmup,

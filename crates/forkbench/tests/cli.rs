@@ -229,6 +229,159 @@ fn current_counts_on_arm64_contpte_gather_once_per_folio() {
 }
 
 #[test]
+fn v6_1_counts_match_the_derivation_at_orders_4_and_9() {
+    // x86_64, 1 GiB = 512 page tables of 512 PTEs, steady mode (no write-protect, no
+    // AnonExclusive clear). 6.1 copies one PTE at a time like mm-unstable (v6.7), whatever
+    // the folio order: one folio_get, one rmap dup, one batch per PTE. But it loads each PTE
+    // once (copy_pte_range's plain dereferences and copy_present_pte's, merged by the
+    // compiler) where mm-unstable calls ptep_get twice.
+    let rows = |order, mode| {
+        let r = counts_rows(&[
+            "--strategy",
+            "mm-unstable,v6.1",
+            "--order",
+            order,
+            "--mem",
+            "1G",
+            "--mode",
+            mode,
+        ]);
+        let [mm, old] = <[CountsRow; 2]>::try_from(r).expect("two rows");
+        assert_eq!(
+            (mm.strategy, old.strategy),
+            (Strategy::MmUnstable, Strategy::V6_1)
+        );
+        // 6.1 has no _large_mapcount; its row says the thread's per-page model.
+        assert_eq!(old.mapcount, contract::Mapcount::PerPage);
+        assert_eq!((old.arch, old.contpte), (Arch::X86_64, None));
+        for r in [&mm, &old] {
+            assert_eq!(r.ops[&PteWrites], 512 * 512, "{}", r.strategy);
+        }
+        (mm, old)
+    };
+    let t = 512; // page tables
+    for order in ["4", "9"] {
+        let (mm, old) = rows(order, "steady");
+        assert_eq!(
+            key_counts(&mm),
+            [1024 * t, 1024 * t, 1024 * t, 512 * t, 512 * t, 0, 512 * t],
+            "order {order}"
+        );
+        assert_eq!(
+            key_counts(&old),
+            [512 * t, 512 * t, 512 * t, 512 * t, 512 * t, 0, 512 * t],
+            "order {order}"
+        );
+        for r in [&mm, &old] {
+            assert_eq!(r.ops[&PteAtomics], 0);
+            assert_eq!(r.ops[&AnonExclusiveClears], 0);
+        }
+    }
+    // Fresh memory, order 9 (2 MiB, one table): both write-protect every parent PTE with one
+    // atomic, but 6.1's x86 code does it with a locked bit clear and no load, where v6.6+
+    // reads the PTE first: 1536 PTE reads for mm-unstable, 512 for v6.1.
+    let r = counts_rows(&[
+        "--strategy",
+        "mm-unstable,v6.1",
+        "--order",
+        "9",
+        "--mem",
+        "2M",
+    ]);
+    let [mm, old] = <[CountsRow; 2]>::try_from(r).expect("two rows");
+    assert_eq!(
+        [&mm, &old].map(|r| (
+            r.ops[&PteReads],
+            r.ops[&PteAtomics],
+            r.ops[&AnonExclusiveClears]
+        )),
+        [(1536, 512, 512), (512, 512, 512)]
+    );
+    // On arm64 (no contpte before v6.9: `--contpte dis`) the write-protect is a load and a
+    // CAS in every version: 512 + 512 reads.
+    let r = counts_rows(&[
+        "--arch",
+        "arm64",
+        "--contpte",
+        "dis",
+        "--strategy",
+        "v6.1",
+        "--order",
+        "9",
+        "--mem",
+        "2M",
+    ]);
+    let [arm] = <[CountsRow; 1]>::try_from(r).expect("one row");
+    assert_eq!(key_counts(&arm), [512, 512, 1024, 512, 512, 0, 512]);
+    assert_eq!((arm.ops[&PteAtomics], arm.ops[&Tlbi]), (512, 0));
+}
+
+#[test]
+fn v6_12_counts_as_current_on_both_arches() {
+    // Debian's 6.12.117 caps folio_pte_batch at the folio end (a stable backport) and keeps
+    // _large_mapcount, so at order 4 (2 MiB fresh) it reads 16 PTEs per folio and updates the
+    // large mapcount once per batch: current's counts, x86_64 and arm64 contpte-ena alike.
+    for (engine, want) in [
+        (&["--arch", "x86_64"][..], [512, 512, 1024, 32, 512, 32, 32]),
+        (
+            &["--arch", "arm64", "--contpte", "ena"][..],
+            [32, 544, 544 + 512, 32, 512, 32, 32],
+        ),
+    ] {
+        let mut args = engine.to_vec();
+        args.extend(["--strategy", "current,v6.12", "--order", "4", "--mem", "2M"]);
+        let [cur, new] = <[CountsRow; 2]>::try_from(counts_rows(&args)).expect("two rows");
+        assert_eq!(new.strategy, Strategy::V6_12);
+        assert_eq!(new.mapcount, contract::Mapcount::PerPageAndLarge);
+        assert_eq!(key_counts(&new), want, "{engine:?}");
+        assert_eq!(new.ops, cur.ops, "{engine:?}");
+    }
+}
+
+#[test]
+fn sim_and_check_run_the_stand_ins_each_on_its_engine() {
+    // One sim call with strategies on both x86 PTE codes: every run has both, interleaved,
+    // each with its own counts.
+    let recs = sim_runs(&[
+        "sim",
+        "--strategy",
+        "v6.1,current",
+        "--order",
+        "9",
+        "--mem",
+        "4M",
+        "--iters",
+        "2",
+        "--runs",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(recs.len(), 4);
+    for run in 0..2 {
+        let mut names: Vec<String> = recs
+            .iter()
+            .filter(|r| r.run_index == run)
+            .map(|r| r.variant.row_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["current", "v6.1"], "run {run}");
+    }
+    for r in &recs {
+        assert_eq!(r.variant.arch(), Arch::X86_64);
+        let want_reads = if r.variant.row_name() == "v6.1" {
+            1024
+        } else {
+            2048
+        };
+        assert_eq!(r.op(PteReads), Some(want_reads), "{}", r.variant.id());
+    }
+    let (code, out, err) =
+        forkbench(&["check", "--strategy", "v6.1,current,v6.12", "--random", "5"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("ok: 5 layout(s) x 3 strategies"), "{out}");
+}
+
+#[test]
 fn counts_text_names_a_mapcount_other_than_per_page() {
     let (code, out, err) = forkbench(&[
         "counts",
@@ -242,6 +395,29 @@ fn counts_text_names_a_mapcount_other_than_per_page() {
     assert_eq!(code, 0, "{err}");
     assert!(
         out.starts_with("x86_64 current order 9 mem 2097152 (fresh, mapcount per-page+large):\n"),
+        "{out}"
+    );
+    // v6.1's x86 PTE code (before SavedDirty) is named, as a non-default mapcount is.
+    let (code, out, err) = forkbench(&["counts", "--strategy", "v6.1", "--mem", "2M"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("x86_64 v6.1 order 0 mem 2097152 (fresh, x86 PTE code no-saved-dirty):\n"),
+        "{out}"
+    );
+    let (code, out, err) = forkbench(&[
+        "counts",
+        "--arch",
+        "arm64",
+        "--contpte",
+        "dis",
+        "--strategy",
+        "v6.1",
+        "--mem",
+        "2M",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("arm64 contpte-dis v6.1 order 0 mem 2097152 (fresh):\n"),
         "{out}"
     );
     // Asking for CONFIG_NO_PAGE_MAPCOUNT keeps meaning it for current.
@@ -405,7 +581,8 @@ fn check_passes_on_random_layouts() {
         "2",
     ]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("ok: 5 layout(s) x 6 strategies"), "{out}");
+    let all = format!("ok: 5 layout(s) x {} strategies", Strategy::ALL.len());
+    assert!(out.starts_with(&all), "{out}");
 }
 
 #[test]

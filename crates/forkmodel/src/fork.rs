@@ -196,7 +196,8 @@ impl<C: Counter> Cx<'_, C> {
             pte = A::pte_mkwrite(pte);
         }
         if A::pte_uffd_wp(src_pte) && self.dst_vma.userfaultfd_wp() {
-            pte = A::pte_mkuffd_wp(pte);
+            // 6.1 write-protects explicitly; since v6.5 `pte_mkuffd_wp` does it itself.
+            pte = A::pte_wrprotect(A::pte_mkuffd_wp(pte));
         }
         A::set_ptes(self.pages, self.dst, dst_idx, addr, pte, 1, self.c);
         Ok(())
@@ -239,17 +240,23 @@ impl<C: Counter> Cx<'_, C> {
         }
     }
 
-    /// v6.7 `copy_present_pte`: re-reads the PTE, one reference and one rmap dup per PTE.
+    /// The per-PTE `copy_present_pte` of v6.1 and v6.7: one reference and one rmap dup per
+    /// PTE. v6.7 (`REREAD`) reads the PTE again with `ptep_get` (removed in v6.9); 6.1 uses
+    /// the value `copy_pte_range` loaded, `ptent`.
     #[inline(always)]
-    fn copy_present_pte_v67<A: Arch>(
+    fn copy_present_pte<A: Arch, const REREAD: bool>(
         &mut self,
         dst_idx: usize,
         src_idx: usize,
+        ptent: Pte,
         addr: VirtAddr,
         prealloc: &mut Option<Pfn>,
     ) -> Result<(), Stop> {
-        // v6.7 reads the source PTE again here (removed in v6.9).
-        let pte = A::ptep_get(self.src, src_idx, self.c);
+        let pte = if REREAD {
+            A::ptep_get(self.src, src_idx, self.c)
+        } else {
+            ptent
+        };
         let page = self.vm_normal_page::<A>(pte);
         if let Some(page) = page {
             let folio = self.pages.folio_of(page);
@@ -532,7 +539,10 @@ fn copy_pte_range_pass<A: Arch, S: CopyStrategy, C: Counter>(
             let max_nr = ((end.0 - addr.0) / PAGE_SIZE) as usize;
             let copied = match S::WALK {
                 Walk::PerPteV67 => cx
-                    .copy_present_pte_v67::<A>(idx, idx, addr, prealloc)
+                    .copy_present_pte::<A, true>(idx, idx, ptent, addr, prealloc)
+                    .map(|()| 1),
+                Walk::PerPteV61 => cx
+                    .copy_present_pte::<A, false>(idx, idx, ptent, addr, prealloc)
                     .map(|()| 1),
                 Walk::ArchRemaining => {
                     let n = A::pte_batch_remaining(ptent, addr, end).clamp(1, max_nr);

@@ -644,6 +644,14 @@ pub struct CheckFailure {
     pub violations: Vec<Violation>,
 }
 
+/// The logical states one strategy left after each of its forks on a layout: what every
+/// other strategy must leave, on any engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub strategy: String,
+    pub states: Vec<LogicalState>,
+}
+
 /// Run every strategy in `strategies` on `layout`: two forks each (the second on the already
 /// forked parent, as `steady` mode does), checking every fork with [`check_fork`], then that
 /// all strategies agree on the logical state after each fork, and that teardown plus `fresh`
@@ -653,6 +661,19 @@ pub fn check_layout<A: Arch>(
     cfg: crate::fork::ForkConfig,
     strategies: &[crate::strategy::StrategyId],
 ) -> Result<Vec<StrategyCheck>, CheckFailure> {
+    check_layout_against::<A>(layout, cfg, strategies, &mut None)
+}
+
+/// [`check_layout`] across engines: the strategies must also agree with `reference` (the
+/// states another engine's strategies left on the same layout); an empty `reference` is set
+/// from the first strategy. x86_64's two PTE codes are two engines, so a check of `v6.1`
+/// beside the others runs twice on one reference.
+pub fn check_layout_against<A: Arch>(
+    layout: &crate::layout::Layout,
+    cfg: crate::fork::ForkConfig,
+    strategies: &[crate::strategy::StrategyId],
+    reference: &mut Option<Reference>,
+) -> Result<Vec<StrategyCheck>, CheckFailure> {
     use crate::ops::Recorder;
     let fail = |s: &str, fork: u32, what: String| CheckFailure {
         strategy: s.to_string(),
@@ -660,7 +681,6 @@ pub fn check_layout<A: Arch>(
         violations: vec![Violation { addr: None, what }],
     };
     let mut results = Vec::new();
-    let mut reference: Option<(String, Vec<LogicalState>)> = None;
     for &s in strategies {
         let mut model = Model::<A>::with_layout(layout, cfg)
             .map_err(|e| fail(s.name(), 0, format!("layout: {e}")))?;
@@ -695,16 +715,22 @@ pub fn check_layout<A: Arch>(
                 "teardown + fresh restore did not give back the populated state".into(),
             ));
         }
-        match &reference {
-            None => reference = Some((s.name().to_string(), states)),
-            Some((ref_name, ref_states)) => {
-                for (i, (a, b)) in ref_states.iter().zip(&states).enumerate() {
+        match reference {
+            None => {
+                *reference = Some(Reference {
+                    strategy: s.name().to_string(),
+                    states,
+                })
+            }
+            Some(r) => {
+                for (i, (a, b)) in r.states.iter().zip(&states).enumerate() {
                     if a != b {
                         return Err(fail(
                             s.name(),
                             i as u32 + 1,
                             format!(
-                                "logical state differs from {ref_name}: {}",
+                                "logical state differs from {}: {}",
+                                r.strategy,
                                 first_difference(a, b)
                             ),
                         ));

@@ -1,13 +1,18 @@
 //! The five fork-copy strategies of the LKML thread ("kernels"), named as the thread names
-//! them, today's kernels (`current`), plus a test-only mutant. Each is a zero-sized type implementing [`CopyStrategy`], so
-//! the copy loop is monomorphised per (arch, strategy); a [`StrategyId`] (the contract's
-//! `Strategy`) picks one at run time, once, outside the hot loop.
+//! them, today's kernels (`current`), the stand-ins for the released kernels 6.1 and 6.12
+//! (`v6.1`, `v6.12`), plus a test-only mutant. Each is a zero-sized type implementing
+//! [`CopyStrategy`], so the copy loop is monomorphised per (arch, strategy); a [`StrategyId`]
+//! (the contract's `Strategy`) picks one at run time, once, outside the hot loop.
 
 /// How a strategy walks the PTEs of one page table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Walk {
     /// v6.7: one PTE per `copy_present_pte`, which reads the PTE a second time.
     PerPteV67,
+    /// v6.1: one PTE per `copy_present_pte`, which uses the value `copy_pte_range` loaded
+    /// (6.1 dereferences the PTE pointer three times per PTE, but plainly, with nothing in
+    /// between that writes memory, so the compiler emits one load).
+    PerPteV61,
     /// Ryan v4: the arch says how many PTEs form a batch (`pte_batch_remaining`).
     ArchRemaining,
     /// `folio_pte_batch`; `hint` uses `pte_batch_hint`, `end` is how a batch is kept inside
@@ -69,6 +74,8 @@ impl VisitStrategy for StrategyId {
             StrategyId::ForkBatching => visitor.visit::<ForkBatching>(),
             StrategyId::Upstream => visitor.visit::<Upstream>(),
             StrategyId::Current => visitor.visit::<Current>(),
+            StrategyId::V6_1 => visitor.visit::<V6_1>(),
+            StrategyId::V6_12 => visitor.visit::<V6_12>(),
             StrategyId::OverrunMutant => visitor.visit::<OverrunMutant>(),
         }
     }
@@ -112,6 +119,15 @@ strategy!(
     /// [`contract::Strategy::effective_mapcount`], applied per fork by the model.
     Current, Current, Walk::FolioPteBatch { hint: true, end: BatchEnd::FolioCap });
 strategy!(
+    /// Debian's 6.1.176 (`v6.1`): the per-PTE loop with one PTE load per PTE.
+    V6_1, V6_1, Walk::PerPteV61);
+strategy!(
+    /// Debian's 6.12.117 (`v6.12`): the hinted batch capped at the folio end (6.12.y carries
+    /// the cap as a stable backport); its large-folio mapcount is
+    /// [`contract::Strategy::effective_mapcount`]. The same walk as [`Current`], kept apart
+    /// because `current` follows today's mainline and this one stays 6.12.
+    V6_12, V6_12, Walk::FolioPteBatch { hint: true, end: BatchEnd::FolioCap });
+strategy!(
     /// Test-only: batches may run past the folio end.
     OverrunMutant, OverrunMutant, Walk::FolioPteBatch { hint: true, end: BatchEnd::Unbounded });
 
@@ -146,5 +162,10 @@ mod tests {
                 end: BatchEnd::FolioCap
             }
         );
+        assert_eq!(
+            <V6_12 as CopyStrategy>::WALK,
+            <Current as CopyStrategy>::WALK
+        );
+        assert_eq!(<V6_1 as CopyStrategy>::WALK, Walk::PerPteV61);
     }
 }

@@ -42,6 +42,12 @@ impl PteTable {
         self.entries[idx].compare_exchange(old, new, Relaxed, Relaxed)
     }
 
+    /// Atomic AND into entry `idx` (x86 `clear_bit` on a PTE); returns the old value.
+    #[inline(always)]
+    pub fn fetch_and(&self, idx: usize, mask: u64) -> u64 {
+        self.entries[idx].fetch_and(mask, Relaxed)
+    }
+
     /// Atomic exchange of entry `idx` (`ptep_get_and_clear` when `new` is 0).
     #[inline(always)]
     pub fn xchg(&self, idx: usize, new: u64) -> u64 {

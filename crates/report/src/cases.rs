@@ -20,17 +20,17 @@ use std::collections::BTreeMap;
 use results::{Accel, Instrument, ResultFile, RunRecord, Variant};
 use stats::{Comparison, Policy, Summary};
 
-/// Thread row order of the model's strategies (the contract's canonical order).
-pub const STRATEGY_ORDER: [&str; 6] = {
+/// Thread row order of the model's strategies (the contract's canonical order: the thread's
+/// five, `current`, then the kernels' stand-ins).
+pub const STRATEGY_ORDER: [&str; results::Strategy::ALL.len()] = {
     let all = results::Strategy::ALL;
-    [
-        all[0].name(),
-        all[1].name(),
-        all[2].name(),
-        all[3].name(),
-        all[4].name(),
-        all[5].name(),
-    ]
+    let mut names = [""; results::Strategy::ALL.len()];
+    let mut i = 0;
+    while i < all.len() {
+        names[i] = all[i].name();
+        i += 1;
+    }
+    names
 };
 
 /// Row order of engine options (contpte-dis first: it is the pre-contpte kernel).

@@ -694,21 +694,11 @@ fn one_guest_kernel_keeps_layouts_as_rows() {
     assert!(emulated(&cases));
 }
 
-#[test]
-fn current_rows_carry_their_mapcount_and_sort_by_engine() {
-    // `current` runs per-page as per-page+large, and its records say so: the row names carry
-    // the option, and the rows still follow the engine order (dis, ena, basic) after upstream.
+/// The baseline and row names of the one case built from sim records of (strategy, contpte)
+/// pairs at order 9, each with the mapcount its strategy runs with.
+fn sim_row_names(pairs: &[(&str, &str)]) -> (String, Vec<String>) {
     let mut runs = Vec::new();
-    for (i, (strategy, contpte)) in [
-        ("current", "contpte-basic"),
-        ("current", "contpte-ena"),
-        ("upstream", "contpte-ena"),
-        ("current", "contpte-dis"),
-        ("mm-unstable", "contpte-dis"),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (i, &(strategy, contpte)) in pairs.iter().enumerate() {
         let mut r = rec(Instrument::Sim, strategy, "order9", contpte, i as u32, 1e7);
         if let Variant::Sim(v) = &mut r.variant {
             v.mapcount = v.strategy.effective_mapcount(v.mapcount);
@@ -716,7 +706,21 @@ fn current_rows_carry_their_mapcount_and_sort_by_engine() {
         runs.push(r);
     }
     let cases = build_cases(&[file("m", "k", runs)], None, &Policy::default()).unwrap();
-    let names: Vec<&str> = cases[0].rows.iter().map(|r| r.name.as_str()).collect();
+    let names = cases[0].rows.iter().map(|r| r.name.clone()).collect();
+    (cases[0].baseline.clone(), names)
+}
+
+#[test]
+fn current_rows_carry_their_mapcount_and_sort_by_engine() {
+    // `current` runs per-page as per-page+large, and its records say so: the row names carry
+    // the option, and the rows still follow the engine order (dis, ena, basic) after upstream.
+    let (_, names) = sim_row_names(&[
+        ("current", "contpte-basic"),
+        ("current", "contpte-ena"),
+        ("upstream", "contpte-ena"),
+        ("current", "contpte-dis"),
+        ("mm-unstable", "contpte-dis"),
+    ]);
     assert_eq!(
         names,
         [
@@ -727,6 +731,42 @@ fn current_rows_carry_their_mapcount_and_sort_by_engine() {
             "current contpte-basic,per-page+large",
         ]
     );
+}
+
+#[test]
+fn stand_in_rows_follow_current_and_mm_unstable_stays_the_default_baseline() {
+    // The kernels' stand-ins come after the thread's strategies and `current`, in the
+    // contract's order, so the model's default baseline is still mm-unstable.
+    let (baseline, names) = sim_row_names(
+        &["v6.12", "current", "v6.1", "upstream", "mm-unstable"].map(|s| (s, "contpte-dis")),
+    );
+    assert_eq!(
+        names,
+        [
+            "mm-unstable contpte-dis",
+            "upstream contpte-dis",
+            "current contpte-dis,per-page+large",
+            "v6.1 contpte-dis",
+            "v6.12 contpte-dis,per-page+large",
+        ]
+    );
+    assert_eq!(baseline, "mm-unstable contpte-dis");
+    assert_eq!(
+        crate::cases::STRATEGY_ORDER.len(),
+        results::Strategy::ALL.len()
+    );
+    // A stand-in can be the baseline by name.
+    let cases = build_cases(
+        &[file(
+            "m",
+            "k",
+            vec![rec(Instrument::Sim, "v6.1", "order9", "", 0, 1e7)],
+        )],
+        Some("v6.1"),
+        &Policy::default(),
+    )
+    .unwrap();
+    assert_eq!(cases[0].baseline, "v6.1");
 }
 
 #[test]
