@@ -25,6 +25,8 @@ bash tools/provision-lava.sh --server
 port=${FORKBENCH_LAVA_PORT:-8765}
 url="http://127.0.0.1:$port"
 work=$(mktemp -d /tmp/forkbench-lava-e2e.XXXXXX)
+# The server's daemons drop to the lavaserver user: they must reach their log files.
+chmod 755 "$work"
 results=${FORKBENCH_LAVA_RESULTS:-$work/results}
 kernel=${1:-$(ls "${FORKBENCH_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/forkbench/kernels}"/linux-image-6.12.*-cloud-amd64-unsigned_*_amd64.deb | head -n 1)}
 [[ -f $kernel ]] || die "no kernel '$kernel' (run tools/provision-guests.sh)"
@@ -33,6 +35,7 @@ device=qemu-fb01
 user=forkbench
 logs=$work/logs
 mkdir -p "$logs"
+chown lavaserver: "$logs"
 
 # Daemons started here: "name pid" lines; each is a process group leader (setsid), so its
 # group is stopped as a whole, by its id.
@@ -40,6 +43,7 @@ pids=()
 started_pg=""
 cleanup() {
     local rc=$?
+    { set +x; } 2>/dev/null
     trap - EXIT INT TERM
     for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
         kill -TERM -- "-${pids[i]}" 2>/dev/null || true
@@ -85,14 +89,15 @@ start gunicorn /usr/bin/gunicorn3 lava_server.wsgi --bind "127.0.0.1:$port" --wo
     --worker-class eventlet -u lavaserver -g lavaserver --log-level info --timeout 120
 start scheduler lava-server manage lava-scheduler --level INFO --log-file "$logs/scheduler-daemon.log"
 for _ in $(seq 120); do
-    curl -fsS -o /dev/null "$url/api/v0.2/" && break
+    curl -fs -o /dev/null "$url/api/v0.2/" && break
     sleep 0.5
 done
 curl -fsS -o /dev/null "$url/api/v0.2/" || die "the server did not answer at $url (see $logs/gunicorn.log)"
 
 # A user with an API token, a worker, the qemu device type and one device. The device
 # dictionary leaves QEMU's options to the job's context (which `lava job` fills).
-manage users list --csv | grep -q "^$user," || manage users add "$user" --superuser --staff --passwd "$(head -c 12 /dev/urandom | base64)"
+manage users list --csv | grep -q "^$user," ||
+    manage users add "$user" --superuser --staff --passwd "$(head -c 12 /dev/urandom | base64)" >/dev/null
 token=$(manage tokens add --user "$user" --description "forkbench e2e")
 manage device-types list | grep -qw qemu || manage device-types add qemu
 manage workers list | grep -qw "$worker" || manage workers add "$worker"
@@ -100,6 +105,12 @@ worker_token=$(manage workers details "$worker" | awk '/^token/ {print $3}')
 manage devices list --all | grep -qw "$device" || manage devices add --device-type qemu --worker "$worker" "$device"
 cargo xtask lava device --for-server --out "/etc/lava-server/dispatcher-config/devices/$device.jinja2"
 manage devices update --health GOOD "$device"
+# Jobs a stopped earlier run left unfinished would run first: failed here.
+for state in SUBMITTED SCHEDULING SCHEDULED RUNNING CANCELING; do
+    for stale in $(manage jobs list --state "$state" | grep -oE ' - [0-9]+@' | tr -dc '0-9\n'); do
+        manage jobs fail "$stale" && echo "failed stale job $stale"
+    done
+done
 start worker lava-worker --level INFO --url "$url/" --name "$worker" --token "$worker_token" \
     --log-file "$logs/worker-daemon.log"
 

@@ -189,6 +189,44 @@ fn a_lava_run_job_comes_back_as_verified_records_of_the_lab_device() {
     assert!(table.contains("pte-order9"), "{table}");
     println!("{table}");
 
+    // The same job fetched again from its log as another device's: the two files merge into
+    // one table, a row per device.
+    let artifacts = dir.path().join("artifacts");
+    let log = std::fs::read_dir(&artifacts)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "log"))
+        .expect("lava-run's log");
+    let refetch = xtask(
+        &["lava", "fetch", "--device-name", "other-qemu", "--log"],
+        &[
+            &log,
+            Path::new("--definition"),
+            &artifacts.join("job.yaml"),
+            Path::new("--results"),
+            &dir.path().join("results"),
+        ],
+    );
+    assert!(refetch.status.success());
+    let other = std::fs::read_dir(dir.path().join("results/other-qemu"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let merged = xtask(&["table"], &[file.as_path(), other.as_path()]);
+    assert!(
+        merged.status.success(),
+        "two devices merge without --allow-mixed"
+    );
+    let merged = String::from_utf8_lossy(&merged.stdout);
+    assert!(
+        merged.contains("rows are LAVA devices (lava-run-qemu, other-qemu)"),
+        "{merged}"
+    );
+    assert!(merged.contains("| other-qemu-6.12"), "{merged}");
+
     // A kernel that finds no init panics; the job fails and nothing is written.
     let bad = submit(&deb, dir.path(), "12", &["--append", "rdinit=/nope"]);
     let err = String::from_utf8_lossy(&bad.stderr);

@@ -45,6 +45,8 @@ pub struct JobLog {
     pub errors: Vec<String>,
     /// Lines that were not log records (a dispatcher's stray output).
     pub skipped_lines: usize,
+    /// The QEMU command line a `qemu` device ran (LAVA's `Boot command:` line).
+    pub boot_command: Option<String>,
 }
 
 fn scalar(v: &Value) -> Option<String> {
@@ -104,6 +106,13 @@ impl JobLog {
                         extra,
                     });
                 }
+                "info" => {
+                    if let Some(cmd) = scalar(&rec.msg)
+                        .and_then(|m| m.strip_prefix("Boot command: ").map(str::to_string))
+                    {
+                        log.boot_command = Some(cmd);
+                    }
+                }
                 "error" => {
                     if let Some(e) = scalar(&rec.msg) {
                         log.errors.push(e);
@@ -113,6 +122,23 @@ impl JobLog {
             }
         }
         log
+    }
+
+    /// The accelerator and clock a `qemu` device really ran under, read from its QEMU command
+    /// line (a device dictionary can override a job's context); `None` without one.
+    pub fn qemu_clock(&self) -> Option<(contract::Accel, contract::Clock)> {
+        let cmd = self.boot_command.as_deref()?;
+        let args: Vec<&str> = cmd.split_whitespace().collect();
+        let kvm = args.contains(&"-enable-kvm")
+            || args
+                .windows(2)
+                .any(|w| w[0] == "-accel" && w[1].starts_with("kvm"));
+        let icount = args.contains(&"-icount");
+        Some(match (kvm, icount) {
+            (true, _) => (contract::Accel::Kvm, contract::Clock::Wall),
+            (false, true) => (contract::Accel::Tcg, contract::Clock::Icount),
+            (false, false) => (contract::Accel::Tcg, contract::Clock::Wall),
+        })
     }
 
     fn result(&self, definition: &str, case: &str) -> Option<&LavaResult> {
@@ -199,6 +225,7 @@ mod tests {
 
     const PASSED: &str = r#"{"dt": "2026-12-04T23:52:58.7", "lvl": "results", "msg": {"case": "validate", "definition": "lava", "result": "pass"}}
 {"dt": "2026-12-04T23:52:58.9", "lvl": "results", "msg": {"case": "file-download", "definition": "lava", "extra": {"label": "kernel", "size": ! "11735552"}, "result": "pass"}}
+{"dt": "2026-12-04T23:52:58.98", "lvl": "info", "msg": "Boot command: /usr/bin/qemu-system-x86_64 -nographic -m 640 -accel tcg -cpu max -icount shift=0,sleep=off -smp 1 -no-reboot -kernel /k"}
 {"dt": "2026-12-04T23:53:11.98", "lvl": "target", "msg": "START"}
 {"dt": "2026-12-04T23:53:11.99", "lvl": "target", "msg": ""}
 {"dt": "2026-12-04T23:53:11.99", "lvl": "target", "msg": "@@FB1 done 3 0 $ 00000000 QUJD@@"}
@@ -218,6 +245,16 @@ mod tests {
         assert_eq!(log.steps_seen("forkbench"), 1);
         assert_eq!(log.results[1].extra["size"], "11735552");
         log.check_passed(false).unwrap();
+        assert_eq!(
+            log.qemu_clock(),
+            Some((contract::Accel::Tcg, contract::Clock::Icount))
+        );
+        let mut kvm = log.clone();
+        kvm.boot_command = Some("qemu-system-x86_64 -cpu host -enable-kvm -m 640".into());
+        assert_eq!(
+            kvm.qemu_clock(),
+            Some((contract::Accel::Kvm, contract::Clock::Wall))
+        );
         // A server's log is the same records as a YAML list.
         let listed: String = PASSED.lines().map(|l| format!("- {l}\n")).collect();
         assert_eq!(JobLog::parse(&listed), log);

@@ -195,6 +195,17 @@ pub struct ResultArgs {
     pub label: Option<String>,
 }
 
+impl ResultArgs {
+    /// The results directory; a relative one is the repository's (as for `bench`).
+    fn dir(&self) -> PathBuf {
+        if self.results.is_absolute() {
+            self.results.clone()
+        } else {
+            util::project_root().join(&self.results)
+        }
+    }
+}
+
 /// A LAVA server.
 #[derive(Args, Debug, Clone)]
 pub struct ServerArgs {
@@ -531,7 +542,7 @@ fn submit(s: &SubmitArgs) -> anyhow::Result<PathBuf> {
         from_server(&server, id)?
     };
     let job = replay::check_job(&definition, &log_text, ran)?;
-    replay::save(job, &s.results.results, s.results.label.as_deref(), &stop)
+    replay::save(job, &s.results.dir(), s.results.label.as_deref(), &stop)
 }
 
 /// Run a job with this machine's `lava-run` on the `qemu` device the job expects, showing the
@@ -652,8 +663,9 @@ fn wait(
             );
         }
         let st = server.status(id)?;
-        if st.state == "Running" {
-            let more = server.log(id, log_lines)?;
+        if st.state == "Running"
+            && let Some(more) = server.log_from(id, log_lines)?
+        {
             log_lines += more.lines().count();
             done += count_done(more.as_bytes());
         }
@@ -690,7 +702,7 @@ fn from_server(server: &Server, id: u64) -> anyhow::Result<(String, String, Ran)
             st.state
         );
     }
-    let log_text = server.log(id, 0)?;
+    let log_text = server.log(id)?;
     if st.health != "Complete" {
         let last_error = log::JobLog::parse(&log_text).errors.last().cloned();
         bail!(
@@ -761,5 +773,5 @@ fn fetch(f: &FetchArgs) -> anyhow::Result<PathBuf> {
         _ => bail!("lava fetch needs a job id (with --server) or --log FILE --definition FILE"),
     };
     let job = replay::check_job(&definition, &log_text, ran)?;
-    replay::save(job, &f.results.results, f.results.label.as_deref(), &stop)
+    replay::save(job, &f.results.dir(), f.results.label.as_deref(), &stop)
 }

@@ -82,6 +82,7 @@ pub struct Ran {
 
 /// A checked job, ready to become a result file.
 pub struct CheckedJob {
+    /// `accel` and `clock` as the device really ran (see [`JobLog::qemu_clock`]).
     pub meta: JobMeta,
     pub lab_plan: LabPlan,
     pub transcript: Transcript,
@@ -92,9 +93,23 @@ pub struct CheckedJob {
 
 /// Check a job's definition and log (see the module's list); the first problem is the error.
 pub fn check_job(definition: &str, log_text: &str, ran: Ran) -> anyhow::Result<CheckedJob> {
-    let meta = JobMeta::from_definition(definition)?;
+    let mut meta = JobMeta::from_definition(definition)?;
     let log = JobLog::parse(log_text);
     log.check_passed(meta.shell)?;
+    // Records say how the device really ran: a lab's device dictionary can override the QEMU
+    // options the job asked for in its context.
+    if meta.accel != Accel::Host
+        && let Some((accel, clock)) = log.qemu_clock()
+        && (accel, clock) != (meta.accel, meta.clock)
+    {
+        eprintln!(
+            "note: the job asked for {}/{} but the device ran QEMU under {accel}/{clock} (its \
+             dictionary set QEMU's options): the records say {accel}/{clock}",
+            meta.accel, meta.clock
+        );
+        meta.accel = accel;
+        meta.clock = clock;
+    }
     let transcript = guest::transcript::read_transcript(&log.console)
         .context("the job's console does not decode")?;
     let label = meta

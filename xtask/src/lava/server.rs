@@ -120,14 +120,28 @@ impl Server {
         serde_json::from_str(&text).with_context(|| format!("job {id}: unexpected answer: {text}"))
     }
 
-    /// A job's log from line `start` on (YAML, one record per line).
-    pub fn log(&self, id: u64, start: usize) -> anyhow::Result<String> {
+    /// A job's whole log (YAML, one record per line).
+    pub fn log(&self, id: u64) -> anyhow::Result<String> {
+        self.log_from(id, 0)?
+            .with_context(|| format!("job {id} has no log on the server"))
+    }
+
+    /// A job's log from line `start` on; `None` when there is nothing (yet) from there.
+    pub fn log_from(&self, id: u64, start: usize) -> anyhow::Result<Option<String>> {
         let mut url = format!("{}/api/v0.2/jobs/{id}/logs/", self.url);
         if start > 0 {
             url.push_str(&format!("?start={start}"));
         }
         let req = self.auth(self.agent.get(url));
-        self.body(&format!("reading job {id}'s log"), req.call())
+        let resp = req.call();
+        // The server answers 404 for a log with no lines from `start` on.
+        if let Ok(r) = &resp
+            && r.status() == 404
+        {
+            return Ok(None);
+        }
+        self.body(&format!("reading job {id}'s log"), resp)
+            .map(Some)
     }
 }
 
@@ -189,13 +203,15 @@ mod tests {
                 r#"{"id": 17, "state": "Finished", "health": "Complete", "actual_device": "qemu01", "definition": "x"}"#,
             ),
             (200, "- {\"lvl\": \"target\", \"msg\": \"hi\"}\n"),
+            (404, "{\"detail\": \"Not found.\"}"),
         ]);
         let s = Server::new(&format!("{url}/"), Some("sekrit")).unwrap();
         assert_eq!(s.submit("device_type: qemu\n").unwrap(), 17);
         let st = s.status(17).unwrap();
         assert!(st.finished());
         assert_eq!(st.actual_device.as_deref(), Some("qemu01"));
-        assert!(s.log(17, 5).unwrap().contains("hi"));
+        assert!(s.log_from(17, 5).unwrap().unwrap().contains("hi"));
+        assert_eq!(s.log_from(17, 9).unwrap(), None);
         let seen = h.join().unwrap();
         assert!(seen[0].starts_with("post /api/v0.2/jobs/ "), "{}", seen[0]);
         assert!(
