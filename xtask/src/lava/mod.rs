@@ -580,7 +580,11 @@ fn run_local(
         lava_run.display(),
         log_path.display()
     );
+    use std::os::unix::process::CommandExt;
+    // Its own process group: a signal to this process stops lava-run (and its QEMU) through
+    // SIGTERM, which lets it clean up, whoever sent the signal.
     let mut child = Command::new(&lava_run)
+        .process_group(0)
         .arg("--job-id")
         .arg(&job_id)
         .arg("--output-dir")
@@ -601,9 +605,10 @@ fn run_local(
             break st;
         }
         if stop.load(Ordering::Relaxed) {
-            // lava-run, in this process group, got the same signal and cancels its job.
+            let group = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGTERM);
             let _ = child.wait();
-            bail!("interrupted: the job was cancelled, no result file written");
+            bail!("interrupted: lava-run was stopped, no result file written");
         }
         let done = std::fs::read(&log_path).map_or(0, |t| count_done(&t));
         if done != shown {
