@@ -141,6 +141,15 @@ fn flock(f: File, arg: FlockArg) -> io::Result<Flock<File>> {
         match Flock::lock(f, arg) {
             Ok(l) => return Ok(l),
             Err((back, Errno::EINTR)) => f = back,
+            // A kernel built without CONFIG_FILE_LOCKING (tinyconfig) has no flock(2): say so
+            // rather than a bare "Function not implemented" on whatever path was locked.
+            Err((_, Errno::ENOSYS)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "flock(2) is not implemented: the kernel was built without \
+                     CONFIG_FILE_LOCKING, which the sysfs knob journal needs",
+                ));
+            }
             Err((_, e)) => return Err(errno(e)),
         }
     }
