@@ -1,0 +1,367 @@
+//! Exact rows in `table`, `compare` and `bench`: their options (`--exact-tolerance`,
+//! `--exact-threshold`), the rule that timed and exact runs never meet in one comparison
+//! ([`unit_refusal`]), and `compare` of exact rows ([`compare_exact`]): each side's runs must
+//! agree, then a change beyond the threshold is faster/slower and anything smaller `same`. No
+//! test, p-value or CI: the counts are exact (`stats::exact`). The statistical path for timed
+//! rows stays in [`crate::compare`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::bail;
+use clap::Args;
+use results::{ResultFile, SampleUnit, Variant};
+use stats::Verdict;
+use stats::exact::{ExactComparison, ExactPolicy, Undecided};
+
+use crate::compare::{Matching, Report};
+
+/// How exact rows are judged, in percent on the command line.
+#[derive(Args, Debug, Clone, Copy, PartialEq)]
+pub struct ExactArgs {
+    /// Exact rows (QEMU icount): the runs of one row agree when (max - min) / median of their
+    /// medians is at most this, in percent; a row whose runs do not agree gets no verdict
+    #[arg(long, value_name = "PCT", default_value_t = stats::exact::DEFAULT_TOLERANCE * 100.0)]
+    pub exact_tolerance: f64,
+    /// Exact rows: a change beyond this, in percent, is faster/slower; anything smaller is
+    /// `same`
+    #[arg(long, value_name = "PCT", default_value_t = stats::exact::DEFAULT_THRESHOLD * 100.0)]
+    pub exact_threshold: f64,
+}
+
+impl Default for ExactArgs {
+    fn default() -> Self {
+        ExactArgs {
+            exact_tolerance: stats::exact::DEFAULT_TOLERANCE * 100.0,
+            exact_threshold: stats::exact::DEFAULT_THRESHOLD * 100.0,
+        }
+    }
+}
+
+impl ExactArgs {
+    /// The policy, or one error line naming the bad option.
+    pub fn policy(&self) -> anyhow::Result<ExactPolicy> {
+        for (name, v) in [
+            ("--exact-tolerance", self.exact_tolerance),
+            ("--exact-threshold", self.exact_threshold),
+        ] {
+            if !(v.is_finite() && (0.0..100.0).contains(&v)) {
+                bail!("{name} must be a percentage in [0, 100), not {v}");
+            }
+        }
+        Ok(ExactPolicy {
+            tolerance: self.exact_tolerance / 100.0,
+            threshold: self.exact_threshold / 100.0,
+        })
+    }
+
+    /// The statistics policy of the tables, with these exact settings.
+    pub fn stats_policy(&self) -> anyhow::Result<stats::Policy> {
+        Ok(stats::Policy {
+            exact: self.policy()?,
+            ..stats::Policy::default()
+        })
+    }
+}
+
+/// The units of a selection's runs.
+pub fn units(files: &[ResultFile]) -> BTreeSet<SampleUnit> {
+    files
+        .iter()
+        .flat_map(|f| &f.runs)
+        .map(|r| r.variant.unit())
+        .collect()
+}
+
+fn unit_name(units: &BTreeSet<SampleUnit>) -> &'static str {
+    match (
+        units.contains(&SampleUnit::Nanoseconds),
+        units.contains(&SampleUnit::Instructions),
+    ) {
+        (true, true) => "timed (ns) and exact (guest instructions) runs",
+        (false, true) => "exact runs (guest instructions, QEMU icount)",
+        _ => "timed runs (ns)",
+    }
+}
+
+/// Why A and B cannot be compared: their runs are in different units (one side timed, the
+/// other exact). None when both sides hold the same units.
+pub fn unit_refusal(a: &[ResultFile], b: &[ResultFile], names: (&str, &str)) -> Option<String> {
+    let (ua, ub) = (units(a), units(b));
+    (ua != ub).then(|| {
+        format!(
+            "A ({}) holds {} and B ({}) {}: instructions and nanoseconds do not compare",
+            names.0,
+            unit_name(&ua),
+            names.1,
+            unit_name(&ub)
+        )
+    })
+}
+
+/// Keep only the runs in `unit` (files left empty are dropped).
+pub fn only_unit(files: &[ResultFile], unit: SampleUnit) -> Vec<ResultFile> {
+    files
+        .iter()
+        .map(|f| {
+            let mut f = f.clone();
+            f.runs.retain(|r| r.variant.unit() == unit);
+            f
+        })
+        .filter(|f| !f.runs.is_empty())
+        .collect()
+}
+
+/// Run values (each run's median) per matching key.
+fn run_values(files: &[ResultFile], matching: Matching) -> BTreeMap<Variant, Vec<f64>> {
+    let mut m: BTreeMap<Variant, Vec<f64>> = BTreeMap::new();
+    for f in files {
+        for r in &f.runs {
+            if let Some(v) = stats::exact::run_value(&r.samples_ns) {
+                m.entry(matching.key(&r.variant)).or_default().push(v);
+            }
+        }
+    }
+    m
+}
+
+/// One compared exact row.
+#[derive(Debug, Clone)]
+pub struct ExactLine {
+    pub variant: Variant,
+    pub cmp: ExactComparison,
+}
+
+/// Every exact variant present on both sides, B against A; the ids of those on one side only.
+pub fn compare_lines(
+    a: &[ResultFile],
+    b: &[ResultFile],
+    matching: Matching,
+    policy: &ExactPolicy,
+) -> (Vec<ExactLine>, Vec<String>) {
+    let (ma, mb) = (run_values(a, matching), run_values(b, matching));
+    let mut lines = Vec::new();
+    let mut unmatched = Vec::new();
+    for (v, xa) in &ma {
+        match mb.get(v) {
+            Some(xb) => {
+                if let Some(cmp) = stats::exact::compare(xa, xb, policy) {
+                    lines.push(ExactLine {
+                        variant: v.clone(),
+                        cmp,
+                    });
+                }
+            }
+            None => unmatched.push(format!("{} (A only)", v.id())),
+        }
+    }
+    unmatched.extend(
+        mb.keys()
+            .filter(|k| !ma.contains_key(*k))
+            .map(|v| format!("{} (B only)", v.id())),
+    );
+    let rank = |v: &Variant| {
+        let l = v.layout_name();
+        let i = report::cases::LAYOUT_ORDER
+            .iter()
+            .position(|x| *x == l)
+            .unwrap_or(report::cases::LAYOUT_ORDER.len());
+        (v.row_name(), i, v.id())
+    };
+    lines.sort_by_cached_key(|l| rank(&l.variant));
+    (lines, unmatched)
+}
+
+/// A row's label: its layout, and its kernel when rows are matched kernel by kernel.
+fn row_label(v: &Variant) -> String {
+    match v {
+        Variant::Real(r) if r.kernel != "fork" => format!("{} {}", r.kernel, r.layout),
+        _ => v.layout_name(),
+    }
+}
+
+fn verdict_text(c: &ExactComparison) -> String {
+    match (c.verdict, c.undecided) {
+        (Verdict::Unknown, Some(Undecided::Baseline)) => "unknown (A's runs disagree)".into(),
+        (Verdict::Unknown, Some(Undecided::Row)) => "unknown (B's runs disagree)".into(),
+        (Verdict::Unknown, Some(Undecided::Both)) => "unknown (runs disagree)".into(),
+        (v, _) => v.to_string(),
+    }
+}
+
+fn pct2(x: f64) -> String {
+    format!("{:.2}%", x * 100.0)
+}
+
+fn signed_pct2(x: f64) -> String {
+    let v = (x * 10000.0).round() / 100.0;
+    if v == 0.0 {
+        "0.00%".into()
+    } else {
+        format!("{v:+.2}%")
+    }
+}
+
+/// The exact comparison as a Markdown table (within 100 columns for the usual layouts).
+pub fn render(lines: &[ExactLine]) -> String {
+    let columns: Vec<String> = ["A", "B", "change", "A spread", "B spread", "verdict"]
+        .map(String::from)
+        .to_vec();
+    let rows: Vec<(String, Vec<String>)> = lines
+        .iter()
+        .map(|l| {
+            let c = &l.cmp;
+            (
+                row_label(&l.variant),
+                vec![
+                    report::exact::count(c.base.value),
+                    report::exact::count(c.new.value),
+                    signed_pct2(c.change),
+                    pct2(c.base.spread),
+                    pct2(c.new.spread),
+                    verdict_text(c),
+                ],
+            )
+        })
+        .collect();
+    report::exact::grid("instructions per fork", &columns, &rows)
+}
+
+/// B against A, exact rows only: refuse sides that ran differently (unless `allow_mixed`), then
+/// per row each side's agreement, the change and the verdict. A regression: any row `slower`.
+pub fn compare_exact(
+    a: &[ResultFile],
+    b: &[ResultFile],
+    names: (&str, &str),
+    matching: Matching,
+    policy: &ExactPolicy,
+) -> anyhow::Result<Report> {
+    let (a_name, b_name) = names;
+    let (lines, unmatched) = compare_lines(a, b, matching, policy);
+    if lines.is_empty() {
+        bail!("A ({a_name}) and B ({b_name}) have no exact variant in common; nothing to compare");
+    }
+    let mut t = format!("{}\n\n", report::exact::EXACT_NOTE);
+    t.push_str(&format!(
+        "B ({b_name}) against A ({a_name}), exact rows: each side's runs agree when their spread\n\
+         is at most {}; a change beyond ±{} is faster/slower, else same (--exact-tolerance,\n\
+         --exact-threshold). No p-values: the counts carry no sampling noise.\n\n",
+        pct2(policy.tolerance),
+        pct2(policy.threshold)
+    ));
+    t.push_str(&render(&lines));
+    if !unmatched.is_empty() {
+        t.push_str(&format!(
+            "\n{} exact variant(s) on one side only were not compared: {}\n",
+            unmatched.len(),
+            unmatched.join(", ")
+        ));
+    }
+    let count = |v: Verdict| lines.iter().filter(|l| l.cmp.verdict == v).count();
+    let slower: Vec<&ExactLine> = lines
+        .iter()
+        .filter(|l| l.cmp.verdict == Verdict::Slower)
+        .collect();
+    t.push_str(&format!(
+        "\n{} faster, {} slower, {} same, {} unknown (runs disagree)\n",
+        count(Verdict::Faster),
+        slower.len(),
+        count(Verdict::Same),
+        count(Verdict::Unknown)
+    ));
+    if slower.is_empty() {
+        t.push_str(&format!(
+            "no exact regression beyond {}\n",
+            pct2(policy.threshold)
+        ));
+    } else {
+        t.push_str(&format!(
+            "REGRESSION beyond {}: {}\n",
+            pct2(policy.threshold),
+            slower
+                .iter()
+                .map(|l| format!("{} {}", row_label(&l.variant), signed_pct2(l.cmp.change)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(Report {
+        text: t,
+        regression: !slower.is_empty(),
+    })
+}
+
+/// `compare`'s dispatch on the unit: refuse sides in different units ([`unit_refusal`]), then
+/// timed rows through [`crate::compare::check_and_compare`] and exact rows through
+/// [`compare_exact`], one section after the other.
+pub fn compare_by_unit(
+    a: &[ResultFile],
+    b: &[ResultFile],
+    names: (&str, &str),
+    kernel_cmp: bool,
+    threshold: f64,
+    allow_mixed: bool,
+    policy: &ExactPolicy,
+) -> anyhow::Result<Report> {
+    if let Some(why) = unit_refusal(a, b, names) {
+        bail!("{why}");
+    }
+    let mut parts: Vec<Report> = Vec::new();
+    for unit in units(a) {
+        let (ua, ub) = (only_unit(a, unit), only_unit(b, unit));
+        // Kernels compared in exact guests: timed runs of the model alone are no kernel rows.
+        let real = |f: &[ResultFile]| {
+            f.iter()
+                .flat_map(|f| &f.runs)
+                .any(|r| matches!(r.variant, Variant::Real(_)))
+        };
+        if unit == SampleUnit::Nanoseconds && kernel_cmp && !real(&ua) && !real(&ub) {
+            continue;
+        }
+        parts.push(match unit {
+            SampleUnit::Nanoseconds => crate::compare::check_and_compare(
+                &ua,
+                &ub,
+                names,
+                kernel_cmp,
+                threshold,
+                allow_mixed,
+            )?,
+            SampleUnit::Instructions => exact_checked(&ua, &ub, names, allow_mixed, policy)?,
+        });
+    }
+    Ok(Report {
+        regression: parts.iter().any(|p| p.regression),
+        text: parts
+            .into_iter()
+            .map(|p| p.text)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    })
+}
+
+/// [`compare_exact`] after the checks every comparison makes: A and B hold the same kernels
+/// or one each, and ran alike (unless `allow_mixed`, which then heads the output).
+fn exact_checked(
+    a: &[ResultFile],
+    b: &[ResultFile],
+    names: (&str, &str),
+    allow_mixed: bool,
+    policy: &ExactPolicy,
+) -> anyhow::Result<Report> {
+    use crate::conditions;
+    if let Some(why) = crate::compare::kernel_mismatch(a, b) {
+        bail!("{why}");
+    }
+    let all = |_: &results::RunRecord| true;
+    let mixed = conditions::mismatches(&conditions::of(a, all), &conditions::of(b, all));
+    let (an, bn) = (format!("A ({})", names.0), format!("B ({})", names.1));
+    if !mixed.is_empty() && !allow_mixed {
+        bail!("{}", conditions::refusal(&an, &bn, &mixed, "compare"));
+    }
+    let matching = crate::compare::matching_for(a, b, &mixed);
+    let mut r = compare_exact(a, b, names, matching, policy)?;
+    if !mixed.is_empty() {
+        r.text = format!("{}\n\n{}", conditions::banner(&an, &bn, &mixed), r.text);
+    }
+    Ok(r)
+}
