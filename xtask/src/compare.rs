@@ -256,26 +256,36 @@ pub fn compare_matching(
             .filter(|k| !ma.contains_key(*k))
             .map(|v| format!("{} (B only)", v.id())),
     );
+    let rank = row_rank(a, b);
+    out.sort_by_cached_key(|l| rank(&l.variant));
+    (out, unmatched)
+}
+
+/// The order compared rows print in: real fork first, kernel by kernel in the files' order
+/// ([`report::kernel_order`]), layouts in the tables' order; then the model's rows.
+pub fn row_rank(
+    a: &[ResultFile],
+    b: &[ResultFile],
+) -> impl Fn(&Variant) -> (usize, usize, usize, String) {
     let mut all = a.to_vec();
     all.extend(b.iter().cloned());
     let kernels = report::kernel_order(&all);
     let rank = |list: &[&str], x: &str| list.iter().position(|s| *s == x).unwrap_or(list.len());
-    out.sort_by_cached_key(|l| match &l.variant {
-        Variant::Real(v) => {
-            let k = report::kernel_row_name(&v.kernel, v.accel);
+    move |v: &Variant| match v {
+        Variant::Real(r) => {
+            let k = report::kernel_row_name(&r.kernel, r.accel);
             (
                 0,
                 kernels
                     .iter()
                     .position(|x| *x == k)
                     .unwrap_or(kernels.len()),
-                rank(&report::cases::LAYOUT_ORDER, &l.variant.layout_name()),
-                l.variant.id(),
+                rank(&report::cases::LAYOUT_ORDER, &v.layout_name()),
+                v.id(),
             )
         }
-        Variant::Sim(_) => (1, 0, 0, l.variant.id()),
-    });
-    (out, unmatched)
+        Variant::Sim(_) => (1, 0, 0, v.id()),
+    }
 }
 
 /// The comparison as a Markdown table.

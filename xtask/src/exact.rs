@@ -159,14 +159,7 @@ pub fn compare_lines(
             .filter(|k| !ma.contains_key(*k))
             .map(|v| format!("{} (B only)", v.id())),
     );
-    let rank = |v: &Variant| {
-        let l = v.layout_name();
-        let i = report::cases::LAYOUT_ORDER
-            .iter()
-            .position(|x| *x == l)
-            .unwrap_or(report::cases::LAYOUT_ORDER.len());
-        (v.row_name(), i, v.id())
-    };
+    let rank = crate::compare::row_rank(a, b);
     lines.sort_by_cached_key(|l| rank(&l.variant));
     (lines, unmatched)
 }
@@ -241,13 +234,15 @@ pub fn compare_exact(
         bail!("A ({a_name}) and B ({b_name}) have no exact variant in common; nothing to compare");
     }
     let mut t = format!("{}\n\n", report::exact::EXACT_NOTE);
-    t.push_str(&format!(
-        "B ({b_name}) against A ({a_name}), exact rows: each side's runs agree when their spread\n\
-         is at most {}; a change beyond ±{} is faster/slower, else same (--exact-tolerance,\n\
-         --exact-threshold). No p-values: the counts carry no sampling noise.\n\n",
+    let rule = format!(
+        "B ({b_name}) against A ({a_name}), exact rows: each side's runs agree when their spread \
+         is at most {}; a change beyond ±{} is faster/slower, else same (--exact-tolerance, \
+         --exact-threshold). No p-values: the counts carry no sampling noise.",
         pct2(policy.tolerance),
         pct2(policy.threshold)
-    ));
+    );
+    t.push_str(&report::exact::fill(&rule, report::exact::WIDTH, ""));
+    t.push('\n');
     t.push_str(&render(&lines));
     if !unmatched.is_empty() {
         t.push_str(&format!(
@@ -274,15 +269,16 @@ pub fn compare_exact(
             pct2(policy.threshold)
         ));
     } else {
-        t.push_str(&format!(
-            "REGRESSION beyond {}: {}\n",
+        let line = format!(
+            "REGRESSION beyond {}: {}",
             pct2(policy.threshold),
             slower
                 .iter()
                 .map(|l| format!("{} {}", row_label(&l.variant), signed_pct2(l.cmp.change)))
                 .collect::<Vec<_>>()
                 .join(", ")
-        ));
+        );
+        t.push_str(&report::exact::fill(&line, report::exact::WIDTH, "  "));
     }
     Ok(Report {
         text: t,
@@ -364,4 +360,152 @@ fn exact_checked(
         r.text = format!("{}\n\n{}", conditions::banner(&an, &bn, &mixed), r.text);
     }
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use report::fixtures::{DEBIAN_61, DEBIAN_612, EVERY_LAYOUT, ExactKernel, exact_file};
+    use results::Clock;
+
+    fn kernels() -> Vec<ExactKernel> {
+        vec![
+            ExactKernel::steady(DEBIAN_61, 188_500.0, 132.5, 5000.0, 5),
+            ExactKernel::steady(DEBIAN_612, 461_500.0, 193.3, 6088.0, 5),
+        ]
+    }
+
+    /// B's runs of `kernel` against A's, as `compare FILE --kernels A B` makes them.
+    fn kernel_sides(f: &ResultFile, a: &str, b: &str) -> (Vec<ResultFile>, Vec<ResultFile>) {
+        let all = std::slice::from_ref(f);
+        (
+            crate::compare::runs_of_kernel(all, a, "f").unwrap(),
+            crate::compare::runs_of_kernel(all, b, "f").unwrap(),
+        )
+    }
+
+    fn compare_text(f: &ResultFile, a: &str, b: &str) -> Report {
+        let (sa, sb) = kernel_sides(f, a, b);
+        compare_by_unit(&sa, &sb, (a, b), true, 1.0, false, &ExactPolicy::default()).unwrap()
+    }
+
+    fn assert_fits(what: &str, text: &str) {
+        for l in text.lines() {
+            assert!(
+                l.chars().count() <= 100,
+                "{what}: {} columns: {l}\n{text}",
+                l.chars().count()
+            );
+        }
+    }
+
+    /// The widest realistic output: Debian's long releases as rows, every layout a guest can
+    /// run, timed and exact; what `bench`, `table` (every text format by default) and `compare`
+    /// print stays within 100 columns.
+    #[test]
+    fn every_table_fits_100_columns() {
+        for clock in [Clock::Icount, Clock::Wall] {
+            let f = exact_file(&kernels(), &EVERY_LAYOUT, clock);
+            let files = std::slice::from_ref(&f);
+            let policy = stats::Policy::default();
+            let cases = crate::select::cases(files, None, &policy).unwrap();
+            let bench = crate::bench::bench_tables(&cases, "ci", files, &policy, false);
+            assert_fits(&format!("bench {clock}"), &bench);
+            for fmt in [
+                crate::table::Format::Auto,
+                crate::table::Format::Thread,
+                crate::table::Format::Combined,
+            ] {
+                let t = crate::table::render(&cases, "ci", fmt);
+                assert_fits(&format!("table {fmt:?} {clock}"), &t);
+            }
+            if clock == Clock::Icount {
+                let c = compare_text(&f, DEBIAN_61, DEBIAN_612);
+                assert_fits("compare exact", &c.text);
+                assert!(bench.contains("instructions per PTE copied"), "{bench}");
+                assert!(bench.contains(" instr |"), "{bench}");
+                assert!(!bench.contains("emulated: these times"), "{bench}");
+            } else {
+                assert!(bench.starts_with(report::EMULATED_NOTE), "{bench}");
+                assert!(!bench.contains(" instr"), "{bench}");
+            }
+        }
+    }
+
+    #[test]
+    fn timed_and_exact_sides_are_refused_in_one_line() {
+        let exact = exact_file(&kernels(), &["order0"], Clock::Icount);
+        let timed = exact_file(&kernels(), &["order0"], Clock::Wall);
+        let e = compare_by_unit(
+            std::slice::from_ref(&timed),
+            std::slice::from_ref(&exact),
+            ("A", "B"),
+            false,
+            1.0,
+            false,
+            &ExactPolicy::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "A (A) holds timed runs (ns) and B (B) exact runs (guest instructions, QEMU icount): \
+             instructions and nanoseconds do not compare"
+        );
+    }
+
+    #[test]
+    fn the_same_kernel_twice_is_same_and_one_percent_more_is_a_regression() {
+        let mut ks = kernels();
+        ks[0].label = "a".into();
+        ks[1] = ks[0].clone();
+        ks[1].label = "b".into();
+        let f = exact_file(&ks, &EVERY_LAYOUT, Clock::Icount);
+        let r = compare_text(&f, "a", "b");
+        assert!(!r.regression, "{}", r.text);
+        assert!(
+            r.text.contains(&format!(
+                "0 faster, 0 slower, {} same, 0 unknown",
+                EVERY_LAYOUT.len()
+            )),
+            "{}",
+            r.text
+        );
+        assert!(
+            !r.text.contains(" p ") && !r.text.contains("CI"),
+            "{}",
+            r.text
+        );
+        ks[1].run_factors = vec![1.01; 5];
+        let f = exact_file(&ks, &["order0", "untouched"], Clock::Icount);
+        let r = compare_text(&f, "a", "b");
+        assert!(r.regression, "{}", r.text);
+        assert!(
+            r.text.contains("REGRESSION beyond 0.50%: order0 +1.00%"),
+            "{}",
+            r.text
+        );
+        // Runs that disagree decide nothing, and do not fail the compare.
+        ks[1].run_factors = vec![1.0, 1.0, 1.03, 1.0, 1.0];
+        let f = exact_file(&ks, &["order0"], Clock::Icount);
+        let r = compare_text(&f, "a", "b");
+        assert!(!r.regression, "{}", r.text);
+        assert!(r.text.contains("unknown (B's runs disagree)"), "{}", r.text);
+    }
+
+    #[test]
+    fn options_are_percentages() {
+        let bad = ExactArgs {
+            exact_tolerance: -1.0,
+            ..ExactArgs::default()
+        };
+        assert_eq!(
+            bad.policy().unwrap_err().to_string(),
+            "--exact-tolerance must be a percentage in [0, 100), not -1"
+        );
+        assert_eq!(
+            ExactArgs::default().policy().unwrap(),
+            ExactPolicy::default()
+        );
+    }
 }

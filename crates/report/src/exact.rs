@@ -393,23 +393,34 @@ fn per_copy_table(cases: &[Case], m: &Matrix) -> String {
         .cloned()
         .collect();
     let mut why: Vec<String> = Vec::new();
+    let mut star = false;
     let rows: Vec<(String, Vec<String>)> = m
         .kernels
         .iter()
         .map(|k| {
             let cells = layouts
                 .iter()
-                .map(|l| match m.cell(k, l).and_then(|r| per_copy(cases, r)) {
-                    Some(p) => {
-                        if let PerCopy::Missing(reason) = &p {
+                .map(|l| {
+                    let Some(r) = m.cell(k, l) else {
+                        return "n/a".to_string();
+                    };
+                    match per_copy(cases, r) {
+                        Some(PerCopy::Missing(reason)) => {
                             let line = format!("{k}, {l}: {reason}");
                             if !why.contains(&line) {
                                 why.push(line);
                             }
+                            "-".into()
                         }
-                        p.cell()
+                        Some(p) => {
+                            // From runs that disagree (the row's or its untouched row's).
+                            let shaky = !agrees(r)
+                                || sibling(cases, r, "untouched").is_some_and(|u| !agrees(u));
+                            star |= shaky;
+                            format!("{}{}", p.cell(), if shaky { "*" } else { "" })
+                        }
+                        None => "n/a".into(),
                     }
-                    None => "n/a".into(),
                 })
                 .collect();
             (k.clone(), cells)
@@ -420,6 +431,9 @@ fn per_copy_table(cases: &[Case], m: &Matrix) -> String {
          copies PMDs, not PTEs: per PMD; mix-pmd: its PTE half, the PMD half priced as pmd-order9:\n\n",
     );
     out.push_str(&grid("kernel", &layouts, &rows));
+    if star {
+        out.push_str("* from runs that disagree (this layout's or untouched's)\n");
+    }
     for w in why {
         out.push_str(&format!("- {w}\n"));
     }
@@ -550,7 +564,10 @@ pub fn exact_verdict_table(cases: &[Case], policy: &ExactPolicy) -> String {
         spread_text(policy.tolerance),
         spread_text(policy.threshold)
     );
-    out.push_str(&headed_table(&headers, &lines, &headings));
+    let right = [false, true, true, true, false];
+    out.push_str(&crate::tables::headed_table(
+        &headers, right, &lines, &headings,
+    ));
     if !notes.is_empty() {
         out.push_str(
             "\nruns that disagree (run index as in --format samples, each run's median):\n",
@@ -562,63 +579,8 @@ pub fn exact_verdict_table(cases: &[Case], policy: &ExactPolicy) -> String {
     out
 }
 
-/// A table of five columns (name and verdict left-aligned) whose `None` lines are headings
-/// spanning the row, taken in order from `headings`.
-fn headed_table(
-    headers: &[String; 5],
-    lines: &[Option<[String; 5]>],
-    headings: &[String],
-) -> String {
-    let len = |s: &str| s.chars().count();
-    let mut w = headers.clone().map(|h| len(&h));
-    for l in lines.iter().flatten() {
-        for i in 0..5 {
-            w[i] = w[i].max(len(&l[i]));
-        }
-    }
-    let inner: usize = w.iter().sum::<usize>() + 3 * 4;
-    let pad = |s: &str, n: usize, right: bool| {
-        let fill = " ".repeat(n.saturating_sub(len(s)));
-        if right {
-            format!("{fill}{s}")
-        } else {
-            format!("{s}{fill}")
-        }
-    };
-    let line = |c: &[String; 5]| {
-        format!(
-            "| {} | {} | {} | {} | {} |\n",
-            pad(&c[0], w[0], false),
-            pad(&c[1], w[1], true),
-            pad(&c[2], w[2], true),
-            pad(&c[3], w[3], true),
-            pad(&c[4], w[4], false)
-        )
-    };
-    let mut out = line(headers);
-    out.push_str(&format!(
-        "|:{}|{}:|{}:|{}:|:{}|\n",
-        "-".repeat(w[0] + 1),
-        "-".repeat(w[1] + 1),
-        "-".repeat(w[2] + 1),
-        "-".repeat(w[3] + 1),
-        "-".repeat(w[4] + 1)
-    ));
-    let mut h = headings.iter();
-    for l in lines {
-        match l {
-            Some(c) => out.push_str(&line(c)),
-            None => {
-                let text = h.next().map(String::as_str).unwrap_or("");
-                out.push_str(&format!("| {} |\n", pad(text, inner, false)));
-            }
-        }
-    }
-    out
-}
-
 /// `text` wrapped at spaces to lines of at most `width` columns, continuation lines indented.
-pub(crate) fn fill(text: &str, width: usize, indent: &str) -> String {
+pub fn fill(text: &str, width: usize, indent: &str) -> String {
     let mut out = String::new();
     let mut line = String::new();
     for word in text.split(' ') {

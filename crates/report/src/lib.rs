@@ -14,8 +14,11 @@
 pub mod cases;
 pub mod exact;
 pub mod export;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 pub mod legend;
 pub mod svg;
+pub mod svg_style;
 pub mod tables;
 
 pub use cases::{Case, CaseError, Row, build_cases, kernel_order, kernel_row_name, layout_heading};
@@ -25,6 +28,8 @@ pub use tables::{
     rel_rows, thread_table, thread_tables, verdict_table,
 };
 
+#[cfg(test)]
+mod exact_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

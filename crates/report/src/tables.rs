@@ -579,16 +579,41 @@ pub fn verdict_table(cases: &[Case], noise: f64) -> String {
             ]));
         }
     }
-    let mut w = headers.map(str::len);
-    for c in cells.iter().flatten() {
+    let mut out = format!(
+        "Verdicts against each case's baseline (noise threshold ±{}: a change whose whole 95% CI\n\
+         lies within it is \"same\"; faster/slower need p < 0.05 and the CI beyond it; unknown ~N:\n\
+         about N runs per side would decide; negative = faster):\n\n",
+        pct(noise)
+    );
+    let right = [false, true, true, false, false];
+    out.push_str(&headed_table(
+        &headers.map(String::from),
+        right,
+        &cells,
+        &headings,
+    ));
+    out
+}
+
+/// A table of five columns (`right`: which are right-aligned) whose `None` lines are headings
+/// spanning the row, taken in order from `headings`.
+pub(crate) fn headed_table(
+    headers: &[String; 5],
+    right: [bool; 5],
+    lines: &[Option<[String; 5]>],
+    headings: &[String],
+) -> String {
+    let len = |s: &str| s.chars().count();
+    let mut w = headers.clone().map(|h| len(&h));
+    for l in lines.iter().flatten() {
         for i in 0..5 {
-            w[i] = w[i].max(c[i].chars().count());
+            w[i] = w[i].max(len(&l[i]));
         }
     }
     // A heading may be wider than the name column: it spans the whole row.
     let inner: usize = w.iter().sum::<usize>() + 3 * 4;
     let pad = |s: &str, n: usize, right: bool| {
-        let fill = " ".repeat(n.saturating_sub(s.chars().count()));
+        let fill = " ".repeat(n.saturating_sub(len(s)));
         if right {
             format!("{fill}{s}")
         } else {
@@ -596,33 +621,27 @@ pub fn verdict_table(cases: &[Case], noise: f64) -> String {
         }
     };
     let line = |c: &[String; 5]| {
-        format!(
-            "| {} | {} | {} | {} | {} |\n",
-            pad(&c[0], w[0], false),
-            pad(&c[1], w[1], true),
-            pad(&c[2], w[2], true),
-            pad(&c[3], w[3], false),
-            pad(&c[4], w[4], false)
-        )
+        let mut s = String::from("|");
+        for i in 0..5 {
+            s.push_str(&format!(" {} |", pad(&c[i], w[i], right[i])));
+        }
+        s.push('\n');
+        s
     };
-    let mut out = format!(
-        "Verdicts against each case's baseline (noise threshold ±{}: a change whose whole 95% CI\n\
-         lies within it is \"same\"; faster/slower need p < 0.05 and the CI beyond it; unknown ~N:\n\
-         about N runs per side would decide; negative = faster):\n\n",
-        pct(noise)
-    );
-    out.push_str(&line(&headers.map(String::from)));
-    out.push_str(&format!(
-        "|:{}|{}:|{}:|:{}|:{}|\n",
-        "-".repeat(w[0] + 1),
-        "-".repeat(w[1] + 1),
-        "-".repeat(w[2] + 1),
-        "-".repeat(w[3] + 1),
-        "-".repeat(w[4] + 1)
-    ));
+    let mut out = line(headers);
+    out.push('|');
+    for i in 0..5 {
+        let dashes = "-".repeat(w[i] + 1);
+        out.push_str(&if right[i] {
+            format!("{dashes}:|")
+        } else {
+            format!(":{dashes}|")
+        });
+    }
+    out.push('\n');
     let mut h = headings.iter();
-    for c in &cells {
-        match c {
+    for l in lines {
+        match l {
             Some(c) => out.push_str(&line(c)),
             None => {
                 let text = h.next().map(String::as_str).unwrap_or("");

@@ -14,9 +14,10 @@ pub mod v1;
 
 pub use contract::{
     Accel, Arch, CheckSummary, Clock, Contpte, CostModel, CounterValue, CpuBusy, Disturbance,
-    HostEnv, HostLoad, Instrument, KernelConfig, Mapcount, MemoryUse, Mode, ModelOrder, OpCounter,
-    Pinning, Populate, RealContext, RealExtra, RealLayout, RealVariant, RunRecord, SCHEMA_VERSION,
-    SampleUnit, Sched, SchedInfo, SimExtra, SimVariant, Strategy, TimerCost, Variant,
+    GuestBoot, HostEnv, HostLoad, Instrument, KernelConfig, Mapcount, MemoryUse, Mode, ModelOrder,
+    OpCounter, Pinning, Populate, RealContext, RealExtra, RealLayout, RealVariant, RunRecord,
+    SCHEMA_VERSION, SampleUnit, Sched, SchedInfo, SimExtra, SimVariant, Strategy, TimerCost,
+    Variant,
 };
 use serde::{Deserialize, Serialize};
 
