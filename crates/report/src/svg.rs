@@ -305,7 +305,12 @@ pub fn mean_rel_bars(case: &Case, machine: &str) -> Result<String, PlotError> {
             let right = hi.max(*m).max(0.0) + gap;
             chart
                 .draw_series(std::iter::once(left_text(
-                    format!("{m:+.1}%"),
+                    // Exact changes are decided at ±0.5%: two decimals.
+                    if case.is_exact() {
+                        format!("{m:+.2}%")
+                    } else {
+                        format!("{m:+.1}%")
+                    },
                     (right, y),
                     11,
                 )))
@@ -420,7 +425,12 @@ pub fn fork_time_by_order(rows: &[&Row], machine: &str) -> Result<String, PlotEr
         // Approximate pixels per order and plot height, to keep labels apart.
         const UNIT_PX: f64 = 67.0;
         const PLOT_PX: f64 = 420.0;
-        let mut placed: Vec<(f64, f64, f64)> = Vec::new();
+        // Boxes (x, y, width in px) a label must not cover: every marker, then every label.
+        let mut placed: Vec<(f64, f64, f64)> = series
+            .iter()
+            .flat_map(|(_, pts)| pts.iter())
+            .map(|p| (p.0 * UNIT_PX - 8.0, p.1 / ymax * PLOT_PX, 16.0))
+            .collect();
         for (si, (name, pts)) in series.iter().enumerate() {
             let (color, shape) = series_style(si);
             let anno = chart
@@ -444,7 +454,8 @@ pub fn fork_time_by_order(rows: &[&Row], machine: &str) -> Result<String, PlotEr
                     .map_err(perr)?;
                 let text = format!("{} {} {}", p.3, tick_ms(p.1), sc.suffix);
                 // A label that would cover an earlier one is left out (the axis still reads).
-                let (x_px, y_px) = (p.0 * UNIT_PX, p.1 / ymax * PLOT_PX);
+                // The label starts 0.22 orders right of its marker.
+                let (x_px, y_px) = ((p.0 + 0.22) * UNIT_PX, p.1 / ymax * PLOT_PX);
                 let w_px = text.chars().count() as f64 * 6.0;
                 if placed
                     .iter()

@@ -88,7 +88,7 @@ pub fn scale(unit: SampleUnit) -> Scale {
         SampleUnit::Instructions => Scale {
             div: 1e6,
             suffix: "M instr",
-            what: "guest instructions per fork, millions (QEMU icount: path length, not time)",
+            what: "guest instructions per fork, M",
         },
     }
 }
@@ -118,7 +118,7 @@ pub fn point(r: &Row) -> (f64, f64, f64) {
 pub fn whiskers_text(unit: SampleUnit) -> &'static str {
     match unit {
         SampleUnit::Nanoseconds => "whiskers ±1 std of run means",
-        SampleUnit::Instructions => "whiskers: lowest to highest run",
+        SampleUnit::Instructions => "whiskers: min to max run",
     }
 }
 
