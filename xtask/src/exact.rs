@@ -216,7 +216,16 @@ pub fn render(lines: &[ExactLine]) -> String {
             )
         })
         .collect();
-    report::exact::grid("instructions per fork", &columns, &rows)
+    // The row label is a layout, or a kernel and layout when rows match kernel by kernel.
+    let corner = if lines.iter().any(|l| row_label(&l.variant).contains(' ')) {
+        "kernel, layout"
+    } else {
+        "layout"
+    };
+    format!(
+        "instructions per fork (the median of each side's run medians):\n\n{}",
+        report::exact::grid_aligned(corner, &columns, &rows, &[5])
+    )
 }
 
 /// B against A, exact rows only: refuse sides that ran differently (unless `allow_mixed`), then

@@ -204,6 +204,16 @@ fn blocks(first: usize, widths: &[usize], max: usize) -> Vec<std::ops::Range<usi
 /// A Markdown table (first column left-aligned, the others right-aligned) that continues in
 /// further blocks of columns when it would be wider than [`WIDTH`].
 pub fn grid(corner: &str, columns: &[String], rows: &[(String, Vec<String>)]) -> String {
+    grid_aligned(corner, columns, rows, &[])
+}
+
+/// [`grid`] whose columns listed in `left` (indexes into `columns`) are left-aligned.
+pub fn grid_aligned(
+    corner: &str,
+    columns: &[String],
+    rows: &[(String, Vec<String>)],
+    left: &[usize],
+) -> String {
     let len = |s: &str| s.chars().count();
     let w0 = rows
         .iter()
@@ -231,16 +241,27 @@ pub fn grid(corner: &str, columns: &[String], rows: &[(String, Vec<String>)]) ->
         }
         let mut head = format!("| {} |", pad_right(corner, w0));
         let mut sep = format!("|:{}|", "-".repeat(w0 + 1));
+        let pad = |i: usize, s: &str| {
+            if left.contains(&i) {
+                pad_right(s, widths[i])
+            } else {
+                pad_left(s, widths[i])
+            }
+        };
         for i in range.clone() {
-            head.push_str(&format!(" {} |", pad_left(&columns[i], widths[i])));
-            sep.push_str(&format!("{}:|", "-".repeat(widths[i] + 1)));
+            head.push_str(&format!(" {} |", pad(i, &columns[i])));
+            if left.contains(&i) {
+                sep.push_str(&format!(":{}|", "-".repeat(widths[i] + 1)));
+            } else {
+                sep.push_str(&format!("{}:|", "-".repeat(widths[i] + 1)));
+            }
         }
         out.push_str(&format!("{head}\n{sep}\n"));
         for (name, cells) in rows {
             let mut line = format!("| {} |", pad_right(name, w0));
             for i in range.clone() {
                 let c = cells.get(i).map_or("", String::as_str);
-                line.push_str(&format!(" {} |", pad_left(c, widths[i])));
+                line.push_str(&format!(" {} |", pad(i, c)));
             }
             out.push_str(&line);
             out.push('\n');
