@@ -98,6 +98,8 @@ pub struct BenchArgs {
     /// verdict table
     #[arg(long, short)]
     pub verbose: bool,
+    #[command(flatten)]
+    pub exact: crate::exact::ExactArgs,
 }
 
 /// `--accel`.
@@ -850,7 +852,7 @@ pub fn bench_written(
     })?;
     let _ = std::fs::remove_file(&partial);
     file.check_samples(&out_path)?;
-    let policy = stats::Policy::default();
+    let policy = a.exact.stats_policy()?;
     let cases = select::cases(std::slice::from_ref(&file), None, &policy)?;
     println!(
         "{}",
@@ -925,8 +927,9 @@ pub fn run_host(a: &BenchArgs) -> anyhow::Result<Option<PathBuf>> {
 }
 
 /// What `bench` prints on stdout: the thread's combined tables and one compact verdict table
-/// (every line within 100 columns for the usual row names); with `verbose`, the extended tables
-/// too, whose real-fork rows carry the spread without drift and the core-probe correlation.
+/// (every line within 100 columns: long kernel names get short ones and a legend); with
+/// `verbose`, the extended tables too, whose real-fork rows carry the spread without drift and
+/// the core-probe correlation. Exact cases (guest instructions) follow in their own tables.
 pub fn bench_tables(
     cases: &[report::Case],
     machine: &str,
@@ -934,7 +937,32 @@ pub fn bench_tables(
     policy: &stats::Policy,
     verbose: bool,
 ) -> String {
-    let mut s = crate::table::render(cases, machine, crate::table::Format::Combined);
+    let mut cases = cases.to_vec();
+    let legend = report::legend::shorten_kernel_rows(&mut cases);
+    let (exact, timed): (Vec<report::Case>, Vec<report::Case>) =
+        cases.into_iter().partition(report::Case::is_exact);
+    let mut s = crate::table::text_preamble(&timed, &exact, legend);
+    if !timed.is_empty() {
+        s.push_str(&timed_bench_tables(&timed, machine, files, policy, verbose));
+    }
+    if !exact.is_empty() {
+        if !timed.is_empty() {
+            s.push('\n');
+        }
+        s.push_str(&report::exact::exact_tables_body(&exact));
+    }
+    s
+}
+
+/// [`bench_tables`] of timed cases.
+fn timed_bench_tables(
+    cases: &[report::Case],
+    machine: &str,
+    files: &[ResultFile],
+    policy: &stats::Policy,
+    verbose: bool,
+) -> String {
+    let mut s = crate::table::render_tables(cases, machine, crate::table::Format::Combined);
     if verbose {
         s.push_str(&report::extended_tables_verbose(cases, files));
         s.push_str(
@@ -1011,6 +1039,7 @@ pub mod tests {
             guest_mem: None,
             append: Vec::new(),
             verbose: false,
+            exact: Default::default(),
         }
     }
 
@@ -1104,6 +1133,7 @@ pub mod tests {
             allow_mixed: false,
             results: d.path().display().to_string(),
             modelled: false,
+            exact: Default::default(),
         };
         crate::table::run(&targs).unwrap();
 

@@ -46,6 +46,8 @@ pub struct CompareArgs {
     /// Where labels are looked up
     #[arg(long, default_value = "results")]
     pub results: String,
+    #[command(flatten)]
+    pub exact: crate::exact::ExactArgs,
 }
 
 /// One compared variant.
@@ -68,7 +70,7 @@ pub struct Matching {
 impl Matching {
     /// The matching key of a variant: real-fork rows by layout, mode, sched and (guest runs)
     /// accelerator, model rows by everything.
-    fn key(&self, v: &Variant) -> Variant {
+    pub(crate) fn key(&self, v: &Variant) -> Variant {
         let mut v = v.clone();
         match &mut v {
             Variant::Real(real) => {
@@ -254,26 +256,36 @@ pub fn compare_matching(
             .filter(|k| !ma.contains_key(*k))
             .map(|v| format!("{} (B only)", v.id())),
     );
+    let rank = row_rank(a, b);
+    out.sort_by_cached_key(|l| rank(&l.variant));
+    (out, unmatched)
+}
+
+/// The order compared rows print in: real fork first, kernel by kernel in the files' order
+/// ([`report::kernel_order`]), layouts in the tables' order; then the model's rows.
+pub fn row_rank(
+    a: &[ResultFile],
+    b: &[ResultFile],
+) -> impl Fn(&Variant) -> (usize, usize, usize, String) {
     let mut all = a.to_vec();
     all.extend(b.iter().cloned());
     let kernels = report::kernel_order(&all);
     let rank = |list: &[&str], x: &str| list.iter().position(|s| *s == x).unwrap_or(list.len());
-    out.sort_by_cached_key(|l| match &l.variant {
-        Variant::Real(v) => {
-            let k = report::kernel_row_name(&v.kernel, v.accel);
+    move |v: &Variant| match v {
+        Variant::Real(r) => {
+            let k = report::kernel_row_name(&r.kernel, r.accel);
             (
                 0,
                 kernels
                     .iter()
                     .position(|x| *x == k)
                     .unwrap_or(kernels.len()),
-                rank(&report::cases::LAYOUT_ORDER, &l.variant.layout_name()),
-                l.variant.id(),
+                rank(&report::cases::LAYOUT_ORDER, &v.layout_name()),
+                v.id(),
             )
         }
-        Variant::Sim(_) => (1, 0, 0, l.variant.id()),
-    });
-    (out, unmatched)
+        Variant::Sim(_) => (1, 0, 0, v.id()),
+    }
 }
 
 /// The comparison as a Markdown table.
@@ -380,6 +392,21 @@ fn summary(lines: &[Line], threshold: f64) -> (String, bool) {
     (s, !slower.is_empty())
 }
 
+/// How rows of A and B match: across kernels when each side holds one, across the fields
+/// `--allow-mixed` let differ.
+pub fn matching_for(
+    a: &[ResultFile],
+    b: &[ResultFile],
+    mixed: &[conditions::Mismatch],
+) -> Matching {
+    Matching {
+        any_kernel: releases(a).len() <= 1 && releases(b).len() <= 1,
+        any_sched: conditions::mixed(mixed, "sched"),
+        any_mem: conditions::mixed(mixed, "mem"),
+        any_accel: conditions::mixed(mixed, "accel"),
+    }
+}
+
 /// A comparison checked and computed: what `run` prints, and whether it is a regression.
 #[derive(Debug)]
 pub struct Report {
@@ -416,12 +443,7 @@ pub fn check_and_compare(
             )
         );
     }
-    let matching = Matching {
-        any_kernel: releases(a).len() <= 1 && releases(b).len() <= 1,
-        any_sched: conditions::mixed(&mixed, "sched"),
-        any_mem: conditions::mixed(&mixed, "mem"),
-        any_accel: conditions::mixed(&mixed, "accel"),
-    };
+    let matching = matching_for(a, b, &mixed);
     let (main_a, main_b) = if kernel_cmp {
         (only(a, is_real), only(b, is_real))
     } else {
@@ -585,13 +607,15 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     let mut all = a.clone();
     all.extend(b.iter().cloned());
     select::check_mix(&all, true)?;
-    let r = check_and_compare(
+    // Timed rows take the statistical path, exact rows (guest instructions) their own.
+    let r = crate::exact::compare_by_unit(
         &a,
         &b,
         (&a_name, &b_name),
         kernel_cmp,
         args.threshold,
         args.allow_mixed,
+        &args.exact.policy()?,
     )?;
     print!("{}", r.text);
     Ok(if r.regression {
@@ -657,6 +681,7 @@ pub(crate) mod tests {
             threshold: 2.0,
             allow_mixed: false,
             results: "results".into(),
+            exact: Default::default(),
         }
     }
 

@@ -12,6 +12,7 @@ mod build;
 mod calibrate_task;
 mod compare;
 mod conditions;
+mod exact;
 mod exec;
 mod fidelity_task;
 mod kernels;

@@ -13,10 +13,11 @@ pub mod journal;
 pub mod v1;
 
 pub use contract::{
-    Accel, Arch, CheckSummary, Contpte, CostModel, CounterValue, CpuBusy, Disturbance, HostEnv,
-    HostLoad, Instrument, KernelConfig, Mapcount, MemoryUse, Mode, ModelOrder, OpCounter, Pinning,
-    Populate, RealContext, RealExtra, RealLayout, RealVariant, RunRecord, SCHEMA_VERSION, Sched,
-    SchedInfo, SimExtra, SimVariant, Strategy, TimerCost, Variant,
+    Accel, Arch, CheckSummary, Clock, Contpte, CostModel, CounterValue, CpuBusy, Disturbance,
+    GuestBoot, HostEnv, HostLoad, Instrument, KernelConfig, Mapcount, MemoryUse, Mode, ModelOrder,
+    OpCounter, Pinning, Populate, RealContext, RealExtra, RealLayout, RealVariant, RunRecord,
+    SCHEMA_VERSION, SampleUnit, Sched, SchedInfo, SimExtra, SimVariant, Strategy, TimerCost,
+    Variant,
 };
 use serde::{Deserialize, Serialize};
 
