@@ -1,34 +1,45 @@
 //! `cargo xtask bisect --kernel-tree DIR`: checks every input before the first build (exit 2
-//! with one line), builds the guest payload, runs the search with a
-//! [`crate::kernel::KernelMeasure`], prints the table and `first bad commit: <sha> <subject>`,
-//! and writes the log (every build and boot with its time and samples, every verdict) under
-//! `--out` — also when the search stops early, so that no measurement is lost.
+//! with one line; the default build's tools named as the Debian packages to install), chooses
+//! exact or timed measurement ([`Measurement::choose`]), builds the guest payload, runs the
+//! search with a [`crate::kernel::KernelMeasure`], prints the table (exact: instructions per
+//! fork against both endpoints) and `first bad commit: <sha> <subject>`, and writes the log
+//! (every build and boot with its time and forks in their unit, every verdict) under `--out`
+//! — also when the search stops early, so that no measurement is lost.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use contract::{RealLayout, Size};
-use guest::qemu::AccelChoice;
+use guest::qemu::{AccelChoice, ClockChoice};
 use serde_json::json;
 
-use crate::cli::{BisectArgs, CliError, ensure_writable, render, short, watch_signals, write_log};
-use crate::decide::Policy;
+use crate::cli::{
+    BisectArgs, CliError, ensure_writable, render, render_outcome, short, watch_signals, write_log,
+};
+use crate::decide::{DEFAULT_EXACT_THRESHOLD_PCT, ExactPlace, Policy, exact_statistic};
 use crate::git::{Worktrees, ensure_clean, rev_range};
-use crate::kernel::{
-    Build, DefaultBuild, GuestSetup, KernelMeasure, SHIPPED_FRAGMENT, default_jobs,
+use crate::kernel::{GuestSetup, KernelArgs, KernelMeasure, Measurement};
+use crate::kernel_build::{
+    Build, DefaultBuild, SHIPPED_FRAGMENT, default_jobs, missing_build_tools,
 };
 use crate::search::{Config, Report, SearchError, bisect};
 
-/// Guest memory for the fork region when `--mem` is not given: large enough that a fork's
-/// page-table copy dominates its fixed cost under TCG.
+/// The fork region when `--mem` is not given. Timed: large enough that a fork's page-table
+/// copy dominates its fixed cost under TCG. Exact: the medians of separate boots of one kernel
+/// differ by a few thousand to 15 thousand instructions per fork whatever the size (KASLR,
+/// randomised slabs), which at 128 MiB of pte-order9 (6.12: 3.41 M) came to 0.45% over four
+/// boots, too close to the 0.5% threshold; at 512 MiB (6.12: 13.18 M, 6.1: 17.11 M) to at most
+/// 0.15% over four boots of each.
 pub const DEFAULT_KERNEL_MEM: Size = Size(512 << 20);
-/// Forks per boot when `--iters` is not given. A boot's sample is its fastest fork; on a
-/// shared host, phases in which every fork runs ~1.5x slower last a second or more (seen here:
-/// all 20 forks of a 20-fork boot slow in 5 of 12 boots), and 100 forks of 512 MiB span ~2.5 s,
-/// enough to contain a quiet phase (12 boots of 6.12 and 6.1: every sample within 10% of its
-/// kernel's fastest).
+/// Timed guests' forks per boot when `--iters` is not given. A boot's sample is its fastest
+/// fork; on a shared host, phases in which every fork runs ~1.5x slower last a second or more
+/// (seen here: all 20 forks of a 20-fork boot slow in 5 of 12 boots), and 100 forks of 512 MiB
+/// span ~2.5 s, enough to contain a quiet phase (12 boots of 6.12 and 6.1: every sample within
+/// 10% of its kernel's fastest).
 pub const DEFAULT_KERNEL_ITERS: u32 = 100;
+/// Exact guests' forks per boot: their median is the revision's count.
+pub const DEFAULT_EXACT_ITERS: u32 = 10;
 
 fn usage(msg: impl Into<String>) -> CliError {
     CliError::Usage(msg.into())
@@ -41,26 +52,35 @@ fn need_tool(name: &str, why: &str) -> Result<(), CliError> {
     }
 }
 
-/// Run a kernel bisection (`a.kernel.kernel_tree` is set; `a` passed [`crate::cli::run`]'s
-/// checks). `workspace` is this workspace's root: the guest payload is built there and the
-/// worktrees live under its `target/bisect/`.
-pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
-    let k = &a.kernel;
-    let tree = k.kernel_tree.clone().expect("kernel mode");
-    if !tree.is_dir() {
-        return Err(usage(format!(
-            "--kernel-tree {}: not a directory",
-            tree.display()
-        )));
+/// The measurement `k` asks for (see [`Measurement::choose`]) and the exact threshold.
+fn choose_measurement(
+    k: &KernelArgs,
+    accel: AccelChoice,
+    arch: contract::Arch,
+) -> Result<(Measurement, f64), CliError> {
+    let measurement =
+        Measurement::choose(k.clock.unwrap_or(ClockChoice::Auto), accel, arch).map_err(usage)?;
+    let threshold = k.exact_threshold.unwrap_or(DEFAULT_EXACT_THRESHOLD_PCT);
+    if !(threshold.is_finite() && threshold >= 0.0) {
+        return Err(usage("--exact-threshold must be a non-negative percentage"));
     }
-    let host = contract::Arch::host()
-        .ok_or_else(|| usage("kernel mode needs an x86_64 or aarch64 host"))?;
-    let arch = k.arch.unwrap_or(host);
-    let iters = a.iters.unwrap_or(DEFAULT_KERNEL_ITERS);
-    let layout = k.layout.unwrap_or(RealLayout::PteOrder9);
-    let mem = a.mem.unwrap_or(DEFAULT_KERNEL_MEM);
-    let (qemu, package) = guest::qemu::qemu_binary(arch);
-    need_tool(qemu, &format!("apt-get install {package}"))?;
+    if k.exact_threshold.is_some() && measurement != Measurement::Exact {
+        return Err(usage(
+            "--exact-threshold needs exact measurements (--clock icount, or auto under TCG)",
+        ));
+    }
+    Ok((measurement, threshold))
+}
+
+/// Check how revisions will be built: a non-empty `--build-cmd`, or a Linux tree and the
+/// default build's tools (named as Debian packages). Returns the `--config-fragment`, made
+/// absolute.
+fn check_build_inputs(
+    k: &KernelArgs,
+    tree: &Path,
+    arch: contract::Arch,
+    host: contract::Arch,
+) -> Result<Option<PathBuf>, CliError> {
     let user_fragment = match &k.config_fragment {
         Some(f) => Some(
             std::fs::canonicalize(f)
@@ -79,20 +99,46 @@ pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
                 tree.display()
             )));
         }
-        need_tool("make", "apt-get install make")?;
-        if arch != host && arch == contract::Arch::Arm64 {
-            need_tool(
-                "aarch64-linux-gnu-gcc",
-                "apt-get install gcc-aarch64-linux-gnu",
-            )?;
-        }
-        if arch != host && arch == contract::Arch::X86_64 {
-            need_tool(
-                "x86_64-linux-gnu-gcc",
-                "apt-get install gcc-x86-64-linux-gnu",
-            )?;
+        let missing = missing_build_tools(arch, host, |t| guest::fetch::which_in_path(t).is_some());
+        if !missing.is_empty() {
+            return Err(usage(format!(
+                "the default kernel build needs {} (not in PATH): apt-get install {} (or bash tools/provision-guests.sh), or give --build-cmd",
+                missing.join(", "),
+                missing.join(" ")
+            )));
         }
     }
+    Ok(user_fragment)
+}
+
+/// Run a kernel bisection (`a.kernel.kernel_tree` is set; `a` passed [`crate::cli::run`]'s
+/// checks). `workspace` is this workspace's root: the guest payload is built there and the
+/// worktrees live under its `target/bisect/`.
+pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
+    let k = &a.kernel;
+    let tree = k.kernel_tree.clone().expect("kernel mode");
+    if !tree.is_dir() {
+        return Err(usage(format!(
+            "--kernel-tree {}: not a directory",
+            tree.display()
+        )));
+    }
+    let host = contract::Arch::host()
+        .ok_or_else(|| usage("kernel mode needs an x86_64 or aarch64 host"))?;
+    let arch = k.arch.unwrap_or(host);
+    let accel = k.accel.unwrap_or(AccelChoice::Auto);
+    let (measurement, exact_threshold) = choose_measurement(k, accel, arch)?;
+    let exact = measurement == Measurement::Exact;
+    let iters = a.iters.unwrap_or(if exact {
+        DEFAULT_EXACT_ITERS
+    } else {
+        DEFAULT_KERNEL_ITERS
+    });
+    let layout = k.layout.unwrap_or(RealLayout::PteOrder9);
+    let mem = a.mem.unwrap_or(DEFAULT_KERNEL_MEM);
+    let (qemu, package) = guest::qemu::qemu_binary(arch);
+    need_tool(qemu, &format!("apt-get install {package}"))?;
+    let user_fragment = check_build_inputs(k, &tree, arch, host)?;
     if k.jobs == Some(0) {
         return Err(usage("--jobs must be at least 1"));
     }
@@ -145,31 +191,40 @@ pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
         layout,
         mem,
         iters,
-        accel: k.accel.unwrap_or(AccelChoice::Auto),
+        accel,
+        measurement,
         payload,
         boot_timeout: k.boot_timeout.map(Duration::from_secs),
     };
     let cfg = Config {
-        // Kernel-mode samples are guest fork times on a possibly shared host: see
-        // decide::split_slow.
+        // Timed kernel-mode samples are guest fork times on a possibly shared host: see
+        // decide::split_slow. Exact ones are decided by decide::decide_exact.
         policy: Policy {
             alpha: a.alpha,
-            set_aside_slow: true,
+            set_aside_slow: !exact,
         },
         endpoint_runs: a.endpoint_runs,
         min_runs: a.min_runs,
         max_runs: a.max_runs,
         exact: false,
+        exact_threshold_pct: exact.then_some(exact_threshold),
+        unit: measurement.unit(),
+        endpoint_retries: ENDPOINT_RETRIES,
         higher_is_better: false,
         threshold_pct: a.threshold,
     };
     eprintln!(
-        "bisecting {} revisions of {} ({} .. {}): {layout} fork of {mem} x{} per boot, {arch} guests",
+        "bisecting {} revisions of {} ({} .. {}): {layout} fork of {mem} x{} per boot, {arch} guests, {}",
         revs.len(),
         tree.display(),
         short(&revs[0].hash),
         short(&revs[revs.len() - 1].hash),
-        iters
+        iters,
+        if exact {
+            format!("exact (instructions, one boot per revision, threshold {exact_threshold}%)")
+        } else {
+            "timed (decided over several boots per revision)".to_string()
+        }
     );
     let mut meas = KernelMeasure::new(&mut wt, build, setup.clone(), cancelled.clone());
     let result = bisect(&revs, &mut meas, &cfg);
@@ -186,11 +241,18 @@ pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
         "layout": layout,
         "mem": mem,
         "iters": iters,
+        "sched": "fifo",
         "accel": setup.accel.to_string(),
+        "measurement": if exact { "exact" } else { "timed" },
+        "unit": measurement.unit().suffix(),
         "build": build_desc,
-        "config": {
-            "alpha": a.alpha, "endpoint_runs": a.endpoint_runs, "min_runs": a.min_runs,
-            "max_runs": a.max_runs, "threshold_pct": a.threshold,
+        "config": if exact {
+            json!({ "exact_threshold_pct": exact_threshold, "threshold_pct": a.threshold,
+                    "endpoint_retries": ENDPOINT_RETRIES, "statistic": "median" })
+        } else {
+            json!({ "alpha": a.alpha, "endpoint_runs": a.endpoint_runs, "min_runs": a.min_runs,
+                    "max_runs": a.max_runs, "threshold_pct": a.threshold,
+                    "endpoint_retries": ENDPOINT_RETRIES, "statistic": "fastest" })
         },
         "steps": steps,
     });
@@ -206,13 +268,20 @@ pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
     };
     match result {
         Ok(report) => {
-            print!(
-                "{}",
-                render(
-                    &report,
-                    &format!("{layout} fork time (ns) in {arch} guests")
-                )
-            );
+            if exact {
+                let what = format!(
+                    "{layout} fork in {arch} guests: instructions per fork (median of {iters} forks, one boot per revision), exact threshold {exact_threshold}%"
+                );
+                print!("{}", render_exact(&report, &what));
+            } else {
+                print!(
+                    "{}",
+                    render(
+                        &report,
+                        &format!("{layout} fork time (ns) in {arch} guests")
+                    )
+                );
+            }
             let outcome = json!({ "report": report });
             save(&mut log, outcome)?;
             Ok(report)
@@ -226,10 +295,64 @@ pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
             Err(match e {
                 SearchError::Aborted(_) if interrupted => CliError::Interrupted,
                 e @ (SearchError::NoDifference { .. }
+                | SearchError::ExactNoDifference { .. }
                 | SearchError::WrongDirection { .. }
                 | SearchError::TooFew) => CliError::Usage(e.to_string()),
                 e => CliError::Other(e.to_string()),
             })
         }
     }
+}
+
+/// Boots of an endpoint that crashed, repeated before the bisection gives up: a kernel that
+/// crashes in ~1 of 10 boots (6.12 under QEMU 7.2's TCG) then stops a bisection about once in
+/// 10^4.
+pub const ENDPOINT_RETRIES: usize = 3;
+
+/// How a place between the endpoints reads in the table.
+pub fn place_name(place: ExactPlace) -> &'static str {
+    match place {
+        ExactPlace::LikeGood => "like good",
+        ExactPlace::LikeBad => "like bad",
+        ExactPlace::Partial => "partial change",
+        ExactPlace::BeyondGood => "beyond good",
+        ExactPlace::BeyondBad => "beyond bad",
+    }
+}
+
+/// The exact table: every tested revision in history order with its instructions per fork
+/// (the median of its forks), its change against both endpoints, and its decision (marked
+/// when the midpoint decided it); then the answer.
+pub fn render_exact(r: &Report, what: &str) -> String {
+    let mut rows: Vec<_> = r.tested.iter().collect();
+    rows.sort_by_key(|t| t.index);
+    let mut s = format!(
+        "\nbisect of {what}\n\n| # | commit | subject | instr/fork | vs good | vs bad | decision |\n|--:|:--|:--|--:|--:|--:|:--|\n"
+    );
+    for t in rows {
+        let count =
+            exact_statistic(&t.samples).map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
+        let (vs_good, vs_bad) = t.exact.map_or(("-".into(), "-".into()), |e| {
+            (
+                format!("{:+.2}%", e.vs_good_pct),
+                format!("{:+.2}%", e.vs_bad_pct),
+            )
+        });
+        let mut d = t.verdict();
+        if let Some(e) = t.exact.filter(|e| e.place.by_midpoint()) {
+            d.push_str(&format!(
+                " ({}, {:.0}% of the way: by the midpoint)",
+                place_name(e.place),
+                e.position * 100.0
+            ));
+        }
+        s.push_str(&format!(
+            "| {} | {} | {} | {count} | {vs_good} | {vs_bad} | {d} |\n",
+            t.index,
+            short(&t.rev.hash),
+            t.rev.subject.replace('|', "/"),
+        ));
+    }
+    s.push_str(&render_outcome(r));
+    s
 }
