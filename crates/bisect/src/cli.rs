@@ -328,7 +328,7 @@ pub fn render(r: &Report, what: &str) -> String {
             t.samples.len(),
             mean,
             ci,
-            d
+            d.replace('|', "/")
         ));
     }
     s.push_str(&render_outcome(r));

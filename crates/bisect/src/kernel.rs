@@ -111,22 +111,30 @@ pub enum Measurement {
 }
 
 impl Measurement {
-    /// What `clock` and `accel` give for guests of `arch`. `auto` under `auto` is exact unless
-    /// KVM could run the guests ([`guest::qemu::kvm_possible`]); a KVM guest that then fails
-    /// falls back to timed TCG, still measured as timed. `Err` names a combination that
-    /// cannot be.
-    pub fn choose(clock: ClockChoice, accel: AccelChoice, arch: Arch) -> Result<Self, String> {
+    /// What `clock` and `accel` give for guests of `arch`: `None` when only a boot can tell
+    /// (`auto` under `auto` where KVM could run the guests, [`guest::qemu::kvm_possible`]: a
+    /// nested KVM can open `/dev/kvm` and still fail on its first instructions; see
+    /// [`KernelMeasure::settle_accel`]). `Err` names a combination that cannot be.
+    pub fn choose(
+        clock: ClockChoice,
+        accel: AccelChoice,
+        arch: Arch,
+    ) -> Result<Option<Self>, String> {
         Ok(match (clock, accel) {
             (ClockChoice::Icount, AccelChoice::Kvm) => {
                 return Err(
                     "--clock icount needs --accel tcg (or auto): KVM runs at hardware speed".into(),
                 );
             }
-            (ClockChoice::Icount, _) | (ClockChoice::Auto, AccelChoice::Tcg) => Measurement::Exact,
-            (ClockChoice::Wall, _) | (ClockChoice::Auto, AccelChoice::Kvm) => Measurement::Timed,
+            (ClockChoice::Icount, _) | (ClockChoice::Auto, AccelChoice::Tcg) => {
+                Some(Measurement::Exact)
+            }
+            (ClockChoice::Wall, _) | (ClockChoice::Auto, AccelChoice::Kvm) => {
+                Some(Measurement::Timed)
+            }
             (ClockChoice::Auto, AccelChoice::Auto) => match guest::qemu::kvm_possible(arch) {
-                Ok(()) => Measurement::Timed,
-                Err(_) => Measurement::Exact,
+                Ok(()) => None,
+                Err(_) => Some(Measurement::Exact),
             },
         })
     }
@@ -370,6 +378,81 @@ impl<'a> KernelMeasure<'a> {
         Ok(img)
     }
 
+    /// The image of `rev`, built on first use.
+    fn image_of(&mut self, rev: &Rev) -> Result<KernelImage, MeasureError> {
+        if !self.built.contains_key(&rev.hash) {
+            let r = match self.build_rev(rev) {
+                Ok(img) => Ok(img),
+                Err(MeasureError::Skip(why) | MeasureError::Crashed(why)) => Err(why),
+                Err(abort) => return Err(abort),
+            };
+            self.built.insert(rev.hash.clone(), r);
+        }
+        match &self.built[&rev.hash] {
+            Ok(img) => Ok(img.clone()),
+            Err(why) => Err(MeasureError::Skip(why.clone())),
+        }
+    }
+
+    /// For [`Measurement::choose`]'s `None`: boot `rev`'s kernel (the good endpoint's) with
+    /// `--accel auto`, up to `1 + retries` times while it crashes, and measure from then on as
+    /// that boot ran: timed under KVM, exact under TCG (`auto`'s fallback). The accelerator
+    /// found is kept, so no later boot tries KVM again.
+    pub fn settle_accel(&mut self, rev: &Rev, retries: usize) -> Result<Measurement, MeasureError> {
+        let image = self.image_of(rev)?;
+        let short = &rev.hash[..rev.hash.len().min(12)];
+        let mut attempt = 0;
+        let boot = loop {
+            self.interrupted()?;
+            let mut cfg = self.guest.config(&image);
+            (cfg.accel, cfg.clock) = (AccelChoice::Auto, ClockChoice::Auto);
+            let mut entry = StepLog::new(rev, "accel-probe");
+            entry.image = Some(image.path.clone());
+            let start = Instant::now();
+            let booted = Guest::boot(cfg).map(|g| {
+                let boot = g.boot_info().clone();
+                let _ = g.shutdown();
+                boot
+            });
+            entry.wall_ms = Some(start.elapsed().as_millis() as u64);
+            match booted {
+                Ok(boot) => {
+                    (entry.ok, entry.ms) = (true, boot.boot_ms);
+                    entry.accel = Some(boot.accel.to_string());
+                    self.log.push(entry);
+                    break boot;
+                }
+                Err(e) => {
+                    let why = format!("boot failed: {e}");
+                    eprintln!("  {short}: {why}");
+                    (entry.error, entry.crashed) = (Some(why.clone()), e.is_kernel_crash());
+                    self.log.push(entry);
+                    self.interrupted()?;
+                    if !e.is_kernel_crash() || attempt == retries {
+                        return Err(MeasureError::Skip(why));
+                    }
+                    attempt += 1;
+                }
+            }
+        };
+        let (accel, measurement) = match boot.clock {
+            Clock::Icount => (AccelChoice::Tcg, Measurement::Exact),
+            Clock::Wall => (AccelChoice::Kvm, Measurement::Timed),
+        };
+        eprintln!(
+            "  {short}: the guests run under {} ({}): {} measurements",
+            boot.accel,
+            boot.accel_reason,
+            if measurement == Measurement::Exact {
+                "exact"
+            } else {
+                "timed"
+            }
+        );
+        (self.guest.accel, self.guest.measurement) = (accel, measurement);
+        Ok(measurement)
+    }
+
     /// Boot `image` once and run the step; every fork, or why not.
     fn boot_and_fork(&self, image: &KernelImage, entry: &mut StepLog) -> Result<Forks, GuestError> {
         let mut g = Guest::boot(self.guest.config(image))?;
@@ -532,18 +615,7 @@ impl<'a> KernelMeasure<'a> {
 
 impl Measure for KernelMeasure<'_> {
     fn measure(&mut self, rev: &Rev) -> Result<Vec<f64>, MeasureError> {
-        if !self.built.contains_key(&rev.hash) {
-            let r = match self.build_rev(rev) {
-                Ok(img) => Ok(img),
-                Err(MeasureError::Skip(why) | MeasureError::Crashed(why)) => Err(why),
-                Err(abort) => return Err(abort),
-            };
-            self.built.insert(rev.hash.clone(), r);
-        }
-        let image = match &self.built[&rev.hash] {
-            Ok(img) => img.clone(),
-            Err(why) => return Err(MeasureError::Skip(why.clone())),
-        };
+        let image = self.image_of(rev)?;
         self.boot_once(rev, &image)
     }
 
@@ -580,36 +652,30 @@ mod tests {
     #[test]
     fn the_clock_and_accelerator_choose_the_measurement() {
         let m = |c, a| Measurement::choose(c, a, Arch::X86_64);
-        assert_eq!(
-            m(ClockChoice::Auto, AccelChoice::Tcg),
-            Ok(Measurement::Exact)
-        );
-        assert_eq!(
-            m(ClockChoice::Icount, AccelChoice::Auto),
-            Ok(Measurement::Exact)
-        );
-        assert_eq!(
-            m(ClockChoice::Auto, AccelChoice::Kvm),
-            Ok(Measurement::Timed)
-        );
-        assert_eq!(
-            m(ClockChoice::Wall, AccelChoice::Tcg),
-            Ok(Measurement::Timed)
-        );
+        let exact = Ok(Some(Measurement::Exact));
+        let timed = Ok(Some(Measurement::Timed));
+        assert_eq!(m(ClockChoice::Auto, AccelChoice::Tcg), exact);
+        assert_eq!(m(ClockChoice::Icount, AccelChoice::Auto), exact);
+        assert_eq!(m(ClockChoice::Auto, AccelChoice::Kvm), timed);
+        assert_eq!(m(ClockChoice::Wall, AccelChoice::Tcg), timed);
         assert!(
             m(ClockChoice::Icount, AccelChoice::Kvm)
                 .unwrap_err()
                 .contains("--accel tcg")
         );
-        // A foreign arch never runs under KVM: auto is exact.
-        let foreign = match Arch::host() {
-            Some(Arch::X86_64) => Arch::Arm64,
-            _ => Arch::X86_64,
+        // A foreign arch never runs under KVM: auto is exact. Where KVM might work, only a
+        // boot tells.
+        let host = Arch::host().expect("an x86_64 or aarch64 host");
+        let foreign = match host {
+            Arch::X86_64 => Arch::Arm64,
+            Arch::Arm64 => Arch::X86_64,
         };
-        assert_eq!(
-            Measurement::choose(ClockChoice::Auto, AccelChoice::Auto, foreign),
-            Ok(Measurement::Exact)
-        );
+        let auto = |arch| Measurement::choose(ClockChoice::Auto, AccelChoice::Auto, arch);
+        assert_eq!(auto(foreign), exact);
+        match guest::qemu::kvm_possible(host) {
+            Ok(()) => assert_eq!(auto(host), Ok(None)),
+            Err(_) => assert_eq!(auto(host), exact),
+        }
         assert_eq!(Measurement::Exact.clock(), ClockChoice::Icount);
         assert_eq!(Measurement::Exact.unit(), SampleUnit::Instructions);
         assert_eq!(Measurement::Timed.unit(), SampleUnit::Nanoseconds);

@@ -130,7 +130,8 @@ fn read_log(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap()
 }
 
-/// `bisect ... --accel tcg` (exact mode) over `hashes` with `build_cmd`, logging into `log_dir`.
+/// `bisect ... --accel ACCEL` over `hashes` with `build_cmd`, logging into `log_dir` (`tcg`:
+/// exact mode).
 /// An x86_64 guest reaches its init in ~11 s on an idle 2-core host (arm64: 1-2 min); the
 /// boot timeout leaves room for a host busy with other jobs, which slows QEMU but leaves the
 /// instruction counts as they are.
@@ -139,6 +140,7 @@ fn exact_args(
     hashes: &[String],
     build_cmd: &str,
     arch: &str,
+    accel: &str,
     log_dir: &Path,
 ) -> BisectArgs {
     parse(&[
@@ -153,7 +155,7 @@ fn exact_args(
         "--arch",
         arch,
         "--accel",
-        "tcg",
+        accel,
         "--boot-timeout",
         if arch == "arm64" { "900" } else { "240" },
         "--log-dir",
@@ -262,7 +264,7 @@ fn names_the_commit_that_made_fork_slower_and_skips_broken_revisions() {
     let out = tmp.path().join("log");
     let cmd = build_cmd(&corrupt, &new.path, &old.path);
     // Exact mode's defaults: 10 forks of 512 MiB per boot, one boot per revision.
-    let a = exact_args(&repo, &hashes, &cmd, "x86_64", &out);
+    let a = exact_args(&repo, &hashes, &cmd, "x86_64", "tcg", &out);
     let started = std::time::Instant::now();
     let report = run(&a, &workspace()).unwrap_or_else(|e| panic!("bisect failed: {e}"));
     eprintln!("bisect took {:.0} s", started.elapsed().as_secs_f64());
@@ -333,6 +335,9 @@ fn names_the_commit_that_made_fork_slower_and_skips_broken_revisions() {
     );
 }
 
+/// Also `--accel auto`: where KVM might run the guests, one boot of the good endpoint tells
+/// whether it does (a nested KVM can fail on its first instructions), and the bisection is
+/// timed under KVM, exact under TCG.
 #[test]
 fn endpoints_with_the_same_kernel_exit_2_with_both_counts() {
     let tmp = tempfile::tempdir().unwrap();
@@ -343,12 +348,38 @@ fn endpoints_with_the_same_kernel_exit_2_with_both_counts() {
     let hashes = make_tree(&repo, 3, 100, 100, 100);
     let out = tmp.path().join("log");
     let cmd = build_cmd(&new.path, &new.path, &new.path);
-    let a = exact_args(&repo, &hashes, &cmd, "x86_64", &out);
+    let a = exact_args(&repo, &hashes, &cmd, "x86_64", "auto", &out);
     let e = run(&a, &workspace()).expect_err("the same kernel twice is no change");
     assert_eq!(e.exit_code(), 2, "{e}");
     let msg = e.to_string();
     eprintln!("{msg}");
     assert!(matches!(e, CliError::Usage(_)), "{msg}");
+    let log = read_log(&out);
+    let probes: Vec<_> = log["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["step"] == "accel-probe")
+        .collect();
+    if Arch::host() == Some(Arch::X86_64) && guest::qemu::kvm_possible(Arch::X86_64).is_ok() {
+        assert_eq!(probes.len(), 1, "{probes:?}");
+        let exact = probes[0]["accel"] == "tcg";
+        assert_eq!(log["measurement"], if exact { "exact" } else { "timed" });
+        eprintln!(
+            "KVM {}",
+            if exact {
+                "failed: exact under TCG"
+            } else {
+                "works: timed"
+            }
+        );
+        if !exact {
+            assert!(msg.starts_with("good and bad do not differ"), "{msg}");
+            return;
+        }
+    } else {
+        assert!(probes.is_empty(), "{probes:?}");
+    }
     // e.g. good 13.176 M instr/fork and bad 13.166 M instr/fork differ by -0.08%, within ...
     let words: Vec<&str> = msg.split(' ').collect();
     assert_eq!(words[0], "good", "{msg}");
@@ -365,7 +396,6 @@ fn endpoints_with_the_same_kernel_exit_2_with_both_counts() {
         "{msg}"
     );
     // The log is written anyway: both boots, with their forks.
-    let log = read_log(&out);
     assert!(
         log["outcome"]["error"]
             .as_str()
@@ -394,7 +424,7 @@ fn names_the_commit_in_arm64_guests() {
     let hashes = make_tree(&repo, 4, 2, 100, 100);
     let out = tmp.path().join("log");
     let cmd = build_cmd(&new.path, &new.path, &old.path);
-    let a = exact_args(&repo, &hashes, &cmd, "arm64", &out);
+    let a = exact_args(&repo, &hashes, &cmd, "arm64", "tcg", &out);
     let started = std::time::Instant::now();
     let report = run(&a, &workspace()).unwrap_or_else(|e| panic!("bisect failed: {e}"));
     eprintln!("arm64 bisect took {:.0} s", started.elapsed().as_secs_f64());
