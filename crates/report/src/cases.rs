@@ -99,6 +99,8 @@ pub struct Row {
     /// Against the case's baseline (the baseline row compares with itself: 0 %); None only
     /// when a summary is unusable.
     pub cmp: Option<Comparison>,
+    /// The variant of the row's first run (what a noise estimate of the row is looked up by).
+    pub variant: Variant,
 }
 
 /// One relative table.
@@ -546,6 +548,7 @@ fn new_row(name: &str, options: &str, f: &ResultFile, r: &RunRecord) -> Row {
         },
         ops: r.ops.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         cmp: None,
+        variant: v.clone(),
     }
 }
 
