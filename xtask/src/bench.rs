@@ -100,6 +100,10 @@ pub struct BenchArgs {
     pub verbose: bool,
     #[command(flatten)]
     pub exact: crate::exact::ExactArgs,
+    /// A session of `cargo xtask noise`: write the file, print no tables (the noise task
+    /// prints the sessions' spread instead)
+    #[arg(skip)]
+    pub session_only: bool,
 }
 
 /// `--accel`.
@@ -269,23 +273,43 @@ pub fn concurrent_runs(runs: &[RunRecord]) -> usize {
 
 /// A warning line when the machine was busy, else None.
 pub fn load_warning(runs: &[RunRecord]) -> Option<String> {
+    load_check(runs).warning
+}
+
+/// The load check over a file's runs: busy when another `forkbench` ran during any run, or the
+/// busiest other CPU was above 25% busy during more than a tenth of the runs or above 10% on
+/// average. Stored in the result file, where `compare` and `table` read it.
+pub fn load_check(runs: &[RunRecord]) -> results::LoadCheck {
     let conc = concurrent_runs(runs);
-    if conc > 0 {
-        return Some(format!(
+    let summary = load_summary(runs);
+    let warning = if conc > 0 {
+        Some(format!(
             "warning: another forkbench process was running during {conc} of {} runs \
              (someone else's benchmark competing for the CPUs); expect noisy numbers and rerun \
              on a quiet machine",
             runs.len()
-        ));
+        ))
+    } else {
+        summary.and_then(|(n, mean, max, over)| {
+            (over * 10 > n || mean > 10.0).then(|| {
+                format!(
+                    "warning: the machine was busy: the busiest other CPU was {mean:.0}% busy on \
+                     average (max {max:.0}%, above 25% during {over} of {n} runs); expect noisy \
+                     numbers and rerun on a quiet machine"
+                )
+            })
+        })
+    };
+    let round = |x: f64| (x * 10.0).round() / 10.0;
+    results::LoadCheck {
+        busy: warning.is_some(),
+        warning,
+        runs: summary.map_or(0, |s| s.0),
+        other_cpus_busy_pct_mean: summary.map(|s| round(s.1)),
+        other_cpus_busy_pct_max: summary.map(|s| s.2),
+        runs_over_25pct: summary.map_or(0, |s| s.3),
+        concurrent_forkbench_runs: conc,
     }
-    let (n, mean, max, over) = load_summary(runs)?;
-    (over * 10 > n || mean > 10.0).then(|| {
-        format!(
-            "warning: the machine was busy: the busiest other CPU was {mean:.0}% busy on average \
-             (max {max:.0}%, above 25% during {over} of {n} runs); expect noisy numbers and rerun \
-             on a quiet machine"
-        )
-    })
 }
 
 fn resolve_cpu(sel: CpuSel) -> usize {
@@ -749,6 +773,7 @@ pub fn bench_written(
         env: host_env(cpu),
         contexts: Vec::new(),
         runs: Vec::new(),
+        load_check: None,
     };
     // Before the first run: the name is reserved and the directory proven writable.
     let (out_path, mut journal) = reserve(
@@ -840,6 +865,7 @@ pub fn bench_written(
             }))),
         );
     }
+    file.load_check = Some(load_check(&ex.runs));
     // The runs' context indexes already count over the whole list; absorbing it into an empty
     // file keeps them and lets the file's host capture take what the contexts captured beyond it.
     file.absorb(ex.contexts, ex.runs);
@@ -852,6 +878,12 @@ pub fn bench_written(
     })?;
     let _ = std::fs::remove_file(&partial);
     file.check_samples(&out_path)?;
+    if a.session_only {
+        if let Some(w) = file.load_check.as_ref().and_then(|l| l.warning.as_ref()) {
+            eprintln!("{}", crate::progress::fill(w, crate::progress::WIDTH));
+        }
+        return Ok(Some(out_path));
+    }
     let policy = a.exact.stats_policy()?;
     let cases = select::cases(std::slice::from_ref(&file), None, &policy)?;
     println!(
@@ -868,8 +900,8 @@ pub fn bench_written(
     for (n, w) in &ex.skipped {
         println!("{}", fill(&format!("skipped {n}: {w}")));
     }
-    if let Some(w) = load_warning(&file.runs) {
-        println!("{}", fill(&w));
+    if let Some(w) = file.load_check.as_ref().and_then(|l| l.warning.as_ref()) {
+        println!("{}", fill(w));
     }
     println!(
         "{}",
@@ -900,7 +932,7 @@ pub fn bench(
 /// A flag set by Ctrl-C (the runner, in the same process group, gets it too and restores what
 /// it changed), `kill` and a closed terminal: the bench stops between runner calls and keeps
 /// its journal.
-fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+pub fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [
         signal_hook::consts::SIGINT,
@@ -1040,6 +1072,7 @@ pub mod tests {
             append: Vec::new(),
             verbose: false,
             exact: Default::default(),
+            session_only: false,
         }
     }
 
@@ -1131,6 +1164,7 @@ pub mod tests {
             format: crate::table::Format::Thread,
             instrument: None,
             allow_mixed: false,
+            allow_busy: false,
             results: d.path().display().to_string(),
             modelled: false,
             exact: Default::default(),

@@ -295,6 +295,14 @@ pub fn compare_exact(
     })
 }
 
+/// How each kind of row is judged: exact rows by their policy; timed rows of two files by the
+/// machine's between-session noise (`cross`, None within one file).
+#[derive(Clone, Copy)]
+pub struct Rules<'a> {
+    pub exact: &'a ExactPolicy,
+    pub cross: Option<&'a crate::cross_file::Cross>,
+}
+
 /// `compare`'s dispatch on the unit: refuse sides in different units ([`unit_refusal`]), then
 /// timed rows through [`crate::compare::check_and_compare`] and exact rows through
 /// [`compare_exact`], one section after the other.
@@ -305,8 +313,12 @@ pub fn compare_by_unit(
     kernel_cmp: bool,
     threshold: f64,
     allow_mixed: bool,
-    policy: &ExactPolicy,
+    rules: Rules<'_>,
 ) -> anyhow::Result<Report> {
+    let Rules {
+        exact: policy,
+        cross,
+    } = rules;
     if let Some(why) = unit_refusal(a, b, names) {
         bail!("{why}");
     }
@@ -330,6 +342,7 @@ pub fn compare_by_unit(
                 kernel_cmp,
                 threshold,
                 allow_mixed,
+                cross,
             )?,
             SampleUnit::Instructions => exact_checked(&ua, &ub, names, allow_mixed, policy)?,
         });
@@ -395,7 +408,12 @@ mod tests {
 
     fn compare_text(f: &ResultFile, a: &str, b: &str) -> Report {
         let (sa, sb) = kernel_sides(f, a, b);
-        compare_by_unit(&sa, &sb, (a, b), true, 1.0, false, &ExactPolicy::default()).unwrap()
+        let exact = ExactPolicy::default();
+        let rules = Rules {
+            exact: &exact,
+            cross: None,
+        };
+        compare_by_unit(&sa, &sb, (a, b), true, 1.0, false, rules).unwrap()
     }
 
     fn assert_fits(what: &str, text: &str) {
@@ -452,7 +470,10 @@ mod tests {
             false,
             1.0,
             false,
-            &ExactPolicy::default(),
+            Rules {
+                exact: &ExactPolicy::default(),
+                cross: None,
+            },
         )
         .unwrap_err()
         .to_string();

@@ -55,6 +55,10 @@ pub struct TableArgs {
     /// Merge files of different machines or instruments anyway
     #[arg(long)]
     pub allow_mixed: bool,
+    /// Give verdicts across files even when a file's load check fired (the bench's "machine
+    /// was busy" warning)
+    #[arg(long)]
+    pub allow_busy: bool,
     /// Where labels are looked up and the newest file is found
     #[arg(long, default_value = "results")]
     pub results: String,
@@ -303,7 +307,13 @@ pub fn run(a: &TableArgs) -> anyhow::Result<ExitCode> {
             Some((sim, revs))
         }
     };
-    let cases = cases_with(&files, a.baseline.as_deref(), &a.exact.stats_policy()?)?;
+    let mut cases = cases_with(&files, a.baseline.as_deref(), &a.exact.stats_policy()?)?;
+    // Rows of different files are different sessions: judged with the machine's noise.
+    let cross = crate::cross_file::Cross {
+        results_dir: results_dir.clone(),
+        allow_busy: a.allow_busy,
+    };
+    let across = crate::cross_file::judge_cases(&cross, &files, &mut cases, stats::DEFAULT_NOISE)?;
     for (first, other, m) in &mixed {
         let line = crate::conditions::banner(&format!("'{first}'"), &format!("'{other}'"), m);
         // Exports stay parseable: the banner goes to stderr there.
@@ -320,6 +330,12 @@ pub fn run(a: &TableArgs) -> anyhow::Result<ExitCode> {
         .collect::<Vec<_>>()
         .join("+");
     print!("{}", render(&cases, &machine, a.format));
+    if let Some(notes) = across {
+        match resolve_auto(&cases, a.format) {
+            Format::Csv | Format::Json => eprint!("{notes}"),
+            _ => print!("\n{notes}"),
+        }
+    }
     if let Some((sim, revs)) = model_part {
         println!(
             "\nTool change, not a kernel regression: the model's rows below differ by tool revision only"
@@ -328,8 +344,13 @@ pub fn run(a: &TableArgs) -> anyhow::Result<ExitCode> {
             println!("  {r}");
         }
         println!();
-        let sim_cases = cases_for(&sim, a.baseline.as_deref())?;
+        let mut sim_cases = cases_for(&sim, a.baseline.as_deref())?;
+        let across =
+            crate::cross_file::judge_cases(&cross, &sim, &mut sim_cases, stats::DEFAULT_NOISE)?;
         print!("{}", render(&sim_cases, &machine, a.format));
+        if let Some(notes) = across {
+            print!("\n{notes}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -636,6 +657,7 @@ mod kernel_tests {
             format: Format::Auto,
             instrument: None,
             allow_mixed: false,
+            allow_busy: false,
             results: d.path().display().to_string(),
             modelled: false,
             exact: Default::default(),
@@ -672,6 +694,7 @@ mod like_with_like_tests {
             format: Format::Auto,
             instrument: None,
             allow_mixed: false,
+            allow_busy: false,
             results: d.display().to_string(),
             modelled: false,
             exact: Default::default(),
@@ -689,6 +712,7 @@ mod like_with_like_tests {
         );
         let allowed = TableArgs {
             allow_mixed: true,
+            allow_busy: false,
             ..a
         };
         assert_eq!(run(&allowed).unwrap(), ExitCode::SUCCESS);

@@ -116,6 +116,8 @@ pub struct Row {
     pub cmp: Option<Comparison>,
     /// Exact rows only: the runs' agreement and the change against the baseline.
     pub exact: Option<ExactRow>,
+    /// The variant of the row's first run (what a noise estimate of the row is looked up by).
+    pub variant: Variant,
 }
 
 /// One relative table.
@@ -646,6 +648,7 @@ fn new_row(name: &str, options: &str, f: &ResultFile, r: &RunRecord) -> Row {
         ops: r.ops.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         cmp: None,
         exact: None,
+        variant: v.clone(),
     }
 }
 

@@ -409,6 +409,7 @@ impl ResultFile {
             env,
             contexts,
             runs,
+            load_check: None,
         })
     }
 }

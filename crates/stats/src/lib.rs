@@ -381,6 +381,9 @@ pub fn compare(base: &Summary, new: &Summary, policy: &Policy) -> Comparison {
     }
 }
 
+/// Comparisons across sessions (two result files): the between-session noise they need.
+pub mod session;
+
 #[cfg(test)]
 mod tests {
     use super::*;
