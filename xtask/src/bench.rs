@@ -276,18 +276,44 @@ pub fn load_warning(runs: &[RunRecord]) -> Option<String> {
     load_check(runs).warning
 }
 
-/// The load check over a file's runs: busy when another `forkbench` ran during any run, or the
-/// busiest other CPU was above 25% busy during more than a tenth of the runs or above 10% on
-/// average. Stored in the result file, where `compare` and `table` read it.
+/// Mean and max over the runs of the pinned CPU's foreign share, when recorded.
+fn foreign_summary(runs: &[RunRecord]) -> Option<(f64, f64)> {
+    let v: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| r.host_load?.pinned_cpu_foreign_pct)
+        .collect();
+    if v.is_empty() {
+        return None;
+    }
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    Some((mean, v.iter().copied().fold(0.0, f64::max)))
+}
+
+/// Above this mean share of the pinned CPU going to other processes, the bench's CPU was
+/// shared. A quiet call's estimate scatters around 0 (tick sampling, clamped: a few % on
+/// average); a CPU hog on the pinned CPU took 40-68% of it in every call measured here.
+pub const FOREIGN_PCT_LIMIT: f64 = 20.0;
+
+/// The load check over a file's runs: busy when another `forkbench` ran during any run, when
+/// other processes took more than [`FOREIGN_PCT_LIMIT`] % of the pinned CPU on average, or
+/// when the busiest other CPU was above 25% busy during more than a tenth of the runs or above
+/// 10% on average. Stored in the result file, where `compare` and `table` read it.
 pub fn load_check(runs: &[RunRecord]) -> results::LoadCheck {
     let conc = concurrent_runs(runs);
     let summary = load_summary(runs);
+    let foreign = foreign_summary(runs);
     let warning = if conc > 0 {
         Some(format!(
             "warning: another forkbench process was running during {conc} of {} runs \
              (someone else's benchmark competing for the CPUs); expect noisy numbers and rerun \
              on a quiet machine",
             runs.len()
+        ))
+    } else if let Some((mean, max)) = foreign.filter(|f| f.0 > FOREIGN_PCT_LIMIT) {
+        Some(format!(
+            "warning: the bench's CPU was shared: other processes took {mean:.0}% of the pinned \
+             CPU's time during the runs on average (max {max:.0}%); expect noisy numbers and \
+             rerun on a quiet machine"
         ))
     } else {
         summary.and_then(|(n, mean, max, over)| {
@@ -308,6 +334,8 @@ pub fn load_check(runs: &[RunRecord]) -> results::LoadCheck {
         other_cpus_busy_pct_mean: summary.map(|s| round(s.1)),
         other_cpus_busy_pct_max: summary.map(|s| s.2),
         runs_over_25pct: summary.map_or(0, |s| s.3),
+        pinned_cpu_foreign_pct_mean: foreign.map(|f| round(f.0)),
+        pinned_cpu_foreign_pct_max: foreign.map(|f| f.1),
         concurrent_forkbench_runs: conc,
     }
 }
@@ -1421,6 +1449,7 @@ pub mod tests {
         let load = |busy: f64| {
             Some(contract::HostLoad {
                 other_cpus_busy_pct: Some(busy),
+                pinned_cpu_foreign_pct: None,
                 concurrent_forkbench: 0,
             })
         };
@@ -1442,6 +1471,44 @@ pub mod tests {
             w.contains("another forkbench process was running during 1 of"),
             "{w}"
         );
+    }
+
+    /// A hog on the bench's own CPU leaves the other CPUs idle: the pinned CPU's foreign share
+    /// is what shows it.
+    #[test]
+    fn a_hog_on_the_pinned_cpu_is_flagged() {
+        let mut runs = execute(
+            &crate::plan::plan(&local(), true, 1),
+            &mut Mock::default(),
+            1,
+            1,
+            &mut Recorder::default(),
+        )
+        .unwrap()
+        .runs;
+        let load = |foreign: f64| {
+            Some(contract::HostLoad {
+                other_cpus_busy_pct: Some(1.0),
+                pinned_cpu_foreign_pct: Some(foreign),
+                concurrent_forkbench: 0,
+            })
+        };
+        // Quiet: tick sampling scatters a few % around zero.
+        for (i, r) in runs.iter_mut().enumerate() {
+            r.host_load = load([0.0, 3.0, 12.0][i % 3]);
+        }
+        let quiet = load_check(&runs);
+        assert!(!quiet.busy, "{quiet:?}");
+        assert_eq!(quiet.pinned_cpu_foreign_pct_mean, Some(5.0));
+        // A hog: 40-68% of the pinned CPU in every call.
+        for (i, r) in runs.iter_mut().enumerate() {
+            r.host_load = load([42.0, 63.0, 55.0][i % 3]);
+        }
+        let hog = load_check(&runs);
+        assert!(hog.busy);
+        let w = hog.warning.unwrap();
+        assert!(w.starts_with("warning: the bench's CPU was shared"), "{w}");
+        assert!(w.contains("53% of the pinned CPU's time"), "{w}");
     }
 
     /// The default output of a mock quick run fits a 100-column terminal; `--verbose` adds the

@@ -586,6 +586,7 @@ pub(crate) mod fixtures {
         for r in &mut f.runs {
             r.host_load = Some(results::HostLoad {
                 other_cpus_busy_pct: Some(60.0),
+                pinned_cpu_foreign_pct: None,
                 concurrent_forkbench: 0,
             });
         }

@@ -104,6 +104,12 @@ pub struct LoadCheck {
     pub other_cpus_busy_pct_max: Option<f64>,
     /// Runs whose busiest other CPU was above 25 % busy.
     pub runs_over_25pct: usize,
+    /// Mean and max over the runs of the share of the pinned CPU's time that went to other
+    /// processes (a hog sharing the bench's CPU); absent in older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_cpu_foreign_pct_mean: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_cpu_foreign_pct_max: Option<f64>,
     /// Runs during which another `forkbench` process was running.
     pub concurrent_forkbench_runs: usize,
 }
