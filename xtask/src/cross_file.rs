@@ -142,15 +142,35 @@ impl<'a> Judge<'a> {
             .chain(&b.files)
             .map(|f| f.machine.as_str())
             .collect();
+        let cpus: BTreeSet<&str> = a
+            .files
+            .iter()
+            .chain(&b.files)
+            .filter_map(|f| f.env.cpu_model.as_deref())
+            .filter(|c| !c.is_empty())
+            .collect();
         let mut blocked = None;
-        let noise = if machines.len() == 1 {
-            noise_file::load_all(results_dir, machines.first().copied().unwrap_or(""))?
-        } else {
+        let noise = if machines.len() != 1 {
             blocked = Some(format!(
                 "{} and {} are of different machines: no machine's noise applies",
                 a.name, b.name
             ));
             Vec::new()
+        } else if cpus.len() > 1 {
+            // One machine name, two CPUs (a VM moved to other hardware): two machines.
+            blocked = Some(format!(
+                "{} and {} ran on different CPUs: {}; no machine's noise applies to both",
+                a.name,
+                b.name,
+                cpus.iter().copied().collect::<Vec<_>>().join(" vs ")
+            ));
+            Vec::new()
+        } else {
+            let cpu = cpus.first().copied().unwrap_or("");
+            let mut all =
+                noise_file::load_all(results_dir, machines.first().copied().unwrap_or(""))?;
+            all.retain(|(_, nf)| nf.fits_cpu(cpu));
+            all
         };
         let mut busy_names = Vec::new();
         let mut busy_lines = Vec::new();
@@ -271,7 +291,8 @@ impl<'a> Judge<'a> {
             )
         };
         if let Some(why) = &self.blocked {
-            return unknown(why.clone());
+            // The row says what; the header line above the table says the rest.
+            return unknown(why.split(':').next().unwrap_or(why).to_string());
         }
         let base = self.find(base_key, keyf);
         let new = if base_key == new_key {
@@ -559,6 +580,7 @@ pub(crate) mod fixtures {
             kind: noise_file::KIND.into(),
             schema: noise_file::SCHEMA,
             machine: f.machine.clone(),
+            cpu_model: f.env.cpu_model.clone().unwrap_or_default(),
             kernel: kernel.into(),
             git_rev: rev.into(),
             tool_version: f.tool_version.clone(),

@@ -248,6 +248,7 @@ fn noise_of(a: &NoiseArgs, sessions: &[ResultFile], out: &Path) -> anyhow::Resul
         kind: noise_file::KIND.into(),
         schema: noise_file::SCHEMA,
         machine: first.machine.clone(),
+        cpu_model: first.env.cpu_model.clone().unwrap_or_default(),
         kernel,
         git_rev: first.git_rev.clone(),
         tool_version: first.tool_version.clone(),

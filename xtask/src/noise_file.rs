@@ -29,6 +29,11 @@ pub struct NoiseFile {
     pub schema: u32,
     /// The result files' `machine`.
     pub machine: String,
+    /// The sessions' CPU model (`env.cpu_model`): a machine name can outlive its hardware (a
+    /// VM moved to another host), and a noise estimate holds for one CPU only. Empty in files
+    /// written before it was recorded: those match any CPU.
+    #[serde(default)]
+    pub cpu_model: String,
     /// `uname -r` of the kernel every session ran on.
     pub kernel: String,
     /// The tool revision of the sessions `noise` ran (`-dirty` as in result files).
@@ -86,6 +91,11 @@ impl SessionMeans {
 }
 
 impl NoiseFile {
+    /// Whether this estimate holds for a side measured on `cpu_model`.
+    pub fn fits_cpu(&self, cpu_model: &str) -> bool {
+        self.cpu_model.is_empty() || self.cpu_model == cpu_model
+    }
+
     /// Read a noise file; one error line naming it when it is not one.
     pub fn load(path: &Path) -> anyhow::Result<NoiseFile> {
         let text = results::fsio::read(path)?;
@@ -249,6 +259,7 @@ pub fn counts_as_session(
     tools: &mut Tools,
 ) -> bool {
     f.machine == noise.machine
+        && noise.fits_cpu(f.env.cpu_model.as_deref().unwrap_or(""))
         && kernel_of(f, v).as_deref() == Some(noise.kernel.as_str())
         && tools.same(
             (&f.git_rev, &f.tool_version),

@@ -205,6 +205,53 @@ fn two_sessions_of_one_kernel_are_never_called_different() {
 
 /// A side whose load check fired gets no verdict unless `--allow-busy`; old files without a
 /// stored check are judged by their runs' load figures, as `bench` judged them.
+/// One machine name on two CPUs (a VM moved to other hardware) is two machines: with
+/// `--allow-mixed` the rows are matched, but the noise of neither applies, whatever the change;
+/// and noise measured on another CPU is not used.
+#[test]
+fn sides_on_two_cpus_get_no_verdict() {
+    let d = tempfile::tempdir().unwrap();
+    let mut a = bench_file("A", "6.18.44", "2026-12-05T01:00:00Z", "r1", 1.0);
+    a.env.cpu_model = Some("CPU one".into());
+    let mut b = bench_file("B", "6.18.44", "2026-12-05T02:00:00Z", "r1", 1.5);
+    store(d.path(), &noise_around(&a, 0.02, "6.18.44", "r0"));
+    b.env.cpu_model = Some("CPU two".into());
+    let judged = |a: &ResultFile, b: &ResultFile| {
+        let cross = super::Cross {
+            results_dir: d.path().to_owned(),
+            allow_busy: false,
+        };
+        let (a, b) = (std::slice::from_ref(a), std::slice::from_ref(b));
+        crate::compare::check_and_compare(a, b, ("A", "B"), false, 1.0, true, Some(&cross)).unwrap()
+    };
+    let r = judged(&a, &b);
+    assert!(!r.regression, "{}", r.text);
+    assert!(
+        r.text.contains(
+            "no verdicts: A and B ran on different CPUs: CPU one vs CPU two; no machine's \
+             noise applies to both"
+        ),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        noise_and_verdict(&r.text, "pte-order9").1,
+        "unknown (A and B ran on different CPUs)",
+        "{}",
+        r.text
+    );
+    // Both sides on the other CPU: the noise file, measured on A's CPU, does not apply.
+    let mut a2 = a.clone();
+    a2.env.cpu_model = Some("CPU two".into());
+    let r = judged(&a2, &b);
+    assert_eq!(
+        noise_and_verdict(&r.text, "pte-order9").1,
+        format!("unknown ({})", super::NOT_MEASURED),
+        "{}",
+        r.text
+    );
+}
+
 #[test]
 fn a_busy_side_gets_no_verdict() {
     let d = tempfile::tempdir().unwrap();
