@@ -236,6 +236,7 @@ pub fn save(
         env,
         contexts: Vec::new(),
         runs: Vec::new(),
+        load_check: None,
     };
     let (out_path, journal) = crate::bench::reserve(
         &out_dir.join(&machine),
@@ -267,6 +268,8 @@ pub fn save(
         machine: &machine,
         publish_hint: false,
         verbose: false,
+        session_only: false,
+        policy: stats::Policy::default(),
     }
     .run(&mut replay, stop)
 }
