@@ -495,11 +495,36 @@ fn check_guests(
     Ok(())
 }
 
+/// A result file's `config`: the profile, the plan and how the bench was asked for. Kernels
+/// under test are listed in row order (the first is the baseline).
+pub fn file_config(
+    profile: &Profile,
+    quick: bool,
+    forced: bool,
+    kernels: &[String],
+    cpu: usize,
+    plan: &Plan,
+) -> serde_json::Value {
+    json!({
+        "profile": profile,
+        "quick": quick,
+        "forced": forced,
+        "kernels": kernels,
+        "cpu": cpu,
+        "plan": {
+            "runs": plan.runs,
+            "sizes": plan.sizes,
+            "groups": plan.groups,
+            "order": plan.order,
+        },
+    })
+}
+
 /// Create `<dir>/<stamp>-<label>[-N].json.partial`, the journal that reserves the name of the
 /// result file it becomes: the first N (none, 2, 3, ...) whose journal and result file are both
 /// new, so benches started in the same second each get their own. Creating it (and syncing its
 /// header) is the proof that results can be written here, before the first run.
-fn reserve(
+pub fn reserve(
     dir: &Path,
     stamp: &str,
     label: &str,
@@ -776,7 +801,7 @@ pub fn bench_written(
         }
         return Ok(None);
     }
-    let mut file = ResultFile {
+    let file = ResultFile {
         schema: SCHEMA_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         machine: machine.clone(),
@@ -784,27 +809,14 @@ pub fn bench_written(
         created_utc: stamp.rfc3339,
         git_rev: util::git_rev(),
         seed,
-        config: json!({
-            "profile": profile,
-            "quick": a.quick,
-            "forced": a.force,
-            // Kernels under test, in row order (the first is the baseline).
-            "kernels": kernels,
-            "cpu": cpu,
-            "plan": {
-                "runs": plan.runs,
-                "sizes": plan.sizes,
-                "groups": plan.groups,
-                "order": plan.order,
-            },
-        }),
+        config: file_config(&profile, a.quick, a.force, kernels, cpu, &plan),
         env: host_env(cpu),
         contexts: Vec::new(),
         runs: Vec::new(),
         load_check: None,
     };
     // Before the first run: the name is reserved and the directory proven writable.
-    let (out_path, mut journal) = reserve(
+    let (out_path, journal) = reserve(
         &out_dir.join(&machine),
         &stamp.compact,
         &util::path_component(&label),
@@ -832,118 +844,176 @@ pub fn bench_written(
             return Err(e);
         }
     };
-    let mut progress = crate::progress::auto();
-    let t0 = Instant::now();
-    let ex = execute_to(
-        &plan,
-        runner.as_mut(),
+    let out = Saving {
+        plan: &plan,
+        file,
+        out_path,
+        journal,
         cpu,
         seed,
-        progress.as_mut(),
-        Some(&mut journal),
-        stop,
-    );
-    let kept = journal.runs;
-    drop(journal);
-    if ex.is_ok()
-        && let Err(e) = runner.finish()
-    {
-        eprintln!("warning: {e:#}");
+        machine: &machine,
+        publish_hint: out_dir == root.join("results"),
+        verbose: a.verbose,
+        session_only: a.session_only,
+        policy: a.exact.stats_policy()?,
     }
-    let ex = match ex {
-        Ok(ex) => ex,
-        Err(e) if kept == 0 => {
+    .run(runner.as_mut(), stop)?;
+    Ok(Some(out))
+}
+
+/// What [`Saving::run`] needs: the plan, the result file to fill (its name reserved by its
+/// journal) and how to print the tables.
+pub struct Saving<'a> {
+    pub plan: &'a Plan,
+    pub file: ResultFile,
+    pub out_path: PathBuf,
+    pub journal: journal::Writer,
+    pub cpu: usize,
+    pub seed: u64,
+    pub machine: &'a str,
+    /// Print how to publish (the file went under the repository's `results/`).
+    pub publish_hint: bool,
+    pub verbose: bool,
+    /// A session of `cargo xtask noise`: save the file, print no tables.
+    pub session_only: bool,
+    /// The tables' statistics (exact rows' tolerance and threshold included).
+    pub policy: stats::Policy,
+}
+
+impl Saving<'_> {
+    /// Run the plan through `runner`, journalling every call; then save the result file (never
+    /// over another) and print the tables. Shared by `bench` and `lava` (whose executor replays
+    /// a finished lab job). On failure the journal keeps what was measured, and says so.
+    pub fn run(self, runner: &mut dyn Executor, stop: &AtomicBool) -> anyhow::Result<PathBuf> {
+        let Saving {
+            plan,
+            mut file,
+            out_path,
+            mut journal,
+            cpu,
+            seed,
+            machine,
+            publish_hint,
+            verbose,
+            session_only,
+            policy,
+        } = self;
+        let partial = journal.path().to_owned();
+        let mut progress = crate::progress::auto();
+        let t0 = Instant::now();
+        let ex = execute_to(
+            plan,
+            runner,
+            cpu,
+            seed,
+            progress.as_mut(),
+            Some(&mut journal),
+            stop,
+        );
+        let kept = journal.runs;
+        drop(journal);
+        if ex.is_ok()
+            && let Err(e) = runner.finish()
+        {
+            eprintln!("warning: {e:#}");
+        }
+        let ex = match ex {
+            Ok(ex) => ex,
+            Err(e) if kept == 0 => {
+                let _ = std::fs::remove_file(&partial);
+                return Err(e);
+            }
+            Err(e) => {
+                return Err(e.context(format!(
+                    "the {kept} runs measured so far are kept in {} (cargo xtask table {0})",
+                    partial.display()
+                )));
+            }
+        };
+        let wall = t0.elapsed().as_secs_f64();
+        if ex.runs.is_empty() {
             let _ = std::fs::remove_file(&partial);
-            return Err(e);
+            bail!("no runs were made (every variant was skipped); no result file written");
         }
-        Err(e) => {
-            return Err(e.context(format!(
-                "the {kept} runs measured so far are kept in {} (cargo xtask table {0})",
+        if let Some(cfg) = file.config.as_object_mut() {
+            cfg.insert(
+                "skipped".into(),
+                json!(
+                    ex.skipped
+                        .iter()
+                        .map(|(n, w)| json!({"group": n, "reason": w}))
+                        .collect::<Vec<_>>()
+                ),
+            );
+            cfg.insert("wall_secs".into(), json!((wall * 10.0).round() / 10.0));
+            cfg.insert(
+                "waited_for_quiet_secs".into(),
+                json!((runner.waited().as_secs_f64() * 10.0).round() / 10.0),
+            );
+            cfg.insert(
+                "load".into(),
+                json!(load_summary(&ex.runs).map(|(n, mean, max, over)| json!({
+                    "runs": n,
+                    "other_cpus_busy_pct_mean": (mean * 10.0).round() / 10.0,
+                    "other_cpus_busy_pct_max": max,
+                    "runs_over_25pct": over,
+                }))),
+            );
+        }
+        file.load_check = Some(load_check(&ex.runs));
+        // The runs' context indexes already count over the whole list; absorbing it into an empty
+        // file keeps them and lets the file's host capture take what the contexts captured beyond it.
+        file.absorb(ex.contexts, ex.runs);
+        file.save_new(&out_path).map_err(|e| {
+            anyhow::anyhow!(
+                "saving {}: {e}; every run is kept in {} (cargo xtask table {1})",
+                out_path.display(),
                 partial.display()
-            )));
-        }
-    };
-    let wall = t0.elapsed().as_secs_f64();
-    if ex.runs.is_empty() {
+            )
+        })?;
         let _ = std::fs::remove_file(&partial);
-        bail!("no runs were made (every variant was skipped); no result file written");
-    }
-    if let Some(cfg) = file.config.as_object_mut() {
-        cfg.insert(
-            "skipped".into(),
-            json!(
-                ex.skipped
-                    .iter()
-                    .map(|(n, w)| json!({"group": n, "reason": w}))
-                    .collect::<Vec<_>>()
-            ),
-        );
-        cfg.insert("wall_secs".into(), json!((wall * 10.0).round() / 10.0));
-        cfg.insert(
-            "waited_for_quiet_secs".into(),
-            json!((runner.waited().as_secs_f64() * 10.0).round() / 10.0),
-        );
-        cfg.insert(
-            "load".into(),
-            json!(load_summary(&ex.runs).map(|(n, mean, max, over)| json!({
-                "runs": n,
-                "other_cpus_busy_pct_mean": (mean * 10.0).round() / 10.0,
-                "other_cpus_busy_pct_max": max,
-                "runs_over_25pct": over,
-            }))),
-        );
-    }
-    file.load_check = Some(load_check(&ex.runs));
-    // The runs' context indexes already count over the whole list; absorbing it into an empty
-    // file keeps them and lets the file's host capture take what the contexts captured beyond it.
-    file.absorb(ex.contexts, ex.runs);
-    file.save_new(&out_path).map_err(|e| {
-        anyhow::anyhow!(
-            "saving {}: {e}; every run is kept in {} (cargo xtask table {1})",
-            out_path.display(),
-            partial.display()
-        )
-    })?;
-    let _ = std::fs::remove_file(&partial);
-    file.check_samples(&out_path)?;
-    if a.session_only {
-        if let Some(w) = file.load_check.as_ref().and_then(|l| l.warning.as_ref()) {
-            eprintln!("{}", crate::progress::fill(w, crate::progress::WIDTH));
+        file.check_samples(&out_path)?;
+        let warning = file.load_check.as_ref().and_then(|l| l.warning.clone());
+        if session_only {
+            if let Some(w) = &warning {
+                eprintln!("{}", crate::progress::fill(w, crate::progress::WIDTH));
+            }
+            return Ok(out_path);
         }
-        return Ok(Some(out_path));
+        let cases = select::cases(std::slice::from_ref(&file), None, &policy)?;
+        println!(
+            "{}",
+            bench_tables(
+                &cases,
+                machine,
+                std::slice::from_ref(&file),
+                &policy,
+                verbose
+            )
+        );
+        let fill = |t: &str| crate::progress::fill(t, crate::progress::WIDTH);
+        for (n, w) in &ex.skipped {
+            println!("{}", fill(&format!("skipped {n}: {w}")));
+        }
+        if let Some(w) = &warning {
+            println!("{}", fill(w));
+        }
+        println!(
+            "{}",
+            fill(&format!(
+                "wall time {}:{:02}; raw samples: {}",
+                wall as u64 / 60,
+                wall as u64 % 60,
+                out_path.display()
+            ))
+        );
+        if publish_hint {
+            println!(
+                "to publish: cargo xtask publish (renders results/{machine}/README.md and plots)"
+            );
+        }
+        Ok(out_path)
     }
-    let policy = a.exact.stats_policy()?;
-    let cases = select::cases(std::slice::from_ref(&file), None, &policy)?;
-    println!(
-        "{}",
-        bench_tables(
-            &cases,
-            &machine,
-            std::slice::from_ref(&file),
-            &policy,
-            a.verbose
-        )
-    );
-    let fill = |t: &str| crate::progress::fill(t, crate::progress::WIDTH);
-    for (n, w) in &ex.skipped {
-        println!("{}", fill(&format!("skipped {n}: {w}")));
-    }
-    if let Some(w) = file.load_check.as_ref().and_then(|l| l.warning.as_ref()) {
-        println!("{}", fill(w));
-    }
-    println!(
-        "{}",
-        fill(&format!(
-            "wall time {}:{:02}; raw samples: {}",
-            wall as u64 / 60,
-            wall as u64 % 60,
-            out_path.display()
-        ))
-    );
-    if out_dir == root.join("results") {
-        println!("to publish: cargo xtask publish (renders results/{machine}/README.md and plots)");
-    }
-    Ok(Some(out_path))
 }
 
 /// [`bench_written`] for the command line: the result file's path is printed, not returned.

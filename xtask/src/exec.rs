@@ -294,6 +294,7 @@ pub mod mock {
             },
             pre_report: serde_json::Value::Null,
             guest: None,
+            lab: None,
         }
     }
 

@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use contract::{Arch, Invocation, RealOpts, RunnerLine, Size, Variant};
 use guest::image::KernelImage;
-use guest::plan::{GuestPlan, GuestStep};
+use guest::plan::{GuestPlan, GuestStep, StepDone};
 use guest::qemu::{AccelChoice, Guest, GuestConfig, GuestEvent};
 
 use crate::exec::{CallCtx, Executor, Outcome, invocation};
@@ -375,21 +375,27 @@ impl Executor for Guests {
                 }
             })
             .with_context(|| format!("kernel {label}: {}", call.name()))?;
-        if done.ok {
-            Ok(Outcome::Done)
-        } else if done.unsupported {
-            Ok(Outcome::Skipped(
-                done.error
-                    .unwrap_or_else(|| "not supported by this kernel".into()),
-            ))
-        } else {
-            bail!(
-                "kernel {label}: {}: {}",
-                call.name(),
-                done.error
-                    .unwrap_or_else(|| "the guest's step failed".into())
-            )
-        }
+        step_outcome(done, label, call)
+    }
+}
+
+/// What a step's StepDone means for the bench: done, a skip (the kernel cannot give the
+/// layout) or a failure that stops it. The guests' and a lab job's (replayed) steps alike.
+pub fn step_outcome(done: StepDone, label: &str, call: &Call) -> anyhow::Result<Outcome> {
+    if done.ok {
+        Ok(Outcome::Done)
+    } else if done.unsupported {
+        Ok(Outcome::Skipped(
+            done.error
+                .unwrap_or_else(|| "not supported by this kernel".into()),
+        ))
+    } else {
+        bail!(
+            "kernel {label}: {}: {}",
+            call.name(),
+            done.error
+                .unwrap_or_else(|| "the guest's step failed".into())
+        )
     }
 }
 

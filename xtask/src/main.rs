@@ -3,7 +3,8 @@
 //! `forkbench` runner (driven only through the contract's typed invocation) and writes a result
 //! file; `table` and `compare` read result files; `publish` renders results/*/README.md;
 //! `report` draws SVG plots; `bisect` finds the commit that changed a metric; `calibrate` fits
-//! the model's op costs to this machine; `fidelity` regenerates results/fidelity.md; `noise`
+//! the model's op costs to this machine; `fidelity` regenerates results/fidelity.md; `kernels`
+//! fetches kernels under test, `lava` runs the plan on a LAVA lab's devices and `noise`
 //! measures the between-session noise cross-file verdicts need. Bad input
 //! is one line `xtask: error: …` and exit 2; `compare` exits 1 on a significant regression.
 
@@ -18,6 +19,7 @@ mod exact;
 mod exec;
 mod fidelity_task;
 mod kernels;
+mod lava;
 mod noise;
 mod noise_file;
 mod plan;
@@ -66,6 +68,8 @@ enum Task {
     Fidelity(fidelity_task::Flags),
     /// Fetch Debian kernel packages to boot with `bench --kernel`, or show what an image is
     Kernels(kernels::KernelsArgs),
+    /// Run the real-fork plan on the devices of a LAVA lab: write jobs, submit, fetch results
+    Lava(lava::LavaArgs),
     /// Measure this machine's between-session noise (cross-file verdicts need it)
     Noise(noise::NoiseArgs),
 }
@@ -131,6 +135,7 @@ fn main() -> ExitCode {
         Task::Calibrate(a) => calibrate_task::run(a),
         Task::Fidelity(a) => fidelity_task::run(a),
         Task::Kernels(a) => kernels::run(a),
+        Task::Lava(a) => lava::run(a),
         Task::Noise(a) => noise::run(a),
     };
     match r {

@@ -1,6 +1,7 @@
 //! `cargo xtask table [PATHS|LABELS...] [--baseline LABEL | --baseline-kernel NAME] [--format F]`:
 //! merge result files (e.g. one per kernel, each with its `--label`) into the thread's tables.
-//! Refuses to mix machines or instruments unless `--allow-mixed`. A file with real runs of
+//! Refuses to mix machines or instruments unless `--allow-mixed`; files of several LAVA devices
+//! (`lava fetch`) merge without it, a row per device (their labels name the device). A file with real runs of
 //! several kernels (guests) renders with the kernels as rows: by default the combined table
 //! (order-0 and order-9 pte-map columns first, relative to the first kernel), then the compact
 //! verdict table (`--format extended` for the wide one). In a table of several kernels the
@@ -277,9 +278,18 @@ pub fn run(a: &TableArgs) -> anyhow::Result<ExitCode> {
         print!("{out}");
         return Ok(ExitCode::SUCCESS);
     }
-    select::check_mix(&files, a.allow_mixed)?;
+    // Results of several lab devices are one table with a row per device: their machines and
+    // CPUs differ by design; everything else must still match.
+    let devices = select::lab_devices(&files);
+    select::check_mix(&files, a.allow_mixed || devices.is_some())?;
     // Labels merged into one table must have run alike (sched, mem, CPU model, privileges).
-    let mixed = crate::conditions::mixed_labels(&files);
+    let mut mixed = crate::conditions::mixed_labels(&files);
+    if devices.is_some() {
+        for (_, _, m) in &mut mixed {
+            m.retain(|x| x.field != "machine" && x.field != "cpu model");
+        }
+        mixed.retain(|(_, _, m)| !m.is_empty());
+    }
     if let Some((first, other, m)) = mixed.first()
         && !a.allow_mixed
     {
@@ -321,6 +331,15 @@ pub fn run(a: &TableArgs) -> anyhow::Result<ExitCode> {
             Format::Csv | Format::Json => eprintln!("{line}"),
             _ => println!("{line}\n"),
         }
+    }
+    if let Some(d) = &devices
+        && !matches!(resolve_auto(&cases, a.format), Format::Csv | Format::Json)
+    {
+        println!(
+            "rows are LAVA devices ({}): each ran on its own hardware, so a change compares \
+             devices, not kernels\n",
+            d.join(", ")
+        );
     }
     let machine = files
         .iter()

@@ -36,6 +36,7 @@ fn context(layout: RealLayout, euid: u32) -> RealContext {
         },
         pre_report: serde_json::Value::Null,
         guest: None,
+        lab: None,
     }
 }
 

@@ -96,6 +96,34 @@ fn guest_main(emit: &mut Emit<'_>) -> Result<(), String> {
     serve(&plan, &mut io::stdin().lock(), emit)
 }
 
+/// Runs a non-interactive plan in this process's own userspace, not as init: a lab board that
+/// boots its own kernel and rootfs runs the plan from a LAVA test shell. The same Hello, Line,
+/// StepDone and Bye frames as a guest's init go to stdout (the board's console), so the job log
+/// decodes the same way; nothing is mounted and nothing powers off.
+pub fn run_plan_here(plan: &GuestPlan) -> Result<(), String> {
+    if plan.interactive {
+        return Err(
+            "the plan is interactive (it waits for `go <step>` from a host): a plan run \
+                    from a shell must be non-interactive"
+                .into(),
+        );
+    }
+    let console = |e: io::Error| format!("writing to stdout: {e}");
+    let hello = collect_hello(Path::new("/sys"), Path::new("/proc"), Vec::new());
+    let hello_json = serde_json::to_vec(&hello).map_err(|e| e.to_string())?;
+    send(FrameKind::Hello, &hello_json).map_err(console)?;
+    let result = serve(plan, &mut io::empty(), &mut send);
+    let reason = match &result {
+        Ok(()) => "plan done".to_string(),
+        Err(e) => {
+            let _ = send(FrameKind::Error, e.as_bytes());
+            format!("error: {e}")
+        }
+    };
+    send(FrameKind::Bye, reason.as_bytes()).map_err(console)?;
+    result
+}
+
 /// Runs `plan`: every step in order, or (interactive) the steps the host's `go <i>` lines ask
 /// for until `poweroff` or the end of `commands`.
 pub fn serve(

@@ -18,8 +18,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::str::FromStr;
@@ -29,10 +28,10 @@ use std::time::{Duration, Instant};
 
 use contract::{Accel, Arch, Clock, GuestBoot, RunnerLine, Size, Variant};
 
-use crate::cpio::CpioWriter;
 use crate::frame::{Frame, FrameDecoder, FrameError, FrameKind};
 use crate::image::{ImageError, KernelImage};
 use crate::plan::{GuestHello, GuestPlan, GuestStep, HostCommand, StepDone};
+use crate::transcript::{BadMessage, Message};
 
 /// Guest memory beyond the largest step's: the kernel, its slab and page cache, and the
 /// guest's own process (see [`guest_mem_for`]).
@@ -439,24 +438,59 @@ pub fn kvm_possible(arch: Arch) -> Result<(), String> {
         .map_err(|e| format!("/dev/kvm: {e}"))
 }
 
-/// The kernel command line. THP starts in `madvise` mode (Debian's cloud kernels default to
-/// `never`): each layout then asks for what it needs, as on a host set up for forkbench. An
-/// early console (`earlyprintk=serial`, `earlycon`) makes a kernel that dies before its
-/// console is up (a corrupt image's decompressor, an early panic) say so at once rather than
-/// at the boot timeout. `cmdline_extra` comes last, so its parameters win.
-fn cmdline(arch: Arch, extra: &[String]) -> String {
-    let (console, early) = match arch {
-        Arch::X86_64 => ("ttyS0", "earlyprintk=serial"),
-        Arch::Arm64 => ("ttyAMA0", "earlycon"),
-    };
+/// The kernel parameters every boot of a kernel under test gets after its console (a local
+/// guest here, a LAVA device through its job). THP starts in `madvise` mode (Debian's cloud
+/// kernels default to `never`): each layout then asks for what it needs, as on a host set up
+/// for forkbench.
+pub const KERNEL_PARAMS: &str =
+    "printk.time=1 loglevel=4 panic=-1 rdinit=/init transparent_hugepage=madvise";
+
+/// The serial console of a QEMU guest of `arch`.
+pub fn console_device(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "ttyS0",
+        Arch::Arm64 => "ttyAMA0",
+    }
+}
+
+/// The early console of `arch`: a kernel that dies before its console is up (a corrupt
+/// image's decompressor, an early panic) says so at once rather than at the boot timeout.
+pub fn early_console(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "earlyprintk=serial",
+        Arch::Arm64 => "earlycon",
+    }
+}
+
+/// The kernel command line: the console, the early console, [`KERNEL_PARAMS`], then `extra`,
+/// so its parameters win.
+pub fn cmdline(arch: Arch, extra: &[String]) -> String {
     let mut c = format!(
-        "console={console} {early} printk.time=1 loglevel=4 panic=-1 rdinit=/init transparent_hugepage=madvise"
+        "console={} {} {KERNEL_PARAMS}",
+        console_device(arch),
+        early_console(arch)
     );
     for e in extra {
         c.push(' ');
         c.push_str(e);
     }
     c
+}
+
+/// QEMU's options for an exact guest clock (see [`qemu_args`]'s note on icount).
+pub const ICOUNT_ARGS: &[&str] = &["-icount", "shift=0,sleep=off"];
+
+/// QEMU's machine and CPU options for a guest of `arch` under `accel` (also the CPU of the
+/// QEMU device dictionary a LAVA lab gets from `cargo xtask lava device`).
+pub fn machine_cpu_args(arch: Arch, accel: Accel) -> &'static [&'static str] {
+    match (arch, accel == Accel::Kvm) {
+        (Arch::X86_64, true) => &["-cpu", "host"],
+        (Arch::X86_64, false) => &["-cpu", "max"],
+        (Arch::Arm64, true) => &["-M", "virt,gic-version=max", "-cpu", "host"],
+        // The implementation-defined pointer-authentication algorithm is the cheapest for TCG
+        // (kernel functions sign their return addresses); nothing fork does depends on it.
+        (Arch::Arm64, false) => &["-M", "virt", "-cpu", "max,pauth-impdef=on"],
+    }
 }
 
 /// QEMU's arguments. `-nodefaults -display none` rather than `-nographic`: no default
@@ -479,16 +513,9 @@ fn qemu_args(
     let kvm = accel == Accel::Kvm;
     push(&["-accel", if kvm { "kvm" } else { "tcg" }]);
     if clock == Clock::Icount {
-        push(&["-icount", "shift=0,sleep=off"]);
+        push(ICOUNT_ARGS);
     }
-    match (cfg.image.arch, kvm) {
-        (Arch::X86_64, true) => push(&["-cpu", "host"]),
-        (Arch::X86_64, false) => push(&["-cpu", "max"]),
-        (Arch::Arm64, true) => push(&["-M", "virt,gic-version=max", "-cpu", "host"]),
-        // The implementation-defined pointer-authentication algorithm is the cheapest for TCG
-        // (kernel functions sign their return addresses); nothing fork does depends on it.
-        (Arch::Arm64, false) => push(&["-M", "virt", "-cpu", "max,pauth-impdef=on"]),
-    }
+    push(machine_cpu_args(cfg.image.arch, accel));
     let mib = cfg.mem.bytes().div_ceil(1 << 20);
     let vcpus = vcpus_for(cfg, clock);
     push(&["-smp", &vcpus.to_string(), "-m", &format!("{mib}M")]);
@@ -515,53 +542,6 @@ fn vcpus_for(cfg: &GuestConfig, clock: Clock) -> u32 {
         Clock::Icount => 1,
         Clock::Wall => cfg.vcpus,
     }
-}
-
-/// Write the initramfs (uncompressed: decompressing under TCG costs more than reading).
-fn write_initramfs(cfg: &GuestConfig, path: &Path) -> Result<(), GuestError> {
-    let err = |source| GuestError::Initramfs {
-        path: path.to_owned(),
-        source,
-    };
-    let file = File::create(path).map_err(err)?;
-    let mut w = CpioWriter::new(BufWriter::new(file));
-    let mut dirs: Vec<String> = ["dev", "proc", "sys", "run", "tmp", "forkbench"]
-        .map(String::from)
-        .to_vec();
-    for (guest_path, _) in &cfg.extra_files {
-        let rel = guest_path.trim_start_matches('/');
-        let mut parent = Path::new(rel).parent();
-        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
-            dirs.push(p.display().to_string());
-            parent = p.parent();
-        }
-    }
-    // Parents before children; the unpacker does not create missing directories.
-    dirs.sort();
-    dirs.dedup();
-    dirs.sort_by_key(|d| d.matches('/').count());
-    for d in &dirs {
-        w.add_dir(d, 0o755).map_err(err)?;
-    }
-    w.add_char_dev("dev/console", 0o600, 5, 1).map_err(err)?;
-    w.add_file_from("init", 0o755, &cfg.payload)
-        .map_err(|source| GuestError::Initramfs {
-            path: cfg.payload.clone(),
-            source,
-        })?;
-    let plan_path = crate::plan::PLAN_PATH.trim_start_matches('/');
-    w.add_file(plan_path, 0o644, cfg.plan.to_json().as_bytes())
-        .map_err(err)?;
-    for (guest_path, host) in &cfg.extra_files {
-        w.add_file_from(guest_path.trim_start_matches('/'), 0o755, host)
-            .map_err(|source| GuestError::Initramfs {
-                path: host.clone(),
-                source,
-            })?;
-    }
-    let mut out = w.finish().map_err(err)?;
-    out.flush().map_err(err)?;
-    Ok(())
 }
 
 /// Why a launch failed, with QEMU's last stderr line (for the auto fallback's reason).
@@ -591,7 +571,11 @@ impl Guest {
                 source,
             })?;
         let initrd = workdir.path().join("initramfs.cpio");
-        write_initramfs(&cfg, &initrd)?;
+        crate::initramfs::write_initramfs(&cfg.payload, &cfg.plan, &cfg.extra_files, &initrd)
+            .map_err(|e| GuestError::Initramfs {
+                path: e.path,
+                source: e.source,
+            })?;
         let try_accel = |accel, reason: String| launch(&cfg, &qemu, &initrd, accel, reason);
         let mut guest = match cfg.accel {
             // Exact counting exists only under emulation: icount never tries KVM.
@@ -754,37 +738,29 @@ impl Guest {
         f: Frame,
         on_event: &mut dyn FnMut(GuestEvent),
     ) -> Result<Option<StepDone>, GuestError> {
-        match f.kind {
-            FrameKind::Line => {
-                let line: RunnerLine = serde_json::from_slice(&f.payload).map_err(|e| {
-                    self.fail(GuestError::BadMessage {
-                        kind: f.kind,
-                        error: e.to_string(),
-                    })
-                })?;
+        let message = Message::from_frame(f).map_err(|BadMessage { kind, error }| {
+            self.fail(GuestError::BadMessage { kind, error })
+        })?;
+        match message {
+            Message::Line(line) => {
                 on_event(GuestEvent::Line(self.stamp(line)));
                 Ok(None)
             }
-            FrameKind::Output => {
-                on_event(GuestEvent::Output(f.payload));
+            Message::Output(bytes) => {
+                on_event(GuestEvent::Output(bytes));
                 Ok(None)
             }
-            FrameKind::StepDone => serde_json::from_slice(&f.payload).map(Some).map_err(|e| {
-                self.fail(GuestError::BadMessage {
-                    kind: f.kind,
-                    error: e.to_string(),
-                })
-            }),
-            FrameKind::Bye => {
+            Message::StepDone(done) => Ok(Some(done)),
+            Message::Bye(_) => {
                 self.said_bye = true;
                 Ok(None)
             }
-            FrameKind::Hello => Err(self.fail(GuestError::BadMessage {
-                kind: f.kind,
+            Message::Hello(_) => Err(self.fail(GuestError::BadMessage {
+                kind: FrameKind::Hello,
                 error: "a second hello (the guest restarted?)".into(),
             })),
             // `recv` turns these into errors.
-            FrameKind::Error => Ok(None),
+            Message::Error(_) => Ok(None),
         }
     }
 

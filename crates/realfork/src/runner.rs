@@ -169,6 +169,7 @@ pub fn run_each(
         pre: check_summary(&pre),
         pre_report: serde_json::to_value(&pre).unwrap_or_default(),
         guest: None,
+        lab: None,
     };
     on_context(&context);
 

@@ -82,6 +82,7 @@ fn context(label: &str) -> RealContext {
             page_size: PAGE,
             config: Vec::new(),
         }),
+        lab: None,
     }
 }
 

@@ -60,6 +60,7 @@ fn real_context() -> RealContext {
         },
         pre_report: serde_json::json!({"checks": []}),
         guest: None,
+        lab: None,
     }
 }
 

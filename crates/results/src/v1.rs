@@ -289,6 +289,7 @@ fn context(v: &RealVariant, extra: &Value) -> RealContext {
         }),
         pre_report: pre.cloned().unwrap_or(Value::Null),
         guest: None,
+        lab: None,
     }
 }
 
