@@ -755,6 +755,9 @@ fn run_loop<'c>(
         }
         let probe = plan.core_probe.then(crate::coreprobe::probe_ns);
         busy_ns += probe.unwrap_or(0);
+        if plan.tick_align {
+            crate::tick::after_interrupt(crate::tick::GAP_NS, crate::tick::LIMIT_NS);
+        }
         let f = timed_fork(stamp, counters.as_deref_mut())
             .map_err(|e| RealError::io(format!("timed fork {i} of run"), e))?;
         busy_ns += f.reaped_ns;
