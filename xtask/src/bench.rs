@@ -103,6 +103,12 @@ pub struct BenchArgs {
     /// verdict table
     #[arg(long, short)]
     pub verbose: bool,
+    #[command(flatten)]
+    pub exact: crate::exact::ExactArgs,
+    /// A session of `cargo xtask noise`: write the file, print no tables (the noise task
+    /// prints the sessions' spread instead)
+    #[arg(skip)]
+    pub session_only: bool,
 }
 
 /// `--accel`.
@@ -280,23 +286,71 @@ pub fn concurrent_runs(runs: &[RunRecord]) -> usize {
 
 /// A warning line when the machine was busy, else None.
 pub fn load_warning(runs: &[RunRecord]) -> Option<String> {
+    load_check(runs).warning
+}
+
+/// Mean and max over the runs of the pinned CPU's foreign share, when recorded.
+fn foreign_summary(runs: &[RunRecord]) -> Option<(f64, f64)> {
+    let v: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| r.host_load?.pinned_cpu_foreign_pct)
+        .collect();
+    if v.is_empty() {
+        return None;
+    }
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    Some((mean, v.iter().copied().fold(0.0, f64::max)))
+}
+
+/// Above this mean share of the pinned CPU going to other processes, the bench's CPU was
+/// shared. A quiet call's estimate scatters around 0 (tick sampling, clamped: a few % on
+/// average); a CPU hog on the pinned CPU took 40-68% of it in every call measured here.
+pub const FOREIGN_PCT_LIMIT: f64 = 20.0;
+
+/// The load check over a file's runs: busy when another `forkbench` ran during any run, when
+/// other processes took more than [`FOREIGN_PCT_LIMIT`] % of the pinned CPU on average, or
+/// when the busiest other CPU was above 25% busy during more than a tenth of the runs or above
+/// 10% on average. Stored in the result file, where `compare` and `table` read it.
+pub fn load_check(runs: &[RunRecord]) -> results::LoadCheck {
     let conc = concurrent_runs(runs);
-    if conc > 0 {
-        return Some(format!(
+    let summary = load_summary(runs);
+    let foreign = foreign_summary(runs);
+    let warning = if conc > 0 {
+        Some(format!(
             "warning: another forkbench process was running during {conc} of {} runs \
              (someone else's benchmark competing for the CPUs); expect noisy numbers and rerun \
              on a quiet machine",
             runs.len()
-        ));
+        ))
+    } else if let Some((mean, max)) = foreign.filter(|f| f.0 > FOREIGN_PCT_LIMIT) {
+        Some(format!(
+            "warning: the bench's CPU was shared: other processes took {mean:.0}% of the pinned \
+             CPU's time during the runs on average (max {max:.0}%); expect noisy numbers and \
+             rerun on a quiet machine"
+        ))
+    } else {
+        summary.and_then(|(n, mean, max, over)| {
+            (over * 10 > n || mean > 10.0).then(|| {
+                format!(
+                    "warning: the machine was busy: the busiest other CPU was {mean:.0}% busy on \
+                     average (max {max:.0}%, above 25% during {over} of {n} runs); expect noisy \
+                     numbers and rerun on a quiet machine"
+                )
+            })
+        })
+    };
+    let round = |x: f64| (x * 10.0).round() / 10.0;
+    results::LoadCheck {
+        busy: warning.is_some(),
+        warning,
+        runs: summary.map_or(0, |s| s.0),
+        other_cpus_busy_pct_mean: summary.map(|s| round(s.1)),
+        other_cpus_busy_pct_max: summary.map(|s| s.2),
+        runs_over_25pct: summary.map_or(0, |s| s.3),
+        pinned_cpu_foreign_pct_mean: foreign.map(|f| round(f.0)),
+        pinned_cpu_foreign_pct_max: foreign.map(|f| f.1),
+        concurrent_forkbench_runs: conc,
     }
-    let (n, mean, max, over) = load_summary(runs)?;
-    (over * 10 > n || mean > 10.0).then(|| {
-        format!(
-            "warning: the machine was busy: the busiest other CPU was {mean:.0}% busy on average \
-             (max {max:.0}%, above 25% during {over} of {n} runs); expect noisy numbers and rerun \
-             on a quiet machine"
-        )
-    })
 }
 
 fn resolve_cpu(sel: CpuSel) -> usize {
@@ -768,6 +822,7 @@ pub fn bench_written(
         env: host_env(cpu),
         contexts: Vec::new(),
         runs: Vec::new(),
+        load_check: None,
     };
     // Before the first run: the name is reserved and the directory proven writable.
     let (out_path, mut journal) = reserve(
@@ -859,6 +914,7 @@ pub fn bench_written(
             }))),
         );
     }
+    file.load_check = Some(load_check(&ex.runs));
     // The runs' context indexes already count over the whole list; absorbing it into an empty
     // file keeps them and lets the file's host capture take what the contexts captured beyond it.
     file.absorb(ex.contexts, ex.runs);
@@ -871,7 +927,13 @@ pub fn bench_written(
     })?;
     let _ = std::fs::remove_file(&partial);
     file.check_samples(&out_path)?;
-    let policy = stats::Policy::default();
+    if a.session_only {
+        if let Some(w) = file.load_check.as_ref().and_then(|l| l.warning.as_ref()) {
+            eprintln!("{}", crate::progress::fill(w, crate::progress::WIDTH));
+        }
+        return Ok(Some(out_path));
+    }
+    let policy = a.exact.stats_policy()?;
     let cases = select::cases(std::slice::from_ref(&file), None, &policy)?;
     println!(
         "{}",
@@ -887,8 +949,8 @@ pub fn bench_written(
     for (n, w) in &ex.skipped {
         println!("{}", fill(&format!("skipped {n}: {w}")));
     }
-    if let Some(w) = load_warning(&file.runs) {
-        println!("{}", fill(&w));
+    if let Some(w) = file.load_check.as_ref().and_then(|l| l.warning.as_ref()) {
+        println!("{}", fill(w));
     }
     println!(
         "{}",
@@ -919,7 +981,7 @@ pub fn bench(
 /// A flag set by Ctrl-C (the runner, in the same process group, gets it too and restores what
 /// it changed), `kill` and a closed terminal: the bench stops between runner calls and keeps
 /// its journal.
-fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+pub fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [
         signal_hook::consts::SIGINT,
@@ -946,8 +1008,9 @@ pub fn run_host(a: &BenchArgs) -> anyhow::Result<Option<PathBuf>> {
 }
 
 /// What `bench` prints on stdout: the thread's combined tables and one compact verdict table
-/// (every line within 100 columns for the usual row names); with `verbose`, the extended tables
-/// too, whose real-fork rows carry the spread without drift and the core-probe correlation.
+/// (every line within 100 columns: long kernel names get short ones and a legend); with
+/// `verbose`, the extended tables too, whose real-fork rows carry the spread without drift and
+/// the core-probe correlation. Exact cases (guest instructions) follow in their own tables.
 pub fn bench_tables(
     cases: &[report::Case],
     machine: &str,
@@ -955,7 +1018,32 @@ pub fn bench_tables(
     policy: &stats::Policy,
     verbose: bool,
 ) -> String {
-    let mut s = crate::table::render(cases, machine, crate::table::Format::Combined);
+    let mut cases = cases.to_vec();
+    let legend = report::legend::shorten_kernel_rows(&mut cases);
+    let (exact, timed): (Vec<report::Case>, Vec<report::Case>) =
+        cases.into_iter().partition(report::Case::is_exact);
+    let mut s = crate::table::text_preamble(&timed, &exact, legend);
+    if !timed.is_empty() {
+        s.push_str(&timed_bench_tables(&timed, machine, files, policy, verbose));
+    }
+    if !exact.is_empty() {
+        if !timed.is_empty() {
+            s.push('\n');
+        }
+        s.push_str(&report::exact::exact_tables_body(&exact));
+    }
+    s
+}
+
+/// [`bench_tables`] of timed cases.
+fn timed_bench_tables(
+    cases: &[report::Case],
+    machine: &str,
+    files: &[ResultFile],
+    policy: &stats::Policy,
+    verbose: bool,
+) -> String {
+    let mut s = crate::table::render_tables(cases, machine, crate::table::Format::Combined);
     if verbose {
         s.push_str(&report::extended_tables_verbose(cases, files));
         s.push_str(
@@ -1033,6 +1121,8 @@ pub mod tests {
             guest_mem: None,
             append: Vec::new(),
             verbose: false,
+            exact: Default::default(),
+            session_only: false,
         }
     }
 
@@ -1124,8 +1214,10 @@ pub mod tests {
             format: crate::table::Format::Thread,
             instrument: None,
             allow_mixed: false,
+            allow_busy: false,
             results: d.path().display().to_string(),
             modelled: false,
+            exact: Default::default(),
         };
         crate::table::run(&targs).unwrap();
 
@@ -1379,6 +1471,7 @@ pub mod tests {
         let load = |busy: f64| {
             Some(contract::HostLoad {
                 other_cpus_busy_pct: Some(busy),
+                pinned_cpu_foreign_pct: None,
                 concurrent_forkbench: 0,
             })
         };
@@ -1400,6 +1493,44 @@ pub mod tests {
             w.contains("another forkbench process was running during 1 of"),
             "{w}"
         );
+    }
+
+    /// A hog on the bench's own CPU leaves the other CPUs idle: the pinned CPU's foreign share
+    /// is what shows it.
+    #[test]
+    fn a_hog_on_the_pinned_cpu_is_flagged() {
+        let mut runs = execute(
+            &crate::plan::plan(&local(), true, 1),
+            &mut Mock::default(),
+            1,
+            1,
+            &mut Recorder::default(),
+        )
+        .unwrap()
+        .runs;
+        let load = |foreign: f64| {
+            Some(contract::HostLoad {
+                other_cpus_busy_pct: Some(1.0),
+                pinned_cpu_foreign_pct: Some(foreign),
+                concurrent_forkbench: 0,
+            })
+        };
+        // Quiet: tick sampling scatters a few % around zero.
+        for (i, r) in runs.iter_mut().enumerate() {
+            r.host_load = load([0.0, 3.0, 12.0][i % 3]);
+        }
+        let quiet = load_check(&runs);
+        assert!(!quiet.busy, "{quiet:?}");
+        assert_eq!(quiet.pinned_cpu_foreign_pct_mean, Some(5.0));
+        // A hog: 40-68% of the pinned CPU in every call.
+        for (i, r) in runs.iter_mut().enumerate() {
+            r.host_load = load([42.0, 63.0, 55.0][i % 3]);
+        }
+        let hog = load_check(&runs);
+        assert!(hog.busy);
+        let w = hog.warning.unwrap();
+        assert!(w.starts_with("warning: the bench's CPU was shared"), "{w}");
+        assert!(w.contains("53% of the pinned CPU's time"), "{w}");
     }
 
     /// The default output of a mock quick run fits a 100-column terminal; `--verbose` adds the

@@ -229,6 +229,10 @@ pub struct HostLoad {
     /// Busiest CPU other than the pinned one, % busy over the call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub other_cpus_busy_pct: Option<f64>,
+    /// % of the pinned CPU's time during the call that went to processes other than the
+    /// runner and its forks (a CPU hog sharing the bench's CPU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_cpu_foreign_pct: Option<f64>,
     /// Other `forkbench` processes running during the call.
     pub concurrent_forkbench: u32,
 }

@@ -281,6 +281,16 @@ pub enum GuestError {
     },
     #[error("the guest kernel panicked: {line}")]
     GuestPanicked { line: String },
+    /// An oops, a double fault, or the boot decompressor's halt: the guest is killed at once
+    /// (whatever it measured after such a line is not a sample of a working kernel).
+    #[error(
+        "the guest kernel crashed: {line}; last console lines: {}",
+        Lines(last_lines)
+    )]
+    GuestCrashed {
+        line: String,
+        last_lines: Vec<String>,
+    },
     #[error("the guest ran out of memory (raise the guest memory): {line}")]
     OutOfMemory { line: String },
     #[error("interrupted: QEMU killed")]
@@ -295,6 +305,17 @@ pub enum GuestError {
     Step(String),
     #[error("writing to the guest console: {0}")]
     Console(std::io::Error),
+}
+
+impl GuestError {
+    /// The guest's kernel crashed (a panic, an oops, a double fault, a halt): a fact about
+    /// that boot, which a caller may retry, never a measurement.
+    pub fn is_kernel_crash(&self) -> bool {
+        matches!(
+            self,
+            GuestError::GuestPanicked { .. } | GuestError::GuestCrashed { .. }
+        )
+    }
 }
 
 impl From<ImageError> for GuestError {
@@ -320,6 +341,8 @@ enum Msg {
     Frame(Result<Frame, FrameError>),
     OutOfMemory(String),
     Panic(String),
+    /// A kernel crash that need not panic (see [`CRASH_MARKERS`]).
+    Crash(String),
     /// QEMU reported a fatal accelerator error (a paused VM would otherwise sit until the
     /// timeout).
     QemuFatal(String),
@@ -398,8 +421,9 @@ impl Qemu {
     }
 }
 
-/// Whether KVM could run a guest of `arch` here; the reason it cannot otherwise.
-fn kvm_possible(arch: Arch) -> Result<(), String> {
+/// Whether KVM could run a guest of `arch` here; the reason it cannot otherwise. (`auto`
+/// still falls back to TCG if a KVM guest then fails before its init.)
+pub fn kvm_possible(arch: Arch) -> Result<(), String> {
     if Arch::host() != Some(arch) {
         return Err(format!(
             "guest arch {} is not the host's ({})",
@@ -416,15 +440,17 @@ fn kvm_possible(arch: Arch) -> Result<(), String> {
 }
 
 /// The kernel command line. THP starts in `madvise` mode (Debian's cloud kernels default to
-/// `never`): each layout then asks for what it needs, as on a host set up for forkbench.
-/// `cmdline_extra` comes last, so its parameters win.
+/// `never`): each layout then asks for what it needs, as on a host set up for forkbench. An
+/// early console (`earlyprintk=serial`, `earlycon`) makes a kernel that dies before its
+/// console is up (a corrupt image's decompressor, an early panic) say so at once rather than
+/// at the boot timeout. `cmdline_extra` comes last, so its parameters win.
 fn cmdline(arch: Arch, extra: &[String]) -> String {
-    let console = match arch {
-        Arch::X86_64 => "ttyS0",
-        Arch::Arm64 => "ttyAMA0",
+    let (console, early) = match arch {
+        Arch::X86_64 => ("ttyS0", "earlyprintk=serial"),
+        Arch::Arm64 => ("ttyAMA0", "earlycon"),
     };
     let mut c = format!(
-        "console={console} printk.time=1 loglevel=4 panic=-1 rdinit=/init transparent_hugepage=madvise"
+        "console={console} {early} printk.time=1 loglevel=4 panic=-1 rdinit=/init transparent_hugepage=madvise"
     );
     for e in extra {
         c.push(' ');
@@ -816,6 +842,10 @@ impl Guest {
             Msg::Frame(Err(e)) => Err(self.fail(GuestError::Frame(e))),
             Msg::OutOfMemory(line) => Err(self.fail(GuestError::OutOfMemory { line })),
             Msg::Panic(line) => Err(self.fail(GuestError::GuestPanicked { line })),
+            Msg::Crash(line) => {
+                let last_lines = self.last_lines();
+                Err(self.fail(GuestError::GuestCrashed { line, last_lines }))
+            }
             Msg::QemuFatal(line) => {
                 self.kill();
                 Err(GuestError::GuestDied {
@@ -1065,6 +1095,8 @@ fn spawn_console_reader(
     std::thread::spawn(move || {
         let mut buf = [0u8; 8192];
         let mut line: Vec<u8> = Vec::new();
+        // The line being received already raised its alarm (see below).
+        let mut alarmed = false;
         loop {
             let n = match stdout.read(&mut buf) {
                 Ok(0) | Err(_) => break,
@@ -1080,11 +1112,18 @@ fn spawn_console_reader(
                     line.drain(..line.len() - 4096);
                 }
                 if chunk.ends_with(b"\n") {
-                    if let Some(m) = console_alarm(&line) {
+                    if let Some(m) = console_alarm(&line).filter(|_| !alarmed) {
                         let _ = tx.send(m);
                     }
                     line.clear();
+                    alarmed = false;
                 }
+            }
+            // A guest that stops mid-line (the x86 decompressor's `-- System halted` has no
+            // newline) is heard now, not at its timeout.
+            if !alarmed && let Some(m) = console_alarm(&line) {
+                let _ = tx.send(m);
+                alarmed = true;
             }
             for f in frames {
                 if tx.send(Msg::Frame(f)).is_err() {
@@ -1096,7 +1135,24 @@ fn spawn_console_reader(
     });
 }
 
-/// A console line that ends the guest's usefulness: the OOM killer or a panic.
+/// The first lines of the kernel's crash reports that do not panic by themselves (x86_64 and
+/// arm64 oopses, an x86 double fault), and the x86 boot decompressor's halt. An oops kills only
+/// the task it hit (e.g. a fork child) and the guest goes on: without these, a crashed kernel
+/// could hand back a sample, or sit until a timeout.
+/// (A user program's fault reads `general protection fault ip:...`: not matched.)
+pub const CRASH_MARKERS: [&str; 9] = [
+    "Oops:",
+    "BUG: kernel NULL pointer dereference",
+    "BUG: unable to handle",
+    "general protection fault, ",
+    "general protection fault: ",
+    "double fault",
+    "Unable to handle kernel",
+    "Internal error:",
+    "-- System halted",
+];
+
+/// A console line that ends the guest's usefulness: the OOM killer, a panic or a crash.
 fn console_alarm(raw: &[u8]) -> Option<Msg> {
     let text = String::from_utf8_lossy(raw);
     let line = text.trim().to_string();
@@ -1104,6 +1160,8 @@ fn console_alarm(raw: &[u8]) -> Option<Msg> {
         Some(Msg::OutOfMemory(line))
     } else if line.contains("Kernel panic") {
         Some(Msg::Panic(line))
+    } else if CRASH_MARKERS.iter().any(|m| line.contains(m)) {
+        Some(Msg::Crash(line))
     } else {
         None
     }
@@ -1199,10 +1257,10 @@ mod tests {
     fn command_line_per_arch() {
         assert_eq!(
             cmdline(Arch::Arm64, &["rdinit=/nope".into()]),
-            "console=ttyAMA0 printk.time=1 loglevel=4 panic=-1 rdinit=/init \
+            "console=ttyAMA0 earlycon printk.time=1 loglevel=4 panic=-1 rdinit=/init \
              transparent_hugepage=madvise rdinit=/nope"
         );
-        assert!(cmdline(Arch::X86_64, &[]).starts_with("console=ttyS0 "));
+        assert!(cmdline(Arch::X86_64, &[]).starts_with("console=ttyS0 earlyprintk=serial "));
     }
 
     #[test]
@@ -1216,6 +1274,26 @@ mod tests {
             Some(Msg::Panic(_))
         ));
         assert!(console_alarm(b"[   0.1] Memory: 100K/200K available\n").is_none());
+        // Crashes that do not panic by themselves (lines as 6.12 prints them).
+        for line in [
+            "[   9.8] BUG: kernel NULL pointer dereference, address: 0000000000000008",
+            "[   9.8] Oops: Oops: 0000 [#1] PREEMPT SMP NOPTI",
+            "[   9.8] Oops: general protection fault, probably for non-canonical address",
+            "[   9.8] traps: PANIC: double fault, error_code: 0x0",
+            "[   9.8] Unable to handle kernel NULL pointer dereference at virtual address 0",
+            "[   9.8] Internal error: Oops: 0000000096000004 [#1] SMP",
+            " -- System halted",
+        ] {
+            assert!(
+                matches!(console_alarm(line.as_bytes()), Some(Msg::Crash(l)) if l == line.trim()),
+                "{line}"
+            );
+        }
+        assert!(console_alarm(b"[   1.0] BUG: sleeping function called\n").is_none());
+        assert!(
+            console_alarm(b"[   1.0] traps: a[9] general protection fault ip:4011 sp:7ffc\n")
+                .is_none()
+        );
     }
 
     #[test]
