@@ -91,6 +91,10 @@ pub fn run_each(
     on_record: &mut dyn FnMut(&RunRecord),
 ) -> Result<(), RealError> {
     let plan = plan(opts)?;
+    if plan.tick_align {
+        // Exact mode: every run's forks must see the same parent (see pin_malloc_footprint).
+        hostenv::pin_malloc_footprint();
+    }
     let arch = Arch::host().ok_or_else(|| {
         RealError::Unsupported(format!(
             "real fork runs on x86_64 and arm64 only, not {}",
