@@ -461,6 +461,13 @@ pub fn collect_hello(sys: &Path, proc_root: &Path, mut notes: Vec<String>) -> Gu
         thp,
         mthp_sizes,
         pmu,
+        clock: if fs::read_to_string(proc_root.join("cmdline"))
+            .is_ok_and(|c| crate::plan::exact_mode(&c))
+        {
+            contract::Clock::Icount
+        } else {
+            contract::Clock::Wall
+        },
         notes,
     }
 }
@@ -738,7 +745,13 @@ mod tests {
             "MemTotal:        1004560 kB\nMemFree: 1 kB\n",
         )
         .unwrap();
+        fs::write(
+            proc_root.join("cmdline"),
+            "console=ttyS0 forkbench.clock=icount\n",
+        )
+        .unwrap();
         let h = collect_hello(&sys, &proc_root, vec!["a note".into()]);
+        assert_eq!(h.clock, contract::Clock::Icount);
         assert_eq!(h.thp.as_deref(), Some("always [madvise] never"));
         assert_eq!(h.mthp_sizes, ["16kB", "64kB", "2048kB"]);
         assert_eq!(h.pmu.as_deref(), Some("armv8_pmuv3_0"));
@@ -748,6 +761,7 @@ mod tests {
         assert!(!h.kernel_release.is_empty());
 
         let bare = collect_hello(&dir.path().join("none"), &dir.path().join("none"), vec![]);
+        assert_eq!(bare.clock, contract::Clock::Wall);
         assert_eq!((bare.thp, bare.pmu), (None, None));
         assert!(
             bare.notes.iter().any(|n| n.contains("no CPU PMU")),

@@ -117,6 +117,10 @@ pub struct GuestHello {
     pub mthp_sizes: Vec<String>,
     /// The CPU PMU under `/sys/bus/event_source/devices` (`cpu`, `armv8_pmuv3_0`, ...).
     pub pmu: Option<String>,
+    /// The clock the guest's measurements read: `icount` when its kernel command line carries
+    /// [`EXACT_MARKER`] (exact mode: samples are instructions), else `wall`.
+    #[serde(default)]
+    pub clock: contract::Clock,
     /// Anything the guest could not set up or read, one line each.
     pub notes: Vec<String>,
 }
@@ -221,6 +225,23 @@ mod tests {
     }
 
     #[test]
+    fn exact_mode_is_the_marker_word_and_makes_runs_tick_aligned_and_fifo() {
+        assert!(exact_mode(
+            "console=ttyS0 norandmaps forkbench.clock=icount quiet"
+        ));
+        assert!(!exact_mode("console=ttyS0 forkbench.clock=icountx"));
+        assert!(!exact_mode(""));
+        let mut o = contract::RealOpts::new(contract::RealLayout::Order0);
+        o.sched = contract::Sched::Other;
+        make_exact(&mut o);
+        assert!(o.tick_align);
+        assert_eq!(o.sched, contract::Sched::Fifo);
+        o.sched = contract::Sched::Batch;
+        make_exact(&mut o);
+        assert_eq!(o.sched, contract::Sched::Batch);
+    }
+
+    #[test]
     fn hello_and_step_done_round_trip() {
         let hello = GuestHello {
             kernel_release: "6.12.107+deb13-cloud-amd64".into(),
@@ -231,6 +252,7 @@ mod tests {
             thp: Some("always [madvise] never".into()),
             mthp_sizes: vec!["16kB".into(), "64kB".into()],
             pmu: Some("cpu".into()),
+            clock: contract::Clock::Icount,
             notes: vec!["no PMU".into()],
         };
         let text = serde_json::to_string(&hello).unwrap();

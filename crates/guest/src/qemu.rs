@@ -44,6 +44,29 @@ pub const MIN_GUEST_MEM: u64 = 640 << 20;
 const LAST_LINES: usize = 8;
 /// How long a guest gets to power off after `poweroff`.
 const POWEROFF_TIMEOUT: Duration = Duration::from_secs(60);
+/// `--accel auto`'s KVM attempt waits at most this long for Hello: a KVM guest that works is
+/// up in seconds, and one that cannot run (a nested host, a kernel hanging silently under
+/// KVM) would otherwise hold the bench for the whole boot timeout before TCG is tried.
+const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Why `auto`'s KVM attempt failed, per guest arch, for the rest of this process: the next
+/// guests of that arch go straight to TCG with the same reason instead of failing again.
+static KVM_FAILED: Mutex<Vec<(Arch, String)>> = Mutex::new(Vec::new());
+
+fn kvm_failed_before(arch: Arch) -> Option<String> {
+    let failed = KVM_FAILED.lock().unwrap_or_else(|e| e.into_inner());
+    failed
+        .iter()
+        .find(|(a, _)| *a == arch)
+        .map(|(_, why)| why.clone())
+}
+
+fn remember_kvm_failure(arch: Arch, why: &str) {
+    let mut failed = KVM_FAILED.lock().unwrap_or_else(|e| e.into_inner());
+    if !failed.iter().any(|(a, _)| *a == arch) {
+        failed.push((arch, why.to_string()));
+    }
+}
 
 /// Which accelerator to boot under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -619,22 +642,29 @@ impl Guest {
                 kvm_possible(arch).map_err(|reason| GuestError::KvmUnavailable { reason })?;
                 try_accel(Accel::Kvm, "asked for kvm".into()).map_err(|f| f.error)
             }
-            AccelChoice::Auto => match kvm_possible(arch) {
+            AccelChoice::Auto => match kvm_possible(arch).and_then(|()| {
+                kvm_failed_before(arch).map_or(Ok(()), |why| Err(format!("earlier: {why}")))
+            }) {
                 Err(why) => {
                     try_accel(Accel::Tcg, format!("auto: no kvm: {why}")).map_err(|f| f.error)
                 }
-                Ok(()) => match try_accel(Accel::Kvm, "auto: kvm works".into()) {
-                    Ok(g) => Ok(g),
-                    Err(LaunchFailure {
-                        error: e @ (GuestError::Interrupted | GuestError::OutOfMemory { .. }),
-                        ..
-                    }) => Err(e),
-                    Err(f) => {
-                        let why = f.stderr_last.unwrap_or_else(|| f.error.to_string());
-                        try_accel(Accel::Tcg, format!("kvm: guest failed before init: {why}"))
-                            .map_err(|f| f.error)
+                Ok(()) => {
+                    let mut probe = cfg.clone();
+                    probe.boot_timeout = probe.boot_timeout.min(KVM_PROBE_TIMEOUT);
+                    match launch(&probe, &qemu, &initrd, Accel::Kvm, "auto: kvm works".into()) {
+                        Ok(g) => Ok(g),
+                        Err(LaunchFailure {
+                            error: e @ (GuestError::Interrupted | GuestError::OutOfMemory { .. }),
+                            ..
+                        }) => Err(e),
+                        Err(f) => {
+                            let why = f.stderr_last.unwrap_or_else(|| f.error.to_string());
+                            remember_kvm_failure(arch, &why);
+                            try_accel(Accel::Tcg, format!("kvm: guest failed before init: {why}"))
+                                .map_err(|f| f.error)
+                        }
                     }
-                },
+                }
             },
         }?;
         guest.workdir = Some(workdir);
@@ -1284,7 +1314,10 @@ mod tests {
             "console=ttyAMA0 earlycon printk.time=1 loglevel=4 panic=-1 rdinit=/init \
              transparent_hugepage=madvise rdinit=/nope"
         );
-        assert!(cmdline(Arch::X86_64, Clock::Wall, &[]).starts_with("console=ttyS0 earlyprintk=serial "));
+        assert!(
+            cmdline(Arch::X86_64, Clock::Wall, &[])
+                .starts_with("console=ttyS0 earlyprintk=serial ")
+        );
     }
 
     #[test]
