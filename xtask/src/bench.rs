@@ -73,6 +73,11 @@ pub struct BenchArgs {
     /// with the reason recorded), kvm, or tcg (emulated)
     #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
     pub accel: AccelArg,
+    /// With --kernel: the guests' clock: auto (icount under TCG, wall under KVM), icount (exact:
+    /// QEMU `-icount shift=0,sleep=off`, one vCPU; samples are guest instructions; TCG only) or
+    /// wall (timed TCG: real time, noisy; for whoever wants emulated times)
+    #[arg(long, value_enum, default_value_t = ClockArg::Auto)]
+    pub clock: ClockArg,
     /// Which instruments run: real (real fork() only: comparing kernels), sim (the model
     /// only: exploring strategies) or all [default: the profile's `[run] instrument`, else
     /// all; with --kernel: real]
@@ -112,6 +117,14 @@ pub enum AccelArg {
     Auto,
     Kvm,
     Tcg,
+}
+
+/// `--clock`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockArg {
+    Auto,
+    Icount,
+    Wall,
 }
 
 impl BenchArgs {
@@ -599,6 +612,9 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
              drop --kernel, or use --instrument real|all"
         );
     }
+    if a.clock == ClockArg::Icount && a.accel == AccelArg::Kvm {
+        bail!(guest::qemu::GuestError::IcountNeedsTcg);
+    }
     let stop = stop_on_signals()?;
     // A signal kills the guests' QEMUs (hostenv's cleanup tracks them) and sets `stop`; the
     // bench then stops, keeps its journal and says so, instead of dying by the signal.
@@ -619,6 +635,11 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
             AccelArg::Auto => guest::qemu::AccelChoice::Auto,
             AccelArg::Kvm => guest::qemu::AccelChoice::Kvm,
             AccelArg::Tcg => guest::qemu::AccelChoice::Tcg,
+        },
+        clock: match a.clock {
+            ClockArg::Auto => guest::qemu::ClockChoice::Auto,
+            ClockArg::Icount => guest::qemu::ClockChoice::Icount,
+            ClockArg::Wall => guest::qemu::ClockChoice::Wall,
         },
         mem: a.guest_mem,
         cmdline_extra: a.append.clone(),
@@ -1163,6 +1184,7 @@ pub mod tests {
             kernel_debs: Vec::new(),
             arch: None,
             accel: AccelArg::Auto,
+            clock: ClockArg::Auto,
             instrument: None,
             with_model: false,
             boot_timeout: None,

@@ -17,7 +17,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use contract::{Arch, Invocation, RealOpts, RunnerLine, Size, Variant};
 use guest::image::KernelImage;
 use guest::plan::{GuestPlan, GuestStep, StepDone};
-use guest::qemu::{AccelChoice, Guest, GuestConfig, GuestEvent};
+use guest::qemu::{AccelChoice, ClockChoice, Guest, GuestConfig, GuestEvent};
 
 use crate::exec::{CallCtx, Executor, Outcome, invocation};
 use crate::plan::{Call, Plan};
@@ -226,6 +226,8 @@ pub fn prepare(
 #[derive(Debug, Clone)]
 pub struct GuestOptions {
     pub accel: AccelChoice,
+    /// The guests' clock (icount: exact counts; wall: timed).
+    pub clock: ClockChoice,
     /// Guest RAM instead of the size derived from the plan.
     pub mem: Option<Size>,
     /// Appended to every guest's kernel command line.
@@ -305,6 +307,7 @@ impl Guests {
             guest_plan.pin_last_cpu = true;
             let mut cfg = GuestConfig::new(k.image, payload.to_path_buf(), guest_plan);
             cfg.accel = opts.accel;
+            cfg.clock = opts.clock;
             if let Some(m) = opts.mem {
                 cfg.mem = m;
             }

@@ -204,6 +204,7 @@ fn session_args(a: &NoiseArgs, i: usize, scratch: &Path, dry_run: bool) -> Bench
         kernel_debs: Vec::new(),
         arch: None,
         accel: bench::AccelArg::Auto,
+        clock: bench::ClockArg::Auto,
         instrument: Some(a.instrument),
         with_model: false,
         boot_timeout: None,

@@ -43,6 +43,29 @@ pub const MIN_GUEST_MEM: u64 = 640 << 20;
 const LAST_LINES: usize = 8;
 /// How long a guest gets to power off after `poweroff`.
 const POWEROFF_TIMEOUT: Duration = Duration::from_secs(60);
+/// `--accel auto`'s KVM attempt waits at most this long for Hello: a KVM guest that works is
+/// up in seconds, and one that cannot run (a nested host, a kernel hanging silently under
+/// KVM) would otherwise hold the bench for the whole boot timeout before TCG is tried.
+const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Why `auto`'s KVM attempt failed, per guest arch, for the rest of this process: the next
+/// guests of that arch go straight to TCG with the same reason instead of failing again.
+static KVM_FAILED: Mutex<Vec<(Arch, String)>> = Mutex::new(Vec::new());
+
+fn kvm_failed_before(arch: Arch) -> Option<String> {
+    let failed = KVM_FAILED.lock().unwrap_or_else(|e| e.into_inner());
+    failed
+        .iter()
+        .find(|(a, _)| *a == arch)
+        .map(|(_, why)| why.clone())
+}
+
+fn remember_kvm_failure(arch: Arch, why: &str) {
+    let mut failed = KVM_FAILED.lock().unwrap_or_else(|e| e.into_inner());
+    if !failed.iter().any(|(a, _)| *a == arch) {
+        failed.push((arch, why.to_string()));
+    }
+}
 
 /// Which accelerator to boot under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -462,14 +485,29 @@ pub fn early_console(arch: Arch) -> &'static str {
     }
 }
 
-/// The kernel command line: the console, the early console, [`KERNEL_PARAMS`], then `extra`,
-/// so its parameters win.
-pub fn cmdline(arch: Arch, extra: &[String]) -> String {
+/// What an icount guest's kernel command line adds (see [`cmdline`]); the guest's init looks
+/// for [`crate::plan::EXACT_MARKER`] in it.
+pub const EXACT_CMDLINE: &str = "norandmaps forkbench.clock=icount";
+
+/// The kernel command line: the console, the early console, [`KERNEL_PARAMS`], under icount
+/// [`EXACT_CMDLINE`], then `extra`, so its parameters win.
+///
+/// `norandmaps`, because with address randomisation every process lays out its stack, binary
+/// and mappings elsewhere, spans a different number of page tables, and so its fork executes a
+/// different number of instructions (measured on Debian 6.12 x86_64, 256 MiB: `untouched`
+/// varied 174-185 k instructions and `pmd-order9` 845-866 k between processes, against 0.2% and
+/// 0.04% without); and the marker that tells the guest's init to start every timed fork just
+/// after a tick.
+pub fn cmdline(arch: Arch, clock: Clock, extra: &[String]) -> String {
     let mut c = format!(
         "console={} {} {KERNEL_PARAMS}",
         console_device(arch),
         early_console(arch)
     );
+    if clock == Clock::Icount {
+        c.push(' ');
+        c.push_str(EXACT_CMDLINE);
+    }
     for e in extra {
         c.push(' ');
         c.push_str(e);
@@ -532,7 +570,7 @@ fn qemu_args(
     a.push("-initrd".into());
     a.push(initrd.display().to_string());
     a.push("-append".into());
-    a.push(cmdline(cfg.image.arch, &cfg.cmdline_extra));
+    a.push(cmdline(cfg.image.arch, clock, &cfg.cmdline_extra));
     a
 }
 
@@ -588,22 +626,29 @@ impl Guest {
                 kvm_possible(arch).map_err(|reason| GuestError::KvmUnavailable { reason })?;
                 try_accel(Accel::Kvm, "asked for kvm".into()).map_err(|f| f.error)
             }
-            AccelChoice::Auto => match kvm_possible(arch) {
+            AccelChoice::Auto => match kvm_possible(arch).and_then(|()| {
+                kvm_failed_before(arch).map_or(Ok(()), |why| Err(format!("earlier: {why}")))
+            }) {
                 Err(why) => {
                     try_accel(Accel::Tcg, format!("auto: no kvm: {why}")).map_err(|f| f.error)
                 }
-                Ok(()) => match try_accel(Accel::Kvm, "auto: kvm works".into()) {
-                    Ok(g) => Ok(g),
-                    Err(LaunchFailure {
-                        error: e @ (GuestError::Interrupted | GuestError::OutOfMemory { .. }),
-                        ..
-                    }) => Err(e),
-                    Err(f) => {
-                        let why = f.stderr_last.unwrap_or_else(|| f.error.to_string());
-                        try_accel(Accel::Tcg, format!("kvm: guest failed before init: {why}"))
-                            .map_err(|f| f.error)
+                Ok(()) => {
+                    let mut probe = cfg.clone();
+                    probe.boot_timeout = probe.boot_timeout.min(KVM_PROBE_TIMEOUT);
+                    match launch(&probe, &qemu, &initrd, Accel::Kvm, "auto: kvm works".into()) {
+                        Ok(g) => Ok(g),
+                        Err(LaunchFailure {
+                            error: e @ (GuestError::Interrupted | GuestError::OutOfMemory { .. }),
+                            ..
+                        }) => Err(e),
+                        Err(f) => {
+                            let why = f.stderr_last.unwrap_or_else(|| f.error.to_string());
+                            remember_kvm_failure(arch, &why);
+                            try_accel(Accel::Tcg, format!("kvm: guest failed before init: {why}"))
+                                .map_err(|f| f.error)
+                        }
                     }
-                },
+                }
             },
         }?;
         guest.workdir = Some(workdir);
@@ -1230,13 +1275,25 @@ mod tests {
     }
 
     #[test]
+    fn an_icount_guest_is_told_so_and_runs_without_address_randomisation() {
+        let exact = cmdline(Arch::X86_64, Clock::Icount, &[]);
+        assert!(exact.contains(" norandmaps"), "{exact}");
+        assert!(crate::plan::exact_mode(&exact), "{exact}");
+        let timed = cmdline(Arch::X86_64, Clock::Wall, &[]);
+        assert!(!timed.contains("norandmaps") && !crate::plan::exact_mode(&timed));
+    }
+
+    #[test]
     fn command_line_per_arch() {
         assert_eq!(
-            cmdline(Arch::Arm64, &["rdinit=/nope".into()]),
+            cmdline(Arch::Arm64, Clock::Wall, &["rdinit=/nope".into()]),
             "console=ttyAMA0 earlycon printk.time=1 loglevel=4 panic=-1 rdinit=/init \
              transparent_hugepage=madvise rdinit=/nope"
         );
-        assert!(cmdline(Arch::X86_64, &[]).starts_with("console=ttyS0 earlyprintk=serial "));
+        assert!(
+            cmdline(Arch::X86_64, Clock::Wall, &[])
+                .starts_with("console=ttyS0 earlyprintk=serial ")
+        );
     }
 
     #[test]

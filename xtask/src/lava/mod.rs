@@ -446,6 +446,10 @@ pub fn generate(a: &JobArgs) -> anyhow::Result<Generated> {
         guest::qemu::KERNEL_PARAMS.to_string(),
         "panic_on_oops=1".into(),
     ];
+    // An icount device runs exact, as a local icount guest does: the same command line.
+    if clock == contract::Clock::Icount {
+        params.push(guest::qemu::EXACT_CMDLINE.into());
+    }
     params.extend(a.append.iter().cloned());
     let (step_minutes, job_minutes) = timeouts(&lab_plan, arch, a.step_timeout);
     let boot_minutes = match arch {
