@@ -1526,9 +1526,9 @@ pub mod tests {
         assert!(e.to_string().contains("boom"), "{e}");
     }
 
-    #[test]
-    fn busy_machines_are_flagged() {
-        let mut runs = execute(
+    /// The runs of a mock quick run of the local profile (no host load recorded).
+    fn quick_mock_runs() -> Vec<RunRecord> {
+        execute(
             &crate::plan::plan(&local(), true, 1),
             &mut Mock::default(),
             1,
@@ -1536,7 +1536,12 @@ pub mod tests {
             &mut Recorder::default(),
         )
         .unwrap()
-        .runs;
+        .runs
+    }
+
+    #[test]
+    fn busy_machines_are_flagged() {
+        let mut runs = quick_mock_runs();
         assert_eq!(load_summary(&runs), None);
         let load = |busy: f64| {
             Some(contract::HostLoad {
@@ -1569,15 +1574,7 @@ pub mod tests {
     /// is what shows it.
     #[test]
     fn a_hog_on_the_pinned_cpu_is_flagged() {
-        let mut runs = execute(
-            &crate::plan::plan(&local(), true, 1),
-            &mut Mock::default(),
-            1,
-            1,
-            &mut Recorder::default(),
-        )
-        .unwrap()
-        .runs;
+        let mut runs = quick_mock_runs();
         let load = |foreign: f64| {
             Some(contract::HostLoad {
                 other_cpus_busy_pct: Some(1.0),
