@@ -248,14 +248,9 @@ proptest! {
         prop_assert!(same_p, "{pp:?} vs {sp:?}");
     }
 
-    /// More session noise never makes a verdict more certain.
-    #[test]
-    fn more_noise_never_lowers_p(a in summary(), b in summary(), n in noise(), k in 1.0f64..5.0) {
-        let p = Policy::default();
-        let wider = Between { spread: n.spread * k, ..n };
-        let (x, y) = (compare(&a, &b, &n, &p), compare(&a, &b, &wider, &p));
-        if let (Some(x), Some(y)) = (x.welch, y.welch) {
-            prop_assert!(y.p >= x.p - 1e-12, "{} < {}", y.p, x.p);
-        }
-    }
+    // No property "more session noise never lowers p": with Satterthwaite's degrees of
+    // freedom a larger session term can raise the df faster than it widens the interval, and
+    // then p falls (found by proptest: p 0.1443 -> 0.1426 with the spread x1.5; 0.0038 ->
+    // 0.0015 for a huge change). A conservative df (the smallest of the terms') would make it
+    // hold; see the closing note of 2026-12-05.
 }
