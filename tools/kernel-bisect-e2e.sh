@@ -7,7 +7,8 @@
 # Then runs
 #   cargo xtask bisect --kernel-tree TREE --good <base> --bad HEAD --arch x86_64
 # with the default build (tinyconfig + the shipped fragment, bzImage, out of tree, one moving
-# worktree) and the default measurement (pte-order9, 512M, 100 forks per boot), and leaves its
+# worktree) and the default measurement under TCG (exact: pte-order9, 512M, 10 forks counted
+# in instructions, one boot per revision), and leaves its
 # log under results/bisect/. Takes ~10 min for the first build on 2 cores, ~1 min per later one.
 #
 # Needs root only to apt-get install the build dependencies when they are missing. The source
@@ -21,11 +22,11 @@ tree=$work/linux-6.12
 mkdir -p "$work"
 
 need=()
-for tool in flex:flex bison:bison bc:bc make:make gcc:gcc ccache:ccache; do
-  command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
+for tool in flex bison bc perl make gcc ccache; do
+  command -v "$tool" >/dev/null || need+=("$tool")
 done
-[ -e /usr/include/libelf.h ] || need+=(libelf-dev)
-[ -e /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
+[ -e /usr/include/gelf.h ] || need+=(libelf-dev)
+[ -e /usr/include/openssl/opensslv.h ] || need+=(libssl-dev)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing the kernel build dependencies: ${need[*]}"
   apt-get install -y -q "${need[@]}" >/dev/null
@@ -92,5 +93,7 @@ fi
 good=$(git -C "$tree" rev-list --max-parents=0 HEAD)
 echo "bisecting $tree: good $good (the shipped source), bad HEAD"
 git -C "$tree" log --oneline
+# TCG by default (exact: instruction counts, one boot per revision), also where KVM works;
+# FORKBENCH_E2E_ACCEL=auto or kvm for the timed path.
 exec cargo xtask bisect --kernel-tree "$tree" --good "$good" --bad HEAD --arch x86_64 \
-  --out "$ws/results/bisect" "$@"
+  --accel "${FORKBENCH_E2E_ACCEL:-tcg}" --out "$ws/results/bisect" "$@"

@@ -3,6 +3,9 @@
 # whatever is already there is kept. Used by .ci/run; a newcomer runs it once.
 #   - qemu-system-x86 and qemu-system-arm (QEMU for x86_64 and arm64 guests);
 #   - the aarch64 cross linker and the rustup target, for the static arm64 guest forkbench;
+#   - what `cargo xtask bisect --kernel-tree` needs to build kernels with its default build:
+#     make, gcc, flex, bison, bc, perl, ccache, and the libelf and openssl headers (objtool,
+#     signing tools);
 #   - Debian's 6.1 and 6.12 cloud kernels for x86_64 and arm64, through `cargo xtask kernels
 #     fetch` (a private apt configuration; the host's apt sources are not changed for them).
 # When this host's qemu-utils came from bookworm-backports (as on the development VMs), the
@@ -15,6 +18,11 @@ need_pkgs=()
 command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86)
 command -v qemu-system-aarch64 >/dev/null || need_pkgs+=(qemu-system-arm)
 command -v aarch64-linux-gnu-gcc >/dev/null || need_pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+for tool in make gcc flex bison bc perl ccache; do
+    command -v "$tool" >/dev/null || need_pkgs+=("$tool")
+done
+[[ -e /usr/include/gelf.h ]] || need_pkgs+=(libelf-dev)
+[[ -e /usr/include/openssl/opensslv.h ]] || need_pkgs+=(libssl-dev)
 
 if ((${#need_pkgs[@]})); then
     if ! command -v apt-get >/dev/null; then

@@ -73,6 +73,11 @@ pub struct BenchArgs {
     /// with the reason recorded), kvm, or tcg (emulated)
     #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
     pub accel: AccelArg,
+    /// With --kernel: the guests' clock: auto (icount under TCG, wall under KVM), icount (exact:
+    /// QEMU `-icount shift=0,sleep=off`, one vCPU; samples are guest instructions; TCG only) or
+    /// wall (timed TCG: real time, noisy; for whoever wants emulated times)
+    #[arg(long, value_enum, default_value_t = ClockArg::Auto)]
+    pub clock: ClockArg,
     /// Which instruments run: real (real fork() only: comparing kernels), sim (the model
     /// only: exploring strategies) or all [default: the profile's `[run] instrument`, else
     /// all; with --kernel: real]
@@ -98,6 +103,12 @@ pub struct BenchArgs {
     /// verdict table
     #[arg(long, short)]
     pub verbose: bool,
+    #[command(flatten)]
+    pub exact: crate::exact::ExactArgs,
+    /// A session of `cargo xtask noise`: write the file, print no tables (the noise task
+    /// prints the sessions' spread instead)
+    #[arg(skip)]
+    pub session_only: bool,
 }
 
 /// `--accel`.
@@ -106,6 +117,14 @@ pub enum AccelArg {
     Auto,
     Kvm,
     Tcg,
+}
+
+/// `--clock`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockArg {
+    Auto,
+    Icount,
+    Wall,
 }
 
 impl BenchArgs {
@@ -267,23 +286,71 @@ pub fn concurrent_runs(runs: &[RunRecord]) -> usize {
 
 /// A warning line when the machine was busy, else None.
 pub fn load_warning(runs: &[RunRecord]) -> Option<String> {
+    load_check(runs).warning
+}
+
+/// Mean and max over the runs of the pinned CPU's foreign share, when recorded.
+fn foreign_summary(runs: &[RunRecord]) -> Option<(f64, f64)> {
+    let v: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| r.host_load?.pinned_cpu_foreign_pct)
+        .collect();
+    if v.is_empty() {
+        return None;
+    }
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    Some((mean, v.iter().copied().fold(0.0, f64::max)))
+}
+
+/// Above this mean share of the pinned CPU going to other processes, the bench's CPU was
+/// shared. A quiet call's estimate scatters around 0 (tick sampling, clamped: a few % on
+/// average); a CPU hog on the pinned CPU took 40-68% of it in every call measured here.
+pub const FOREIGN_PCT_LIMIT: f64 = 20.0;
+
+/// The load check over a file's runs: busy when another `forkbench` ran during any run, when
+/// other processes took more than [`FOREIGN_PCT_LIMIT`] % of the pinned CPU on average, or
+/// when the busiest other CPU was above 25% busy during more than a tenth of the runs or above
+/// 10% on average. Stored in the result file, where `compare` and `table` read it.
+pub fn load_check(runs: &[RunRecord]) -> results::LoadCheck {
     let conc = concurrent_runs(runs);
-    if conc > 0 {
-        return Some(format!(
+    let summary = load_summary(runs);
+    let foreign = foreign_summary(runs);
+    let warning = if conc > 0 {
+        Some(format!(
             "warning: another forkbench process was running during {conc} of {} runs \
              (someone else's benchmark competing for the CPUs); expect noisy numbers and rerun \
              on a quiet machine",
             runs.len()
-        ));
+        ))
+    } else if let Some((mean, max)) = foreign.filter(|f| f.0 > FOREIGN_PCT_LIMIT) {
+        Some(format!(
+            "warning: the bench's CPU was shared: other processes took {mean:.0}% of the pinned \
+             CPU's time during the runs on average (max {max:.0}%); expect noisy numbers and \
+             rerun on a quiet machine"
+        ))
+    } else {
+        summary.and_then(|(n, mean, max, over)| {
+            (over * 10 > n || mean > 10.0).then(|| {
+                format!(
+                    "warning: the machine was busy: the busiest other CPU was {mean:.0}% busy on \
+                     average (max {max:.0}%, above 25% during {over} of {n} runs); expect noisy \
+                     numbers and rerun on a quiet machine"
+                )
+            })
+        })
+    };
+    let round = |x: f64| (x * 10.0).round() / 10.0;
+    results::LoadCheck {
+        busy: warning.is_some(),
+        warning,
+        runs: summary.map_or(0, |s| s.0),
+        other_cpus_busy_pct_mean: summary.map(|s| round(s.1)),
+        other_cpus_busy_pct_max: summary.map(|s| s.2),
+        runs_over_25pct: summary.map_or(0, |s| s.3),
+        pinned_cpu_foreign_pct_mean: foreign.map(|f| round(f.0)),
+        pinned_cpu_foreign_pct_max: foreign.map(|f| f.1),
+        concurrent_forkbench_runs: conc,
     }
-    let (n, mean, max, over) = load_summary(runs)?;
-    (over * 10 > n || mean > 10.0).then(|| {
-        format!(
-            "warning: the machine was busy: the busiest other CPU was {mean:.0}% busy on average \
-             (max {max:.0}%, above 25% during {over} of {n} runs); expect noisy numbers and rerun \
-             on a quiet machine"
-        )
-    })
 }
 
 fn resolve_cpu(sel: CpuSel) -> usize {
@@ -441,11 +508,36 @@ fn check_guests(
     Ok(())
 }
 
+/// A result file's `config`: the profile, the plan and how the bench was asked for. Kernels
+/// under test are listed in row order (the first is the baseline).
+pub fn file_config(
+    profile: &Profile,
+    quick: bool,
+    forced: bool,
+    kernels: &[String],
+    cpu: usize,
+    plan: &Plan,
+) -> serde_json::Value {
+    json!({
+        "profile": profile,
+        "quick": quick,
+        "forced": forced,
+        "kernels": kernels,
+        "cpu": cpu,
+        "plan": {
+            "runs": plan.runs,
+            "sizes": plan.sizes,
+            "groups": plan.groups,
+            "order": plan.order,
+        },
+    })
+}
+
 /// Create `<dir>/<stamp>-<label>[-N].json.partial`, the journal that reserves the name of the
 /// result file it becomes: the first N (none, 2, 3, ...) whose journal and result file are both
 /// new, so benches started in the same second each get their own. Creating it (and syncing its
 /// header) is the proof that results can be written here, before the first run.
-fn reserve(
+pub fn reserve(
     dir: &Path,
     stamp: &str,
     label: &str,
@@ -520,6 +612,9 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
              drop --kernel, or use --instrument real|all"
         );
     }
+    if a.clock == ClockArg::Icount && a.accel == AccelArg::Kvm {
+        bail!(guest::qemu::GuestError::IcountNeedsTcg);
+    }
     let stop = stop_on_signals()?;
     // A signal kills the guests' QEMUs (hostenv's cleanup tracks them) and sets `stop`; the
     // bench then stops, keeps its journal and says so, instead of dying by the signal.
@@ -540,6 +635,11 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
             AccelArg::Auto => guest::qemu::AccelChoice::Auto,
             AccelArg::Kvm => guest::qemu::AccelChoice::Kvm,
             AccelArg::Tcg => guest::qemu::AccelChoice::Tcg,
+        },
+        clock: match a.clock {
+            ClockArg::Auto => guest::qemu::ClockChoice::Auto,
+            ClockArg::Icount => guest::qemu::ClockChoice::Icount,
+            ClockArg::Wall => guest::qemu::ClockChoice::Wall,
         },
         mem: a.guest_mem,
         cmdline_extra: a.append.clone(),
@@ -722,7 +822,7 @@ pub fn bench_written(
         }
         return Ok(None);
     }
-    let mut file = ResultFile {
+    let file = ResultFile {
         schema: SCHEMA_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         machine: machine.clone(),
@@ -730,26 +830,14 @@ pub fn bench_written(
         created_utc: stamp.rfc3339,
         git_rev: util::git_rev(),
         seed,
-        config: json!({
-            "profile": profile,
-            "quick": a.quick,
-            "forced": a.force,
-            // Kernels under test, in row order (the first is the baseline).
-            "kernels": kernels,
-            "cpu": cpu,
-            "plan": {
-                "runs": plan.runs,
-                "sizes": plan.sizes,
-                "groups": plan.groups,
-                "order": plan.order,
-            },
-        }),
+        config: file_config(&profile, a.quick, a.force, kernels, cpu, &plan),
         env: host_env(cpu),
         contexts: Vec::new(),
         runs: Vec::new(),
+        load_check: None,
     };
     // Before the first run: the name is reserved and the directory proven writable.
-    let (out_path, mut journal) = reserve(
+    let (out_path, journal) = reserve(
         &out_dir.join(&machine),
         &stamp.compact,
         &util::path_component(&label),
@@ -777,111 +865,176 @@ pub fn bench_written(
             return Err(e);
         }
     };
-    let mut progress = crate::progress::auto();
-    let t0 = Instant::now();
-    let ex = execute_to(
-        &plan,
-        runner.as_mut(),
+    let out = Saving {
+        plan: &plan,
+        file,
+        out_path,
+        journal,
         cpu,
         seed,
-        progress.as_mut(),
-        Some(&mut journal),
-        stop,
-    );
-    let kept = journal.runs;
-    drop(journal);
-    if ex.is_ok()
-        && let Err(e) = runner.finish()
-    {
-        eprintln!("warning: {e:#}");
+        machine: &machine,
+        publish_hint: out_dir == root.join("results"),
+        verbose: a.verbose,
+        session_only: a.session_only,
+        policy: a.exact.stats_policy()?,
     }
-    let ex = match ex {
-        Ok(ex) => ex,
-        Err(e) if kept == 0 => {
+    .run(runner.as_mut(), stop)?;
+    Ok(Some(out))
+}
+
+/// What [`Saving::run`] needs: the plan, the result file to fill (its name reserved by its
+/// journal) and how to print the tables.
+pub struct Saving<'a> {
+    pub plan: &'a Plan,
+    pub file: ResultFile,
+    pub out_path: PathBuf,
+    pub journal: journal::Writer,
+    pub cpu: usize,
+    pub seed: u64,
+    pub machine: &'a str,
+    /// Print how to publish (the file went under the repository's `results/`).
+    pub publish_hint: bool,
+    pub verbose: bool,
+    /// A session of `cargo xtask noise`: save the file, print no tables.
+    pub session_only: bool,
+    /// The tables' statistics (exact rows' tolerance and threshold included).
+    pub policy: stats::Policy,
+}
+
+impl Saving<'_> {
+    /// Run the plan through `runner`, journalling every call; then save the result file (never
+    /// over another) and print the tables. Shared by `bench` and `lava` (whose executor replays
+    /// a finished lab job). On failure the journal keeps what was measured, and says so.
+    pub fn run(self, runner: &mut dyn Executor, stop: &AtomicBool) -> anyhow::Result<PathBuf> {
+        let Saving {
+            plan,
+            mut file,
+            out_path,
+            mut journal,
+            cpu,
+            seed,
+            machine,
+            publish_hint,
+            verbose,
+            session_only,
+            policy,
+        } = self;
+        let partial = journal.path().to_owned();
+        let mut progress = crate::progress::auto();
+        let t0 = Instant::now();
+        let ex = execute_to(
+            plan,
+            runner,
+            cpu,
+            seed,
+            progress.as_mut(),
+            Some(&mut journal),
+            stop,
+        );
+        let kept = journal.runs;
+        drop(journal);
+        if ex.is_ok()
+            && let Err(e) = runner.finish()
+        {
+            eprintln!("warning: {e:#}");
+        }
+        let ex = match ex {
+            Ok(ex) => ex,
+            Err(e) if kept == 0 => {
+                let _ = std::fs::remove_file(&partial);
+                return Err(e);
+            }
+            Err(e) => {
+                return Err(e.context(format!(
+                    "the {kept} runs measured so far are kept in {} (cargo xtask table {0})",
+                    partial.display()
+                )));
+            }
+        };
+        let wall = t0.elapsed().as_secs_f64();
+        if ex.runs.is_empty() {
             let _ = std::fs::remove_file(&partial);
-            return Err(e);
+            bail!("no runs were made (every variant was skipped); no result file written");
         }
-        Err(e) => {
-            return Err(e.context(format!(
-                "the {kept} runs measured so far are kept in {} (cargo xtask table {0})",
+        if let Some(cfg) = file.config.as_object_mut() {
+            cfg.insert(
+                "skipped".into(),
+                json!(
+                    ex.skipped
+                        .iter()
+                        .map(|(n, w)| json!({"group": n, "reason": w}))
+                        .collect::<Vec<_>>()
+                ),
+            );
+            cfg.insert("wall_secs".into(), json!((wall * 10.0).round() / 10.0));
+            cfg.insert(
+                "waited_for_quiet_secs".into(),
+                json!((runner.waited().as_secs_f64() * 10.0).round() / 10.0),
+            );
+            cfg.insert(
+                "load".into(),
+                json!(load_summary(&ex.runs).map(|(n, mean, max, over)| json!({
+                    "runs": n,
+                    "other_cpus_busy_pct_mean": (mean * 10.0).round() / 10.0,
+                    "other_cpus_busy_pct_max": max,
+                    "runs_over_25pct": over,
+                }))),
+            );
+        }
+        file.load_check = Some(load_check(&ex.runs));
+        // The runs' context indexes already count over the whole list; absorbing it into an empty
+        // file keeps them and lets the file's host capture take what the contexts captured beyond it.
+        file.absorb(ex.contexts, ex.runs);
+        file.save_new(&out_path).map_err(|e| {
+            anyhow::anyhow!(
+                "saving {}: {e}; every run is kept in {} (cargo xtask table {1})",
+                out_path.display(),
                 partial.display()
-            )));
-        }
-    };
-    let wall = t0.elapsed().as_secs_f64();
-    if ex.runs.is_empty() {
+            )
+        })?;
         let _ = std::fs::remove_file(&partial);
-        bail!("no runs were made (every variant was skipped); no result file written");
-    }
-    if let Some(cfg) = file.config.as_object_mut() {
-        cfg.insert(
-            "skipped".into(),
-            json!(
-                ex.skipped
-                    .iter()
-                    .map(|(n, w)| json!({"group": n, "reason": w}))
-                    .collect::<Vec<_>>()
-            ),
+        file.check_samples(&out_path)?;
+        let warning = file.load_check.as_ref().and_then(|l| l.warning.clone());
+        if session_only {
+            if let Some(w) = &warning {
+                eprintln!("{}", crate::progress::fill(w, crate::progress::WIDTH));
+            }
+            return Ok(out_path);
+        }
+        let cases = select::cases(std::slice::from_ref(&file), None, &policy)?;
+        println!(
+            "{}",
+            bench_tables(
+                &cases,
+                machine,
+                std::slice::from_ref(&file),
+                &policy,
+                verbose
+            )
         );
-        cfg.insert("wall_secs".into(), json!((wall * 10.0).round() / 10.0));
-        cfg.insert(
-            "waited_for_quiet_secs".into(),
-            json!((runner.waited().as_secs_f64() * 10.0).round() / 10.0),
+        let fill = |t: &str| crate::progress::fill(t, crate::progress::WIDTH);
+        for (n, w) in &ex.skipped {
+            println!("{}", fill(&format!("skipped {n}: {w}")));
+        }
+        if let Some(w) = &warning {
+            println!("{}", fill(w));
+        }
+        println!(
+            "{}",
+            fill(&format!(
+                "wall time {}:{:02}; raw samples: {}",
+                wall as u64 / 60,
+                wall as u64 % 60,
+                out_path.display()
+            ))
         );
-        cfg.insert(
-            "load".into(),
-            json!(load_summary(&ex.runs).map(|(n, mean, max, over)| json!({
-                "runs": n,
-                "other_cpus_busy_pct_mean": (mean * 10.0).round() / 10.0,
-                "other_cpus_busy_pct_max": max,
-                "runs_over_25pct": over,
-            }))),
-        );
+        if publish_hint {
+            println!(
+                "to publish: cargo xtask publish (renders results/{machine}/README.md and plots)"
+            );
+        }
+        Ok(out_path)
     }
-    // The runs' context indexes already count over the whole list; absorbing it into an empty
-    // file keeps them and lets the file's host capture take what the contexts captured beyond it.
-    file.absorb(ex.contexts, ex.runs);
-    file.save_new(&out_path).map_err(|e| {
-        anyhow::anyhow!(
-            "saving {}: {e}; every run is kept in {} (cargo xtask table {1})",
-            out_path.display(),
-            partial.display()
-        )
-    })?;
-    let _ = std::fs::remove_file(&partial);
-    file.check_samples(&out_path)?;
-    let policy = stats::Policy::default();
-    let cases = select::cases(std::slice::from_ref(&file), None, &policy)?;
-    println!(
-        "{}",
-        bench_tables(
-            &cases,
-            &machine,
-            std::slice::from_ref(&file),
-            &policy,
-            a.verbose
-        )
-    );
-    let fill = |t: &str| crate::progress::fill(t, crate::progress::WIDTH);
-    for (n, w) in &ex.skipped {
-        println!("{}", fill(&format!("skipped {n}: {w}")));
-    }
-    if let Some(w) = load_warning(&file.runs) {
-        println!("{}", fill(&w));
-    }
-    println!(
-        "{}",
-        fill(&format!(
-            "wall time {}:{:02}; raw samples: {}",
-            wall as u64 / 60,
-            wall as u64 % 60,
-            out_path.display()
-        ))
-    );
-    if out_dir == root.join("results") {
-        println!("to publish: cargo xtask publish (renders results/{machine}/README.md and plots)");
-    }
-    Ok(Some(out_path))
 }
 
 /// [`bench_written`] for the command line: the result file's path is printed, not returned.
@@ -898,7 +1051,7 @@ pub fn bench(
 /// A flag set by Ctrl-C (the runner, in the same process group, gets it too and restores what
 /// it changed), `kill` and a closed terminal: the bench stops between runner calls and keeps
 /// its journal.
-fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+pub fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [
         signal_hook::consts::SIGINT,
@@ -925,8 +1078,9 @@ pub fn run_host(a: &BenchArgs) -> anyhow::Result<Option<PathBuf>> {
 }
 
 /// What `bench` prints on stdout: the thread's combined tables and one compact verdict table
-/// (every line within 100 columns for the usual row names); with `verbose`, the extended tables
-/// too, whose real-fork rows carry the spread without drift and the core-probe correlation.
+/// (every line within 100 columns: long kernel names get short ones and a legend); with
+/// `verbose`, the extended tables too, whose real-fork rows carry the spread without drift and
+/// the core-probe correlation. Exact cases (guest instructions) follow in their own tables.
 pub fn bench_tables(
     cases: &[report::Case],
     machine: &str,
@@ -934,7 +1088,32 @@ pub fn bench_tables(
     policy: &stats::Policy,
     verbose: bool,
 ) -> String {
-    let mut s = crate::table::render(cases, machine, crate::table::Format::Combined);
+    let mut cases = cases.to_vec();
+    let legend = report::legend::shorten_kernel_rows(&mut cases);
+    let (exact, timed): (Vec<report::Case>, Vec<report::Case>) =
+        cases.into_iter().partition(report::Case::is_exact);
+    let mut s = crate::table::text_preamble(&timed, &exact, legend);
+    if !timed.is_empty() {
+        s.push_str(&timed_bench_tables(&timed, machine, files, policy, verbose));
+    }
+    if !exact.is_empty() {
+        if !timed.is_empty() {
+            s.push('\n');
+        }
+        s.push_str(&report::exact::exact_tables_body(&exact));
+    }
+    s
+}
+
+/// [`bench_tables`] of timed cases.
+fn timed_bench_tables(
+    cases: &[report::Case],
+    machine: &str,
+    files: &[ResultFile],
+    policy: &stats::Policy,
+    verbose: bool,
+) -> String {
+    let mut s = crate::table::render_tables(cases, machine, crate::table::Format::Combined);
     if verbose {
         s.push_str(&report::extended_tables_verbose(cases, files));
         s.push_str(
@@ -1005,12 +1184,15 @@ pub mod tests {
             kernel_debs: Vec::new(),
             arch: None,
             accel: AccelArg::Auto,
+            clock: ClockArg::Auto,
             instrument: None,
             with_model: false,
             boot_timeout: None,
             guest_mem: None,
             append: Vec::new(),
             verbose: false,
+            exact: Default::default(),
+            session_only: false,
         }
     }
 
@@ -1102,8 +1284,10 @@ pub mod tests {
             format: crate::table::Format::Thread,
             instrument: None,
             allow_mixed: false,
+            allow_busy: false,
             results: d.path().display().to_string(),
             modelled: false,
+            exact: Default::default(),
         };
         crate::table::run(&targs).unwrap();
 
@@ -1342,9 +1526,9 @@ pub mod tests {
         assert!(e.to_string().contains("boom"), "{e}");
     }
 
-    #[test]
-    fn busy_machines_are_flagged() {
-        let mut runs = execute(
+    /// The runs of a mock quick run of the local profile (no host load recorded).
+    fn quick_mock_runs() -> Vec<RunRecord> {
+        execute(
             &crate::plan::plan(&local(), true, 1),
             &mut Mock::default(),
             1,
@@ -1352,11 +1536,17 @@ pub mod tests {
             &mut Recorder::default(),
         )
         .unwrap()
-        .runs;
+        .runs
+    }
+
+    #[test]
+    fn busy_machines_are_flagged() {
+        let mut runs = quick_mock_runs();
         assert_eq!(load_summary(&runs), None);
         let load = |busy: f64| {
             Some(contract::HostLoad {
                 other_cpus_busy_pct: Some(busy),
+                pinned_cpu_foreign_pct: None,
                 concurrent_forkbench: 0,
             })
         };
@@ -1378,6 +1568,36 @@ pub mod tests {
             w.contains("another forkbench process was running during 1 of"),
             "{w}"
         );
+    }
+
+    /// A hog on the bench's own CPU leaves the other CPUs idle: the pinned CPU's foreign share
+    /// is what shows it.
+    #[test]
+    fn a_hog_on_the_pinned_cpu_is_flagged() {
+        let mut runs = quick_mock_runs();
+        let load = |foreign: f64| {
+            Some(contract::HostLoad {
+                other_cpus_busy_pct: Some(1.0),
+                pinned_cpu_foreign_pct: Some(foreign),
+                concurrent_forkbench: 0,
+            })
+        };
+        // Quiet: tick sampling scatters a few % around zero.
+        for (i, r) in runs.iter_mut().enumerate() {
+            r.host_load = load([0.0, 3.0, 12.0][i % 3]);
+        }
+        let quiet = load_check(&runs);
+        assert!(!quiet.busy, "{quiet:?}");
+        assert_eq!(quiet.pinned_cpu_foreign_pct_mean, Some(5.0));
+        // A hog: 40-68% of the pinned CPU in every call.
+        for (i, r) in runs.iter_mut().enumerate() {
+            r.host_load = load([42.0, 63.0, 55.0][i % 3]);
+        }
+        let hog = load_check(&runs);
+        assert!(hog.busy);
+        let w = hog.warning.unwrap();
+        assert!(w.starts_with("warning: the bench's CPU was shared"), "{w}");
+        assert!(w.contains("53% of the pinned CPU's time"), "{w}");
     }
 
     /// The default output of a mock quick run fits a 100-column terminal; `--verbose` adds the

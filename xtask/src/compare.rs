@@ -43,9 +43,15 @@ pub struct CompareArgs {
     /// accelerator (the output then says which)
     #[arg(long)]
     pub allow_mixed: bool,
-    /// Where labels are looked up
+    /// Give verdicts even when a side's load check fired (the bench's "machine was busy"
+    /// warning); by default such a side's rows are unknown
+    #[arg(long)]
+    pub allow_busy: bool,
+    /// Where labels are looked up (and the machine's noise files, under <machine>/noise/)
     #[arg(long, default_value = "results")]
     pub results: String,
+    #[command(flatten)]
+    pub exact: crate::exact::ExactArgs,
 }
 
 /// One compared variant.
@@ -53,6 +59,8 @@ pub struct CompareArgs {
 pub struct Line {
     pub variant: Variant,
     pub cmp: stats::Comparison,
+    /// Across files: what the between-session rule made of the row ([`crate::cross_file`]).
+    pub noise: Option<crate::cross_file::RowNoise>,
 }
 
 /// What row matching ignores: the kernel (A and B are two kernels), and with `--allow-mixed`
@@ -68,7 +76,7 @@ pub struct Matching {
 impl Matching {
     /// The matching key of a variant: real-fork rows by layout, mode, sched and (guest runs)
     /// accelerator, model rows by everything.
-    fn key(&self, v: &Variant) -> Variant {
+    pub(crate) fn key(&self, v: &Variant) -> Variant {
         let mut v = v.clone();
         match &mut v {
             Variant::Real(real) => {
@@ -246,6 +254,7 @@ pub fn compare_matching(
             out.push(Line {
                 variant: v.clone(),
                 cmp: stats::compare(&sa, &sb, &policy),
+                noise: None,
             });
         }
     }
@@ -254,42 +263,56 @@ pub fn compare_matching(
             .filter(|k| !ma.contains_key(*k))
             .map(|v| format!("{} (B only)", v.id())),
     );
+    let rank = row_rank(a, b);
+    out.sort_by_cached_key(|l| rank(&l.variant));
+    (out, unmatched)
+}
+
+/// The order compared rows print in: real fork first, kernel by kernel in the files' order
+/// ([`report::kernel_order`]), layouts in the tables' order; then the model's rows.
+pub fn row_rank(
+    a: &[ResultFile],
+    b: &[ResultFile],
+) -> impl Fn(&Variant) -> (usize, usize, usize, String) {
     let mut all = a.to_vec();
     all.extend(b.iter().cloned());
     let kernels = report::kernel_order(&all);
     let rank = |list: &[&str], x: &str| list.iter().position(|s| *s == x).unwrap_or(list.len());
-    out.sort_by_cached_key(|l| match &l.variant {
-        Variant::Real(v) => {
-            let k = report::kernel_row_name(&v.kernel, v.accel);
+    move |v: &Variant| match v {
+        Variant::Real(r) => {
+            let k = report::kernel_row_name(&r.kernel, r.accel);
             (
                 0,
                 kernels
                     .iter()
                     .position(|x| *x == k)
                     .unwrap_or(kernels.len()),
-                rank(&report::cases::LAYOUT_ORDER, &l.variant.layout_name()),
-                l.variant.id(),
+                rank(&report::cases::LAYOUT_ORDER, &v.layout_name()),
+                v.id(),
             )
         }
-        Variant::Sim(_) => (1, 0, 0, l.variant.id()),
-    });
-    (out, unmatched)
+        Variant::Sim(_) => (1, 0, 0, v.id()),
+    }
 }
 
-/// The comparison as a Markdown table.
+/// The comparison as a Markdown table; rows judged across files add a `noise` column (the
+/// row's threshold and sessions) and say why a verdict is unknown.
 pub fn render(lines: &[Line]) -> String {
-    let mut rows: Vec<[String; 7]> = vec![[
-        "variant".into(),
-        "A ms".into(),
-        "B ms".into(),
-        "change".into(),
-        "95% CI".into(),
-        "p".into(),
-        "verdict".into(),
-    ]];
+    let with_noise = lines.iter().any(|l| l.noise.is_some());
+    let mut header: Vec<String> = ["variant", "A ms", "B ms", "change", "95% CI", "p"]
+        .map(String::from)
+        .to_vec();
+    if with_noise {
+        header.push("noise".into());
+    }
+    header.push("verdict".into());
+    // Left-aligned columns: the names, the interval and the verdict.
+    let last = header.len() - 1;
+    let left = move |i: usize| i == 0 || i == 4 || i == last;
+    let mut rows: Vec<Vec<String>> = vec![header];
     for l in lines {
         let c = &l.cmp;
-        rows.push([
+        let mut row = vec![
             l.variant.id(),
             format!("{:.3}", c.base.mean / 1e6),
             format!("{:.3}", c.new.mean / 1e6),
@@ -311,42 +334,33 @@ pub fn render(lines: &[Line]) -> String {
                     }
                 })
                 .unwrap_or_else(|| "n/a".into()),
-            match (c.verdict, c.runs_needed) {
-                (Verdict::Unknown, Some(n)) => format!("unknown (~{n} runs)"),
-                (v, _) => v.to_string(),
+        ];
+        if with_noise {
+            row.push(l.noise.as_ref().map_or_else(|| "n/a".into(), |n| n.cell()));
+        }
+        row.push(
+            match (
+                crate::cross_file::verdict_text(c.verdict, l.noise.as_ref()),
+                c.verdict,
+                c.runs_needed,
+            ) {
+                (Some(text), _, _) => text,
+                (None, Verdict::Unknown, Some(n)) => format!("unknown (~{n} runs)"),
+                (None, v, _) => v.to_string(),
             },
-        ]);
+        );
+        rows.push(row);
     }
-    let mut w = [0usize; 7];
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.len());
-        }
+    util::markdown_table(&rows, left)
+}
+
+/// The threshold a row's verdict used, in percent: its measured noise threshold when judged
+/// across files, else `threshold`.
+fn row_threshold(l: &Line, threshold: f64) -> f64 {
+    match &l.noise {
+        Some(crate::cross_file::RowNoise::Measured { threshold: t, .. }) => t * 100.0,
+        _ => threshold,
     }
-    let mut s = String::new();
-    for (k, r) in rows.iter().enumerate() {
-        s.push('|');
-        for (i, c) in r.iter().enumerate() {
-            if i == 0 || i == 4 || i == 6 {
-                s.push_str(&format!(" {:<wd$} |", c, wd = w[i]));
-            } else {
-                s.push_str(&format!(" {:>wd$} |", c, wd = w[i]));
-            }
-        }
-        s.push('\n');
-        if k == 0 {
-            s.push('|');
-            for (i, wd) in w.iter().enumerate() {
-                if i == 0 || i == 4 || i == 6 {
-                    s.push_str(&format!(":{}|", "-".repeat(wd + 1)));
-                } else {
-                    s.push_str(&format!("{}:|", "-".repeat(wd + 1)));
-                }
-            }
-            s.push('\n');
-        }
-    }
-    s
 }
 
 /// The verdict counts and the regression line of a list of compared rows.
@@ -363,21 +377,50 @@ fn summary(lines: &[Line], threshold: f64) -> (String, bool) {
         count(Verdict::Same),
         count(Verdict::Unknown)
     );
-    if slower.is_empty() {
+    let per_row = lines.iter().any(|l| l.noise.is_some());
+    if slower.is_empty() && per_row {
+        s.push_str("no significant regression beyond each row's noise threshold\n");
+    } else if slower.is_empty() {
         s.push_str(&format!(
             "no significant regression beyond {threshold:.1}%\n"
         ));
     } else {
         s.push_str(&format!(
-            "REGRESSION beyond {threshold:.1}%: {}\n",
+            "REGRESSION beyond {}: {}\n",
+            if per_row {
+                "the noise threshold".to_string()
+            } else {
+                format!("{threshold:.1}%")
+            },
             slower
                 .iter()
-                .map(|l| format!("{} {}", l.variant.id(), report::pct(l.cmp.rel.mean_rel)))
+                .map(|l| {
+                    let mut t = format!("{} {}", l.variant.id(), report::pct(l.cmp.rel.mean_rel));
+                    if per_row {
+                        t.push_str(&format!(" (threshold {:.1}%)", row_threshold(l, threshold)));
+                    }
+                    t
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
     }
     (s, !slower.is_empty())
+}
+
+/// How rows of A and B match: across kernels when each side holds one, across the fields
+/// `--allow-mixed` let differ.
+pub fn matching_for(
+    a: &[ResultFile],
+    b: &[ResultFile],
+    mixed: &[conditions::Mismatch],
+) -> Matching {
+    Matching {
+        any_kernel: releases(a).len() <= 1 && releases(b).len() <= 1,
+        any_sched: conditions::mixed(mixed, "sched"),
+        any_mem: conditions::mixed(mixed, "mem"),
+        any_accel: conditions::mixed(mixed, "accel"),
+    }
 }
 
 /// A comparison checked and computed: what `run` prints, and whether it is a regression.
@@ -390,7 +433,8 @@ pub struct Report {
 /// Compare B against A: refuse sides that do not compare like with like (unless
 /// `allow_mixed`), keep only real-fork rows when the kernels differ (`kernel_cmp`), and show
 /// model rows then only when the tool revisions differ, as a tool change that never counts as
-/// a regression.
+/// a regression. `cross`: A and B are separate files (sessions), judged with the machine's
+/// between-session noise ([`crate::cross_file`]); None within one file (`--kernels`).
 pub fn check_and_compare(
     a: &[ResultFile],
     b: &[ResultFile],
@@ -398,6 +442,7 @@ pub fn check_and_compare(
     kernel_cmp: bool,
     threshold: f64,
     allow_mixed: bool,
+    cross: Option<&crate::cross_file::Cross>,
 ) -> anyhow::Result<Report> {
     let (a_name, b_name) = names;
     if let Some(why) = kernel_mismatch(a, b) {
@@ -416,18 +461,20 @@ pub fn check_and_compare(
             )
         );
     }
-    let matching = Matching {
-        any_kernel: releases(a).len() <= 1 && releases(b).len() <= 1,
-        any_sched: conditions::mixed(&mixed, "sched"),
-        any_mem: conditions::mixed(&mixed, "mem"),
-        any_accel: conditions::mixed(&mixed, "accel"),
-    };
+    let matching = matching_for(a, b, &mixed);
     let (main_a, main_b) = if kernel_cmp {
         (only(a, is_real), only(b, is_real))
     } else {
         (a.to_vec(), b.to_vec())
     };
-    let (lines, unmatched) = compare_matching(&main_a, &main_b, threshold, matching);
+    let (mut lines, unmatched) = compare_matching(&main_a, &main_b, threshold, matching);
+    let across = crate::cross_file::judge_lines(
+        cross,
+        (&main_a, &main_b),
+        &mut lines,
+        matching,
+        threshold / 100.0,
+    )?;
     if lines.is_empty() {
         if kernel_cmp {
             bail!(
@@ -457,7 +504,12 @@ pub fn check_and_compare(
         format!("default {DEFAULT_THRESHOLD:.1}%")
     };
     t.push_str(&format!(
-        "B ({b_name}) against A ({a_name}), threshold {threshold:.1}% ({noise}):\n"
+        "B ({b_name}) against A ({a_name}), threshold {threshold:.1}% ({noise}{}):\n",
+        if across.is_some() {
+            "; across files, at least each row's measured noise"
+        } else {
+            ""
+        }
     ));
     if kernel_cmp {
         let kernels = |f: &[ResultFile]| {
@@ -471,6 +523,7 @@ pub fn check_and_compare(
             kernels(b)
         ));
     }
+    t.push_str(across.as_deref().unwrap_or_default());
     t.push('\n');
     t.push_str(&render(&lines));
     if !unmatched.is_empty() {
@@ -496,7 +549,14 @@ pub fn check_and_compare(
         let (sim_a, sim_b) = (only(a, |r| !is_real(r)), only(b, |r| !is_real(r)));
         let (ra, rb) = (revisions(a), revisions(b));
         if !sim_a.is_empty() && !sim_b.is_empty() && ra != rb {
-            let (tool, _) = compare_matching(&sim_a, &sim_b, threshold, matching);
+            let (mut tool, _) = compare_matching(&sim_a, &sim_b, threshold, matching);
+            let across = crate::cross_file::judge_lines(
+                cross,
+                (&sim_a, &sim_b),
+                &mut tool,
+                matching,
+                threshold / 100.0,
+            )?;
             let join = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>().join(" + ");
             t.push_str(&format!(
                 "\nTool change, not a kernel regression (the model runs in userspace; its rows \
@@ -504,6 +564,7 @@ pub fn check_and_compare(
                 join(&ra),
                 join(&rb)
             ));
+            t.push_str(across.as_deref().unwrap_or_default());
             t.push_str(&render(&tool));
             t.push('\n');
             t.push_str(
@@ -585,13 +646,23 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     let mut all = a.clone();
     all.extend(b.iter().cloned());
     select::check_mix(&all, true)?;
-    let r = check_and_compare(
+    // Two selections are two sessions (or more); `--kernels` compares within one.
+    let cross = crate::cross_file::Cross {
+        results_dir: dir.clone(),
+        allow_busy: args.allow_busy,
+    };
+    // Timed rows take the statistical path, exact rows (guest instructions) their own.
+    let r = crate::exact::compare_by_unit(
         &a,
         &b,
         (&a_name, &b_name),
         kernel_cmp,
         args.threshold,
         args.allow_mixed,
+        crate::exact::Rules {
+            exact: &args.exact.policy()?,
+            cross: args.b.is_some().then_some(&cross),
+        },
     )?;
     print!("{}", r.text);
     Ok(if r.regression {
@@ -656,7 +727,9 @@ pub(crate) mod tests {
             kernels: Some(kernels.iter().map(|k| k.to_string()).collect()),
             threshold: 2.0,
             allow_mixed: false,
+            allow_busy: false,
             results: "results".into(),
+            exact: Default::default(),
         }
     }
 
@@ -758,9 +831,25 @@ pub(crate) mod tests {
         f
     }
 
+    /// B against A across files, with a noise file of 1% session spread around A's means.
     fn ab(a: &ResultFile, b: &ResultFile, allow_mixed: bool) -> anyhow::Result<Report> {
+        use crate::cross_file::{Cross, fixtures};
+        let d = tempfile::tempdir().unwrap();
+        fixtures::store(d.path(), &fixtures::noise_around(a, 0.01, "6.1", "noise"));
+        let cross = Cross {
+            results_dir: d.path().into(),
+            allow_busy: false,
+        };
         let (a, b) = (std::slice::from_ref(a), std::slice::from_ref(b));
-        check_and_compare(a, b, ("A", "B"), kernels_differ(a, b), 1.0, allow_mixed)
+        check_and_compare(
+            a,
+            b,
+            ("A", "B"),
+            kernels_differ(a, b),
+            1.0,
+            allow_mixed,
+            Some(&cross),
+        )
     }
 
     use results::Sched::{Batch, Fifo};
@@ -876,14 +965,18 @@ pub(crate) mod tests {
             "{tool}"
         );
         assert_eq!(tool.matches("| sim:").count(), 30, "{tool}");
-        assert!(tool.contains("tool change beyond 1.0%"), "{tool}");
+        assert!(
+            tool.contains("tool change beyond the noise threshold"),
+            "{tool}"
+        );
         assert!(!tool.contains("REGRESSION"), "{tool}");
         // The same kernel on both sides (two tool revisions, the CI gate): the model counts.
         let a2 = side("A", "6.12", Fifo, "r1", 1.0);
         let r = ab(&a2, &b2, false).unwrap();
         assert!(r.regression, "{}", r.text);
         assert!(
-            r.text.contains("REGRESSION beyond 1.0%: sim:"),
+            r.text
+                .contains("REGRESSION beyond the noise threshold: sim:"),
             "{}",
             r.text
         );

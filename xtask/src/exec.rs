@@ -148,6 +148,7 @@ impl Executor for Release {
         }
         self.waited += t0.elapsed();
         let ticks0 = host::cpu_ticks();
+        let own0 = hostenv::children_cpu_ns();
         // Another forkbench (someone else's benchmark) competing for the CPUs: those running
         // before the call, and those running when its first line arrives (the runner itself
         // among them, so one fewer).
@@ -183,9 +184,20 @@ impl Executor for Release {
             }
             None => before.len(),
         };
-        let busy = host::other_cpus_busy_pct(&ticks0, &host::cpu_ticks(), Some(ctx.cpu));
+        let ticks1 = host::cpu_ticks();
+        let own = hostenv::children_cpu_ns().saturating_sub(own0);
+        let busy = host::other_cpus_busy_pct(&ticks0, &ticks1, Some(ctx.cpu));
+        let foreign = host::pinned_cpu_foreign_pct(
+            &ticks0,
+            &ticks1,
+            ctx.cpu,
+            own,
+            hostenv::clock_ticks_per_sec(),
+        );
+        let round = |b: f64| (b * 10.0).round() / 10.0;
         let load = HostLoad {
-            other_cpus_busy_pct: busy.map(|b| (b * 10.0).round() / 10.0),
+            other_cpus_busy_pct: busy.map(round),
+            pinned_cpu_foreign_pct: foreign.map(round),
             concurrent_forkbench: concurrent as u32,
         };
         for mut l in lines {
@@ -282,6 +294,7 @@ pub mod mock {
             },
             pre_report: serde_json::Value::Null,
             guest: None,
+            lab: None,
         }
     }
 

@@ -16,8 +16,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use contract::{Arch, Invocation, RealOpts, RunnerLine, Size, Variant};
 use guest::image::KernelImage;
-use guest::plan::{GuestPlan, GuestStep};
-use guest::qemu::{AccelChoice, Guest, GuestConfig, GuestEvent};
+use guest::plan::{GuestPlan, GuestStep, StepDone};
+use guest::qemu::{AccelChoice, ClockChoice, Guest, GuestConfig, GuestEvent};
 
 use crate::exec::{CallCtx, Executor, Outcome, invocation};
 use crate::plan::{Call, Plan};
@@ -226,6 +226,8 @@ pub fn prepare(
 #[derive(Debug, Clone)]
 pub struct GuestOptions {
     pub accel: AccelChoice,
+    /// The guests' clock (icount: exact counts; wall: timed).
+    pub clock: ClockChoice,
     /// Guest RAM instead of the size derived from the plan.
     pub mem: Option<Size>,
     /// Appended to every guest's kernel command line.
@@ -305,6 +307,7 @@ impl Guests {
             guest_plan.pin_last_cpu = true;
             let mut cfg = GuestConfig::new(k.image, payload.to_path_buf(), guest_plan);
             cfg.accel = opts.accel;
+            cfg.clock = opts.clock;
             if let Some(m) = opts.mem {
                 cfg.mem = m;
             }
@@ -375,21 +378,27 @@ impl Executor for Guests {
                 }
             })
             .with_context(|| format!("kernel {label}: {}", call.name()))?;
-        if done.ok {
-            Ok(Outcome::Done)
-        } else if done.unsupported {
-            Ok(Outcome::Skipped(
-                done.error
-                    .unwrap_or_else(|| "not supported by this kernel".into()),
-            ))
-        } else {
-            bail!(
-                "kernel {label}: {}: {}",
-                call.name(),
-                done.error
-                    .unwrap_or_else(|| "the guest's step failed".into())
-            )
-        }
+        step_outcome(done, label, call)
+    }
+}
+
+/// What a step's StepDone means for the bench: done, a skip (the kernel cannot give the
+/// layout) or a failure that stops it. The guests' and a lab job's (replayed) steps alike.
+pub fn step_outcome(done: StepDone, label: &str, call: &Call) -> anyhow::Result<Outcome> {
+    if done.ok {
+        Ok(Outcome::Done)
+    } else if done.unsupported {
+        Ok(Outcome::Skipped(
+            done.error
+                .unwrap_or_else(|| "not supported by this kernel".into()),
+        ))
+    } else {
+        bail!(
+            "kernel {label}: {}: {}",
+            call.name(),
+            done.error
+                .unwrap_or_else(|| "the guest's step failed".into())
+        )
     }
 }
 

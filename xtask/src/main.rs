@@ -1,9 +1,11 @@
-//! `cargo xtask`: thin orchestration of the suite, nine tasks, each a module with its flags
+//! `cargo xtask`: thin orchestration of the suite, ten tasks, each a module with its flags
 //! and a `run(&Flags) -> Result<ExitCode>`. `bench` runs a machine profile through the release
 //! `forkbench` runner (driven only through the contract's typed invocation) and writes a result
 //! file; `table` and `compare` read result files; `publish` renders results/*/README.md;
 //! `report` draws SVG plots; `bisect` finds the commit that changed a metric; `calibrate` fits
-//! the model's op costs to this machine; `fidelity` regenerates results/fidelity.md. Bad input
+//! the model's op costs to this machine; `fidelity` regenerates results/fidelity.md; `kernels`
+//! fetches kernels under test, `lava` runs the plan on a LAVA lab's devices and `noise`
+//! measures the between-session noise cross-file verdicts need. Bad input
 //! is one line `xtask: error: …` and exit 2; `compare` exits 1 on a significant regression.
 
 mod bench;
@@ -12,9 +14,14 @@ mod build;
 mod calibrate_task;
 mod compare;
 mod conditions;
+mod cross_file;
+mod exact;
 mod exec;
 mod fidelity_task;
 mod kernels;
+mod lava;
+mod noise;
+mod noise_file;
 mod plan;
 mod plots;
 mod prereq;
@@ -61,6 +68,10 @@ enum Task {
     Fidelity(fidelity_task::Flags),
     /// Fetch Debian kernel packages to boot with `bench --kernel`, or show what an image is
     Kernels(kernels::KernelsArgs),
+    /// Run the real-fork plan on the devices of a LAVA lab: write jobs, submit, fetch results
+    Lava(lava::LavaArgs),
+    /// Measure this machine's between-session noise (cross-file verdicts need it)
+    Noise(noise::NoiseArgs),
 }
 
 /// Usage errors as one line (`xtask: error: …`, exit 2); help and version print as usual.
@@ -124,6 +135,8 @@ fn main() -> ExitCode {
         Task::Calibrate(a) => calibrate_task::run(a),
         Task::Fidelity(a) => fidelity_task::run(a),
         Task::Kernels(a) => kernels::run(a),
+        Task::Lava(a) => lava::run(a),
+        Task::Noise(a) => noise::run(a),
     };
     match r {
         Ok(code) => code,

@@ -2,14 +2,15 @@
 //! newest result file of every machine under `results/`, into `results/<machine>/plots/`):
 //! mean_rel bars with 95% CI whiskers per case, every fork of each row per case (strip plot),
 //! real fork() time against folio order and by folio size (order0, each mTHP size, pte-order9,
-//! pmd-order9), and stacked op counts per strategy and arch.
+//! pmd-order9), and stacked op counts per strategy and arch. Exact rows (guest instructions)
+//! get plots of their own, named `...-exact-...`, in instructions: never beside timed rows.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use results::{Instrument, ResultFile};
+use results::{Instrument, ResultFile, SampleUnit};
 
 use crate::{select, util};
 
@@ -36,9 +37,9 @@ pub enum PlotKind {
     MeanRel(usize),
     /// Every fork of each row of a case.
     Forks(usize),
-    ForkTime(String),
-    /// Real fork() by folio size, per arch.
-    FolioSize(String),
+    ForkTime(String, SampleUnit),
+    /// Real fork() by folio size, per arch and unit.
+    FolioSize(String, SampleUnit),
     Ops(usize),
 }
 
@@ -57,35 +58,45 @@ pub fn plot_names(cases: &[report::Case]) -> Vec<(String, PlotKind)> {
         Instrument::Sim => "sim",
         Instrument::Real => "real",
     };
+    // Exact plots carry `exact` in their names: timed and exact never share a plot.
+    let exact = |u: SampleUnit| match u {
+        SampleUnit::Nanoseconds => "",
+        SampleUnit::Instructions => "-exact",
+    };
     for (i, c) in cases.iter().enumerate() {
         let what = if c.layout.is_empty() {
             "layouts"
         } else {
             c.layout.as_str()
         };
+        let x = exact(c.unit);
         out.push((
-            format!("{}-{}-{what}-mean_rel.svg", inst(c.instrument), c.arch),
+            format!("{}-{}-{what}{x}-mean_rel.svg", inst(c.instrument), c.arch),
             PlotKind::MeanRel(i),
         ));
         out.push((
-            format!("{}-{}-{what}-forks.svg", inst(c.instrument), c.arch),
+            format!("{}-{}-{what}{x}-forks.svg", inst(c.instrument), c.arch),
             PlotKind::Forks(i),
         ));
     }
-    let mut arches: Vec<&str> = Vec::new();
+    let mut arches: Vec<(&str, SampleUnit)> = Vec::new();
     for c in cases.iter().filter(|c| c.instrument == Instrument::Real) {
-        if !arches.contains(&c.arch.as_str()) {
-            arches.push(&c.arch);
+        if !arches.contains(&(c.arch.as_str(), c.unit)) {
+            arches.push((&c.arch, c.unit));
         }
     }
-    for a in arches {
+    for (a, u) in arches {
+        let (what, x) = match u {
+            SampleUnit::Nanoseconds => ("fork-time", ""),
+            SampleUnit::Instructions => ("fork-instr", "-exact"),
+        };
         out.push((
-            format!("real-{a}-fork-time-by-order.svg"),
-            PlotKind::ForkTime(a.to_string()),
+            format!("real-{a}{x}-{what}-by-order.svg"),
+            PlotKind::ForkTime(a.to_string(), u),
         ));
         out.push((
-            format!("real-{a}-fork-time-by-folio-size.svg"),
-            PlotKind::FolioSize(a.to_string()),
+            format!("real-{a}{x}-{what}-by-folio-size.svg"),
+            PlotKind::FolioSize(a.to_string(), u),
         ));
     }
     for (i, c) in cases.iter().enumerate() {
@@ -119,6 +130,7 @@ fn run_is_row(file: &ResultFile, run: &results::RunRecord, row: &report::Row) ->
     };
     file.label == row.label
         && v.instrument() == row.instrument
+        && v.unit() == row.unit
         && v.arch().to_string() == row.arch
         && v.layout_name() == row.layout
         && v.mem_bytes() == row.mem_bytes
@@ -164,14 +176,17 @@ pub fn write_plots(
                 &cases[*i].title(),
                 &strips(files, &cases[*i]),
                 machine,
+                cases[*i].unit,
             )?,
-            PlotKind::ForkTime(arch) | PlotKind::FolioSize(arch) => {
+            PlotKind::ForkTime(arch, unit) | PlotKind::FolioSize(arch, unit) => {
                 let rows: Vec<&report::Row> = cases
                     .iter()
-                    .filter(|c| c.instrument == Instrument::Real && c.arch == *arch)
+                    .filter(|c| {
+                        c.instrument == Instrument::Real && c.arch == *arch && c.unit == *unit
+                    })
                     .flat_map(|c| c.rows.iter())
                     .collect();
-                if matches!(kind, PlotKind::ForkTime(_)) {
+                if matches!(kind, PlotKind::ForkTime(..)) {
                     report::svg::fork_time_by_order(&rows, machine)?
                 } else {
                     report::svg::fork_time_by_folio_size(&rows, machine)?

@@ -661,7 +661,7 @@ mthp_sizes = "offered"
 
     #[test]
     fn shipped_profiles_parse() {
-        for name in ["local", "ci", "altra", "m2", "xeon"] {
+        for name in ["local", "ci", "aa", "altra", "m2", "xeon"] {
             let p = load(Some(name), &root()).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(p.profile, name);
         }

@@ -181,11 +181,13 @@ fn rec_text(call: &str, round: u32, rec: &RunRecord) -> String {
     } else {
         format!("{row} {options}")
     };
-    format!(
-        "run {} {call}: {what} {:.3} ms",
-        round + 1,
-        rec.mean_ns() / 1e6
-    )
+    // An exact (icount) run's samples are instructions: its median, in instructions.
+    let value = match rec.variant.unit() {
+        results::SampleUnit::Nanoseconds => format!("{:.3} ms", rec.mean_ns() / 1e6),
+        results::SampleUnit::Instructions => stats::exact::run_value(&rec.samples_ns)
+            .map_or_else(|| "n/a".into(), report::exact::instr),
+    };
+    format!("run {} {call}: {what} {value}", round + 1)
 }
 
 /// indicatif bar; its ETA (the prefix) is [`Eta::remaining`], updated as calls finish.

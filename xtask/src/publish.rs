@@ -258,13 +258,17 @@ pub fn machine_readme(machine: &str, files: &[(PathBuf, ResultFile)]) -> anyhow:
          means against each table's baseline):\n\n```text\n{}```\n",
         table::render(&cases, machine, table::Format::Combined)
     )?;
-    writeln!(
-        o,
-        "With 95% CI of the change, Welch p, minimum detectable effect (α = 0.05, power 0.8) and \
-         verdict (noise threshold ±{}%):\n\n{}",
-        crate::compare::DEFAULT_THRESHOLD,
-        table::render(&cases, machine, table::Format::Extended)
-    )?;
+    // Exact rows were all shown above (they have no CI or p); the extended tables are timed.
+    let timed: Vec<report::Case> = cases.iter().filter(|c| !c.is_exact()).cloned().collect();
+    if !timed.is_empty() {
+        writeln!(
+            o,
+            "With 95% CI of the change, Welch p, minimum detectable effect (α = 0.05, power 0.8) \
+             and verdict (noise threshold ±{}%):\n\n{}",
+            crate::compare::DEFAULT_THRESHOLD,
+            table::render(&timed, machine, table::Format::Extended)
+        )?;
+    }
     writeln!(o, "### Plots\n")?;
     for (name, kind) in plots::plot_names(&cases) {
         if !kind.published() {

@@ -182,6 +182,20 @@ pub fn check_mix(files: &[ResultFile], allow_mixed: bool) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// The LAVA devices of a selection in which every file is a lab job's result (`lava fetch`
+/// writes `config.lab`) and more than one device appears: a table whose rows are devices (each
+/// file's label names its device). `None` for anything else.
+pub fn lab_devices(files: &[ResultFile]) -> Option<Vec<String>> {
+    let mut devices: Vec<String> = Vec::new();
+    for f in files {
+        let d = f.config.get("lab")?.get("device")?.as_str()?;
+        if !devices.iter().any(|x| x == d) {
+            devices.push(d.to_string());
+        }
+    }
+    (devices.len() > 1).then_some(devices)
+}
+
 /// Keep only runs of `inst` (all when None).
 pub fn filter_instrument(files: Vec<ResultFile>, inst: Option<Instrument>) -> Vec<ResultFile> {
     match inst {
@@ -341,6 +355,24 @@ mod tests {
         f.seed = 1;
         f.runs = runs;
         f
+    }
+
+    #[test]
+    fn files_of_several_lab_devices_are_device_rows() {
+        let lab = |machine: &str| {
+            let mut f = file(machine, &format!("{machine}-6.12"), Instrument::Real, 1.0);
+            f.config = serde_json::json!({"lab": {"device": machine, "device_type": "qemu"}});
+            f
+        };
+        let (a, b) = (lab("altra-01"), lab("m2-01"));
+        assert_eq!(
+            lab_devices(&[a.clone(), b.clone()]),
+            Some(vec!["altra-01".to_string(), "m2-01".to_string()])
+        );
+        // One device, or a file not from a lab: not a device table.
+        assert_eq!(lab_devices(&[a.clone(), a.clone()]), None);
+        let host = file("m3", "C", Instrument::Real, 1.0);
+        assert_eq!(lab_devices(&[a, b, host]), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `cargo xtask table [PATHS|LABELS...] [--baseline LABEL | --baseline-kernel NAME] [--format F]`:
 //! merge result files (e.g. one per kernel, each with its `--label`) into the thread's tables.
-//! Refuses to mix machines or instruments unless `--allow-mixed`. A file with real runs of
+//! Refuses to mix machines or instruments unless `--allow-mixed`; files of several LAVA devices
+//! (`lava fetch`) merge without it, a row per device (their labels name the device). A file with real runs of
 //! several kernels (guests) renders with the kernels as rows: by default the combined table
 //! (order-0 and order-9 pte-map columns first, relative to the first kernel), then the compact
 //! verdict table (`--format extended` for the wide one). In a table of several kernels the
@@ -55,6 +56,10 @@ pub struct TableArgs {
     /// Merge files of different machines or instruments anyway
     #[arg(long)]
     pub allow_mixed: bool,
+    /// Give verdicts across files even when a file's load check fired (the bench's "machine
+    /// was busy" warning)
+    #[arg(long)]
+    pub allow_busy: bool,
     /// Where labels are looked up and the newest file is found
     #[arg(long, default_value = "results")]
     pub results: String,
@@ -63,6 +68,8 @@ pub struct TableArgs {
     /// time
     #[arg(long)]
     pub modelled: bool,
+    #[command(flatten)]
+    pub exact: crate::exact::ExactArgs,
 }
 
 /// Shift every sample of runs that carry a modelled add-on by it, so tables of the result read
@@ -85,16 +92,57 @@ pub fn to_modelled(files: &mut [results::ResultFile]) -> usize {
     n
 }
 
-/// Render cases in a format; `machine` heads the combined tables. Text tables of runs under
-/// TCG start with [`report::EMULATED_NOTE`].
+/// Render cases in a format; `machine` heads the combined tables. Text tables of timed runs
+/// under TCG start with [`report::EMULATED_NOTE`]; exact rows follow in tables of their own
+/// ([`render_text`]).
 pub fn render(cases: &[report::Case], machine: &str, f: Format) -> String {
     let f = resolve_auto(cases, f);
-    let tables = render_tables(cases, machine, f);
     match f {
-        Format::Csv | Format::Json | Format::Samples | Format::SamplesJsonl => tables,
-        _ if report::emulated(cases) => format!("{}\n\n{tables}", report::EMULATED_NOTE),
-        _ => tables,
+        Format::Csv | Format::Json | Format::Samples | Format::SamplesJsonl => {
+            render_tables(cases, machine, f)
+        }
+        _ => render_text(cases, machine, f),
     }
+}
+
+/// Text formats, by unit: long kernel row names shortened (with their legend first), the
+/// timed cases in format `f`, then the exact cases' tables (the same in every text format).
+pub fn render_text(cases: &[report::Case], machine: &str, f: Format) -> String {
+    let mut cases = cases.to_vec();
+    let legend = report::legend::shorten_kernel_rows(&mut cases);
+    let (exact, timed): (Vec<report::Case>, Vec<report::Case>) =
+        cases.into_iter().partition(report::Case::is_exact);
+    let mut out = text_preamble(&timed, &exact, legend);
+    if !timed.is_empty() {
+        out.push_str(&render_tables(&timed, machine, f));
+    }
+    if !exact.is_empty() {
+        if !timed.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&report::exact::exact_tables_body(&exact));
+    }
+    out
+}
+
+/// What text output says first: what its numbers are (emulated time, exact instructions),
+/// then the legend of short kernel row names.
+pub fn text_preamble(
+    timed: &[report::Case],
+    exact: &[report::Case],
+    legend: Option<String>,
+) -> String {
+    let mut out = String::new();
+    if report::emulated(timed) {
+        out.push_str(&format!("{}\n\n", report::EMULATED_NOTE));
+    }
+    if !exact.is_empty() {
+        out.push_str(&format!("{}\n\n", report::exact::EXACT_NOTE));
+    }
+    if let Some(l) = legend {
+        out.push_str(&format!("{l}\n"));
+    }
+    out
 }
 
 /// What [`Format::Auto`] renders as: kernel rows read best as the thread's combined table
@@ -126,7 +174,16 @@ pub fn cases_for(
     files: &[results::ResultFile],
     baseline: Option<&str>,
 ) -> anyhow::Result<Vec<report::Case>> {
-    let policy = stats::Policy::default();
+    cases_with(files, baseline, &stats::Policy::default())
+}
+
+/// [`cases_for`] under `policy` (e.g. the exact rows' `--exact-tolerance`).
+pub fn cases_with(
+    files: &[results::ResultFile],
+    baseline: Option<&str>,
+    policy: &stats::Policy,
+) -> anyhow::Result<Vec<report::Case>> {
+    let policy = *policy;
     let Some(kernel) = baseline.filter(|b| names_kernel(files, b)) else {
         return select::cases(files, baseline, &policy);
     };
@@ -140,7 +197,7 @@ pub fn cases_for(
     Ok(out)
 }
 
-fn render_tables(cases: &[report::Case], machine: &str, f: Format) -> String {
+pub(crate) fn render_tables(cases: &[report::Case], machine: &str, f: Format) -> String {
     match f {
         // Resolved by `render`.
         Format::Auto => report::thread_tables(cases),
@@ -221,9 +278,18 @@ pub fn run(a: &TableArgs) -> anyhow::Result<ExitCode> {
         print!("{out}");
         return Ok(ExitCode::SUCCESS);
     }
-    select::check_mix(&files, a.allow_mixed)?;
+    // Results of several lab devices are one table with a row per device: their machines and
+    // CPUs differ by design; everything else must still match.
+    let devices = select::lab_devices(&files);
+    select::check_mix(&files, a.allow_mixed || devices.is_some())?;
     // Labels merged into one table must have run alike (sched, mem, CPU model, privileges).
-    let mixed = crate::conditions::mixed_labels(&files);
+    let mut mixed = crate::conditions::mixed_labels(&files);
+    if devices.is_some() {
+        for (_, _, m) in &mut mixed {
+            m.retain(|x| x.field != "machine" && x.field != "cpu model");
+        }
+        mixed.retain(|(_, _, m)| !m.is_empty());
+    }
     if let Some((first, other, m)) = mixed.first()
         && !a.allow_mixed
     {
@@ -251,7 +317,13 @@ pub fn run(a: &TableArgs) -> anyhow::Result<ExitCode> {
             Some((sim, revs))
         }
     };
-    let cases = cases_for(&files, a.baseline.as_deref())?;
+    let mut cases = cases_with(&files, a.baseline.as_deref(), &a.exact.stats_policy()?)?;
+    // Rows of different files are different sessions: judged with the machine's noise.
+    let cross = crate::cross_file::Cross {
+        results_dir: results_dir.clone(),
+        allow_busy: a.allow_busy,
+    };
+    let across = crate::cross_file::judge_cases(&cross, &files, &mut cases, stats::DEFAULT_NOISE)?;
     for (first, other, m) in &mixed {
         let line = crate::conditions::banner(&format!("'{first}'"), &format!("'{other}'"), m);
         // Exports stay parseable: the banner goes to stderr there.
@@ -259,6 +331,15 @@ pub fn run(a: &TableArgs) -> anyhow::Result<ExitCode> {
             Format::Csv | Format::Json => eprintln!("{line}"),
             _ => println!("{line}\n"),
         }
+    }
+    if let Some(d) = &devices
+        && !matches!(resolve_auto(&cases, a.format), Format::Csv | Format::Json)
+    {
+        println!(
+            "rows are LAVA devices ({}): each ran on its own hardware, so a change compares \
+             devices, not kernels\n",
+            d.join(", ")
+        );
     }
     let machine = files
         .iter()
@@ -268,6 +349,12 @@ pub fn run(a: &TableArgs) -> anyhow::Result<ExitCode> {
         .collect::<Vec<_>>()
         .join("+");
     print!("{}", render(&cases, &machine, a.format));
+    if let Some(notes) = across {
+        match resolve_auto(&cases, a.format) {
+            Format::Csv | Format::Json => eprint!("{notes}"),
+            _ => print!("\n{notes}"),
+        }
+    }
     if let Some((sim, revs)) = model_part {
         println!(
             "\nTool change, not a kernel regression: the model's rows below differ by tool revision only"
@@ -276,8 +363,13 @@ pub fn run(a: &TableArgs) -> anyhow::Result<ExitCode> {
             println!("  {r}");
         }
         println!();
-        let sim_cases = cases_for(&sim, a.baseline.as_deref())?;
+        let mut sim_cases = cases_for(&sim, a.baseline.as_deref())?;
+        let across =
+            crate::cross_file::judge_cases(&cross, &sim, &mut sim_cases, stats::DEFAULT_NOISE)?;
         print!("{}", render(&sim_cases, &machine, a.format));
+        if let Some(notes) = across {
+            print!("\n{notes}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -468,10 +560,15 @@ mod kernel_tests {
             t.contains("|  order-0 (pte-map)  |  order-9 (pte-map)  | order-4 (64K mTHP)  |"),
             "{t}"
         );
+        // Long releases get short row names and a legend.
         assert!(
-            t.contains(&format!("| {K61} (tcg)       |     0.0% |")),
+            t.contains(&format!(
+                "kernels (short row names):\n  6.1.0-50       = {K61} (tcg)\n  6.12.107+deb13 = {K612} (tcg)\n"
+            )),
             "{t}"
         );
+        assert!(t.contains("| 6.1.0-50          |     0.0% |"), "{t}");
+        assert!(t.lines().all(|l| l.chars().count() <= 100), "{t}");
         assert!(t.contains("|   -75.0% |"), "{t}");
         assert!(t.contains("|      n/a |      n/a |"), "{t}");
         // Then the extended table with the verdict.
@@ -484,7 +581,8 @@ mod kernel_tests {
         let cases = cases_for(&[kvm], None).unwrap();
         let t = render(&cases, "vm", Format::Auto);
         assert!(!t.contains("emulated"), "{t}");
-        assert!(t.contains(&format!("| {K612} (kvm) |")), "{t}");
+        assert!(t.contains("| 6.12.107+deb13    |"), "{t}");
+        assert!(t.contains(&format!("6.12.107+deb13 = {K612} (kvm)")), "{t}");
     }
 
     /// `--format samples`: a header, then one line per timed fork of every run.
@@ -578,8 +676,10 @@ mod kernel_tests {
             format: Format::Auto,
             instrument: None,
             allow_mixed: false,
+            allow_busy: false,
             results: d.path().display().to_string(),
             modelled: false,
+            exact: Default::default(),
         };
         assert_eq!(run(&args(None)).unwrap(), ExitCode::SUCCESS);
         assert_eq!(run(&args(Some(K612))).unwrap(), ExitCode::SUCCESS);
@@ -613,8 +713,10 @@ mod like_with_like_tests {
             format: Format::Auto,
             instrument: None,
             allow_mixed: false,
+            allow_busy: false,
             results: d.display().to_string(),
             modelled: false,
+            exact: Default::default(),
         }
     }
 
@@ -629,6 +731,7 @@ mod like_with_like_tests {
         );
         let allowed = TableArgs {
             allow_mixed: true,
+            allow_busy: false,
             ..a
         };
         assert_eq!(run(&allowed).unwrap(), ExitCode::SUCCESS);

@@ -56,6 +56,54 @@ pub fn git_rev() -> String {
     if dirty { format!("{rev}-dirty") } else { rev }
 }
 
+/// `path` relative to the workspace root when it lies under it (as a user would type it),
+/// else as given.
+pub fn relative_to_root(path: &std::path::Path) -> String {
+    let root = project_root();
+    path.strip_prefix(&root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// A Markdown table of `rows` (the first is the header): columns as wide as their widest cell
+/// (in characters), left-aligned where `left(column)`, else right-aligned.
+pub fn markdown_table(rows: &[Vec<String>], left: impl Fn(usize) -> bool) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut w = vec![0usize; cols];
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let mut s = String::new();
+    for (k, r) in rows.iter().enumerate() {
+        s.push('|');
+        for (i, c) in r.iter().enumerate() {
+            let fill = " ".repeat(w[i] - c.chars().count());
+            if left(i) {
+                s.push_str(&format!(" {c}{fill} |"));
+            } else {
+                s.push_str(&format!(" {fill}{c} |"));
+            }
+        }
+        s.push('\n');
+        if k == 0 {
+            s.push('|');
+            for (i, wd) in w.iter().enumerate() {
+                let dashes = "-".repeat(wd + 1);
+                if left(i) {
+                    s.push_str(&format!(":{dashes}|"));
+                } else {
+                    s.push_str(&format!("{dashes}:|"));
+                }
+            }
+            s.push('\n');
+        }
+    }
+    s
+}
+
 /// The one way a name from outside (a machine or label from a profile, a host name, a result
 /// file's `machine` field) becomes a path component: characters outside `[A-Za-z0-9._+-]`
 /// become `_`, leading dots are dropped (no `..`, no hidden files), at most 64 characters, and

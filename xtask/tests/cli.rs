@@ -228,3 +228,22 @@ fn a_closed_stdout_ends_xtask_quietly() {
     assert_eq!(o.status.signal(), Some(13), "{:?}: {err}", o.status);
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn icount_under_kvm_is_refused_before_any_kernel_is_opened() {
+    // The kernel path does not exist: the flags alone decide.
+    let o = xtask(&[
+        "bench",
+        "--kernel",
+        "/nonexistent/bzImage",
+        "--clock",
+        "icount",
+        "--accel",
+        "kvm",
+    ]);
+    let e = one_line_error(&o);
+    assert!(
+        e.contains("--clock icount") && e.contains("--accel tcg"),
+        "{e}"
+    );
+}

@@ -36,6 +36,7 @@ fn context(layout: RealLayout, euid: u32) -> RealContext {
         },
         pre_report: serde_json::Value::Null,
         guest: None,
+        lab: None,
     }
 }
 
@@ -108,6 +109,52 @@ fn side(dir: &Path, label: &str, kernel: &str, sched: Sched, rev: &str, real_x: 
     f.save_new(&p).unwrap();
 }
 
+/// The machine's between-session noise as `cargo xtask noise` stores it: three sessions of
+/// each of A's variants (on kernel 6.1.0), their means 1% apart (log sd 0.01).
+fn noise(dir: &Path) {
+    let real = |layout: &str| {
+        serde_json::json!({"instrument": "real", "arch": "x86_64", "kernel": "6.1.0",
+            "layout": layout, "mem_bytes": 64u64 << 20, "mode": "steady", "sched": "fifo"})
+    };
+    let sim = |strategy: &str| {
+        serde_json::json!({"instrument": "sim", "arch": "x86_64", "strategy": strategy,
+            "order": 9, "mem_bytes": 64u64 << 20, "mode": "fresh"})
+    };
+    let variants: Vec<serde_json::Value> = [
+        (real("order0"), 14e6),
+        (real("pte-order9"), 9e6),
+        (sim("mm-unstable"), 10e6),
+        (sim("upstream"), 6e6),
+    ]
+    .into_iter()
+    .map(|(variant, ns)| {
+        let sessions: Vec<serde_json::Value> = [-0.01f64, 0.0, 0.01]
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                serde_json::json!({"session": i, "runs": 3, "mean_ns": ns * o.exp(),
+                    "std_ns": ns * 0.004})
+            })
+            .collect();
+        serde_json::json!({"variant": variant, "sessions": sessions})
+    })
+    .collect();
+    let sessions: Vec<serde_json::Value> = (0..3)
+        .map(|i| {
+            serde_json::json!({"source": format!("noise session {} of 3", i + 1),
+                "created_utc": format!("2025-12-31T0{i}:00:00Z"), "seed": i,
+                "git_rev": "r0", "busy": false})
+        })
+        .collect();
+    let file = serde_json::json!({"kind": "forkbench-noise", "schema": 1, "machine": "box",
+        "kernel": "6.1.0", "git_rev": "r0", "tool_version": "0.1.0",
+        "created_utc": "2025-12-31T03:00:00Z", "profile": "ci", "quick": false,
+        "gap_secs": 600, "sessions": sessions, "variants": variants});
+    let p = dir.join("box/noise/noise-20251231T030000Z-6.1.0.json");
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, file.to_string()).unwrap();
+}
+
 fn out(o: &Output) -> (Option<i32>, String, String) {
     (
         o.status.code(),
@@ -150,14 +197,38 @@ fn a_b_runs_of_two_kernels_compare_like_with_like() {
     assert_eq!(stdout.matches("| real:x86_64:fork:").count(), 2, "{stdout}");
 
     // B alike (fifo), same tool revision: only the real-fork rows; the model is left out.
+    // Two files are two sessions: without the machine's noise, no verdict.
     side(d.path(), "B", "6.12.0", Sched::Fifo, "r1", 0.75, 1.5);
     let (code, stdout, err) = out(&xtask(&["compare", "A", "B", "--results", &results]));
     assert_eq!(code, Some(0), "{stdout}{err}");
     assert!(
+        stdout.contains("0 faster, 0 slower, 0 same, 2 unknown"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout
+            .matches("| unknown (between-session noise not measured here: cargo xtask noise) |")
+            .count(),
+        2,
+        "{stdout}"
+    );
+    // With it (measured on kernel A), a 25% change still shows.
+    noise(d.path());
+    let (code, stdout, err) = out(&xtask(&["compare", "A", "B", "--results", &results]));
+    assert_eq!(code, Some(0), "{stdout}{err}");
+    assert!(
         stdout.starts_with(
-            "B (B) against A (A), threshold 1.0% (the default noise threshold):\n\
-             kernel comparison (6.1.0 vs 6.12.0): real-fork rows only\n"
+            "B (B) against A (A), threshold 1.0% (the default noise threshold; across files, \
+             at least each row's measured noise):\n\
+             kernel comparison (6.1.0 vs 6.12.0): real-fork rows only\n\
+             cross-file comparison: each result file is one session; verdicts include the \
+             machine's between-session noise\n\
+             noise: "
         ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("(measured 2025-12-31T03:00:00Z on kernel 6.1.0, git r0, 3 sessions: 3 run 600 s apart, 0 result files)"),
         "{stdout}"
     );
     assert!(
@@ -186,5 +257,8 @@ fn a_b_runs_of_two_kernels_compare_like_with_like() {
         tool.contains("\n  A: git r1, tool 0.1.0\n  B: git r2, tool 0.1.0\n"),
         "{tool}"
     );
-    assert!(tool.contains("tool change beyond 1.0%"), "{tool}");
+    assert!(
+        tool.contains("tool change beyond the noise threshold"),
+        "{tool}"
+    );
 }

@@ -185,6 +185,7 @@ pub fn run(a: &BisectArgs, workspace: &Path) -> Result<Report, CliError> {
         exact: a.exact || metric.as_ref().is_some_and(Metric::exact),
         higher_is_better: a.higher_is_better,
         threshold_pct: a.threshold,
+        ..Config::default()
     };
     eprintln!(
         "bisecting {} revisions ({} .. {}), {}",
@@ -312,11 +313,7 @@ pub fn render(r: &Report, what: &str) -> String {
         } else {
             format!("[{:.6e}, {:.6e}]", t.ci.0, t.ci.1)
         };
-        let d = match t.decision {
-            Decision::Good => "good".to_string(),
-            Decision::Bad => "bad".to_string(),
-            Decision::Unknown => format!("skip ({})", t.note.as_deref().unwrap_or("unknown")),
-        };
+        let d = t.verdict();
         // A revision skipped before its first sample has no mean.
         let mean = if t.samples.is_empty() || t.mean.is_nan() {
             "-".to_string()
@@ -331,9 +328,16 @@ pub fn render(r: &Report, what: &str) -> String {
             t.samples.len(),
             mean,
             ci,
-            d
+            d.replace('|', "/")
         ));
     }
+    s.push_str(&render_outcome(r));
+    s
+}
+
+/// The answer under a bisection's table: the first bad commit, or the candidates.
+pub fn render_outcome(r: &Report) -> String {
+    let mut s = String::new();
     match &r.outcome {
         Outcome::Found { index } => {
             let rev = &r.revs[*index];

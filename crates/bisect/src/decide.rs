@@ -9,11 +9,17 @@
 //! bad endpoint is still bad). A deterministic metric
 //! is compared exactly: equal to good is good, anything else is bad.
 //!
+//! An **exact** measurement (instructions per fork counted by an icount guest: the same kernel
+//! gives the same count, whatever the host's load) is decided by [`decide_exact`]: within the
+//! exact threshold of one endpoint and not of the other, it is like that one; beyond the
+//! threshold of both it is a *partial* change, decided by the midpoint and marked as such.
+//!
 //! Timings on a shared host have one-sided noise: a neighbour on the physical core slows a whole
 //! stretch of seconds by a fixed factor (about 1.45x for a guest's fork loop on the CI VMs),
 //! never speeds it up. With [`Policy::set_aside_slow`] a minority of runs far above their
 //! revision's median are set aside before any test ([`split_slow`]); the logs keep them.
 
+use contract::SampleUnit;
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};
 use stats::{Summary, welch};
@@ -96,6 +102,129 @@ pub fn split_slow(xs: &[f64]) -> (Vec<f64>, Vec<f64>) {
         return keep_all();
     }
     xs.iter().partition(|&&x| x <= limit)
+}
+
+/// The change between two exact counts that is a difference, in percent (`--exact-threshold`).
+pub const DEFAULT_EXACT_THRESHOLD_PCT: f64 = 0.5;
+
+/// The relative change from `from` to `to` in percent; from a zero it is 0 when `to` is zero
+/// too, else infinite (any change is past any threshold), never NaN.
+pub fn change_pct(from: f64, to: f64) -> f64 {
+    if from == 0.0 {
+        if to == 0.0 {
+            0.0
+        } else {
+            f64::INFINITY.copysign(to)
+        }
+    } else {
+        (to / from - 1.0) * 100.0
+    }
+}
+
+/// Whether exact counts `reference` and `value` are the same: `value` within `threshold_pct`
+/// of `reference`. The one agreement rule of exact mode (to be the workspace's shared one).
+pub fn exact_same(reference: f64, value: f64, threshold_pct: f64) -> bool {
+    change_pct(reference, value).abs() <= threshold_pct
+}
+
+/// The statistic of one exact run: the median of its forks' counts (ties and the odd
+/// interrupt that lands inside a fork move it least).
+pub fn exact_statistic(counts: &[f64]) -> Option<f64> {
+    stats::median(counts)
+}
+
+/// Where an exact count lies relative to the endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExactPlace {
+    /// Within the threshold of good only.
+    LikeGood,
+    /// Within the threshold of bad only.
+    LikeBad,
+    /// Beyond the threshold of both, between them: part of the change is in.
+    Partial,
+    /// Beyond the threshold of both, past good (away from bad).
+    BeyondGood,
+    /// Beyond the threshold of both, past bad (the change and more).
+    BeyondBad,
+}
+
+impl ExactPlace {
+    /// Whether the count is like neither endpoint (the decision came from the midpoint).
+    pub fn by_midpoint(self) -> bool {
+        !matches!(self, ExactPlace::LikeGood | ExactPlace::LikeBad)
+    }
+}
+
+/// The facts behind an exact decision.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ExactEvidence {
+    /// Change from good's count to this one, percent.
+    pub vs_good_pct: f64,
+    /// Change from bad's count to this one, percent.
+    pub vs_bad_pct: f64,
+    /// (value - good) / (bad - good): 0 = good's count, 1 = bad's.
+    pub position: f64,
+    pub place: ExactPlace,
+}
+
+/// Decide an exact count `value` against the endpoints' counts, which differ beyond
+/// `threshold_pct` (the search refuses endpoints that do not). Like one endpoint and not the
+/// other: that one. Like neither: the side of the midpoint between them decides (a partial
+/// change at the midpoint itself counts as bad), and [`ExactPlace`] says it was so.
+pub fn decide_exact(
+    good: f64,
+    bad: f64,
+    value: f64,
+    threshold_pct: f64,
+) -> (Decision, ExactEvidence) {
+    let position = (value - good) / (bad - good);
+    let (like_good, like_bad) = (
+        exact_same(good, value, threshold_pct),
+        exact_same(bad, value, threshold_pct),
+    );
+    let place = match (like_good, like_bad) {
+        (true, false) => ExactPlace::LikeGood,
+        (false, true) => ExactPlace::LikeBad,
+        // Like both cannot happen with endpoints apart; the midpoint settles it if it does.
+        _ if position < 0.0 => ExactPlace::BeyondGood,
+        _ if position > 1.0 => ExactPlace::BeyondBad,
+        _ => ExactPlace::Partial,
+    };
+    let decision = match place {
+        ExactPlace::LikeGood | ExactPlace::BeyondGood => Decision::Good,
+        ExactPlace::LikeBad | ExactPlace::BeyondBad => Decision::Bad,
+        ExactPlace::Partial if position < 0.5 => Decision::Good,
+        ExactPlace::Partial => Decision::Bad,
+    };
+    let evidence = ExactEvidence {
+        vs_good_pct: change_pct(good, value),
+        vs_bad_pct: change_pct(bad, value),
+        position,
+        place,
+    };
+    (decision, evidence)
+}
+
+/// A per-fork value with its unit: `3.409 M instr` or `19.80 ms`.
+pub fn fmt_value(x: f64, unit: SampleUnit) -> String {
+    match unit {
+        SampleUnit::Nanoseconds => contract::fmt_ns(x),
+        SampleUnit::Instructions => {
+            let a = x.abs();
+            if !x.is_finite() {
+                format!("{x} instr")
+            } else if a >= 1e9 {
+                format!("{:.3} G instr", x / 1e9)
+            } else if a >= 1e6 {
+                format!("{:.3} M instr", x / 1e6)
+            } else if a >= 1e4 {
+                format!("{:.1} k instr", x / 1e3)
+            } else {
+                format!("{x:.0} instr")
+            }
+        }
+    }
 }
 
 /// The evidence behind a decision.
@@ -478,6 +607,63 @@ mod tests {
         assert_eq!(screening.set_aside(&CI_PROBE).len(), 3);
         assert!(strict.set_aside(&CI_PROBE).is_empty());
         assert_eq!(strict.kept(&CI_PROBE), CI_PROBE.to_vec());
+    }
+
+    #[test]
+    fn exact_counts_are_like_one_endpoint_partial_or_beyond() {
+        // Measured: 512 MiB pte-order9 under icount, sched fifo, median of 10 forks, Debian
+        // 6.12 (good) and 6.1 (bad), x86_64.
+        let (good, bad, t) = (13_175_815.0, 17_110_302.0, DEFAULT_EXACT_THRESHOLD_PCT);
+        let d = |v: f64| decide_exact(good, bad, v, t);
+        // Other boots of each endpoint's kernel: up to 0.15% off.
+        assert_eq!(d(13_165_522.0).0, Decision::Good);
+        assert_eq!(d(13_165_522.0).1.place, ExactPlace::LikeGood);
+        assert_eq!(d(17_131_094.0).0, Decision::Bad);
+        assert_eq!(d(17_131_094.0).1.place, ExactPlace::LikeBad);
+        // Exactly at the threshold is still the same; just past it is not.
+        assert_eq!(d(good * 1.005).1.place, ExactPlace::LikeGood);
+        assert_eq!(d(good * 1.0051).1.place, ExactPlace::Partial);
+        assert_eq!(d(good * 1.0051).0, Decision::Good);
+        // A partial change decides by the midpoint, and says so.
+        let (dec, ev) = d(16_000_000.0);
+        assert_eq!((dec, ev.place), (Decision::Bad, ExactPlace::Partial));
+        assert!(
+            ev.place.by_midpoint() && (ev.position - 0.7178).abs() < 0.001,
+            "{ev:?}"
+        );
+        assert_eq!(d((good + bad) / 2.0).0, Decision::Bad);
+        // Past either endpoint: that side, marked.
+        assert_eq!(d(12_000_000.0).1.place, ExactPlace::BeyondGood);
+        assert_eq!(d(12_000_000.0).0, Decision::Good);
+        assert_eq!(d(18_000_000.0).1.place, ExactPlace::BeyondBad);
+        assert_eq!(d(18_000_000.0).0, Decision::Bad);
+        // A speed-up is decided the same way (bad lower than good).
+        assert_eq!(decide_exact(bad, good, 13_170_000.0, t).0, Decision::Bad);
+        assert_eq!(decide_exact(bad, good, 17_100_000.0, t).0, Decision::Good);
+        let ev = d(13_165_522.0).1;
+        assert!((ev.vs_good_pct + 0.0781).abs() < 0.001, "{ev:?}");
+        assert!((ev.vs_bad_pct + 23.055).abs() < 0.01, "{ev:?}");
+    }
+
+    #[test]
+    fn exact_values_agree_within_the_threshold_and_print_their_unit() {
+        assert!(exact_same(1_812_000.0, 1_815_000.0, 0.5));
+        assert!(!exact_same(1_812_000.0, 1_825_000.0, 0.5));
+        assert!(exact_same(0.0, 0.0, 0.0) && !exact_same(0.0, 1.0, 50.0));
+        assert_eq!(exact_statistic(&[5.0, 1.0, 9.0, 7.0, 3.0]), Some(5.0));
+        assert_eq!(exact_statistic(&[]), None);
+        assert_eq!(
+            fmt_value(1_812_345.0, SampleUnit::Instructions),
+            "1.812 M instr"
+        );
+        assert_eq!(
+            fmt_value(65_432.0, SampleUnit::Instructions),
+            "65.4 k instr"
+        );
+        assert_eq!(
+            fmt_value(19_800_000.0, SampleUnit::Nanoseconds),
+            "19.800 ms"
+        );
     }
 
     #[test]

@@ -1,41 +1,43 @@
 //! Kernel mode (`cargo xtask bisect --kernel-tree DIR`): each revision of a kernel tree is
 //! built in one worktree that moves from revision to revision (so `make` and `ccache` rebuild
-//! only what changed), its image booted in a QEMU guest whose `/init` is the static forkbench
-//! (one boot per measurement), and the fork time of one layout measured inside.
+//! only what changed; see [`crate::kernel_build`]), its image booted in a QEMU guest whose
+//! `/init` is the static forkbench (one boot per measurement), and the forks of one layout
+//! measured inside, under `SCHED_FIFO` so that the new child cannot preempt its parent inside
+//! the timed fork() (on one vCPU, 6.12's scheduler lets it, and the sample then holds the
+//! child's whole exit).
 //!
-//! Build: `--build-cmd CMD` runs `sh -c CMD` in the worktree and boots the path printed on the
-//! last non-empty line of its stdout; otherwise [`DefaultBuild`]: `tinyconfig`, the shipped
-//! fragment (plus `--config-fragment`) merged with `scripts/kconfig/merge_config.sh -m`,
-//! `olddefconfig`, then the arch's image target, out of tree in the session's build directory.
+//! Two kinds of measurement ([`Measurement`]):
+//! - **exact** (an icount guest under TCG): a boot's forks are instruction counts; one boot per
+//!   revision, its forks handed to the search, which decides by their median;
+//! - **timed** (KVM, or TCG with `--clock wall`): a boot gives one sample, its fastest fork
+//!   (whatever a busy host adds only makes a fork slower), decided statistically over boots.
+//!
 //! A failed build, an image that is not a kernel, a kernel that does not boot and a step that
-//! fails inside the guest each skip the revision (exit-125 semantics) with their last lines.
-//! One boot gives one sample, the fastest of its forks. Every build and boot is timed and logged. Ctrl-C kills the build's process group and QEMU.
+//! fails inside the guest each skip the revision (exit-125 semantics) with their last lines; a
+//! guest kernel that crashes (panic, oops) is a [`MeasureError::Crashed`]: a skip for a probe,
+//! another boot for an endpoint. Every build and boot is timed and logged. Ctrl-C kills the
+//! build's process group and QEMU.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use contract::{Arch, RealLayout, RealOpts, RunnerLine, Size};
+use contract::{Arch, Clock, RealLayout, RealOpts, RunnerLine, SampleUnit, Sched, Size};
 use guest::image::KernelImage;
 use guest::plan::{GuestPlan, GuestStep};
-use guest::qemu::{AccelChoice, Guest, GuestConfig, GuestError, GuestEvent};
+use guest::qemu::{AccelChoice, ClockChoice, Guest, GuestConfig, GuestError, GuestEvent};
 use serde::Serialize;
 
-use crate::decide::Decision;
+use crate::decide::{ExactPlace, exact_statistic, fmt_value};
 use crate::git::Worktrees;
+use crate::kernel_build::{Build, build_in};
 use crate::search::{Measure, MeasureError, Rev, SearchEvent};
 
-/// The config fragment shipped with forkbench, merged onto `tinyconfig`.
-pub const SHIPPED_FRAGMENT: &str = include_str!("../kernel/forkbench.config");
 /// Guest RAM added to the launcher's estimate for the measured step.
 pub const GUEST_HEADROOM: u64 = 512 << 20;
-/// Console or build-output lines kept with a failure.
-const TAIL_LINES: usize = 8;
 
 /// Kernel-mode arguments of `cargo xtask bisect` (flattened into [`crate::cli::BisectArgs`]).
 #[derive(Args, Debug, Clone, Default)]
@@ -60,6 +62,14 @@ pub struct KernelArgs {
     /// Kernel mode: accelerator for the guests: auto, kvm or tcg
     #[arg(long)]
     pub accel: Option<AccelChoice>,
+    /// Kernel mode: the guests' clock: auto (exact instruction counts under TCG, time under
+    /// KVM), icount (exact; TCG only) or wall (timed, decided statistically)
+    #[arg(long)]
+    pub clock: Option<ClockChoice>,
+    /// Kernel mode, exact measurements: the change in instructions per fork that is a
+    /// difference, in percent [default: 0.5]
+    #[arg(long)]
+    pub exact_threshold: Option<f64>,
     /// Kernel mode: parallel jobs of the default build [default: the CPUs available]
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -80,6 +90,8 @@ impl KernelArgs {
             ("--build-cmd", self.build_cmd.is_some()),
             ("--config-fragment", self.config_fragment.is_some()),
             ("--accel", self.accel.is_some()),
+            ("--clock", self.clock.is_some()),
+            ("--exact-threshold", self.exact_threshold.is_some()),
             ("--jobs", self.jobs.is_some()),
             ("--boot-timeout", self.boot_timeout.is_some()),
         ]
@@ -89,167 +101,59 @@ impl KernelArgs {
     }
 }
 
-/// The default build of one arch: commands run in the worktree, and the image they leave.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DefaultBuild {
-    pub arch: Arch,
-    /// The arch of the machine building (a different guest arch cross-compiles).
-    pub host: Arch,
-    pub jobs: usize,
-    /// Compile through `ccache`.
-    pub ccache: bool,
-    /// Out-of-tree build directory (`make O=`), shared by every revision.
-    pub out_dir: PathBuf,
-    /// Fragments merged onto tinyconfig, in order.
-    pub fragments: Vec<PathBuf>,
+/// How the guests measure, chosen before the first boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measurement {
+    /// QEMU icount under TCG: forks counted in instructions, one boot per revision.
+    Exact,
+    /// A clock (KVM, or TCG with `--clock wall`): forks timed, several boots per revision.
+    Timed,
 }
 
-impl DefaultBuild {
-    fn make_vars(&self) -> Vec<String> {
-        let (arch, cross) = match self.arch {
-            Arch::X86_64 => ("x86_64", "x86_64-linux-gnu-"),
-            Arch::Arm64 => ("arm64", "aarch64-linux-gnu-"),
-        };
-        let mut v = vec![format!("ARCH={arch}")];
-        let cross = if self.arch == self.host { "" } else { cross };
-        if !cross.is_empty() {
-            v.push(format!("CROSS_COMPILE={cross}"));
-        }
-        if self.ccache {
-            v.push(format!("CC=ccache {cross}gcc"));
-        }
-        v.push(format!("O={}", self.out_dir.display()));
-        v
-    }
-
-    /// The image target of the arch.
-    pub fn target(&self) -> &'static str {
-        match self.arch {
-            Arch::X86_64 => "bzImage",
-            Arch::Arm64 => "Image",
-        }
-    }
-
-    /// Every command, as argv, run in order in the worktree.
-    pub fn commands(&self) -> Vec<Vec<String>> {
-        let make = |extra: &[String]| {
-            let mut c = vec!["make".to_string()];
-            c.extend(self.make_vars());
-            c.extend(extra.iter().cloned());
-            c
-        };
-        let mut merge = vec![
-            "sh".to_string(),
-            "scripts/kconfig/merge_config.sh".into(),
-            "-m".into(),
-            "-O".into(),
-            self.out_dir.display().to_string(),
-            self.out_dir.join(".config").display().to_string(),
-        ];
-        merge.extend(self.fragments.iter().map(|f| f.display().to_string()));
-        vec![
-            make(&["tinyconfig".into()]),
-            merge,
-            make(&["olddefconfig".into()]),
-            make(&[format!("-j{}", self.jobs), self.target().into()]),
-        ]
-    }
-
-    /// Where the image lands.
-    pub fn image(&self) -> PathBuf {
-        let arch_dir = match self.arch {
-            Arch::X86_64 => "x86",
-            Arch::Arm64 => "arm64",
-        };
-        self.out_dir
-            .join("arch")
-            .join(arch_dir)
-            .join("boot")
-            .join(self.target())
-    }
-}
-
-/// How each revision is built.
-#[derive(Debug, Clone)]
-pub enum Build {
-    /// `sh -c CMD`; the last non-empty stdout line is the image.
-    Command(String),
-    Default(DefaultBuild),
-}
-
-/// The last non-empty line of `stdout`: the image path of a `--build-cmd`.
-pub fn image_line(stdout: &str) -> Option<&str> {
-    stdout.lines().map(str::trim).rfind(|l| !l.is_empty())
-}
-
-/// The last `n` non-empty lines of `text`, joined with " | ".
-pub fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(n)..].join(" | ")
-}
-
-/// A finished child process.
-struct Finished {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-/// Run `cmd` in its own process group with its output captured, killing the group if
-/// `cancelled` is set meanwhile (`None` then).
-fn run_cancellable(
-    mut cmd: Command,
-    cancelled: &AtomicBool,
-) -> Result<Option<Finished>, std::io::Error> {
-    use std::os::unix::process::CommandExt;
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut child = cmd.spawn()?;
-    let reader = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
+impl Measurement {
+    /// What `clock` and `accel` give for guests of `arch`: `None` when only a boot can tell
+    /// (`auto` under `auto` where KVM could run the guests, [`guest::qemu::kvm_possible`]: a
+    /// nested KVM can open `/dev/kvm` and still fail on its first instructions; see
+    /// [`KernelMeasure::settle_accel`]). `Err` names a combination that cannot be.
+    pub fn choose(
+        clock: ClockChoice,
+        accel: AccelChoice,
+        arch: Arch,
+    ) -> Result<Option<Self>, String> {
+        Ok(match (clock, accel) {
+            (ClockChoice::Icount, AccelChoice::Kvm) => {
+                return Err(
+                    "--clock icount needs --accel tcg (or auto): KVM runs at hardware speed".into(),
+                );
             }
-            String::from_utf8_lossy(&buf).into_owned()
+            (ClockChoice::Icount, _) | (ClockChoice::Auto, AccelChoice::Tcg) => {
+                Some(Measurement::Exact)
+            }
+            (ClockChoice::Wall, _) | (ClockChoice::Auto, AccelChoice::Kvm) => {
+                Some(Measurement::Timed)
+            }
+            (ClockChoice::Auto, AccelChoice::Auto) => match guest::qemu::kvm_possible(arch) {
+                Ok(()) => None,
+                Err(_) => Some(Measurement::Exact),
+            },
         })
-    };
-    let out = reader(
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let err = reader(
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break Some(st);
+    }
+
+    /// The guests' clock.
+    pub fn clock(self) -> ClockChoice {
+        match self {
+            Measurement::Exact => ClockChoice::Icount,
+            Measurement::Timed => ClockChoice::Wall,
         }
-        if cancelled.load(Ordering::SeqCst) {
-            let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
-            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-            let _ = child.wait();
-            break None;
+    }
+
+    /// What a sample counts.
+    pub fn unit(self) -> SampleUnit {
+        match self {
+            Measurement::Exact => SampleUnit::Instructions,
+            Measurement::Timed => SampleUnit::Nanoseconds,
         }
-        // Polled, so that a Ctrl-C reaches a build in its own process group.
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let (stdout, stderr) = (
-        out.join().unwrap_or_default(),
-        err.join().unwrap_or_default(),
-    );
-    Ok(status.map(|status| Finished {
-        status,
-        stdout,
-        stderr,
-    }))
+    }
 }
 
 /// One build or boot, as logged.
@@ -265,20 +169,47 @@ pub struct StepLog {
     /// Boot: QEMU start to the guest's power-off (boot, populate, forks, exit).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wall_ms: Option<u64>,
-    /// Fork-time samples in ns (boots).
+    /// Boot: what `forks` count, `instr` (icount) or `ns`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<&'static str>,
+    /// Boot: every timed fork, in `unit`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub samples: Vec<f64>,
-    /// Every fork's time in ns (boots): the sample is the fastest.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub forks_ns: Vec<u64>,
+    pub forks: Vec<u64>,
+    /// Boot: its value, in `unit`: the median fork (exact) or the fastest (timed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub release: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accel: Option<String>,
+    /// Boot: the guest crashed (panic, oops); `error` says how.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub crashed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl StepLog {
+    fn new(rev: &Rev, step: &'static str) -> Self {
+        StepLog {
+            rev: rev.hash.clone(),
+            subject: rev.subject.clone(),
+            step,
+            ok: false,
+            ms: 0,
+            wall_ms: None,
+            unit: None,
+            forks: Vec::new(),
+            value: None,
+            image: None,
+            release: None,
+            accel: None,
+            crashed: false,
+            error: None,
+        }
+    }
 }
 
 /// How a revision's kernel is measured.
@@ -289,23 +220,41 @@ pub struct GuestSetup {
     pub mem: Size,
     pub iters: u32,
     pub accel: AccelChoice,
+    pub measurement: Measurement,
     pub payload: PathBuf,
     pub boot_timeout: Option<Duration>,
 }
 
 impl GuestSetup {
-    /// The one guest step: one run of `iters` forks (after a warm-up fork), pinned to the
-    /// last vCPU. Its sample is the fastest fork: under emulation a fork's time is its code
-    /// path plus whatever the busy host adds (QEMU preempted), and the least of 20 sheds that.
-    pub fn opts(&self, vcpus: u32) -> RealOpts {
+    /// The one guest step: one run of `iters` forks after a warm-up fork, `SCHED_FIFO` (see
+    /// the module docs), pinned by the plan to the guest's last CPU.
+    pub fn opts(&self) -> RealOpts {
         RealOpts {
             mem: self.mem,
             iters: self.iters,
             runs: 1,
             warmup: 1,
-            cpu: Some(vcpus.saturating_sub(1) as usize),
+            sched: Sched::Fifo,
             ..RealOpts::new(self.layout)
         }
+    }
+
+    /// One boot's guest configuration for `image`: one vCPU (one emulation thread, so that a
+    /// busy host disturbs a timed measurement least; icount has one anyway).
+    pub fn config(&self, image: &KernelImage) -> GuestConfig {
+        let mut plan = GuestPlan::new(true, vec![GuestStep::Real(self.opts())]);
+        plan.pin_last_cpu = true;
+        let mut cfg = GuestConfig::new(image.clone(), self.payload.clone(), plan);
+        cfg.accel = self.accel;
+        cfg.clock = self.measurement.clock();
+        cfg.vcpus = 1;
+        // Room beyond the launcher's estimate, so that the guest never reclaims while it
+        // measures; QEMU allocates guest RAM lazily, so the headroom costs little.
+        cfg.mem = Size(cfg.mem.bytes() + GUEST_HEADROOM);
+        if let Some(t) = self.boot_timeout {
+            cfg.boot_timeout = t;
+        }
+        cfg
     }
 }
 
@@ -320,6 +269,12 @@ pub struct KernelMeasure<'a> {
     pub log: Vec<StepLog>,
     /// Measurements so far of the revision being measured (for the step lines).
     runs_of: HashMap<String, usize>,
+}
+
+/// What one boot brought back: every fork, in the unit of the guest's clock.
+struct Forks {
+    counts: Vec<u64>,
+    clock: Clock,
 }
 
 impl<'a> KernelMeasure<'a> {
@@ -350,7 +305,7 @@ impl<'a> KernelMeasure<'a> {
 
     /// Build `rev` and copy its image into the session (the build directory's copy is
     /// overwritten by the next revision). `Err(Skip)` with the build's last lines.
-    fn build_rev(&mut self, rev: &Rev) -> Result<(KernelImage, u64), MeasureError> {
+    fn build_rev(&mut self, rev: &Rev) -> Result<KernelImage, MeasureError> {
         self.interrupted()?;
         let dir = self
             .worktrees
@@ -359,79 +314,18 @@ impl<'a> KernelMeasure<'a> {
         let short = &rev.hash[..rev.hash.len().min(12)];
         eprintln!("  building {short} ...");
         let start = Instant::now();
-        let built = match &self.build {
-            Build::Command(cmd) => {
-                let mut c = Command::new("sh");
-                c.arg("-c").arg(cmd).current_dir(&dir);
-                c.env("FORKBENCH_BISECT_REV", &rev.hash)
-                    .env("FORKBENCH_ARCH", self.guest.arch.to_string());
-                self.run_build(c, "--build-cmd")
-                    .and_then(|out| match image_line(&out) {
-                        Some(p) => Ok(dir.join(p)),
-                        None => Err(MeasureError::Skip(
-                            "build failed: the build command printed no image path".into(),
-                        )),
-                    })
-            }
-            Build::Default(d) => {
-                let d = d.clone();
-                let mut r = Ok(d.image());
-                for argv in d.commands() {
-                    let mut c = Command::new(&argv[0]);
-                    c.args(&argv[1..]).current_dir(&dir);
-                    if let Err(e) = self.run_build(c, &format!("`{}`", argv.join(" "))) {
-                        r = Err(e);
-                        break;
-                    }
-                }
-                r
-            }
-        };
+        let built = build_in(
+            &dir,
+            &self.build,
+            &rev.hash,
+            self.guest.arch,
+            &self.cancelled,
+        );
         let ms = start.elapsed().as_millis() as u64;
-        let image = built.and_then(|path| {
-            let copy = self.worktrees.session_dir().join(format!("image-{short}"));
-            KernelImage::open(&path)
-                .map_err(|e| MeasureError::Skip(format!("boot failed: {e}")))?;
-            std::fs::copy(&path, &copy).map_err(|e| {
-                MeasureError::Skip(format!("build gave no image {}: {e}", path.display()))
-            })?;
-            let mut img = KernelImage::open(&copy)
-                .map_err(|e| MeasureError::Skip(format!("boot failed: {e}")))?;
-            if img.arch != self.guest.arch {
-                return Err(MeasureError::Skip(format!(
-                    "boot failed: {} is an {} kernel, the guests are {}",
-                    path.display(),
-                    img.arch,
-                    self.guest.arch
-                )));
-            }
-            // The tree's .config beside arch/ is the kernel's config; copied too, as the
-            // next revision's build overwrites it.
-            img.config = path
-                .ancestors()
-                .nth(4)
-                .map(|root| root.join(".config"))
-                .filter(|c| c.is_file())
-                .and_then(|c| {
-                    let to = self.worktrees.session_dir().join(format!("config-{short}"));
-                    std::fs::copy(&c, &to).ok().map(|_| to)
-                });
-            Ok(img)
-        });
-        let mut entry = StepLog {
-            rev: rev.hash.clone(),
-            subject: rev.subject.clone(),
-            step: "build",
-            ok: image.is_ok(),
-            ms,
-            wall_ms: None,
-            samples: vec![],
-            forks_ns: vec![],
-            image: None,
-            release: None,
-            accel: None,
-            error: None,
-        };
+        let image = built.and_then(|path| self.keep_image(&path, short));
+        let mut entry = StepLog::new(rev, "build");
+        entry.ok = image.is_ok();
+        entry.ms = ms;
         match &image {
             Ok(img) => {
                 entry.image = Some(img.path.clone());
@@ -442,115 +336,172 @@ impl<'a> KernelMeasure<'a> {
                     img.release.as_deref().unwrap_or("(release unknown)")
                 );
             }
-            Err(MeasureError::Skip(why) | MeasureError::Abort(why)) => {
+            Err(
+                MeasureError::Skip(why) | MeasureError::Abort(why) | MeasureError::Crashed(why),
+            ) => {
                 entry.error = Some(why.clone());
                 eprintln!("  {short}: {why} (after {:.1} s)", ms as f64 / 1000.0);
             }
         }
         self.log.push(entry);
-        image.map(|i| (i, ms))
+        image
     }
 
-    /// Run one build command; its stdout on success, else a skip with its last lines.
-    fn run_build(&self, c: Command, what: &str) -> Result<String, MeasureError> {
-        match run_cancellable(c, &self.cancelled) {
-            Err(e) => Err(MeasureError::Abort(format!("cannot run {what}: {e}"))),
-            Ok(None) => Err(MeasureError::Abort("interrupted".into())),
-            Ok(Some(f)) if f.status.success() => Ok(f.stdout),
-            Ok(Some(f)) => {
-                let last = if f.stderr.trim().is_empty() {
-                    tail(&f.stdout, TAIL_LINES)
-                } else {
-                    tail(&f.stderr, TAIL_LINES)
-                };
-                Err(MeasureError::Skip(format!(
-                    "build failed: {what} ({}): {last}",
-                    f.status
-                )))
-            }
+    /// Check the built image at `path` and copy it (and its tree's `.config`) into the session.
+    fn keep_image(&self, path: &std::path::Path, short: &str) -> Result<KernelImage, MeasureError> {
+        let copy = self.worktrees.session_dir().join(format!("image-{short}"));
+        KernelImage::open(path).map_err(|e| MeasureError::Skip(format!("boot failed: {e}")))?;
+        std::fs::copy(path, &copy).map_err(|e| {
+            MeasureError::Skip(format!("build gave no image {}: {e}", path.display()))
+        })?;
+        let mut img = KernelImage::open(&copy)
+            .map_err(|e| MeasureError::Skip(format!("boot failed: {e}")))?;
+        if img.arch != self.guest.arch {
+            return Err(MeasureError::Skip(format!(
+                "boot failed: {} is an {} kernel, the guests are {}",
+                path.display(),
+                img.arch,
+                self.guest.arch
+            )));
+        }
+        // The tree's .config beside arch/ is the kernel's config; copied too, as the next
+        // revision's build overwrites it.
+        img.config = path
+            .ancestors()
+            .nth(4)
+            .map(|root| root.join(".config"))
+            .filter(|c| c.is_file())
+            .and_then(|c| {
+                let to = self.worktrees.session_dir().join(format!("config-{short}"));
+                std::fs::copy(&c, &to).ok().map(|_| to)
+            });
+        Ok(img)
+    }
+
+    /// The image of `rev`, built on first use.
+    fn image_of(&mut self, rev: &Rev) -> Result<KernelImage, MeasureError> {
+        if !self.built.contains_key(&rev.hash) {
+            let r = match self.build_rev(rev) {
+                Ok(img) => Ok(img),
+                Err(MeasureError::Skip(why) | MeasureError::Crashed(why)) => Err(why),
+                Err(abort) => return Err(abort),
+            };
+            self.built.insert(rev.hash.clone(), r);
+        }
+        match &self.built[&rev.hash] {
+            Ok(img) => Ok(img.clone()),
+            Err(why) => Err(MeasureError::Skip(why.clone())),
         }
     }
 
-    /// Boot `image` once and run the measurement: its samples, or a skip with the console
-    /// tail.
+    /// For [`Measurement::choose`]'s `None`: boot `rev`'s kernel (the good endpoint's) with
+    /// `--accel auto`, up to `1 + retries` times while it crashes, and measure from then on as
+    /// that boot ran: timed under KVM, exact under TCG (`auto`'s fallback). The accelerator
+    /// found is kept, so no later boot tries KVM again.
+    pub fn settle_accel(&mut self, rev: &Rev, retries: usize) -> Result<Measurement, MeasureError> {
+        let image = self.image_of(rev)?;
+        let short = &rev.hash[..rev.hash.len().min(12)];
+        let mut attempt = 0;
+        let boot = loop {
+            self.interrupted()?;
+            let mut cfg = self.guest.config(&image);
+            (cfg.accel, cfg.clock) = (AccelChoice::Auto, ClockChoice::Auto);
+            let mut entry = StepLog::new(rev, "accel-probe");
+            entry.image = Some(image.path.clone());
+            let start = Instant::now();
+            let booted = Guest::boot(cfg).map(|g| {
+                let boot = g.boot_info().clone();
+                let _ = g.shutdown();
+                boot
+            });
+            entry.wall_ms = Some(start.elapsed().as_millis() as u64);
+            match booted {
+                Ok(boot) => {
+                    (entry.ok, entry.ms) = (true, boot.boot_ms);
+                    entry.accel = Some(boot.accel.to_string());
+                    self.log.push(entry);
+                    break boot;
+                }
+                Err(e) => {
+                    let why = format!("boot failed: {e}");
+                    eprintln!("  {short}: {why}");
+                    (entry.error, entry.crashed) = (Some(why.clone()), e.is_kernel_crash());
+                    self.log.push(entry);
+                    self.interrupted()?;
+                    if !e.is_kernel_crash() || attempt == retries {
+                        return Err(MeasureError::Skip(why));
+                    }
+                    attempt += 1;
+                }
+            }
+        };
+        let (accel, measurement) = match boot.clock {
+            Clock::Icount => (AccelChoice::Tcg, Measurement::Exact),
+            Clock::Wall => (AccelChoice::Kvm, Measurement::Timed),
+        };
+        eprintln!(
+            "  {short}: the guests run under {} ({}): {} measurements",
+            boot.accel,
+            boot.accel_reason,
+            if measurement == Measurement::Exact {
+                "exact"
+            } else {
+                "timed"
+            }
+        );
+        (self.guest.accel, self.guest.measurement) = (accel, measurement);
+        Ok(measurement)
+    }
+
+    /// Boot `image` once and run the step; every fork, or why not.
+    fn boot_and_fork(&self, image: &KernelImage, entry: &mut StepLog) -> Result<Forks, GuestError> {
+        let mut g = Guest::boot(self.guest.config(image))?;
+        entry.ms = g.boot_ms();
+        entry.release = Some(g.hello().kernel_release.clone());
+        entry.accel = Some(g.accel().0.to_string());
+        let clock = g.boot_info().clock;
+        let mut counts = Vec::new();
+        let mut records = 0;
+        let done = g.run_step(0, &mut |ev| {
+            if let GuestEvent::Line(RunnerLine::Run(r)) = ev {
+                records += 1;
+                counts.extend(&r.samples_ns);
+            }
+        })?;
+        let _ = g.shutdown();
+        if !done.ok {
+            return Err(GuestError::Step(
+                done.error
+                    .unwrap_or_else(|| "the measurement failed in the guest".into()),
+            ));
+        }
+        if records == 0 || counts.is_empty() {
+            return Err(GuestError::Step("the guest sent no run record".into()));
+        }
+        Ok(Forks { counts, clock })
+    }
+
+    /// Boot `image` once and measure: exact, every fork's count (the search takes their
+    /// median); timed, the fastest fork. A skip (or a crash) with the console's last lines.
     fn boot_once(&mut self, rev: &Rev, image: &KernelImage) -> Result<Vec<f64>, MeasureError> {
         self.interrupted()?;
-        // One vCPU: one emulation thread, so a busy host disturbs the measurement least.
-        let vcpus = 1;
-        let plan = GuestPlan::new(true, vec![GuestStep::Real(self.guest.opts(vcpus))]);
-        let mut cfg = GuestConfig::new(image.clone(), self.guest.payload.clone(), plan);
-        cfg.accel = self.guest.accel;
-        cfg.vcpus = vcpus;
-        // Room beyond the launcher's estimate, so that the guest never reclaims while it
-        // measures; QEMU allocates guest RAM lazily, so the headroom costs little.
-        cfg.mem = Size(cfg.mem.bytes() + GUEST_HEADROOM);
-        if let Some(t) = self.guest.boot_timeout {
-            cfg.boot_timeout = t;
-        }
         let start = Instant::now();
-        let mut entry = StepLog {
-            rev: rev.hash.clone(),
-            subject: rev.subject.clone(),
-            step: "boot",
-            ok: false,
-            ms: 0,
-            wall_ms: None,
-            samples: vec![],
-            forks_ns: vec![],
-            image: Some(image.path.clone()),
-            release: None,
-            accel: None,
-            error: None,
-        };
-        let result = (|| -> Result<Vec<f64>, GuestError> {
-            let mut g = Guest::boot(cfg)?;
-            entry.ms = g.boot_ms();
-            entry.release = Some(g.hello().kernel_release.clone());
-            entry.accel = Some(g.accel().0.to_string());
-            let mut samples = Vec::new();
-            let done = g.run_step(0, &mut |ev| {
-                if let GuestEvent::Line(RunnerLine::Run(r)) = ev {
-                    samples.extend(r.samples_ns.iter().min().map(|&x| x as f64));
-                    entry.forks_ns.extend(&r.samples_ns);
-                }
-            })?;
-            let _ = g.shutdown();
-            if !done.ok {
-                return Err(GuestError::Step(
-                    done.error
-                        .unwrap_or_else(|| "the measurement failed in the guest".into()),
-                ));
-            }
-            if samples.is_empty() {
-                return Err(GuestError::Step("the guest sent no run record".into()));
-            }
-            Ok(samples)
-        })();
+        let mut entry = StepLog::new(rev, "boot");
+        entry.image = Some(image.path.clone());
+        let result = self.boot_and_fork(image, &mut entry);
         let wall_ms = start.elapsed().as_millis() as u64;
         entry.wall_ms = Some(wall_ms);
         if entry.ms == 0 {
             entry.ms = wall_ms;
         }
-        let n = self.runs_of.entry(rev.hash.clone()).or_insert(0);
-        *n += 1;
+        let n = {
+            let n = self.runs_of.entry(rev.hash.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
         let short = &rev.hash[..rev.hash.len().min(12)];
         let out = match result {
-            Ok(s) => {
-                eprintln!(
-                    "  {short} run {n}: boot {:.1} s of {:.1} s, fork {} ({}, {})",
-                    entry.ms as f64 / 1000.0,
-                    wall_ms as f64 / 1000.0,
-                    s.iter()
-                        .map(|x| contract::fmt_ns(*x))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    entry.release.as_deref().unwrap_or("?"),
-                    entry.accel.as_deref().unwrap_or("?"),
-                );
-                entry.ok = true;
-                entry.samples = s.clone();
-                Ok(s)
-            }
+            Ok(forks) => self.took(&mut entry, forks, n, short),
             Err(_) if self.cancelled.load(Ordering::SeqCst) => {
                 entry.error = Some("interrupted".into());
                 Err(MeasureError::Abort("interrupted".into()))
@@ -559,28 +510,112 @@ impl<'a> KernelMeasure<'a> {
                 let why = format!("boot or measurement failed: {e}");
                 eprintln!("  {short} run {n}: {why}");
                 entry.error = Some(why.clone());
-                Err(MeasureError::Skip(why))
+                entry.crashed = e.is_kernel_crash();
+                Err(if entry.crashed {
+                    MeasureError::Crashed(why)
+                } else {
+                    MeasureError::Skip(why)
+                })
             }
         };
         self.log.push(entry);
         out
     }
+
+    /// A boot's forks into its log entry and the samples the search gets.
+    fn took(
+        &self,
+        entry: &mut StepLog,
+        forks: Forks,
+        n: usize,
+        short: &str,
+    ) -> Result<Vec<f64>, MeasureError> {
+        let want = self.guest.measurement.unit();
+        let unit = forks.clock.unit();
+        if unit != want {
+            // The clock was asked for explicitly, so this is the tool's own fault.
+            return Err(MeasureError::Abort(format!(
+                "the guest measured in {} where {} were asked for",
+                unit.suffix(),
+                want.suffix()
+            )));
+        }
+        let all: Vec<f64> = forks.counts.iter().map(|&x| x as f64).collect();
+        let (value, samples, what) = match self.guest.measurement {
+            Measurement::Exact => {
+                let median = exact_statistic(&all).unwrap_or(f64::NAN);
+                (median, all, "median")
+            }
+            Measurement::Timed => {
+                let fastest = all.iter().copied().fold(f64::INFINITY, f64::min);
+                (fastest, vec![fastest], "fastest")
+            }
+        };
+        eprintln!(
+            "  {short} run {n}: boot {:.1} s of {:.1} s, {what} fork {} of {} ({}, {}, {})",
+            entry.ms as f64 / 1000.0,
+            entry.wall_ms.unwrap_or(0) as f64 / 1000.0,
+            fmt_value(value, unit),
+            forks.counts.len(),
+            entry.release.as_deref().unwrap_or("?"),
+            entry.accel.as_deref().unwrap_or("?"),
+            forks.clock,
+        );
+        entry.ok = true;
+        entry.unit = Some(unit.suffix());
+        entry.forks = forks.counts;
+        entry.value = Some(value);
+        Ok(samples)
+    }
+
+    /// One line per verdict: the value against the endpoints (exact) or the mean over the
+    /// kept runs (timed).
+    fn say_decided(&self, t: &crate::search::Tested) {
+        let verdict = t.verdict();
+        let short = &t.rev.hash[..t.rev.hash.len().min(12)];
+        let unit = self.guest.measurement.unit();
+        if t.samples.is_empty() {
+            eprintln!("{short} is {verdict}");
+        } else if let (Some(ev), Some(v)) = (t.exact, exact_statistic(&t.samples)) {
+            let partial = match ev.place {
+                ExactPlace::LikeGood | ExactPlace::LikeBad => String::new(),
+                place => format!(
+                    "; {} ({:.0}% of the way from good to bad): decided by the midpoint",
+                    crate::kernel_cli::place_name(place),
+                    ev.position * 100.0
+                ),
+            };
+            eprintln!(
+                "{short} is {verdict}: {}/fork ({:+.2}% vs good, {:+.2}% vs bad{partial})",
+                fmt_value(v, unit),
+                ev.vs_good_pct,
+                ev.vs_bad_pct
+            );
+        } else {
+            let kept = t.samples.len() - t.set_aside.len();
+            let aside = if t.set_aside.is_empty() {
+                String::new()
+            } else {
+                let slow: Vec<String> = t.set_aside.iter().map(|&x| fmt_value(x, unit)).collect();
+                format!(
+                    " ({} slowed run{} set aside: {})",
+                    t.set_aside.len(),
+                    if t.set_aside.len() == 1 { "" } else { "s" },
+                    slow.join(", ")
+                )
+            };
+            eprintln!(
+                "{short} is {verdict}: mean fork {} over {kept} run{}{aside}",
+                fmt_value(t.mean, unit),
+                if kept == 1 { "" } else { "s" }
+            );
+        }
+    }
 }
 
 impl Measure for KernelMeasure<'_> {
     fn measure(&mut self, rev: &Rev) -> Result<Vec<f64>, MeasureError> {
-        if !self.built.contains_key(&rev.hash) {
-            let r = match self.build_rev(rev) {
-                Ok((img, _)) => Ok(img),
-                Err(MeasureError::Skip(why)) => Err(why),
-                Err(abort) => return Err(abort),
-            };
-            self.built.insert(rev.hash.clone(), r);
-        }
-        let image = match &self.built[&rev.hash] {
-            Ok(img) => img.clone(),
-            Err(why) => return Err(MeasureError::Skip(why.clone())),
-        };
+        let image = self.image_of(rev)?;
         self.boot_once(rev, &image)
     }
 
@@ -594,159 +629,83 @@ impl Measure for KernelMeasure<'_> {
                 );
                 eprintln!("[{}] {}", rev.hash, rev.subject);
             }
-            SearchEvent::Decided(t) => {
-                let verdict = match t.decision {
-                    Decision::Good => "good".to_string(),
-                    Decision::Bad => "bad".to_string(),
-                    Decision::Unknown => {
-                        format!("skip ({})", t.note.as_deref().unwrap_or("still unknown"))
-                    }
-                };
-                let short = &t.rev.hash[..t.rev.hash.len().min(12)];
-                if t.samples.is_empty() {
-                    eprintln!("{short} is {verdict}");
-                } else {
-                    let kept = t.samples.len() - t.set_aside.len();
-                    let aside = if t.set_aside.is_empty() {
-                        String::new()
-                    } else {
-                        let slow: Vec<String> =
-                            t.set_aside.iter().map(|&ns| contract::fmt_ns(ns)).collect();
-                        format!(
-                            " ({} slowed run{} set aside: {})",
-                            t.set_aside.len(),
-                            if t.set_aside.len() == 1 { "" } else { "s" },
-                            slow.join(", ")
-                        )
-                    };
-                    eprintln!(
-                        "{short} is {verdict}: mean fork {} over {kept} run{}{aside}",
-                        contract::fmt_ns(t.mean),
-                        if kept == 1 { "" } else { "s" }
-                    );
-                }
+            SearchEvent::Decided(t) => self.say_decided(t),
+            SearchEvent::Retry {
+                rev,
+                which,
+                attempt,
+                reason,
+            } => {
+                eprintln!(
+                    "the {which} endpoint {} crashed ({reason}); booting it again (attempt {attempt})",
+                    &rev.hash[..rev.hash.len().min(12)]
+                );
             }
         }
     }
-}
-
-/// The CPUs this process may use (the default `make -j`).
-pub fn default_jobs() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn build(arch: Arch, host: Arch, ccache: bool) -> DefaultBuild {
-        DefaultBuild {
-            arch,
-            host,
-            jobs: 2,
-            ccache,
-            out_dir: PathBuf::from("/s/build"),
-            fragments: vec![PathBuf::from("/s/forkbench.config")],
-        }
-    }
-
     #[test]
-    fn the_x86_64_default_build_is_tinyconfig_plus_the_fragment_then_bzimage() {
-        let b = build(Arch::X86_64, Arch::X86_64, false);
-        let cmds: Vec<String> = b.commands().iter().map(|c| c.join(" ")).collect();
-        assert_eq!(
-            cmds,
-            [
-                "make ARCH=x86_64 O=/s/build tinyconfig",
-                "sh scripts/kconfig/merge_config.sh -m -O /s/build /s/build/.config /s/forkbench.config",
-                "make ARCH=x86_64 O=/s/build olddefconfig",
-                "make ARCH=x86_64 O=/s/build -j2 bzImage",
-            ]
-        );
-        assert_eq!(b.image(), PathBuf::from("/s/build/arch/x86/boot/bzImage"));
-    }
-
-    #[test]
-    fn arm64_cross_compiles_and_ccache_wraps_the_cross_compiler() {
-        let b = build(Arch::Arm64, Arch::X86_64, true);
-        let cmds = b.commands();
-        assert_eq!(
-            cmds[3],
-            [
-                "make",
-                "ARCH=arm64",
-                "CROSS_COMPILE=aarch64-linux-gnu-",
-                "CC=ccache aarch64-linux-gnu-gcc",
-                "O=/s/build",
-                "-j2",
-                "Image"
-            ]
-        );
-        // Every make sees the same compiler, so the config's compiler checks match the build.
+    fn the_clock_and_accelerator_choose_the_measurement() {
+        let m = |c, a| Measurement::choose(c, a, Arch::X86_64);
+        let exact = Ok(Some(Measurement::Exact));
+        let timed = Ok(Some(Measurement::Timed));
+        assert_eq!(m(ClockChoice::Auto, AccelChoice::Tcg), exact);
+        assert_eq!(m(ClockChoice::Icount, AccelChoice::Auto), exact);
+        assert_eq!(m(ClockChoice::Auto, AccelChoice::Kvm), timed);
+        assert_eq!(m(ClockChoice::Wall, AccelChoice::Tcg), timed);
         assert!(
-            cmds.iter()
-                .filter(|c| c[0] == "make")
-                .all(|c| c.contains(&"CC=ccache aarch64-linux-gnu-gcc".to_string()))
+            m(ClockChoice::Icount, AccelChoice::Kvm)
+                .unwrap_err()
+                .contains("--accel tcg")
         );
-        assert_eq!(b.image(), PathBuf::from("/s/build/arch/arm64/boot/Image"));
-        // Native arm64 with ccache: no cross prefix.
-        let native = build(Arch::Arm64, Arch::Arm64, true);
-        assert!(native.commands()[0].contains(&"CC=ccache gcc".to_string()));
-        assert!(
-            !native.commands()[0]
-                .iter()
-                .any(|a| a.starts_with("CROSS_COMPILE"))
-        );
-    }
-
-    #[test]
-    fn the_shipped_fragment_has_what_the_guest_needs() {
-        for opt in [
-            "CONFIG_64BIT=y",
-            "CONFIG_BLK_DEV_INITRD=y",
-            "CONFIG_DEVTMPFS=y",
-            "CONFIG_PROC_FS=y",
-            "CONFIG_SYSFS=y",
-            "CONFIG_SERIAL_8250_CONSOLE=y",
-            "CONFIG_SERIAL_AMBA_PL011_CONSOLE=y",
-            "CONFIG_TRANSPARENT_HUGEPAGE=y",
-            "CONFIG_PROC_PAGE_MONITOR=y",
-            "CONFIG_ADVISE_SYSCALLS=y",
-            "CONFIG_ARM64_CONTPTE=y",
-        ] {
-            assert!(SHIPPED_FRAGMENT.lines().any(|l| l == opt), "{opt} missing");
+        // A foreign arch never runs under KVM: auto is exact. Where KVM might work, only a
+        // boot tells.
+        let host = Arch::host().expect("an x86_64 or aarch64 host");
+        let foreign = match host {
+            Arch::X86_64 => Arch::Arm64,
+            Arch::Arm64 => Arch::X86_64,
+        };
+        let auto = |arch| Measurement::choose(ClockChoice::Auto, AccelChoice::Auto, arch);
+        assert_eq!(auto(foreign), exact);
+        match guest::qemu::kvm_possible(host) {
+            Ok(()) => assert_eq!(auto(host), Ok(None)),
+            Err(_) => assert_eq!(auto(host), exact),
         }
+        assert_eq!(Measurement::Exact.clock(), ClockChoice::Icount);
+        assert_eq!(Measurement::Exact.unit(), SampleUnit::Instructions);
+        assert_eq!(Measurement::Timed.unit(), SampleUnit::Nanoseconds);
     }
 
     #[test]
-    fn the_image_is_the_last_non_empty_stdout_line() {
+    fn a_boot_forks_under_fifo_on_the_guests_last_cpu() {
+        let setup = GuestSetup {
+            arch: Arch::X86_64,
+            layout: RealLayout::PteOrder9,
+            mem: Size(128 << 20),
+            iters: 10,
+            accel: AccelChoice::Tcg,
+            measurement: Measurement::Exact,
+            payload: PathBuf::from("/nonexistent/forkbench"),
+            boot_timeout: None,
+        };
+        let o = setup.opts();
         assert_eq!(
-            image_line("make: ok\n  arch/x86/boot/bzImage  \n\n"),
-            Some("arch/x86/boot/bzImage")
+            (o.sched, o.runs, o.iters, o.cpu),
+            (Sched::Fifo, 1, 10, None)
         );
-        assert_eq!(image_line("\n \n"), None);
-        assert_eq!(tail("a\nb\n\nc\nd\n", 2), "c | d");
-    }
-
-    #[test]
-    fn a_cancelled_build_is_killed_with_its_process_group() {
-        let cancelled = AtomicBool::new(true);
-        let mut c = Command::new("sh");
-        // A grandchild that would outlive a plain kill of `sh`.
-        c.arg("-c").arg("sleep 600 & wait");
-        let r = run_cancellable(c, &cancelled).unwrap();
-        assert!(r.is_none());
-        let done = run_cancellable(
-            {
-                let mut c = Command::new("sh");
-                c.arg("-c").arg("echo out; echo err >&2; exit 3");
-                c
-            },
-            &AtomicBool::new(false),
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(done.status.code(), Some(3));
-        assert_eq!((done.stdout.trim(), done.stderr.trim()), ("out", "err"));
+        let image = KernelImage {
+            path: PathBuf::from("/nonexistent/bzImage"),
+            arch: Arch::X86_64,
+            release: None,
+            config: None,
+        };
+        let cfg = setup.config(&image);
+        assert!(cfg.plan.pin_last_cpu);
+        assert_eq!((cfg.clock, cfg.vcpus), (ClockChoice::Icount, 1));
     }
 }

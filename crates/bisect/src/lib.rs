@@ -25,6 +25,7 @@ pub mod cli;
 pub mod decide;
 pub mod git;
 pub mod kernel;
+pub mod kernel_build;
 pub mod kernel_cli;
 pub mod measure;
 pub mod search;

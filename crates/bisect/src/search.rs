@@ -1,13 +1,20 @@
 //! The bisection over an ordered list of revisions `[good, ..., bad]`. Endpoints are measured
-//! first and must differ (else the search refuses, with the numbers); each probed revision
+//! first and must differ (else the search refuses, with the numbers); an endpoint whose
+//! measurement crashed is measured again, up to `endpoint_retries` times. Each probed revision
 //! gets `min_runs` runs, more while undecided up to `max_runs`, and is skipped if still
-//! undecided or if it cannot be measured. The result names the first bad revision, or the
-//! set it must be in when skipped revisions leave it ambiguous.
+//! undecided or if it cannot be measured (a crash included). Exact measurements
+//! (`exact_threshold_pct`) take one run per revision and are decided by
+//! [`crate::decide::decide_exact`]. The result names the first bad revision, or the set it
+//! must be in when skipped revisions leave it ambiguous.
 
+use contract::SampleUnit;
 use serde::Serialize;
 use stats::Summary;
 
-use crate::decide::{Decision, Evidence, Policy, decide, mean, p_endpoints};
+use crate::decide::{
+    Decision, Evidence, ExactEvidence, Policy, change_pct, decide, decide_exact, exact_same,
+    exact_statistic, fmt_value, mean, p_endpoints,
+};
 
 /// One revision of the range.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -21,6 +28,9 @@ pub struct Rev {
 pub enum MeasureError {
     /// This revision cannot be measured (build or run failure): skip it.
     Skip(String),
+    /// The measurement crashed (a guest kernel's panic or oops): a probe is skipped, an
+    /// endpoint measured again.
+    Crashed(String),
     /// Stop the whole search (Ctrl-C, or the tool itself broke).
     Abort(String),
 }
@@ -36,6 +46,14 @@ pub enum SearchEvent<'a> {
     },
     /// A revision (an endpoint or a probe) has its verdict.
     Decided(&'a Tested),
+    /// The `which` endpoint's measurement crashed; it is measured again (`attempt` of
+    /// `1 + endpoint_retries`).
+    Retry {
+        rev: &'a Rev,
+        which: &'static str,
+        attempt: usize,
+        reason: &'a str,
+    },
 }
 
 /// Something that measures the metric at a revision: one call is one run.
@@ -57,6 +75,13 @@ pub struct Config {
     pub max_runs: usize,
     /// The metric is deterministic (op counts): one run per revision, exact comparison.
     pub exact: bool,
+    /// Exact measurements compared within this threshold (percent): one run per revision,
+    /// its samples' median compared by [`decide_exact`]. Overrides `exact` and `policy`.
+    pub exact_threshold_pct: Option<f64>,
+    /// What the samples count (for messages).
+    pub unit: SampleUnit,
+    /// Measurements of an endpoint that crashed, repeated before the search gives up.
+    pub endpoint_retries: usize,
     /// Larger values are better (else lower is better).
     pub higher_is_better: bool,
     /// Smallest relative change between the endpoints worth bisecting, in percent.
@@ -71,6 +96,9 @@ impl Default for Config {
             min_runs: 3,
             max_runs: 10,
             exact: false,
+            exact_threshold_pct: None,
+            unit: SampleUnit::Nanoseconds,
+            endpoint_retries: 3,
             higher_is_better: false,
             threshold_pct: None,
         }
@@ -94,8 +122,22 @@ pub struct Tested {
     pub ci: (f64, f64),
     pub decision: Decision,
     pub evidence: Option<Evidence>,
+    /// Exact mode: the count against the endpoints'.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exact: Option<ExactEvidence>,
     /// Why it was skipped, when it was.
     pub note: Option<String>,
+}
+
+impl Tested {
+    /// `good`, `bad` or `skip (why)`, as tables and progress lines say it.
+    pub fn verdict(&self) -> String {
+        match self.decision {
+            Decision::Good => "good".to_string(),
+            Decision::Bad => "bad".to_string(),
+            Decision::Unknown => format!("skip ({})", self.note.as_deref().unwrap_or("unknown")),
+        }
+    }
 }
 
 /// The answer.
@@ -141,6 +183,17 @@ pub enum SearchError {
         extra: String,
     },
     #[error(
+        "good {}/fork and bad {}/fork differ by {change_pct:+.2}%, within the exact threshold {threshold_pct}%: nothing to bisect",
+        fmt_value(*good, *unit), fmt_value(*bad, *unit)
+    )]
+    ExactNoDifference {
+        good: f64,
+        bad: f64,
+        change_pct: f64,
+        threshold_pct: f64,
+        unit: SampleUnit,
+    },
+    #[error(
         "bad ({bad_mean:.6e}) is not worse than good ({good_mean:.6e}) when {dir} is better; swap them or pass --higher-is-better"
     )]
     WrongDirection {
@@ -171,51 +224,85 @@ fn collect(m: &mut dyn Measure, rev: &Rev, runs: usize) -> Result<Vec<f64>, Meas
     Ok(all)
 }
 
-/// The relative change from `good` to `bad` in percent; from a zero mean it is 0 when bad is
-/// zero too, else infinite (any change is past any threshold), never NaN.
-fn change_pct(good: f64, bad: f64) -> f64 {
-    if good == 0.0 {
-        if bad == 0.0 {
-            0.0
-        } else {
-            f64::INFINITY.copysign(bad)
+/// `runs` measurements of endpoint `i`; a crashed one is repeated up to `cfg.endpoint_retries`
+/// times in all, each crash told to `m`.
+fn measure_endpoint(
+    m: &mut dyn Measure,
+    rev: &Rev,
+    which: &'static str,
+    runs: usize,
+    cfg: &Config,
+) -> Result<Vec<f64>, SearchError> {
+    let mut all = Vec::new();
+    let mut crashes = 0;
+    while all.len() < runs {
+        match m.measure(rev) {
+            Ok(s) => all.push(s),
+            Err(MeasureError::Crashed(reason)) if crashes < cfg.endpoint_retries => {
+                crashes += 1;
+                m.event(&SearchEvent::Retry {
+                    rev,
+                    which,
+                    attempt: crashes + 1,
+                    reason: &reason,
+                });
+            }
+            Err(MeasureError::Crashed(reason)) => {
+                return Err(SearchError::Endpoint {
+                    which,
+                    rev: rev.hash.clone(),
+                    reason: format!("{reason} (crashed {} times in a row)", crashes + 1),
+                });
+            }
+            Err(MeasureError::Skip(reason)) => {
+                return Err(SearchError::Endpoint {
+                    which,
+                    rev: rev.hash.clone(),
+                    reason,
+                });
+            }
+            Err(MeasureError::Abort(r)) => return Err(SearchError::Aborted(r)),
         }
-    } else {
-        (bad / good - 1.0) * 100.0
     }
-}
-
-/// Bisect `revs` (`revs[0]` good, last bad) with `m`.
-pub fn bisect(revs: &[Rev], m: &mut dyn Measure, cfg: &Config) -> Result<Report, SearchError> {
-    if revs.len() < 2 {
-        return Err(SearchError::TooFew);
-    }
-    let endpoint_runs = if cfg.exact {
-        1
-    } else {
-        cfg.endpoint_runs.max(2)
-    };
-    let last = revs.len() - 1;
-    let measure_endpoint = |m: &mut dyn Measure, i: usize, which: &'static str| {
-        collect(m, &revs[i], endpoint_runs).map_err(|e| match e {
-            MeasureError::Skip(reason) => SearchError::Endpoint {
-                which,
-                rev: revs[i].hash.clone(),
-                reason,
-            },
-            MeasureError::Abort(r) => SearchError::Aborted(r),
-        })
-    };
-    let good = measure_endpoint(m, 0, "good")?;
-    let bad = measure_endpoint(m, last, "bad")?;
-    if good.is_empty() || bad.is_empty() {
+    let all: Vec<f64> = all.into_iter().flatten().collect();
+    if all.is_empty() {
         return Err(SearchError::Endpoint {
-            which: if good.is_empty() { "good" } else { "bad" },
-            rev: revs[if good.is_empty() { 0 } else { last }].hash.clone(),
+            which,
+            rev: rev.hash.clone(),
             reason: "no samples".into(),
         });
     }
-    let (good_kept, bad_kept) = (cfg.policy.kept(&good), cfg.policy.kept(&bad));
+    Ok(all)
+}
+
+/// The endpoints' reference values in exact mode (their samples' medians), refused when they
+/// are the same within the threshold (or below `--threshold`). Either direction is a change.
+fn exact_endpoints(
+    good: &[f64],
+    bad: &[f64],
+    t: f64,
+    cfg: &Config,
+) -> Result<(f64, f64), SearchError> {
+    let (g, b) = (
+        exact_statistic(good).unwrap_or(f64::NAN),
+        exact_statistic(bad).unwrap_or(f64::NAN),
+    );
+    let t = t.max(cfg.threshold_pct.unwrap_or(0.0));
+    if exact_same(g, b, t) || !(g.is_finite() && b.is_finite()) {
+        return Err(SearchError::ExactNoDifference {
+            good: g,
+            bad: b,
+            change_pct: change_pct(g, b),
+            threshold_pct: t,
+            unit: cfg.unit,
+        });
+    }
+    Ok((g, b))
+}
+
+/// Noisy or deterministic endpoints must differ (p, `--threshold`) in the bad direction.
+fn check_endpoints(good: &[f64], bad: &[f64], cfg: &Config) -> Result<(), SearchError> {
+    let (good_kept, bad_kept) = (cfg.policy.kept(good), cfg.policy.kept(bad));
     let (mg, mb) = (mean(&good_kept), mean(&bad_kept));
     let change_pct = change_pct(mg, mb);
     let p = p_endpoints(&good_kept, &bad_kept);
@@ -250,24 +337,139 @@ pub fn bisect(revs: &[Rev], m: &mut dyn Measure, cfg: &Config) -> Result<Report,
             },
         });
     }
-    let endpoint = |i: usize, samples: &[f64], d: Decision| Tested {
-        index: i,
-        rev: revs[i].clone(),
-        runs: endpoint_runs,
-        samples: samples.to_vec(),
-        set_aside: cfg.policy.set_aside(samples),
-        mean: mean(&cfg.policy.kept(samples)),
-        ci: ci95(&cfg.policy.kept(samples)),
-        decision: d,
+    Ok(())
+}
+
+/// The endpoints' samples and, in exact mode, their reference values.
+struct Endpoints {
+    good: Vec<f64>,
+    bad: Vec<f64>,
+    exact: Option<(f64, f64, f64)>,
+}
+
+impl Endpoints {
+    /// Decide a candidate's samples.
+    fn decide(
+        &self,
+        samples: &[f64],
+        cfg: &Config,
+    ) -> (Decision, Option<Evidence>, Option<ExactEvidence>) {
+        match self.exact {
+            Some((g, b, t)) => match exact_statistic(samples) {
+                Some(v) => {
+                    let (d, ev) = decide_exact(g, b, v, t);
+                    (d, None, Some(ev))
+                }
+                None => (Decision::Unknown, None, None),
+            },
+            None => {
+                let (d, ev) = decide(&self.good, &self.bad, samples, &cfg.policy);
+                (d, Some(ev), None)
+            }
+        }
+    }
+}
+
+/// A revision's record, with its summary of `samples` filled in.
+fn tested(index: usize, rev: &Rev, runs: usize, samples: Vec<f64>, cfg: &Config) -> Tested {
+    let kept = cfg.policy.kept(&samples);
+    Tested {
+        index,
+        rev: rev.clone(),
+        runs,
+        set_aside: cfg.policy.set_aside(&samples),
+        mean: mean(&kept),
+        ci: ci95(&kept),
+        samples,
+        decision: Decision::Unknown,
         evidence: None,
+        exact: None,
         note: None,
+    }
+}
+
+/// Measure and decide one probed revision: `min_runs` runs, more while undecided (one in
+/// exact modes); a skip or crash leaves it unknown with the reason.
+fn probe(
+    m: &mut dyn Measure,
+    rev: &Rev,
+    index: usize,
+    ends: &Endpoints,
+    cfg: &Config,
+) -> Result<Tested, SearchError> {
+    let one_run = cfg.exact || ends.exact.is_some();
+    let first = if one_run { 1 } else { cfg.min_runs.max(1) };
+    let (mut samples, mut runs, mut note) = (Vec::new(), 0, None);
+    let mut verdict = (Decision::Unknown, None, None);
+    let mut want = first;
+    loop {
+        match collect(m, rev, want - runs) {
+            Ok(s) => {
+                samples.extend(s);
+                runs = want;
+            }
+            Err(MeasureError::Skip(reason) | MeasureError::Crashed(reason)) => {
+                note = Some(reason);
+                break;
+            }
+            Err(MeasureError::Abort(r)) => return Err(SearchError::Aborted(r)),
+        }
+        verdict = ends.decide(&samples, cfg);
+        if verdict.0 != Decision::Unknown || one_run || runs >= cfg.max_runs.max(first) {
+            break;
+        }
+        want = runs + 1;
+    }
+    let mut t = tested(index, rev, runs, samples, cfg);
+    (t.decision, t.evidence, t.exact) = verdict;
+    if t.decision == Decision::Unknown && note.is_none() {
+        note = Some(format!("still unknown after {runs} runs: skipped"));
+    }
+    t.note = note;
+    Ok(t)
+}
+
+/// Bisect `revs` (`revs[0]` good, last bad) with `m`.
+pub fn bisect(revs: &[Rev], m: &mut dyn Measure, cfg: &Config) -> Result<Report, SearchError> {
+    if revs.len() < 2 {
+        return Err(SearchError::TooFew);
+    }
+    let endpoint_runs = if cfg.exact || cfg.exact_threshold_pct.is_some() {
+        1
+    } else {
+        cfg.endpoint_runs.max(2)
     };
-    let mut tested = vec![
-        endpoint(0, &good, Decision::Good),
-        endpoint(last, &bad, Decision::Bad),
-    ];
-    for t in &tested {
-        m.event(&SearchEvent::Decided(t));
+    let last = revs.len() - 1;
+    let good = measure_endpoint(m, &revs[0], "good", endpoint_runs, cfg)?;
+    let bad = measure_endpoint(m, &revs[last], "bad", endpoint_runs, cfg)?;
+    let ends = match cfg.exact_threshold_pct {
+        Some(t) => {
+            let (g, b) = exact_endpoints(&good, &bad, t, cfg)?;
+            Endpoints {
+                good,
+                bad,
+                exact: Some((g, b, t)),
+            }
+        }
+        None => {
+            check_endpoints(&good, &bad, cfg)?;
+            Endpoints {
+                good,
+                bad,
+                exact: None,
+            }
+        }
+    };
+    let mut tested = Vec::new();
+    for (i, samples, d) in [
+        (0, &ends.good, Decision::Good),
+        (last, &ends.bad, Decision::Bad),
+    ] {
+        let mut t = self::tested(i, &revs[i], endpoint_runs, samples.clone(), cfg);
+        t.decision = d;
+        t.exact = ends.decide(samples, cfg).2;
+        m.event(&SearchEvent::Decided(&t));
+        tested.push(t);
     }
     let (mut lo, mut hi) = (0usize, last);
     let mut skipped: Vec<usize> = Vec::new();
@@ -287,53 +489,11 @@ pub fn bisect(revs: &[Rev], m: &mut dyn Measure, cfg: &Config) -> Result<Report,
             left,
             steps: usize::BITS - left.leading_zeros(),
         });
-        let first = if cfg.exact { 1 } else { cfg.min_runs.max(1) };
-        let mut t = Tested {
-            index: pick,
-            rev: rev.clone(),
-            runs: 0,
-            samples: Vec::new(),
-            set_aside: Vec::new(),
-            mean: f64::NAN,
-            ci: (f64::NAN, f64::NAN),
-            decision: Decision::Unknown,
-            evidence: None,
-            note: None,
-        };
-        let mut want = first;
-        loop {
-            match collect(m, rev, want - t.runs) {
-                Ok(s) => {
-                    t.samples.extend(s);
-                    t.runs = want;
-                }
-                Err(MeasureError::Skip(reason)) => {
-                    t.note = Some(reason);
-                    break;
-                }
-                Err(MeasureError::Abort(r)) => return Err(SearchError::Aborted(r)),
-            }
-            let (d, ev) = decide(&good, &bad, &t.samples, &cfg.policy);
-            t.decision = d;
-            t.evidence = Some(ev);
-            if d != Decision::Unknown || cfg.exact || t.runs >= cfg.max_runs.max(first) {
-                break;
-            }
-            want = t.runs + 1;
-        }
-        let kept = cfg.policy.kept(&t.samples);
-        t.set_aside = cfg.policy.set_aside(&t.samples);
-        t.mean = mean(&kept);
-        t.ci = ci95(&kept);
+        let t = probe(m, rev, pick, &ends, cfg)?;
         match t.decision {
             Decision::Good => lo = pick,
             Decision::Bad => hi = pick,
-            Decision::Unknown => {
-                if t.note.is_none() {
-                    t.note = Some(format!("still unknown after {} runs: skipped", t.runs));
-                }
-                skipped.push(pick);
-            }
+            Decision::Unknown => skipped.push(pick),
         }
         m.event(&SearchEvent::Decided(&t));
         tested.push(t);
@@ -366,6 +526,9 @@ mod tests {
         calls: Vec<usize>,
         state: u64,
         broken: Vec<usize>,
+        /// (revision, crashes left before it measures).
+        crashing: Vec<(usize, usize)>,
+        retries_told: Vec<(usize, usize)>,
     }
 
     impl Measure for Mock {
@@ -374,6 +537,10 @@ mod tests {
             self.calls.push(i);
             if self.broken.contains(&i) {
                 return Err(MeasureError::Skip("build failed".into()));
+            }
+            if let Some((_, left)) = self.crashing.iter_mut().find(|(r, n)| *r == i && *n > 0) {
+                *left -= 1;
+                return Err(MeasureError::Crashed("the guest kernel panicked".into()));
             }
             let level = if i >= self.bad_from {
                 100.0 * (1.0 + self.step)
@@ -386,6 +553,13 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             let u = (self.state >> 11) as f64 / (1u64 << 53) as f64;
             Ok(vec![level * (1.0 + self.noise * (2.0 * u - 1.0))])
+        }
+
+        fn event(&mut self, event: &SearchEvent<'_>) {
+            if let SearchEvent::Retry { rev, attempt, .. } = event {
+                self.retries_told
+                    .push((rev.hash.parse().unwrap(), *attempt));
+            }
         }
     }
 
@@ -406,7 +580,89 @@ mod tests {
             calls: vec![],
             state: 42,
             broken: vec![],
+            crashing: vec![],
+            retries_told: vec![],
         }
+    }
+
+    fn exact(threshold: f64) -> Config {
+        Config {
+            exact_threshold_pct: Some(threshold),
+            unit: SampleUnit::Instructions,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn exact_counts_take_one_run_per_revision_and_find_the_step() {
+        // Counts a few hundred instructions apart within a kernel (0.02% noise), 29% between.
+        let mut m = mock(9, 0.29, 0.0002);
+        let r = bisect(&revs(17), &mut m, &exact(0.5)).unwrap();
+        assert!(
+            matches!(r.outcome, Outcome::Found { index: 9 }),
+            "{:?}",
+            r.outcome
+        );
+        assert!(r.tested.iter().all(|t| t.runs == 1 && t.exact.is_some()));
+        let mut seen = m.calls.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), m.calls.len(), "measured twice: {:?}", m.calls);
+        // A speed-up is a change too: bisected the same way.
+        let mut m = mock(4, -0.2, 0.0);
+        let r = bisect(&revs(10), &mut m, &exact(0.5)).unwrap();
+        assert!(
+            matches!(r.outcome, Outcome::Found { index: 4 }),
+            "{:?}",
+            r.outcome
+        );
+    }
+
+    #[test]
+    fn exact_endpoints_within_the_threshold_are_refused_with_both_counts() {
+        let mut m = mock(5, 0.003, 0.0);
+        let e = bisect(&revs(10), &mut m, &exact(0.5)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "good 100 instr/fork and bad 100 instr/fork differ by +0.30%, within the exact threshold 0.5%: nothing to bisect"
+        );
+        assert_eq!(m.calls, [0, 9], "only the endpoints were measured");
+        // --threshold raises the bar further.
+        let mut m = mock(5, 0.03, 0.0);
+        let cfg = Config {
+            threshold_pct: Some(5.0),
+            ..exact(0.5)
+        };
+        let e = bisect(&revs(10), &mut m, &cfg).unwrap_err();
+        assert!(
+            e.to_string().contains("within the exact threshold 5%"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_crashing_endpoint_is_booted_again_a_crashing_probe_is_skipped() {
+        let mut m = mock(6, 0.3, 0.0);
+        m.crashing = vec![(0, 2), (9, 1), (4, 1)];
+        let r = bisect(&revs(10), &mut m, &exact(0.5)).unwrap();
+        assert_eq!(m.retries_told, [(0, 2), (0, 3), (9, 2)]);
+        let probe = r.tested.iter().find(|t| t.index == 4).unwrap();
+        assert_eq!(probe.decision, Decision::Unknown);
+        assert_eq!(probe.note.as_deref(), Some("the guest kernel panicked"));
+        assert!(
+            matches!(r.outcome, Outcome::Found { index: 6 }),
+            "{:?}",
+            r.outcome
+        );
+        // An endpoint that crashes on every boot ends the search, saying how often.
+        let mut m = mock(6, 0.3, 0.0);
+        m.crashing = vec![(9, 100)];
+        let e = bisect(&revs(10), &mut m, &exact(0.5)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot measure the bad endpoint 9: the guest kernel panicked (crashed 4 times in a row)"
+        );
+        assert_eq!(m.calls.iter().filter(|&&c| c == 9).count(), 4);
     }
 
     #[test]

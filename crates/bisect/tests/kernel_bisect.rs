@@ -1,15 +1,19 @@
 //! Kernel mode end to end, without compiling a kernel: a throwaway git tree whose
-//! `--build-cmd` prints Debian's x86_64 6.12 image (fork batching: fast) before a chosen commit
-//! and the 6.1 image (per-PTE copy: slower) from it on. Every measurement is a real boot under
-//! QEMU. The bisection must name that commit, skip a revision whose build fails and one whose
-//! kernel does not boot (both with their reasons), log every build and boot with its time,
-//! and leave no worktree behind. Without QEMU or the kernels the test says how to provision
-//! them and passes, unless `CI=true`. Bad kernel-mode inputs are refused before any build.
+//! `--build-cmd` prints Debian's x86_64 6.12 image (fork batching: fewer instructions) before
+//! a chosen commit and the 6.1 image (per-PTE copy) from it on. Every measurement is a real
+//! boot under QEMU, in exact mode (TCG with icount: instructions per fork, one boot per
+//! revision). The bisection must name that commit, skip a revision whose build fails and one
+//! whose kernel does not boot (both with their reasons), log every build and boot with its
+//! forks' instruction counts, and leave no worktree behind; endpoints with the same kernel
+//! exit 2 with both counts; an arm64 tree (6.12 arm64, then 6.1 arm64) names its commit too.
+//! Without QEMU or the kernels the test says how to provision them
+//! and passes, unless `CI=true`. Bad kernel-mode inputs are refused before any build.
 
 use std::path::{Path, PathBuf};
 
 use bisect::Decision;
 use bisect::cli::{BisectArgs, CliError, run};
+use bisect::decide::ExactPlace;
 use bisect::search::Outcome;
 use clap::Parser;
 use contract::Arch;
@@ -31,15 +35,20 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// The Debian `release` x86_64 kernel package, or `None` after saying why (a failure under CI).
-fn debian_kernel(release: &str) -> Option<PathBuf> {
+/// The Debian `release` kernel image for `arch`, unpacked under `dir`, or `None` after saying
+/// why (a failure under CI).
+fn debian_kernel(release: &str, arch: Arch, dir: &Path) -> Option<KernelImage> {
     let how = "provision with: bash tools/provision-guests.sh";
-    let found = fetch::which_in_path("qemu-system-x86_64")
-        .ok_or_else(|| "qemu-system-x86_64 is not installed".to_string())
+    let (qemu, _) = guest::qemu::qemu_binary(arch);
+    let found = fetch::which_in_path(qemu)
+        .ok_or_else(|| format!("{qemu} is not installed"))
         .and_then(|_| fetch::default_cache_dir().map_err(|e| e.to_string()))
-        .and_then(|dir| fetch::fetch(release, Arch::X86_64, &dir).map_err(|e| e.to_string()));
+        .and_then(|cache| fetch::fetch(release, arch, &cache).map_err(|e| e.to_string()));
     match found {
-        Ok(deb) => Some(deb),
+        Ok(deb) => Some(
+            KernelImage::from_deb(&deb, &dir.join(format!("{release}-{arch}")))
+                .unwrap_or_else(|e| panic!("{}: {e}", deb.display())),
+        ),
         Err(e) if ci() => panic!("{e}; {how}"),
         Err(e) => {
             eprintln!("skipping: {e}; {how}");
@@ -97,14 +106,149 @@ fn make_tree(
     hashes
 }
 
+/// The build command of a tree made by [`make_tree`]: fails where `nobuild` exists, prints
+/// `broken` where `notakernel` exists, `after` where `regressed` exists, else `before`.
+fn build_cmd(broken: &Path, before: &Path, after: &Path) -> String {
+    format!(
+        "if [ -f nobuild ]; then echo 'mm/memory.c:1: error: simulated compile failure' >&2; exit 2; fi; \
+         if [ -f notakernel ]; then echo '{}'; exit 0; fi; \
+         echo building; if [ -f regressed ]; then echo '{}'; else echo '{}'; fi",
+        broken.display(),
+        after.display(),
+        before.display()
+    )
+}
+
+/// The only JSON log in `dir`.
+fn read_log(dir: &Path) -> serde_json::Value {
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap()
+}
+
+/// `bisect ... --accel ACCEL` over `hashes` with `build_cmd`, logging into `log_dir` (`tcg`:
+/// exact mode).
+/// An x86_64 guest reaches its init in ~7-11 s on an idle 2-core host (arm64: ~3 s); the
+/// boot timeout leaves room for a host busy with other jobs, which slows QEMU but leaves the
+/// instruction counts as they are.
+fn exact_args(
+    repo: &Path,
+    hashes: &[String],
+    build_cmd: &str,
+    arch: &str,
+    accel: &str,
+    log_dir: &Path,
+) -> BisectArgs {
+    parse(&[
+        "--kernel-tree",
+        &repo.to_string_lossy(),
+        "--good",
+        &hashes[0],
+        "--bad",
+        &hashes[hashes.len() - 1],
+        "--build-cmd",
+        build_cmd,
+        "--arch",
+        arch,
+        "--accel",
+        accel,
+        "--boot-timeout",
+        "240",
+        "--log-dir",
+        &log_dir.to_string_lossy(),
+    ])
+}
+
+/// Print what the note quotes: each revision's verdict and count, each step.
+fn print_log(log: &serde_json::Value) {
+    let tested = log["outcome"]["report"]["tested"].as_array();
+    for t in tested.into_iter().flatten() {
+        eprintln!(
+            "log: #{} {} {} forks={} place={} {}",
+            t["index"],
+            &t["rev"]["hash"].as_str().unwrap()[..12],
+            t["decision"],
+            t["samples"].as_array().unwrap().len(),
+            t["exact"]["place"],
+            t["note"].as_str().unwrap_or("")
+        );
+    }
+    for s in log["steps"].as_array().unwrap() {
+        eprintln!(
+            "log: {} {} {} ms (wall {}) ok={} value={} {} {}",
+            s["step"],
+            &s["rev"].as_str().unwrap()[..12],
+            s["ms"],
+            s["wall_ms"],
+            s["ok"],
+            s["value"],
+            s["unit"],
+            s["error"].as_str().unwrap_or("")
+        );
+    }
+}
+
+/// The checks both arches share on a finished exact bisection's log: one boot per booted
+/// revision, every ok boot with `iters` forks counted in instructions whose median is its
+/// value, and the verdicts' exact evidence.
+fn check_exact_log(log: &serde_json::Value, hashes: &[String]) -> Vec<serde_json::Value> {
+    assert_eq!(log["measurement"], "exact");
+    assert_eq!(log["unit"], "instr");
+    assert_eq!(log["sched"], "fifo");
+    let iters = log["iters"].as_u64().unwrap() as usize;
+    assert_eq!(iters, 10, "exact mode's default forks per boot");
+    let steps = log["steps"].as_array().unwrap();
+    let boots: Vec<_> = steps
+        .iter()
+        .filter(|s| s["step"] == "boot")
+        .cloned()
+        .collect();
+    for h in hashes {
+        let n = boots.iter().filter(|b| b["rev"] == h.as_str()).count();
+        assert!(n <= 1, "{h} booted {n} times");
+    }
+    for b in boots.iter().filter(|b| b["ok"] == true) {
+        let (boot, wall) = (b["ms"].as_u64().unwrap(), b["wall_ms"].as_u64().unwrap());
+        assert!(0 < boot && boot <= wall, "{b}");
+        assert_eq!(b["unit"], "instr", "{b}");
+        assert_eq!(b["accel"], "tcg", "{b}");
+        let mut forks: Vec<u64> = b["forks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect();
+        assert_eq!(forks.len(), iters, "{b}");
+        forks.sort_unstable();
+        let median = (forks[iters / 2 - 1] + forks[iters / 2]) as f64 / 2.0;
+        assert_eq!(b["value"].as_f64(), Some(median), "{b}");
+    }
+    let tested = log["outcome"]["report"]["tested"].as_array();
+    for t in tested.into_iter().flatten() {
+        let forks = t["samples"].as_array().unwrap().len();
+        assert!(forks == 0 || forks == iters, "{t}");
+        assert!(t["runs"].as_u64().unwrap() <= 1, "{t}");
+        if forks > 0 {
+            assert!(t["exact"]["vs_good_pct"].is_number(), "{t}");
+        }
+    }
+    boots
+}
+
 #[test]
 fn names_the_commit_that_made_fork_slower_and_skips_broken_revisions() {
-    let (Some(old), Some(new)) = (debian_kernel("6.1"), debian_kernel("6.12")) else {
+    let tmp = tempfile::tempdir().unwrap();
+    let (Some(old), Some(new)) = (
+        debian_kernel("6.1", Arch::X86_64, tmp.path()),
+        debian_kernel("6.12", Arch::X86_64, tmp.path()),
+    ) else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let old = KernelImage::from_deb(&old, &tmp.path().join("old")).unwrap();
-    let new = KernelImage::from_deb(&new, &tmp.path().join("new")).unwrap();
     // A kernel that does not boot: the 6.12 bzImage with 4 KiB of its compressed payload
     // zeroed. Its header still passes the image checks; the decompressor halts the guest.
     let corrupt = tmp.path().join("corrupt-bzImage");
@@ -118,51 +262,10 @@ fn names_the_commit_that_made_fork_slower_and_skips_broken_revisions() {
     let (step_at, build_fails, boot_fails) = (4, 2, 1);
     let hashes = make_tree(&repo, 6, step_at, build_fails, boot_fails);
     let last = hashes.len() - 1;
-    let build_cmd = format!(
-        "if [ -f nobuild ]; then echo 'mm/memory.c:1: error: simulated compile failure' >&2; exit 2; fi; \
-         if [ -f notakernel ]; then echo '{}'; exit 0; fi; \
-         echo building; if [ -f regressed ]; then echo '{}'; else echo '{}'; fi",
-        corrupt.display(),
-        old.path.display(),
-        new.path.display()
-    );
     let out = tmp.path().join("log");
-    let tree = repo.to_string_lossy().into_owned();
-    let log_dir = out.to_string_lossy().into_owned();
-    // 512 MiB: under TCG a fork has ~2 ms of fixed cost that a small mapping would let
-    // dominate; the 6.1/6.12 gap is ~30%. 100 forks per boot (kernel mode's default, given
-    // here so the test does not depend on it): a boot's sample is its fastest fork, and on a
-    // shared host slow phases last over a second, which 20 forks did not outlast. ~10 s per
-    // boot and measurement here: 6 per endpoint (so 2 slowed boots can be set aside, see
-    // decide::split_slow) and 3+ per probe keep the test near 5 minutes (10 on the CI VMs).
-    let a = parse(&[
-        "--kernel-tree",
-        &tree,
-        "--good",
-        &hashes[0],
-        "--bad",
-        &hashes[last],
-        "--build-cmd",
-        &build_cmd,
-        "--arch",
-        "x86_64",
-        "--accel",
-        "tcg",
-        "--boot-timeout",
-        "30",
-        "--mem",
-        "512M",
-        "--iters",
-        "100",
-        "--endpoint-runs",
-        "6",
-        "--min-runs",
-        "3",
-        "--max-runs",
-        "10",
-        "--log-dir",
-        &log_dir,
-    ]);
+    let cmd = build_cmd(&corrupt, &new.path, &old.path);
+    // Exact mode's defaults: 10 forks of 512 MiB per boot, one boot per revision.
+    let a = exact_args(&repo, &hashes, &cmd, "x86_64", "tcg", &out);
     let started = std::time::Instant::now();
     let report = run(&a, &workspace()).unwrap_or_else(|e| panic!("bisect failed: {e}"));
     eprintln!("bisect took {:.0} s", started.elapsed().as_secs_f64());
@@ -183,37 +286,37 @@ fn names_the_commit_that_made_fork_slower_and_skips_broken_revisions() {
     assert_eq!(skipped.decision, Decision::Unknown);
     let note = skipped.note.as_deref().unwrap_or("");
     assert!(
-        note.contains("boot") && note.contains("did not reach forkbench's init"),
+        note.contains("boot or measurement failed") && note.contains("System halted"),
         "{note}"
     );
+    // The revisions either side of the step are each exactly like their endpoint.
+    let place = |i: usize| probe(i).and_then(|t| t.exact).map(|e| e.place);
+    assert_eq!(place(step_at - 1), Some(ExactPlace::LikeGood));
+    assert_eq!(place(step_at), Some(ExactPlace::LikeBad));
     assert_eq!(worktrees_left(&repo), 0, "worktrees left behind");
 
-    let log_file = std::fs::read_dir(&out)
+    let log = read_log(&out);
+    print_log(&log);
+    let boots = check_exact_log(&log, &hashes);
+    // One boot per revision that built: good, bad, 1 (halts), 3, 4; none for 2.
+    let booted: Vec<&str> = boots.iter().map(|b| b["rev"].as_str().unwrap()).collect();
+    let mut want: Vec<&str> = [0, last, boot_fails, 3, 4]
+        .map(|i| hashes[i].as_str())
+        .to_vec();
+    let mut got = booted.clone();
+    want.sort_unstable();
+    got.sort_unstable();
+    assert_eq!(got, want, "one boot per built revision");
+    let failed: Vec<_> = boots.iter().filter(|b| b["ok"] == false).collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["rev"], hashes[boot_fails].as_str());
+    assert_eq!(failed[0]["crashed"], true, "a halted guest is a crash");
+    let builds: Vec<_> = log["steps"]
+        .as_array()
         .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "json"))
-        .expect("a log file");
-    let log: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&log_file).unwrap()).unwrap();
-    let steps = log["steps"].as_array().unwrap();
-    let boots: Vec<_> = steps.iter().filter(|s| s["step"] == "boot").collect();
-    assert!(boots.len() > 2 * 5 + 2 * 3, "{} boots", boots.len());
-    for b in &boots {
-        let (boot, wall) = (b["ms"].as_u64().unwrap(), b["wall_ms"].as_u64().unwrap());
-        assert!(0 < boot && boot <= wall, "{b}");
-        if b["rev"] == hashes[boot_fails].as_str() {
-            // The one boot of the kernel that does not boot, with the reason.
-            assert_eq!(b["ok"], false, "{b}");
-            assert!(b["error"].as_str().unwrap().contains("console"), "{b}");
-            continue;
-        }
-        assert_eq!(b["ok"], true, "{b}");
-        assert_eq!(b["samples"].as_array().unwrap().len(), 1);
-        assert_eq!(b["forks_ns"].as_array().unwrap().len(), 100);
-        assert_eq!(b["accel"], "tcg");
-    }
-    let builds: Vec<_> = steps.iter().filter(|s| s["step"] == "build").collect();
+        .iter()
+        .filter(|s| s["step"] == "build")
+        .collect();
     assert_eq!(builds.len(), 6, "one build per tested revision");
     let failed: Vec<_> = builds.iter().filter(|b| b["ok"] == false).collect();
     assert_eq!(failed.len(), 1, "{failed:?}");
@@ -231,34 +334,108 @@ fn names_the_commit_that_made_fork_slower_and_skips_broken_revisions() {
         log["outcome"]["report"]["outcome"]["index"].as_u64(),
         Some(step_at as u64)
     );
-    // The log as quoted in the note: each revision, its verdict and samples.
-    for t in log["outcome"]["report"]["tested"].as_array().unwrap() {
+}
+
+/// Also `--accel auto`: where KVM might run the guests, one boot of the good endpoint tells
+/// whether it does (a nested KVM can fail on its first instructions), and the bisection is
+/// timed under KVM, exact under TCG.
+#[test]
+fn endpoints_with_the_same_kernel_exit_2_with_both_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(new) = debian_kernel("6.12", Arch::X86_64, tmp.path()) else {
+        return;
+    };
+    let repo = tmp.path().join("tree");
+    let hashes = make_tree(&repo, 3, 100, 100, 100);
+    let out = tmp.path().join("log");
+    let cmd = build_cmd(&new.path, &new.path, &new.path);
+    let a = exact_args(&repo, &hashes, &cmd, "x86_64", "auto", &out);
+    let e = run(&a, &workspace()).expect_err("the same kernel twice is no change");
+    assert_eq!(e.exit_code(), 2, "{e}");
+    let msg = e.to_string();
+    eprintln!("{msg}");
+    assert!(matches!(e, CliError::Usage(_)), "{msg}");
+    let log = read_log(&out);
+    let probes: Vec<_> = log["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["step"] == "accel-probe")
+        .collect();
+    if Arch::host() == Some(Arch::X86_64) && guest::qemu::kvm_possible(Arch::X86_64).is_ok() {
+        assert_eq!(probes.len(), 1, "{probes:?}");
+        let exact = probes[0]["accel"] == "tcg";
+        assert_eq!(log["measurement"], if exact { "exact" } else { "timed" });
         eprintln!(
-            "log: #{} {} {} n={} mean={:.3e} {}",
-            t["index"],
-            &t["rev"]["hash"].as_str().unwrap()[..12],
-            t["decision"],
-            t["samples"].as_array().unwrap().len(),
-            t["mean"].as_f64().unwrap_or(f64::NAN),
-            t["note"].as_str().unwrap_or("")
+            "KVM {}",
+            if exact {
+                "failed: exact under TCG"
+            } else {
+                "works: timed"
+            }
         );
+        if !exact {
+            assert!(msg.starts_with("good and bad do not differ"), "{msg}");
+            return;
+        }
+    } else {
+        assert!(probes.is_empty(), "{probes:?}");
     }
-    for s in steps {
-        let forks: Vec<u64> = s["forks_ns"]
-            .as_array()
-            .map(|f| f.iter().filter_map(|x| x.as_u64()).collect())
-            .unwrap_or_default();
-        eprintln!(
-            "log: {} {} {} ms ok={} sample={} forks max={:?} {}",
-            s["step"],
-            &s["rev"].as_str().unwrap()[..12],
-            s["ms"],
-            s["ok"],
-            s["samples"],
-            forks.iter().max(),
-            s["error"].as_str().unwrap_or("")
-        );
-    }
+    // e.g. good 13.176 M instr/fork and bad 13.166 M instr/fork differ by -0.08%, within ...
+    let words: Vec<&str> = msg.split(' ').collect();
+    assert_eq!(words[0], "good", "{msg}");
+    assert_eq!(&words[2..6], ["M", "instr/fork", "and", "bad"], "{msg}");
+    assert_eq!(&words[7..10], ["M", "instr/fork", "differ"], "{msg}");
+    assert!(
+        msg.ends_with("within the exact threshold 0.5%: nothing to bisect"),
+        "{msg}"
+    );
+    let count = |w: &str| w.parse::<f64>().unwrap();
+    assert!((10.0..20.0).contains(&count(words[1])), "{msg}");
+    assert!(
+        (count(words[1]) / count(words[6]) - 1.0).abs() < 0.005,
+        "{msg}"
+    );
+    // The log is written anyway: both boots, with their forks.
+    assert!(
+        log["outcome"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("nothing to bisect")
+    );
+    let boots = check_exact_log(&log, &hashes);
+    assert_eq!(boots.len(), 2, "one boot per endpoint");
+    assert_eq!(worktrees_left(&repo), 0, "worktrees left behind");
+}
+
+/// The same under arm64 guests (6.12 arm64 good, 6.1 arm64 bad), without broken revisions:
+/// under icount an arm64 guest reaches its init in ~3 s here.
+#[test]
+fn names_the_commit_in_arm64_guests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (Some(old), Some(new)) = (
+        debian_kernel("6.1", Arch::Arm64, tmp.path()),
+        debian_kernel("6.12", Arch::Arm64, tmp.path()),
+    ) else {
+        return;
+    };
+    let repo = tmp.path().join("tree");
+    let hashes = make_tree(&repo, 4, 2, 100, 100);
+    let out = tmp.path().join("log");
+    let cmd = build_cmd(&new.path, &new.path, &old.path);
+    let a = exact_args(&repo, &hashes, &cmd, "arm64", "tcg", &out);
+    let started = std::time::Instant::now();
+    let report = run(&a, &workspace()).unwrap_or_else(|e| panic!("bisect failed: {e}"));
+    eprintln!("arm64 bisect took {:.0} s", started.elapsed().as_secs_f64());
+    assert!(
+        matches!(report.outcome, Outcome::Found { index: 2 }),
+        "{:?}",
+        report.outcome
+    );
+    let log = read_log(&out);
+    print_log(&log);
+    let boots = check_exact_log(&log, &hashes);
+    assert!(boots.iter().all(|b| b["ok"] == true), "{boots:?}");
 }
 
 #[test]
@@ -302,6 +479,20 @@ fn bad_kernel_inputs_are_refused_before_any_build() {
         ]
         .concat(),
         "--jobs",
+    );
+    // Exact-mode options that cannot be.
+    let x86_cmd = [&["--kernel-tree", &tree, "--build-cmd", "true"][..], &x86].concat();
+    usage(
+        &[&x86_cmd[..], &["--clock", "icount", "--accel", "kvm"]].concat(),
+        "--clock icount needs --accel tcg",
+    );
+    usage(
+        &[&x86_cmd[..], &["--clock", "wall", "--exact-threshold", "1"]].concat(),
+        "--exact-threshold needs exact measurements",
+    );
+    usage(
+        &[&x86_cmd[..], &["--accel", "tcg", "--exact-threshold=-1"]].concat(),
+        "--exact-threshold must be a non-negative percentage",
     );
     // A dirty tree is refused like in the other modes.
     std::fs::write(repo.join("version"), "dirty\n").unwrap();

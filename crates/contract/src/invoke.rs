@@ -183,6 +183,11 @@ pub struct RealOpts {
     /// outside the timed section)
     #[cfg_attr(feature = "clap", arg(long))]
     pub no_core_probe: bool,
+    /// Exact mode (a guest under QEMU icount, whose clock counts instructions): start each
+    /// timed fork just after a timer tick, so no tick lands inside a fork shorter than the tick
+    /// period (see realfork's `tick` module)
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub tick_align: bool,
     /// Time even when the layout cannot be verified (records are marked unverified)
     #[cfg_attr(feature = "clap", arg(long))]
     pub allow_unverified: bool,
@@ -225,6 +230,7 @@ impl RealOpts {
             fifo_priority: 10,
             pause: Pause::Sleep,
             no_core_probe: false,
+            tick_align: false,
             allow_unverified: false,
             no_pagemap: false,
         }
@@ -305,6 +311,7 @@ impl Invocation {
                 push(&mut a, "pause", r.pause);
                 for (on, flag) in [
                     (r.no_core_probe, "--no-core-probe"),
+                    (r.tick_align, "--tick-align"),
                     (r.allow_unverified, "--allow-unverified"),
                     (r.no_pagemap, "--no-pagemap"),
                 ] {

@@ -229,6 +229,10 @@ pub struct HostLoad {
     /// Busiest CPU other than the pinned one, % busy over the call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub other_cpus_busy_pct: Option<f64>,
+    /// % of the pinned CPU's time during the call that went to processes other than the
+    /// runner and its forks (a CPU hog sharing the bench's CPU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_cpu_foreign_pct: Option<f64>,
     /// Other `forkbench` processes running during the call.
     pub concurrent_forkbench: u32,
 }
@@ -513,6 +517,10 @@ pub struct RealContext {
     /// Set when the kernel ran in a QEMU guest: how it was booted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guest: Option<GuestBoot>,
+    /// Set when the kernel ran on a lab device under a lab scheduler (LAVA): which device,
+    /// which job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lab: Option<LabBoot>,
 }
 
 /// One arm64 MIDR_EL1 value (implementer/variant/part/revision) and how many CPUs have it.
@@ -550,6 +558,26 @@ pub struct GuestBoot {
     pub boot_ms: u64,
     /// Guest page size in bytes.
     pub page_size: u64,
+    /// Config lines of the image's kernel config that matter here (THP, mTHP, contpte, page size).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config: Vec<(String, String)>,
+}
+
+/// Where a LAVA lab ran a kernel under test (one per lab job). The device's own facts (CPUs,
+/// memory, THP, release) are the context's `env`, captured on the device; the run's `accel`
+/// says whether the device was a board (`host`) or a QEMU device of the lab (`tcg`, `kvm`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabBoot {
+    /// The LAVA server the job ran on (its URL), or `lava-run` for a dispatcher run without
+    /// a server.
+    pub server: String,
+    pub job_id: String,
+    /// The device's name in the lab (its hostname there).
+    pub device: String,
+    pub device_type: String,
+    /// The kernel image booted (its file name; a Debian package's name when taken from one),
+    /// or `rootfs` when the board booted its own kernel and userspace.
+    pub image: String,
     /// Config lines of the image's kernel config that matter here (THP, mTHP, contpte, page size).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub config: Vec<(String, String)>,

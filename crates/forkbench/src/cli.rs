@@ -33,6 +33,16 @@ pub enum Command {
     BisectRun(bisect::cli::BisectRunArgs),
     /// Report sysfs knobs a killed `real` run left switched (from the knob journal); exit 1 if one is stale
     Doctor(DoctorArgs),
+    /// Run a guest plan (the `real` steps a kernel-under-test guest runs) in this userspace,
+    /// printing the guest's framed records on stdout: a lab board with its own rootfs
+    RunPlan(RunPlanArgs),
+}
+
+/// `forkbench run-plan`.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct RunPlanArgs {
+    /// The plan (JSON, as `cargo xtask lava testdef` writes it; non-interactive)
+    pub plan: std::path::PathBuf,
 }
 
 /// `forkbench doctor`.

@@ -1,7 +1,8 @@
-//! `forkbench`: the release-built runner, with six subcommands. `counts` prints exact op
+//! `forkbench`: the release-built runner, with seven subcommands. `counts` prints exact op
 //! counts of one model fork, `sim` times model forks, `check` runs the correctness oracle,
 //! `real` times the real fork() on this kernel, `bisect-run` is one `git bisect run` step, and
-//! `doctor` reports (and with `--repair` restores) sysfs knobs a killed run left switched.
+//! `doctor` reports (and with `--repair` restores) sysfs knobs a killed run left switched, and
+//! `run-plan` runs a guest plan in this userspace with the guest's framed output (a lab board).
 //! With `--json`, `counts`, `sim` and `real` print the contract's runner lines (a header first).
 //! Bad input is one error line and exit code 2; a layout this host cannot give exits 3 (drivers
 //! record a skip); a failed check exits 1. A `bisect-run` step exits 0 (good), 1 (bad) or 125
@@ -137,6 +138,23 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 0 => Ok(()),
                 code => Err(Failure::Code(code)),
             };
+        }
+        Command::RunPlan(a) => {
+            drop(out);
+            let text = std::fs::read_to_string(&a.plan)
+                .map_err(|e| UsageError(format!("{}: {e}", a.plan.display())))?;
+            let plan = guest::plan::GuestPlan::from_json(&text)
+                .map_err(|e| UsageError(format!("{}: {e}", a.plan.display())))?;
+            if plan.interactive {
+                return Err(UsageError(format!(
+                    "{}: an interactive plan waits for a host's commands; run-plan runs \
+                     non-interactive plans",
+                    a.plan.display()
+                ))
+                .into());
+            }
+            return guest::init::run_plan_here(&plan)
+                .map_err(|e| Failure::Other(anyhow::anyhow!(e)));
         }
         Command::Doctor(a) => {
             drop(out);

@@ -79,6 +79,7 @@ fn every_invocation_parses_into_the_same_options() {
         fifo_priority: 20,
         pause: Pause::Spin,
         no_core_probe: true,
+        tick_align: true,
         allow_unverified: true,
         no_pagemap: true,
     };

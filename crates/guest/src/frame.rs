@@ -338,8 +338,17 @@ impl FrameDecoder {
             State::FrameNoise => {
                 if b == b'\n' {
                     let noise = std::mem::take(&mut self.noise);
-                    self.keep_line(clean_line(&noise));
-                    self.state = State::Frame;
+                    if is_kernel_stamp(&noise) {
+                        self.keep_line(clean_line(&noise));
+                        self.state = State::Frame;
+                    } else {
+                        // Not a kernel line cutting in: a damaged byte that read as `[`. The
+                        // frame line ends here, and is reported as the damaged frame it is.
+                        let mut line = std::mem::take(&mut self.candidate);
+                        line.extend_from_slice(&noise);
+                        self.frame_line(&line, out);
+                        self.state = State::LineStart;
+                    }
                 } else if self.noise.len() < MAX_CONSOLE_LINE {
                     self.noise.push(b);
                 }
@@ -459,6 +468,21 @@ fn looks_like_frame(line: &str) -> bool {
         || line.contains("@@FB")
         || (line.contains("FB1 ") && line.ends_with("@@"))
         || (line.starts_with('@') && line.ends_with("@@") && line.len() > 4)
+}
+
+/// Whether `line` starts as a kernel log line does with `printk.time=1`: `[`, spaces, digits,
+/// `.`, digits, `]`.
+fn is_kernel_stamp(line: &[u8]) -> bool {
+    let Some(rest) = line.strip_prefix(b"[") else {
+        return false;
+    };
+    let rest = rest.trim_ascii_start();
+    let int = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let Some(rest) = rest[int..].strip_prefix(b".") else {
+        return false;
+    };
+    let frac = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    int > 0 && frac > 0 && rest[frac..].starts_with(b"]")
 }
 
 fn clean_line(raw: &[u8]) -> String {

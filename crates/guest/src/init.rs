@@ -96,6 +96,34 @@ fn guest_main(emit: &mut Emit<'_>) -> Result<(), String> {
     serve(&plan, &mut io::stdin().lock(), emit)
 }
 
+/// Runs a non-interactive plan in this process's own userspace, not as init: a lab board that
+/// boots its own kernel and rootfs runs the plan from a LAVA test shell. The same Hello, Line,
+/// StepDone and Bye frames as a guest's init go to stdout (the board's console), so the job log
+/// decodes the same way; nothing is mounted and nothing powers off.
+pub fn run_plan_here(plan: &GuestPlan) -> Result<(), String> {
+    if plan.interactive {
+        return Err(
+            "the plan is interactive (it waits for `go <step>` from a host): a plan run \
+                    from a shell must be non-interactive"
+                .into(),
+        );
+    }
+    let console = |e: io::Error| format!("writing to stdout: {e}");
+    let hello = collect_hello(Path::new("/sys"), Path::new("/proc"), Vec::new());
+    let hello_json = serde_json::to_vec(&hello).map_err(|e| e.to_string())?;
+    send(FrameKind::Hello, &hello_json).map_err(console)?;
+    let result = serve(plan, &mut io::empty(), &mut send);
+    let reason = match &result {
+        Ok(()) => "plan done".to_string(),
+        Err(e) => {
+            let _ = send(FrameKind::Error, e.as_bytes());
+            format!("error: {e}")
+        }
+    };
+    send(FrameKind::Bye, reason.as_bytes()).map_err(console)?;
+    result
+}
+
 /// Runs `plan`: every step in order, or (interactive) the steps the host's `go <i>` lines ask
 /// for until `poweroff` or the end of `commands`.
 pub fn serve(
@@ -167,12 +195,18 @@ pub fn run_step(plan: &GuestPlan, i: usize, emit: &mut Emit<'_>) -> io::Result<S
             error: Some(format!("no step {i}: the plan has {}", plan.steps.len())),
             unsupported: false,
         },
-        Some(GuestStep::Real(opts)) if plan.pin_last_cpu => {
+        Some(GuestStep::Real(opts)) => {
             let mut opts = opts.clone();
-            opts.cpu = last_online_cpu();
-            run_real(i, &opts, emit)?
+            if plan.pin_last_cpu {
+                opts.cpu = last_online_cpu();
+            }
+            if fs::read_to_string("/proc/cmdline").is_ok_and(|c| crate::plan::exact_mode(&c)) {
+                crate::plan::make_exact(&mut opts);
+                run_real_per_process(i, &opts, emit)?
+            } else {
+                run_real(i, &opts, emit)?
+            }
         }
-        Some(GuestStep::Real(opts)) => run_real(i, opts, emit)?,
         Some(GuestStep::Exec {
             path,
             args,
@@ -227,6 +261,63 @@ fn run_real(step: usize, opts: &contract::RealOpts, emit: &mut Emit<'_>) -> io::
             error: Some(e.to_string()),
             unsupported: e.exit_code() == contract::EXIT_UNSUPPORTED,
         },
+    })
+}
+
+/// Exact mode: each run of a Real step in a process of its own (this binary as `forkbench
+/// real --runs 1`), its lines sent on as Line frames (header and context from the first run
+/// only, run indexes renumbered). One process keeps growing its heap by a page or so per run
+/// (what it allocates between runs), and a fork copies the parent's whole address space: in
+/// one process the runs of `untouched` climbed 129-134 k instructions on Debian 6.12 x86_64, a
+/// fresh process each time (with `norandmaps`) repeats its count.
+fn run_real_per_process(
+    step: usize,
+    opts: &contract::RealOpts,
+    emit: &mut Emit<'_>,
+) -> io::Result<StepDone> {
+    let failed = |exit_code: Option<i32>, error: String| StepDone {
+        step,
+        ok: false,
+        exit_code,
+        error: Some(error),
+        unsupported: exit_code == Some(i32::from(contract::EXIT_UNSUPPORTED)),
+    };
+    for run in 0..opts.runs {
+        let mut one = opts.clone();
+        one.runs = 1;
+        let out = Command::new("/proc/self/exe")
+            .args(contract::Invocation::Real(one).args())
+            .stdin(Stdio::null())
+            .output()?;
+        for text in String::from_utf8_lossy(&out.stdout).lines() {
+            let Ok(mut line) = serde_json::from_str::<RunnerLine>(text) else {
+                continue;
+            };
+            match &mut line {
+                RunnerLine::Header(_) | RunnerLine::Context(_) if run > 0 => continue,
+                RunnerLine::Run(r) => r.run_index = run,
+                _ => {}
+            }
+            emit(FrameKind::Line, line.to_json().as_bytes())?;
+        }
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let why = stderr.lines().rev().find(|l| !l.trim().is_empty());
+            return Ok(failed(
+                out.status.code(),
+                format!(
+                    "run {run}: {}",
+                    why.unwrap_or("forkbench real failed without a message")
+                ),
+            ));
+        }
+    }
+    Ok(StepDone {
+        step,
+        ok: true,
+        exit_code: Some(0),
+        error: None,
+        unsupported: false,
     })
 }
 
@@ -398,6 +489,13 @@ pub fn collect_hello(sys: &Path, proc_root: &Path, mut notes: Vec<String>) -> Gu
         thp,
         mthp_sizes,
         pmu,
+        clock: if fs::read_to_string(proc_root.join("cmdline"))
+            .is_ok_and(|c| crate::plan::exact_mode(&c))
+        {
+            contract::Clock::Icount
+        } else {
+            contract::Clock::Wall
+        },
         notes,
     }
 }
@@ -675,7 +773,13 @@ mod tests {
             "MemTotal:        1004560 kB\nMemFree: 1 kB\n",
         )
         .unwrap();
+        fs::write(
+            proc_root.join("cmdline"),
+            "console=ttyS0 forkbench.clock=icount\n",
+        )
+        .unwrap();
         let h = collect_hello(&sys, &proc_root, vec!["a note".into()]);
+        assert_eq!(h.clock, contract::Clock::Icount);
         assert_eq!(h.thp.as_deref(), Some("always [madvise] never"));
         assert_eq!(h.mthp_sizes, ["16kB", "64kB", "2048kB"]);
         assert_eq!(h.pmu.as_deref(), Some("armv8_pmuv3_0"));
@@ -685,6 +789,7 @@ mod tests {
         assert!(!h.kernel_release.is_empty());
 
         let bare = collect_hello(&dir.path().join("none"), &dir.path().join("none"), vec![]);
+        assert_eq!(bare.clock, contract::Clock::Wall);
         assert_eq!((bare.thp, bare.pmu), (None, None));
         assert!(
             bare.notes.iter().any(|n| n.contains("no CPU PMU")),

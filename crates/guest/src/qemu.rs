@@ -18,8 +18,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::str::FromStr;
@@ -29,10 +28,10 @@ use std::time::{Duration, Instant};
 
 use contract::{Accel, Arch, Clock, GuestBoot, RunnerLine, Size, Variant};
 
-use crate::cpio::CpioWriter;
 use crate::frame::{Frame, FrameDecoder, FrameError, FrameKind};
 use crate::image::{ImageError, KernelImage};
 use crate::plan::{GuestHello, GuestPlan, GuestStep, HostCommand, StepDone};
+use crate::transcript::{BadMessage, Message};
 
 /// Guest memory beyond the largest step's: the kernel, its slab and page cache, and the
 /// guest's own process (see [`guest_mem_for`]).
@@ -44,6 +43,29 @@ pub const MIN_GUEST_MEM: u64 = 640 << 20;
 const LAST_LINES: usize = 8;
 /// How long a guest gets to power off after `poweroff`.
 const POWEROFF_TIMEOUT: Duration = Duration::from_secs(60);
+/// `--accel auto`'s KVM attempt waits at most this long for Hello: a KVM guest that works is
+/// up in seconds, and one that cannot run (a nested host, a kernel hanging silently under
+/// KVM) would otherwise hold the bench for the whole boot timeout before TCG is tried.
+const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Why `auto`'s KVM attempt failed, per guest arch, for the rest of this process: the next
+/// guests of that arch go straight to TCG with the same reason instead of failing again.
+static KVM_FAILED: Mutex<Vec<(Arch, String)>> = Mutex::new(Vec::new());
+
+fn kvm_failed_before(arch: Arch) -> Option<String> {
+    let failed = KVM_FAILED.lock().unwrap_or_else(|e| e.into_inner());
+    failed
+        .iter()
+        .find(|(a, _)| *a == arch)
+        .map(|(_, why)| why.clone())
+}
+
+fn remember_kvm_failure(arch: Arch, why: &str) {
+    let mut failed = KVM_FAILED.lock().unwrap_or_else(|e| e.into_inner());
+    if !failed.iter().any(|(a, _)| *a == arch) {
+        failed.push((arch, why.to_string()));
+    }
+}
 
 /// Which accelerator to boot under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -281,6 +303,16 @@ pub enum GuestError {
     },
     #[error("the guest kernel panicked: {line}")]
     GuestPanicked { line: String },
+    /// An oops, a double fault, or the boot decompressor's halt: the guest is killed at once
+    /// (whatever it measured after such a line is not a sample of a working kernel).
+    #[error(
+        "the guest kernel crashed: {line}; last console lines: {}",
+        Lines(last_lines)
+    )]
+    GuestCrashed {
+        line: String,
+        last_lines: Vec<String>,
+    },
     #[error("the guest ran out of memory (raise the guest memory): {line}")]
     OutOfMemory { line: String },
     #[error("interrupted: QEMU killed")]
@@ -295,6 +327,17 @@ pub enum GuestError {
     Step(String),
     #[error("writing to the guest console: {0}")]
     Console(std::io::Error),
+}
+
+impl GuestError {
+    /// The guest's kernel crashed (a panic, an oops, a double fault, a halt): a fact about
+    /// that boot, which a caller may retry, never a measurement.
+    pub fn is_kernel_crash(&self) -> bool {
+        matches!(
+            self,
+            GuestError::GuestPanicked { .. } | GuestError::GuestCrashed { .. }
+        )
+    }
 }
 
 impl From<ImageError> for GuestError {
@@ -320,6 +363,8 @@ enum Msg {
     Frame(Result<Frame, FrameError>),
     OutOfMemory(String),
     Panic(String),
+    /// A kernel crash that need not panic (see [`CRASH_MARKERS`]).
+    Crash(String),
     /// QEMU reported a fatal accelerator error (a paused VM would otherwise sit until the
     /// timeout).
     QemuFatal(String),
@@ -398,8 +443,9 @@ impl Qemu {
     }
 }
 
-/// Whether KVM could run a guest of `arch` here; the reason it cannot otherwise.
-fn kvm_possible(arch: Arch) -> Result<(), String> {
+/// Whether KVM could run a guest of `arch` here; the reason it cannot otherwise. (`auto`
+/// still falls back to TCG if a KVM guest then fails before its init.)
+pub fn kvm_possible(arch: Arch) -> Result<(), String> {
     if Arch::host() != Some(arch) {
         return Err(format!(
             "guest arch {} is not the host's ({})",
@@ -415,22 +461,74 @@ fn kvm_possible(arch: Arch) -> Result<(), String> {
         .map_err(|e| format!("/dev/kvm: {e}"))
 }
 
-/// The kernel command line. THP starts in `madvise` mode (Debian's cloud kernels default to
-/// `never`): each layout then asks for what it needs, as on a host set up for forkbench.
-/// `cmdline_extra` comes last, so its parameters win.
-fn cmdline(arch: Arch, extra: &[String]) -> String {
-    let console = match arch {
+/// The kernel parameters every boot of a kernel under test gets after its console (a local
+/// guest here, a LAVA device through its job). THP starts in `madvise` mode (Debian's cloud
+/// kernels default to `never`): each layout then asks for what it needs, as on a host set up
+/// for forkbench.
+pub const KERNEL_PARAMS: &str =
+    "printk.time=1 loglevel=4 panic=-1 rdinit=/init transparent_hugepage=madvise";
+
+/// The serial console of a QEMU guest of `arch`.
+pub fn console_device(arch: Arch) -> &'static str {
+    match arch {
         Arch::X86_64 => "ttyS0",
         Arch::Arm64 => "ttyAMA0",
-    };
+    }
+}
+
+/// The early console of `arch`: a kernel that dies before its console is up (a corrupt
+/// image's decompressor, an early panic) says so at once rather than at the boot timeout.
+pub fn early_console(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "earlyprintk=serial",
+        Arch::Arm64 => "earlycon",
+    }
+}
+
+/// What an icount guest's kernel command line adds (see [`cmdline`]); the guest's init looks
+/// for [`crate::plan::EXACT_MARKER`] in it.
+pub const EXACT_CMDLINE: &str = "norandmaps forkbench.clock=icount";
+
+/// The kernel command line: the console, the early console, [`KERNEL_PARAMS`], under icount
+/// [`EXACT_CMDLINE`], then `extra`, so its parameters win.
+///
+/// `norandmaps`, because with address randomisation every process lays out its stack, binary
+/// and mappings elsewhere, spans a different number of page tables, and so its fork executes a
+/// different number of instructions (measured on Debian 6.12 x86_64, 256 MiB: `untouched`
+/// varied 174-185 k instructions and `pmd-order9` 845-866 k between processes, against 0.2% and
+/// 0.04% without); and the marker that tells the guest's init to start every timed fork just
+/// after a tick.
+pub fn cmdline(arch: Arch, clock: Clock, extra: &[String]) -> String {
     let mut c = format!(
-        "console={console} printk.time=1 loglevel=4 panic=-1 rdinit=/init transparent_hugepage=madvise"
+        "console={} {} {KERNEL_PARAMS}",
+        console_device(arch),
+        early_console(arch)
     );
+    if clock == Clock::Icount {
+        c.push(' ');
+        c.push_str(EXACT_CMDLINE);
+    }
     for e in extra {
         c.push(' ');
         c.push_str(e);
     }
     c
+}
+
+/// QEMU's options for an exact guest clock (see [`qemu_args`]'s note on icount).
+pub const ICOUNT_ARGS: &[&str] = &["-icount", "shift=0,sleep=off"];
+
+/// QEMU's machine and CPU options for a guest of `arch` under `accel` (also the CPU of the
+/// QEMU device dictionary a LAVA lab gets from `cargo xtask lava device`).
+pub fn machine_cpu_args(arch: Arch, accel: Accel) -> &'static [&'static str] {
+    match (arch, accel == Accel::Kvm) {
+        (Arch::X86_64, true) => &["-cpu", "host"],
+        (Arch::X86_64, false) => &["-cpu", "max"],
+        (Arch::Arm64, true) => &["-M", "virt,gic-version=max", "-cpu", "host"],
+        // The implementation-defined pointer-authentication algorithm is the cheapest for TCG
+        // (kernel functions sign their return addresses); nothing fork does depends on it.
+        (Arch::Arm64, false) => &["-M", "virt", "-cpu", "max,pauth-impdef=on"],
+    }
 }
 
 /// QEMU's arguments. `-nodefaults -display none` rather than `-nographic`: no default
@@ -453,16 +551,9 @@ fn qemu_args(
     let kvm = accel == Accel::Kvm;
     push(&["-accel", if kvm { "kvm" } else { "tcg" }]);
     if clock == Clock::Icount {
-        push(&["-icount", "shift=0,sleep=off"]);
+        push(ICOUNT_ARGS);
     }
-    match (cfg.image.arch, kvm) {
-        (Arch::X86_64, true) => push(&["-cpu", "host"]),
-        (Arch::X86_64, false) => push(&["-cpu", "max"]),
-        (Arch::Arm64, true) => push(&["-M", "virt,gic-version=max", "-cpu", "host"]),
-        // The implementation-defined pointer-authentication algorithm is the cheapest for TCG
-        // (kernel functions sign their return addresses); nothing fork does depends on it.
-        (Arch::Arm64, false) => push(&["-M", "virt", "-cpu", "max,pauth-impdef=on"]),
-    }
+    push(machine_cpu_args(cfg.image.arch, accel));
     let mib = cfg.mem.bytes().div_ceil(1 << 20);
     let vcpus = vcpus_for(cfg, clock);
     push(&["-smp", &vcpus.to_string(), "-m", &format!("{mib}M")]);
@@ -479,7 +570,7 @@ fn qemu_args(
     a.push("-initrd".into());
     a.push(initrd.display().to_string());
     a.push("-append".into());
-    a.push(cmdline(cfg.image.arch, &cfg.cmdline_extra));
+    a.push(cmdline(cfg.image.arch, clock, &cfg.cmdline_extra));
     a
 }
 
@@ -489,53 +580,6 @@ fn vcpus_for(cfg: &GuestConfig, clock: Clock) -> u32 {
         Clock::Icount => 1,
         Clock::Wall => cfg.vcpus,
     }
-}
-
-/// Write the initramfs (uncompressed: decompressing under TCG costs more than reading).
-fn write_initramfs(cfg: &GuestConfig, path: &Path) -> Result<(), GuestError> {
-    let err = |source| GuestError::Initramfs {
-        path: path.to_owned(),
-        source,
-    };
-    let file = File::create(path).map_err(err)?;
-    let mut w = CpioWriter::new(BufWriter::new(file));
-    let mut dirs: Vec<String> = ["dev", "proc", "sys", "run", "tmp", "forkbench"]
-        .map(String::from)
-        .to_vec();
-    for (guest_path, _) in &cfg.extra_files {
-        let rel = guest_path.trim_start_matches('/');
-        let mut parent = Path::new(rel).parent();
-        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
-            dirs.push(p.display().to_string());
-            parent = p.parent();
-        }
-    }
-    // Parents before children; the unpacker does not create missing directories.
-    dirs.sort();
-    dirs.dedup();
-    dirs.sort_by_key(|d| d.matches('/').count());
-    for d in &dirs {
-        w.add_dir(d, 0o755).map_err(err)?;
-    }
-    w.add_char_dev("dev/console", 0o600, 5, 1).map_err(err)?;
-    w.add_file_from("init", 0o755, &cfg.payload)
-        .map_err(|source| GuestError::Initramfs {
-            path: cfg.payload.clone(),
-            source,
-        })?;
-    let plan_path = crate::plan::PLAN_PATH.trim_start_matches('/');
-    w.add_file(plan_path, 0o644, cfg.plan.to_json().as_bytes())
-        .map_err(err)?;
-    for (guest_path, host) in &cfg.extra_files {
-        w.add_file_from(guest_path.trim_start_matches('/'), 0o755, host)
-            .map_err(|source| GuestError::Initramfs {
-                path: host.clone(),
-                source,
-            })?;
-    }
-    let mut out = w.finish().map_err(err)?;
-    out.flush().map_err(err)?;
-    Ok(())
 }
 
 /// Why a launch failed, with QEMU's last stderr line (for the auto fallback's reason).
@@ -565,7 +609,11 @@ impl Guest {
                 source,
             })?;
         let initrd = workdir.path().join("initramfs.cpio");
-        write_initramfs(&cfg, &initrd)?;
+        crate::initramfs::write_initramfs(&cfg.payload, &cfg.plan, &cfg.extra_files, &initrd)
+            .map_err(|e| GuestError::Initramfs {
+                path: e.path,
+                source: e.source,
+            })?;
         let try_accel = |accel, reason: String| launch(&cfg, &qemu, &initrd, accel, reason);
         let mut guest = match cfg.accel {
             // Exact counting exists only under emulation: icount never tries KVM.
@@ -578,22 +626,29 @@ impl Guest {
                 kvm_possible(arch).map_err(|reason| GuestError::KvmUnavailable { reason })?;
                 try_accel(Accel::Kvm, "asked for kvm".into()).map_err(|f| f.error)
             }
-            AccelChoice::Auto => match kvm_possible(arch) {
+            AccelChoice::Auto => match kvm_possible(arch).and_then(|()| {
+                kvm_failed_before(arch).map_or(Ok(()), |why| Err(format!("earlier: {why}")))
+            }) {
                 Err(why) => {
                     try_accel(Accel::Tcg, format!("auto: no kvm: {why}")).map_err(|f| f.error)
                 }
-                Ok(()) => match try_accel(Accel::Kvm, "auto: kvm works".into()) {
-                    Ok(g) => Ok(g),
-                    Err(LaunchFailure {
-                        error: e @ (GuestError::Interrupted | GuestError::OutOfMemory { .. }),
-                        ..
-                    }) => Err(e),
-                    Err(f) => {
-                        let why = f.stderr_last.unwrap_or_else(|| f.error.to_string());
-                        try_accel(Accel::Tcg, format!("kvm: guest failed before init: {why}"))
-                            .map_err(|f| f.error)
+                Ok(()) => {
+                    let mut probe = cfg.clone();
+                    probe.boot_timeout = probe.boot_timeout.min(KVM_PROBE_TIMEOUT);
+                    match launch(&probe, &qemu, &initrd, Accel::Kvm, "auto: kvm works".into()) {
+                        Ok(g) => Ok(g),
+                        Err(LaunchFailure {
+                            error: e @ (GuestError::Interrupted | GuestError::OutOfMemory { .. }),
+                            ..
+                        }) => Err(e),
+                        Err(f) => {
+                            let why = f.stderr_last.unwrap_or_else(|| f.error.to_string());
+                            remember_kvm_failure(arch, &why);
+                            try_accel(Accel::Tcg, format!("kvm: guest failed before init: {why}"))
+                                .map_err(|f| f.error)
+                        }
                     }
-                },
+                }
             },
         }?;
         guest.workdir = Some(workdir);
@@ -728,37 +783,29 @@ impl Guest {
         f: Frame,
         on_event: &mut dyn FnMut(GuestEvent),
     ) -> Result<Option<StepDone>, GuestError> {
-        match f.kind {
-            FrameKind::Line => {
-                let line: RunnerLine = serde_json::from_slice(&f.payload).map_err(|e| {
-                    self.fail(GuestError::BadMessage {
-                        kind: f.kind,
-                        error: e.to_string(),
-                    })
-                })?;
+        let message = Message::from_frame(f).map_err(|BadMessage { kind, error }| {
+            self.fail(GuestError::BadMessage { kind, error })
+        })?;
+        match message {
+            Message::Line(line) => {
                 on_event(GuestEvent::Line(self.stamp(line)));
                 Ok(None)
             }
-            FrameKind::Output => {
-                on_event(GuestEvent::Output(f.payload));
+            Message::Output(bytes) => {
+                on_event(GuestEvent::Output(bytes));
                 Ok(None)
             }
-            FrameKind::StepDone => serde_json::from_slice(&f.payload).map(Some).map_err(|e| {
-                self.fail(GuestError::BadMessage {
-                    kind: f.kind,
-                    error: e.to_string(),
-                })
-            }),
-            FrameKind::Bye => {
+            Message::StepDone(done) => Ok(Some(done)),
+            Message::Bye(_) => {
                 self.said_bye = true;
                 Ok(None)
             }
-            FrameKind::Hello => Err(self.fail(GuestError::BadMessage {
-                kind: f.kind,
+            Message::Hello(_) => Err(self.fail(GuestError::BadMessage {
+                kind: FrameKind::Hello,
                 error: "a second hello (the guest restarted?)".into(),
             })),
             // `recv` turns these into errors.
-            FrameKind::Error => Ok(None),
+            Message::Error(_) => Ok(None),
         }
     }
 
@@ -816,6 +863,10 @@ impl Guest {
             Msg::Frame(Err(e)) => Err(self.fail(GuestError::Frame(e))),
             Msg::OutOfMemory(line) => Err(self.fail(GuestError::OutOfMemory { line })),
             Msg::Panic(line) => Err(self.fail(GuestError::GuestPanicked { line })),
+            Msg::Crash(line) => {
+                let last_lines = self.last_lines();
+                Err(self.fail(GuestError::GuestCrashed { line, last_lines }))
+            }
             Msg::QemuFatal(line) => {
                 self.kill();
                 Err(GuestError::GuestDied {
@@ -1065,6 +1116,8 @@ fn spawn_console_reader(
     std::thread::spawn(move || {
         let mut buf = [0u8; 8192];
         let mut line: Vec<u8> = Vec::new();
+        // The line being received already raised its alarm (see below).
+        let mut alarmed = false;
         loop {
             let n = match stdout.read(&mut buf) {
                 Ok(0) | Err(_) => break,
@@ -1080,11 +1133,18 @@ fn spawn_console_reader(
                     line.drain(..line.len() - 4096);
                 }
                 if chunk.ends_with(b"\n") {
-                    if let Some(m) = console_alarm(&line) {
+                    if let Some(m) = console_alarm(&line).filter(|_| !alarmed) {
                         let _ = tx.send(m);
                     }
                     line.clear();
+                    alarmed = false;
                 }
+            }
+            // A guest that stops mid-line (the x86 decompressor's `-- System halted` has no
+            // newline) is heard now, not at its timeout.
+            if !alarmed && let Some(m) = console_alarm(&line) {
+                let _ = tx.send(m);
+                alarmed = true;
             }
             for f in frames {
                 if tx.send(Msg::Frame(f)).is_err() {
@@ -1096,7 +1156,24 @@ fn spawn_console_reader(
     });
 }
 
-/// A console line that ends the guest's usefulness: the OOM killer or a panic.
+/// The first lines of the kernel's crash reports that do not panic by themselves (x86_64 and
+/// arm64 oopses, an x86 double fault), and the x86 boot decompressor's halt. An oops kills only
+/// the task it hit (e.g. a fork child) and the guest goes on: without these, a crashed kernel
+/// could hand back a sample, or sit until a timeout.
+/// (A user program's fault reads `general protection fault ip:...`: not matched.)
+pub const CRASH_MARKERS: [&str; 9] = [
+    "Oops:",
+    "BUG: kernel NULL pointer dereference",
+    "BUG: unable to handle",
+    "general protection fault, ",
+    "general protection fault: ",
+    "double fault",
+    "Unable to handle kernel",
+    "Internal error:",
+    "-- System halted",
+];
+
+/// A console line that ends the guest's usefulness: the OOM killer, a panic or a crash.
 fn console_alarm(raw: &[u8]) -> Option<Msg> {
     let text = String::from_utf8_lossy(raw);
     let line = text.trim().to_string();
@@ -1104,6 +1181,8 @@ fn console_alarm(raw: &[u8]) -> Option<Msg> {
         Some(Msg::OutOfMemory(line))
     } else if line.contains("Kernel panic") {
         Some(Msg::Panic(line))
+    } else if CRASH_MARKERS.iter().any(|m| line.contains(m)) {
+        Some(Msg::Crash(line))
     } else {
         None
     }
@@ -1196,13 +1275,25 @@ mod tests {
     }
 
     #[test]
+    fn an_icount_guest_is_told_so_and_runs_without_address_randomisation() {
+        let exact = cmdline(Arch::X86_64, Clock::Icount, &[]);
+        assert!(exact.contains(" norandmaps"), "{exact}");
+        assert!(crate::plan::exact_mode(&exact), "{exact}");
+        let timed = cmdline(Arch::X86_64, Clock::Wall, &[]);
+        assert!(!timed.contains("norandmaps") && !crate::plan::exact_mode(&timed));
+    }
+
+    #[test]
     fn command_line_per_arch() {
         assert_eq!(
-            cmdline(Arch::Arm64, &["rdinit=/nope".into()]),
-            "console=ttyAMA0 printk.time=1 loglevel=4 panic=-1 rdinit=/init \
+            cmdline(Arch::Arm64, Clock::Wall, &["rdinit=/nope".into()]),
+            "console=ttyAMA0 earlycon printk.time=1 loglevel=4 panic=-1 rdinit=/init \
              transparent_hugepage=madvise rdinit=/nope"
         );
-        assert!(cmdline(Arch::X86_64, &[]).starts_with("console=ttyS0 "));
+        assert!(
+            cmdline(Arch::X86_64, Clock::Wall, &[])
+                .starts_with("console=ttyS0 earlyprintk=serial ")
+        );
     }
 
     #[test]
@@ -1216,6 +1307,26 @@ mod tests {
             Some(Msg::Panic(_))
         ));
         assert!(console_alarm(b"[   0.1] Memory: 100K/200K available\n").is_none());
+        // Crashes that do not panic by themselves (lines as 6.12 prints them).
+        for line in [
+            "[   9.8] BUG: kernel NULL pointer dereference, address: 0000000000000008",
+            "[   9.8] Oops: Oops: 0000 [#1] PREEMPT SMP NOPTI",
+            "[   9.8] Oops: general protection fault, probably for non-canonical address",
+            "[   9.8] traps: PANIC: double fault, error_code: 0x0",
+            "[   9.8] Unable to handle kernel NULL pointer dereference at virtual address 0",
+            "[   9.8] Internal error: Oops: 0000000096000004 [#1] SMP",
+            " -- System halted",
+        ] {
+            assert!(
+                matches!(console_alarm(line.as_bytes()), Some(Msg::Crash(l)) if l == line.trim()),
+                "{line}"
+            );
+        }
+        assert!(console_alarm(b"[   1.0] BUG: sleeping function called\n").is_none());
+        assert!(
+            console_alarm(b"[   1.0] traps: a[9] general protection fault ip:4011 sp:7ffc\n")
+                .is_none()
+        );
     }
 
     #[test]

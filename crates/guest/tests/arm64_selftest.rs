@@ -83,8 +83,13 @@ fn hostenv_and_realfork_tests_pass_in_an_arm64_6_12_guest() {
         .iter()
         .map(|(name, _)| GuestStep::Exec {
             path: format!("/tests/{name}"),
-            // One thread: the guest has 2 vCPUs and several tests pin and fork.
-            args: vec!["--test-threads=1".into()],
+            // One thread: several tests pin and fork. The initramfs
+            // has no shell, which that hostenv test runs as its child.
+            args: vec![
+                "--test-threads=1".into(),
+                "--skip".into(),
+                "a_waited_childs_cpu_time_is_counted".into(),
+            ],
             timeout_secs: 900,
         })
         .collect();

@@ -10,8 +10,37 @@ use guest::image::{ImageError, KernelImage, config_facts};
 const KX: &str = "/tmp/kx";
 const DEBS: &str = "/root/.cache/forkbench/kernels";
 
+/// Unpack the provisioned Debian packages (tools/provision-guests.sh) under KX, each into a
+/// directory of its own, when KX holds none yet.
+fn unpack_provisioned() {
+    let Ok(debs) = std::fs::read_dir(DEBS) else {
+        return;
+    };
+    for deb in debs.filter_map(Result::ok).map(|e| e.path()) {
+        let Some(stem) = deb.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        let dir = Path::new(KX).join(stem);
+        if deb.extension().is_some_and(|e| e == "deb") && !dir.exists() {
+            let ok = std::fs::create_dir_all(&dir).is_ok()
+                && std::process::Command::new("dpkg-deb")
+                    .arg("-x")
+                    .arg(&deb)
+                    .arg(&dir)
+                    .status()
+                    .is_ok_and(|s| s.success());
+            if !ok {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+    }
+}
+
 /// The extracted images, or a skip with the reason (a failure under CI).
 fn real_images() -> Vec<PathBuf> {
+    if std::fs::read_dir(KX).map_or(true, |mut d| d.next().is_none()) {
+        unpack_provisioned();
+    }
     let found: Vec<PathBuf> = std::fs::read_dir(KX)
         .into_iter()
         .flatten()

@@ -83,6 +83,27 @@ pub fn other_cpus_busy_pct(
         .reduce(f64::max)
 }
 
+/// % of the pinned CPU's time between two [`cpu_ticks`] snapshots that went to others: its
+/// busy time minus `own_ns`, the CPU time of the runner call itself (its process and reaped
+/// forks, [`crate::children_cpu_ns`]), over the whole interval; clamped to 0..=100 (tick
+/// sampling makes a quiet call's estimate scatter around zero). A CPU hog sharing the pinned
+/// CPU shows here, where [`other_cpus_busy_pct`] cannot see it.
+pub fn pinned_cpu_foreign_pct(
+    before: &BTreeMap<usize, CpuTimes>,
+    after: &BTreeMap<usize, CpuTimes>,
+    pinned: usize,
+    own_ns: u64,
+    ticks_per_sec: u64,
+) -> Option<f64> {
+    let load = procfs::load_between(before, after).remove(&pinned)?;
+    if load.ticks == 0 {
+        return None;
+    }
+    let busy_ticks = load.busy_pct / 100.0 * load.ticks as f64;
+    let own_ticks = own_ns as f64 * ticks_per_sec as f64 / 1e9;
+    Some((100.0 * (busy_ticks - own_ticks) / load.ticks as f64).clamp(0.0, 100.0))
+}
+
 /// Pids of running processes whose `comm` is `name`, except `except`, ascending.
 pub fn pids_named(name: &str, except: &[u32]) -> Vec<u32> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
@@ -139,5 +160,37 @@ mod tests {
         // CPU 0: 90% busy (pinned, ignored); CPU 1: 10%; CPU 2: 10%.
         assert_eq!(other_cpus_busy_pct(&a, &b, Some(0)), Some(10.0));
         assert_eq!(other_cpus_busy_pct(&a, &b, None), Some(90.0));
+    }
+
+    #[test]
+    fn foreign_share_of_the_pinned_cpu() {
+        let t = |total, idle| CpuTimes {
+            total,
+            idle,
+            steal: 0,
+        };
+        let a = BTreeMap::from([(0, t(100, 50)), (1, t(100, 50))]);
+        let b = BTreeMap::from([(0, t(200, 60)), (1, t(200, 140))]);
+        // CPU 0: 90 of 100 ticks busy; the call itself ran 0.4 s = 40 ticks at 100 Hz.
+        let got = pinned_cpu_foreign_pct(&a, &b, 0, 400_000_000, 100).unwrap();
+        assert!((got - 50.0).abs() < 1e-9, "{got}");
+        // The call's own time beyond the busy time (tick sampling) clamps at 0.
+        assert_eq!(
+            pinned_cpu_foreign_pct(&a, &b, 1, 400_000_000, 100),
+            Some(0.0)
+        );
+        assert_eq!(pinned_cpu_foreign_pct(&a, &b, 7, 0, 100), None);
+        assert_eq!(pinned_cpu_foreign_pct(&a, &a, 0, 0, 100), None);
+    }
+
+    #[test]
+    fn a_waited_childs_cpu_time_is_counted() {
+        let before = crate::children_cpu_ns();
+        let st = std::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert!(crate::children_cpu_ns() > before);
     }
 }

@@ -34,8 +34,8 @@ use std::io;
 use std::path::PathBuf;
 
 pub use sys::{
-    Rusage, Uname, geteuid, getrusage_thread, monotonic_ns, page_size, sched_getcpu,
-    set_thp_disable, thp_disable_flag, uname,
+    Rusage, Uname, children_cpu_ns, clock_ticks_per_sec, geteuid, getrusage_thread, monotonic_ns,
+    page_size, pin_malloc_footprint, sched_getcpu, set_thp_disable, thp_disable_flag, uname,
 };
 
 /// Errors from host operations. Each renders as one self-contained line that already ends with

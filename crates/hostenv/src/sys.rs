@@ -100,6 +100,28 @@ pub fn getrusage_thread() -> io::Result<Rusage> {
     })
 }
 
+/// CPU time (user + system, ns) of this process's children that have been waited for: a
+/// runner's own time and that of the forks it reaped.
+pub fn children_cpu_ns() -> u64 {
+    let Ok(ru) = getrusage(UsageWho::RUSAGE_CHILDREN) else {
+        return 0;
+    };
+    let ns = |t: nix::sys::time::TimeVal| {
+        (t.tv_sec().max(0) as u64) * 1_000_000_000 + (t.tv_usec().max(0) as u64) * 1_000
+    };
+    ns(ru.user_time()) + ns(ru.system_time())
+}
+
+/// `sysconf(_SC_CLK_TCK)`: the unit of `/proc/stat` (USER_HZ, 100 on Linux).
+pub fn clock_ticks_per_sec() -> u64 {
+    sysconf(SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|v| u64::try_from(v).ok())
+        .filter(|v| *v > 0)
+        .unwrap_or(100)
+}
+
 /// `clock_gettime(CLOCK_MONOTONIC)` in nanoseconds (vDSO, no syscall on x86_64 with tsc).
 #[inline(always)]
 pub fn monotonic_ns() -> u64 {
@@ -141,6 +163,15 @@ fn flock(f: File, arg: FlockArg) -> io::Result<Flock<File>> {
         match Flock::lock(f, arg) {
             Ok(l) => return Ok(l),
             Err((back, Errno::EINTR)) => f = back,
+            // A kernel built without CONFIG_FILE_LOCKING (tinyconfig) has no flock(2): say so
+            // rather than a bare "Function not implemented" on whatever path was locked.
+            Err((_, Errno::ENOSYS)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "flock(2) is not implemented: the kernel was built without \
+                     CONFIG_FILE_LOCKING, which the sysfs knob journal needs",
+                ));
+            }
             Err((_, e)) => return Err(errno(e)),
         }
     }
@@ -195,6 +226,30 @@ pub fn page_size() -> Option<u64> {
         .flatten()
         .and_then(|v| u64::try_from(v).ok())
         .filter(|&v| v > 0)
+}
+
+/// Fix glibc's allocator so the process's resident footprint does not drift from one run to
+/// the next: large blocks (pagemap reads, sample buffers) always get their own mapping, freed
+/// with them, instead of glibc raising its mmap threshold after the first free and keeping
+/// them in a heap that only grows; and the heap's free top goes back to the kernel at once.
+/// A fork copies the parent's whole address space, so a heap a few hundred KiB larger in a
+/// later run is a few thousand more instructions per fork in exact mode. `false` where the C
+/// library refused (or is not glibc).
+pub fn pin_malloc_footprint() -> bool {
+    #[cfg(target_env = "gnu")]
+    {
+        // SAFETY: mallopt only sets allocator parameters; called before the timed runs, on the
+        // thread that allocates, with constant in-range values.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, 4096) == 1
+                && libc::mallopt(libc::M_TOP_PAD, 0) == 1
+        }
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
+        false
+    }
 }
 
 #[cfg(test)]

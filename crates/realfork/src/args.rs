@@ -30,6 +30,8 @@ pub struct Plan {
     /// so the drift between runs larger.
     pub pause: Pause,
     pub core_probe: bool,
+    /// Start each timed fork just after a timer interrupt (exact mode; `tick` module).
+    pub tick_align: bool,
     pub allow_unverified: bool,
     pub use_pagemap: bool,
 }
@@ -83,6 +85,7 @@ pub fn plan(o: &RealOpts) -> Result<Plan, RealError> {
         fifo_priority: o.fifo_priority,
         pause: o.pause,
         core_probe: !o.no_core_probe,
+        tick_align: o.tick_align,
         allow_unverified: o.allow_unverified,
         use_pagemap: !o.no_pagemap,
     })

@@ -26,6 +26,7 @@ mod region;
 mod runner;
 pub mod smaps;
 pub mod summary;
+pub mod tick;
 pub mod verify;
 pub mod vmstat;
 

@@ -91,6 +91,10 @@ pub fn run_each(
     on_record: &mut dyn FnMut(&RunRecord),
 ) -> Result<(), RealError> {
     let plan = plan(opts)?;
+    if plan.tick_align {
+        // Exact mode: every run's forks must see the same parent (see pin_malloc_footprint).
+        hostenv::pin_malloc_footprint();
+    }
     let arch = Arch::host().ok_or_else(|| {
         RealError::Unsupported(format!(
             "real fork runs on x86_64 and arm64 only, not {}",
@@ -169,6 +173,7 @@ pub fn run_each(
         pre: check_summary(&pre),
         pre_report: serde_json::to_value(&pre).unwrap_or_default(),
         guest: None,
+        lab: None,
     };
     on_context(&context);
 
@@ -755,6 +760,9 @@ fn run_loop<'c>(
         }
         let probe = plan.core_probe.then(crate::coreprobe::probe_ns);
         busy_ns += probe.unwrap_or(0);
+        if plan.tick_align {
+            crate::tick::after_interrupt(crate::tick::GAP_NS, crate::tick::LIMIT_NS);
+        }
         let f = timed_fork(stamp, counters.as_deref_mut())
             .map_err(|e| RealError::io(format!("timed fork {i} of run"), e))?;
         busy_ns += f.reaped_ns;

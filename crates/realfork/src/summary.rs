@@ -205,6 +205,7 @@ mod tests {
             pre: check("verified order0 (before)"),
             pre_report: serde_json::Value::Null,
             guest: None,
+            lab: None,
         }
     }
 

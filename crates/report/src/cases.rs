@@ -14,11 +14,19 @@
 //!
 //! The baseline of a case is the first row (in row order) whose name, label or strategy equals
 //! the requested baseline.
+//!
+//! Exact runs (QEMU icount: samples are guest instructions, [`SampleUnit::Instructions`]) never
+//! share a case with timed runs: the unit is part of every case's key. Their rows carry the
+//! median of each run and an [`ExactRow`] (runs' agreement, change and verdict, no statistics
+//! of sampling noise) instead of a [`Comparison`].
 
 use std::collections::BTreeMap;
 
-use results::{Accel, Instrument, ResultFile, RunRecord, Variant};
+use results::{Accel, Instrument, ResultFile, RunRecord, SampleUnit, Variant};
+use stats::exact::{ExactPolicy, agreement, compare_agreements, run_value};
 use stats::{Comparison, Policy, Summary};
+
+use crate::exact::ExactRow;
 
 /// Thread row order of the model's strategies (the contract's canonical order: the thread's
 /// five, `current`, then the kernels' stand-ins).
@@ -91,20 +99,33 @@ pub struct Row {
     pub accel: Accel,
     pub mem_bytes: u64,
     pub mode: String,
-    /// Mean of each run, ns, in run order.
+    /// What the samples count: ns (timed) or guest instructions (exact).
+    pub unit: SampleUnit,
+    /// The value of each run, in run order: the mean of its samples (timed, ns) or their
+    /// median (exact, instructions: see `stats::exact`).
     pub run_means: Vec<f64>,
+    /// The `run_index` of each of those runs.
+    pub run_indexes: Vec<u32>,
+    /// Base page size of the kernel that ran (real fork, from the first run's context).
+    pub page_size: Option<u64>,
     pub summary: Summary,
     /// Op counts of one fork (model only; identical across runs).
     pub ops: BTreeMap<String, u64>,
     /// Against the case's baseline (the baseline row compares with itself: 0 %); None only
-    /// when a summary is unusable.
+    /// when a summary is unusable, and always for exact rows (see `exact`).
     pub cmp: Option<Comparison>,
+    /// Exact rows only: the runs' agreement and the change against the baseline.
+    pub exact: Option<ExactRow>,
+    /// The variant of the row's first run (what a noise estimate of the row is looked up by).
+    pub variant: Variant,
 }
 
 /// One relative table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Case {
     pub instrument: Instrument,
+    /// The unit of every row's samples (one case never mixes units).
+    pub unit: SampleUnit,
     pub arch: String,
     /// The case's layout; empty for a real-fork case whose rows are layouts.
     pub layout: String,
@@ -119,14 +140,18 @@ pub struct Case {
     /// Kernel rows only: the baseline kernel when it has no runs in this case (the case's
     /// `baseline` is then the first kernel that has).
     pub baseline_absent: Option<String>,
+    /// How exact rows were judged (printed above their verdicts).
+    pub exact_policy: ExactPolicy,
 }
 
 impl Case {
-    /// `fork, x86_64 model, order9 (1024 MiB, fresh)`.
+    /// `fork, x86_64 model, order9 (1024 MiB, fresh)`; exact cases say so:
+    /// `fork, x86_64 real fork() exact, order0 (256 MiB, steady)`.
     pub fn title(&self) -> String {
-        let inst = match self.instrument {
-            Instrument::Sim => "model",
-            Instrument::Real => "real fork()",
+        let inst = match (self.instrument, self.unit) {
+            (Instrument::Sim, _) => "model",
+            (Instrument::Real, SampleUnit::Nanoseconds) => "real fork()",
+            (Instrument::Real, SampleUnit::Instructions) => "real fork() exact",
         };
         let what = if self.layout.is_empty() {
             "layouts".to_string()
@@ -141,14 +166,21 @@ impl Case {
         )
     }
 
-    /// The key of the combined table this case belongs to (all layouts of one instrument/arch).
-    pub fn group_key(&self) -> (Instrument, String, u64, String) {
+    /// The key of the combined table this case belongs to (all layouts of one instrument,
+    /// unit and arch).
+    pub fn group_key(&self) -> (Instrument, SampleUnit, String, u64, String) {
         (
             self.instrument,
+            self.unit,
             self.arch.clone(),
             self.mem_bytes,
             self.mode.clone(),
         )
+    }
+
+    /// Are this case's samples guest instructions?
+    pub fn is_exact(&self) -> bool {
+        self.unit == SampleUnit::Instructions
     }
 }
 
@@ -295,7 +327,6 @@ pub fn build_cases(
         Vec::new()
     };
     // (case key, row key) → runs
-    type CaseKey = (Instrument, String, String, u64, String);
     let mut cases: Vec<(CaseKey, String)> = Vec::new(); // key, machine
     let mut rows: BTreeMap<CaseKey, Vec<(SortKey, Row)>> = BTreeMap::new();
     type SortKey = (usize, usize, usize, (usize, u64), usize, String);
@@ -312,17 +343,18 @@ pub fn build_cases(
                 v.options()
             };
             let by_layout = inst == Instrument::Real && !multi && !by_kernel;
-            let key: CaseKey = (
+            let key = CaseKey {
                 inst,
-                v.arch().to_string(),
-                if by_layout {
+                unit: v.unit(),
+                arch: v.arch().to_string(),
+                layout: if by_layout {
                     String::new()
                 } else {
                     layout.clone()
                 },
-                v.mem_bytes(),
-                v.mode().to_string(),
-            );
+                mem: v.mem_bytes(),
+                mode: v.mode().to_string(),
+            };
             let mut name = String::new();
             if multi {
                 name.push_str(&f.label);
@@ -363,7 +395,10 @@ pub fn build_cases(
             }
             let list = rows.entry(key).or_default();
             match list.iter_mut().find(|(_, row)| row.name == name) {
-                Some((_, row)) => row.run_means.push(r.mean_ns()),
+                Some((_, row)) => {
+                    row.run_means.push(run_statistic(r));
+                    row.run_indexes.push(r.run_index);
+                }
                 None => list.push((sort, new_row(&name, &options, f, r))),
             }
         }
@@ -374,33 +409,42 @@ pub fn build_cases(
     // Order cases: instrument, arch, layout order (kernel rows: the thread's order-0 and
     // order-9 pte-map columns first), mem.
     let layout_rank = |k: &CaseKey| {
-        if k.0 == Instrument::Real && by_kernel {
-            rank(&KERNEL_COLUMN_ORDER, &k.2)
+        if k.inst == Instrument::Real && by_kernel {
+            rank(&KERNEL_COLUMN_ORDER, &k.layout)
         } else {
-            rank(&LAYOUT_ORDER, &k.2)
+            rank(&LAYOUT_ORDER, &k.layout)
         }
     };
+    // Timed cases before exact ones: they are separate tables.
     cases.sort_by(|(a, _), (b, _)| {
-        (a.0, &a.1, layout_rank(a), &a.2, a.3, &a.4).cmp(&(
-            b.0,
-            &b.1,
-            layout_rank(b),
-            &b.2,
-            b.3,
-            &b.4,
-        ))
+        (
+            a.inst,
+            a.unit,
+            &a.arch,
+            layout_rank(a),
+            &a.layout,
+            a.mem,
+            &a.mode,
+        )
+            .cmp(&(
+                b.inst,
+                b.unit,
+                &b.arch,
+                layout_rank(b),
+                &b.layout,
+                b.mem,
+                &b.mode,
+            ))
     });
     // Kernel rows: every row name of each (arch, mem, mode) group, in row order, so a layout
     // a kernel could not run still shows that kernel (as n/a).
-    let mut group_rows: BTreeMap<(String, u64, String), Vec<(SortKey, String)>> = BTreeMap::new();
+    let mut group_rows: BTreeMap<CaseKey, Vec<(SortKey, String)>> = BTreeMap::new();
     if by_kernel {
         for (key, list) in &rows {
-            if key.0 != Instrument::Real {
+            if key.inst != Instrument::Real {
                 continue;
             }
-            let g = group_rows
-                .entry((key.1.clone(), key.3, key.4.clone()))
-                .or_default();
+            let g = group_rows.entry(key.group()).or_default();
             for (sort, row) in list {
                 if !g.iter().any(|(_, n)| *n == row.name) {
                     g.push((sort.clone(), row.name.clone()));
@@ -419,7 +463,7 @@ pub fn build_cases(
         Some(b) => {
             let known = rows
                 .iter()
-                .filter(|(k, _)| k.0 == Instrument::Real)
+                .filter(|(k, _)| k.inst == Instrument::Real)
                 .flat_map(|(_, l)| l.iter())
                 .any(|(_, r)| names_row(r, b));
             if !known {
@@ -441,8 +485,8 @@ pub fn build_cases(
                 std: f64::NAN,
             });
         }
-        let kernel_case = key.0 == Instrument::Real && by_kernel;
-        let default_base = match key.0 {
+        let kernel_case = key.inst == Instrument::Real && by_kernel;
+        let default_base = match key.inst {
             Instrument::Sim => STRATEGY_ORDER[0],
             Instrument::Real if multi => labels[0],
             Instrument::Real if by_kernel => kernels.first().map_or("", String::as_str),
@@ -459,26 +503,28 @@ pub fn build_cases(
             .or_else(|| rows.iter().find(|r| names_row(r, want)))
             .or_else(|| {
                 rows.iter()
-                    .find(|r| key.0 == Instrument::Real && !kernel_case && r.layout == want)
+                    .find(|r| key.inst == Instrument::Real && !kernel_case && r.layout == want)
             });
         let case_stub = Case {
-            instrument: key.0,
-            arch: key.1.clone(),
-            layout: key.2.clone(),
-            mem_bytes: key.3,
-            mode: key.4.clone(),
+            instrument: key.inst,
+            unit: key.unit,
+            arch: key.arch.clone(),
+            layout: key.layout.clone(),
+            mem_bytes: key.mem,
+            mode: key.mode.clone(),
             machine,
             baseline: String::new(),
             rows: Vec::new(),
             kernel_rows: if kernel_case {
                 group_rows
-                    .get(&(key.1.clone(), key.3, key.4.clone()))
+                    .get(&key.group())
                     .map(|g| g.iter().map(|(_, n)| n.clone()).collect())
                     .unwrap_or_default()
             } else {
                 Vec::new()
             },
             baseline_absent: None,
+            exact_policy: policy.exact,
         };
         let mut baseline_absent = None;
         let base = match found {
@@ -503,9 +549,13 @@ pub fn build_cases(
                 ));
             }
         };
-        for r in &mut rows {
-            r.cmp = (base.summary.mean.is_finite() && r.summary.mean.is_finite())
-                .then(|| stats::compare(&base.summary, &r.summary, policy));
+        if key.unit == SampleUnit::Instructions {
+            compare_exact(&mut rows, &base, &policy.exact);
+        } else {
+            for r in &mut rows {
+                r.cmp = (base.summary.mean.is_finite() && r.summary.mean.is_finite())
+                    .then(|| stats::compare(&base.summary, &r.summary, policy));
+            }
         }
         out.push(Case {
             baseline: base.name.clone(),
@@ -515,6 +565,52 @@ pub fn build_cases(
         });
     }
     Ok(out)
+}
+
+/// What makes a case: instrument, unit, arch, layout (empty when the rows are layouts), memory
+/// and mode.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct CaseKey {
+    inst: Instrument,
+    unit: SampleUnit,
+    arch: String,
+    layout: String,
+    mem: u64,
+    mode: String,
+}
+
+impl CaseKey {
+    /// The key of this case's group (every layout of it): the layout left out.
+    fn group(&self) -> CaseKey {
+        CaseKey {
+            layout: String::new(),
+            ..self.clone()
+        }
+    }
+}
+
+/// The statistic of one run: the mean of its samples, or for exact runs their median (a tick
+/// in one fork's window moves that fork only).
+fn run_statistic(r: &RunRecord) -> f64 {
+    match r.variant.unit() {
+        SampleUnit::Nanoseconds => r.mean_ns(),
+        SampleUnit::Instructions => run_value(&r.samples_ns).unwrap_or(f64::NAN),
+    }
+}
+
+/// Exact rows: each row's runs' agreement and its change against `base` (no test: the
+/// counts are exact, see `stats::exact`).
+fn compare_exact(rows: &mut [Row], base: &Row, policy: &ExactPolicy) {
+    let base_agreement = agreement(&base.run_means, policy.tolerance);
+    for r in rows.iter_mut() {
+        r.cmp = None;
+        r.exact = agreement(&r.run_means, policy.tolerance).map(|own| ExactRow {
+            cmp: base_agreement
+                .clone()
+                .map(|b| compare_agreements(b, own.clone(), policy)),
+            own,
+        });
+    }
 }
 
 fn rank_owned(list: &[String], x: &str) -> usize {
@@ -538,7 +634,12 @@ fn new_row(name: &str, options: &str, f: &ResultFile, r: &RunRecord) -> Row {
         },
         mem_bytes: v.mem_bytes(),
         mode: v.mode().to_string(),
-        run_means: vec![r.mean_ns()],
+        unit: v.unit(),
+        run_means: vec![run_statistic(r)],
+        run_indexes: vec![r.run_index],
+        page_size: f
+            .context_of(r)
+            .and_then(|c| c.guest.as_ref().map(|g| g.page_size).or(c.env.page_size)),
         summary: Summary {
             n: 0,
             mean: f64::NAN,
@@ -546,6 +647,8 @@ fn new_row(name: &str, options: &str, f: &ResultFile, r: &RunRecord) -> Row {
         },
         ops: r.ops.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         cmp: None,
+        exact: None,
+        variant: v.clone(),
     }
 }
 

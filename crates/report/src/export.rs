@@ -7,15 +7,18 @@
 //!   [`SAMPLE_COLUMNS`]. `pd.read_csv(path)`, `pd.read_json(path, lines=True)`.
 //!
 //! Missing values are empty in CSV and `null` in JSON. JSON objects keep the column order
-//! (written key by key: `serde_json::Map` would sort them).
+//! (written key by key: `serde_json::Map` would sort them). Exact rows (guest instructions,
+//! `unit` = `instr`) fill their own columns and leave every ns and test column empty: the two
+//! never share a column.
 
 use results::{ResultFile, RunRecord, Variant};
 use serde_json::{Value, json};
 
-use crate::cases::Case;
+use crate::cases::{Case, Row};
+use crate::exact::{PerCopy, per_copy};
 
 /// Column names of [`to_csv`] and keys of [`to_json`], in order.
-pub const COLUMNS: [&str; 27] = [
+pub const COLUMNS: [&str; 34] = [
     "machine",
     "label",
     "instrument",
@@ -43,7 +46,56 @@ pub const COLUMNS: [&str; 27] = [
     "mde",
     "verdict",
     "runs_needed",
+    "unit",
+    "instr",
+    "change",
+    "run_spread",
+    "runs_agree",
+    "instr_per_pte",
+    "instr_per_pmd",
 ];
+
+/// The exact columns (`instr` .. `instr_per_pmd`) of a row; all null for timed rows.
+fn exact_fields(cases: &[Case], r: &Row, is_base: bool) -> [Value; 6] {
+    let Some(e) = &r.exact else {
+        return std::array::from_fn(|_| Value::Null);
+    };
+    let per = per_copy(cases, r);
+    [
+        num(Some(e.own.value)),
+        if is_base {
+            Value::Null
+        } else {
+            num(e.cmp.as_ref().map(|c| c.change))
+        },
+        num(Some(e.own.spread)),
+        json!(e.own.agree),
+        num(match per {
+            Some(PerCopy::Pte(x)) => Some(x),
+            _ => None,
+        }),
+        num(match per {
+            Some(PerCopy::Pmd(x)) => Some(x),
+            _ => None,
+        }),
+    ]
+}
+
+/// The verdict column: `baseline`, the timed verdict, or the exact one.
+fn verdict_value(r: &Row, is_base: bool) -> Value {
+    if is_base {
+        return json!("baseline");
+    }
+    match (&r.cmp, &r.exact) {
+        (Some(m), _) => json!(m.verdict.as_str()),
+        (None, Some(e)) => e
+            .cmp
+            .as_ref()
+            .map(|c| json!(c.verdict.as_str()))
+            .unwrap_or(Value::Null),
+        (None, None) => Value::Null,
+    }
+}
 
 fn num(x: Option<f64>) -> Value {
     match x {
@@ -53,7 +105,7 @@ fn num(x: Option<f64>) -> Value {
 }
 
 /// All rows as values in [`COLUMNS`] order.
-pub fn records(cases: &[Case]) -> Vec<[Value; 27]> {
+pub fn records(cases: &[Case]) -> Vec<[Value; 34]> {
     let mut out = Vec::new();
     for c in cases {
         for r in &c.rows {
@@ -61,6 +113,10 @@ pub fn records(cases: &[Case]) -> Vec<[Value; 27]> {
             // The baseline row is compared with itself: only its relative figures mean anything.
             let is_base = r.name == c.baseline;
             let t = if is_base { None } else { m };
+            let exact = r.exact.is_some();
+            // Exact rows have no mean in ns: their value is in `instr`.
+            let ns = |x: f64| if exact { Value::Null } else { num(Some(x)) };
+            let [instr, change, spread, agree, per_pte, per_pmd] = exact_fields(cases, r, is_base);
             out.push([
                 json!(r.machine),
                 json!(r.label),
@@ -75,8 +131,8 @@ pub fn records(cases: &[Case]) -> Vec<[Value; 27]> {
                 json!(r.name),
                 json!(c.baseline),
                 json!(r.summary.n),
-                num(Some(r.summary.mean)),
-                num(Some(r.summary.std)),
+                ns(r.summary.mean),
+                ns(r.summary.std),
                 num(m.map(|m| m.rel.mean_rel)),
                 num(m.map(|m| m.rel.std_rel)),
                 num(m.and_then(|m| m.ci).map(|c| c.ratio)),
@@ -87,14 +143,17 @@ pub fn records(cases: &[Case]) -> Vec<[Value; 27]> {
                 num(t.and_then(|m| m.welch).map(|w| w.df)),
                 num(m.map(|m| m.cv)),
                 num(t.and_then(|m| m.mde)),
-                if is_base {
-                    json!("baseline")
-                } else {
-                    m.map(|m| json!(m.verdict.as_str())).unwrap_or(Value::Null)
-                },
+                verdict_value(r, is_base),
                 t.and_then(|m| m.runs_needed)
                     .map(|n| json!(n))
                     .unwrap_or(Value::Null),
+                json!(r.unit.suffix()),
+                instr,
+                change,
+                spread,
+                agree,
+                per_pte,
+                per_pmd,
             ]);
         }
     }
@@ -158,7 +217,7 @@ pub fn to_csv(cases: &[Case]) -> String {
 }
 
 /// Column names of [`samples_csv`] and keys of [`samples_jsonl`], in order.
-pub const SAMPLE_COLUMNS: [&str; 22] = [
+pub const SAMPLE_COLUMNS: [&str; 24] = [
     "file",
     "machine",
     "label",
@@ -181,13 +240,15 @@ pub const SAMPLE_COLUMNS: [&str; 22] = [
     "iteration",
     "ns",
     "disturbed",
+    "unit",
+    "instr",
 ];
 
 /// One timed fork per record, in file order, then run order, then iteration order. `files`
 /// pairs each result file with the name its `file` column carries.
 pub fn sample_records<'a>(
     files: &'a [(String, &'a ResultFile)],
-) -> impl Iterator<Item = [Value; 22]> + 'a {
+) -> impl Iterator<Item = [Value; 24]> + 'a {
     files.iter().flat_map(|(name, f)| {
         f.runs.iter().flat_map(move |r| {
             let head = run_fields(name, f, r);
@@ -198,12 +259,18 @@ pub fn sample_records<'a>(
                     .and_then(|x| x.disturbances.iter().find(|d| d.iter as usize == i))
                     .map(|d| json!(d.reasons.join("+")))
                     .unwrap_or(Value::Null);
-                let mut rec: [Value; 22] = std::array::from_fn(|_| Value::Null);
+                let mut rec: [Value; 24] = std::array::from_fn(|_| Value::Null);
                 rec[..18].clone_from_slice(&head);
                 rec[18] = json!(r.run_index);
                 rec[19] = json!(i);
-                rec[20] = json!(ns);
+                let unit = r.variant.unit();
+                // An exact sample is instructions: `instr`, never `ns`.
+                match unit {
+                    results::SampleUnit::Nanoseconds => rec[20] = json!(ns),
+                    results::SampleUnit::Instructions => rec[23] = json!(ns),
+                }
                 rec[21] = disturbed;
+                rec[22] = json!(unit.suffix());
                 rec
             })
         })

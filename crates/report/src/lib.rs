@@ -1,6 +1,8 @@
 //! Renders forkbench results: groups result files into cases ([`cases`]), prints the LKML
 //! thread's tables and an extended table with CI, p-value and verdict ([`tables`]), exports
-//! CSV/JSON for pandas ([`export`]) and draws SVG plots ([`svg`]). It reads result files and
+//! CSV/JSON for pandas ([`export`]) and draws SVG plots ([`svg`]). Exact rows (guest
+//! instruction counts) have tables of their own ([`exact`]); long kernel row names get short
+//! ones and a legend ([`legend`]). It reads result files and
 //! statistics; it measures nothing and does no file I/O.
 //!
 //! ```text
@@ -10,8 +12,13 @@
 //! ```
 
 pub mod cases;
+pub mod exact;
 pub mod export;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
+pub mod legend;
 pub mod svg;
+pub mod svg_style;
 pub mod tables;
 
 pub use cases::{Case, CaseError, Row, build_cases, kernel_order, kernel_row_name, layout_heading};
@@ -21,6 +28,8 @@ pub use tables::{
     rel_rows, thread_table, thread_tables, verdict_table,
 };
 
+#[cfg(test)]
+mod exact_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

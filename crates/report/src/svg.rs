@@ -14,6 +14,10 @@
 //!   with the median; a log axis when the rows differ by more than 30x.
 //! - [`ops_stacked`]: model: op counts of one fork per strategy, stacked by op kind.
 //!
+//! Every series has its own colour and marker ([`crate::svg_style`]). Exact rows (guest
+//! instructions) plot in millions of instructions with axes that say so, never beside timed
+//! rows: callers pass rows of one unit.
+//!
 //! Each returns the SVG document as a string; the caller writes it.
 
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
@@ -21,11 +25,14 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::cases::{Case, Row};
+use crate::svg_style::{
+    draw_marker, folio_size_label, legend_entry, point, scale, series_style, whiskers_text,
+};
 
 /// Error from drawing (plotters' backend errors, flattened to text).
 #[derive(Debug, thiserror::Error)]
 #[error("plot: {0}")]
-pub struct PlotError(String);
+pub struct PlotError(pub(crate) String);
 
 fn perr<E: std::fmt::Debug>(e: E) -> PlotError {
     PlotError(format!("{e:?}"))
@@ -54,12 +61,6 @@ pub fn allowed_colours() -> Vec<String> {
         .chain([&NEUTRAL, &WHITE, &BLACK])
         .map(|c| format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2))
         .collect()
-}
-
-/// Series take the palette's first seven colours: black is kept for whiskers and medians,
-/// which must stay visible over any series.
-fn series_colour(i: usize) -> RGBColor {
-    PALETTE[i % (PALETTE.len() - 1)]
 }
 
 /// A tick label: integers without `.0`, else the fewest decimals (at most 3) that show it.
@@ -196,20 +197,23 @@ fn whisker(
 }
 
 /// `mean_rel` bars with 95% CI whiskers for one case.
+/// Exact cases: the change in guest instructions, without whiskers (no CI: the counts are
+/// exact), coloured by the exact verdict.
 pub fn mean_rel_bars(case: &Case, machine: &str) -> Result<String, PlotError> {
-    let rows: Vec<&Row> = case.rows.iter().filter(|r| r.cmp.is_some()).collect();
-    let n = rows.len().max(1);
-    let vals: Vec<(f64, f64, f64)> = rows
-        .iter()
-        .map(|r| {
-            let c = r.cmp.expect("filtered");
+    let change = |r: &Row| -> Option<(f64, f64, f64)> {
+        if let Some(c) = r.cmp {
             let m = c.rel.mean_rel * 100.0;
             let (lo, hi) =
                 c.ci.map(|ci| ((ci.lo - 1.0) * 100.0, (ci.hi - 1.0) * 100.0))
                     .unwrap_or((m, m));
-            (m, lo, hi)
-        })
-        .collect();
+            return Some((m, lo, hi));
+        }
+        let m = r.exact.as_ref()?.cmp.as_ref()?.change * 100.0;
+        Some((m, m, m))
+    };
+    let rows: Vec<&Row> = case.rows.iter().filter(|r| change(r).is_some()).collect();
+    let n = rows.len().max(1);
+    let vals: Vec<(f64, f64, f64)> = rows.iter().filter_map(|r| change(r)).collect();
     let mut xmin = vals.iter().map(|v| v.1.min(v.0)).fold(0.0f64, f64::min);
     let mut xmax = vals.iter().map(|v| v.2.max(v.0)).fold(0.0f64, f64::max);
     let span = (xmax - xmin).max(1.0);
@@ -222,11 +226,19 @@ pub fn mean_rel_bars(case: &Case, machine: &str) -> Result<String, PlotError> {
     {
         let root = SVGBackend::with_string(&mut buf, (900, height)).into_drawing_area();
         root.fill(&WHITE).map_err(perr)?;
-        let title = format!(
-            "{machine}: {} — mean_rel vs {} (95% CI)",
-            case.title(),
-            case.baseline
-        );
+        let title = if case.is_exact() {
+            format!(
+                "{machine}: {} — change in instructions vs {}",
+                case.title(),
+                case.baseline
+            )
+        } else {
+            format!(
+                "{machine}: {} — mean_rel vs {} (95% CI)",
+                case.title(),
+                case.baseline
+            )
+        };
         let names: Vec<String> = rows.iter().map(|r| r.name.clone()).collect();
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 16))
@@ -240,10 +252,13 @@ pub fn mean_rel_bars(case: &Case, machine: &str) -> Result<String, PlotError> {
             .disable_y_mesh()
             .bold_line_style(BLACK.mix(0.12))
             .light_line_style(WHITE)
-            .x_desc(
+            .x_desc(if case.is_exact() {
+                "change in guest instructions vs baseline, % (negative = fewer); exact: no CI; \
+                 blue faster, vermillion slower, grey neither or runs disagree"
+            } else {
                 "change of mean vs baseline, % (negative = faster); whiskers: 95% CI; \
-                 blue faster, vermillion slower, grey neither",
-            )
+                 blue faster, vermillion slower, grey neither"
+            })
             .x_label_formatter(&|x| format!("{}%", tick(*x)))
             .y_label_formatter(&|v| {
                 slot_of(*v, n)
@@ -258,7 +273,13 @@ pub fn mean_rel_bars(case: &Case, machine: &str) -> Result<String, PlotError> {
         for (i, (m, lo, hi)) in vals.iter().enumerate() {
             let y = (n - 1 - i) as f64;
             // Coloured by the verdict, not the sign: a change inside the noise stays grey.
-            let verdict = rows[i].cmp.map(|c| c.verdict.as_str());
+            let verdict = rows[i].cmp.map(|c| c.verdict.as_str()).or_else(|| {
+                rows[i]
+                    .exact
+                    .as_ref()
+                    .and_then(|e| e.cmp.as_ref())
+                    .map(|c| c.verdict.as_str())
+            });
             let color = match verdict {
                 _ if rows[i].name == case.baseline => NEUTRAL,
                 Some("faster") => FASTER,
@@ -284,7 +305,12 @@ pub fn mean_rel_bars(case: &Case, machine: &str) -> Result<String, PlotError> {
             let right = hi.max(*m).max(0.0) + gap;
             chart
                 .draw_series(std::iter::once(left_text(
-                    format!("{m:+.1}%"),
+                    // Exact changes are decided at ±0.5%: two decimals.
+                    if case.is_exact() {
+                        format!("{m:+.2}%")
+                    } else {
+                        format!("{m:+.1}%")
+                    },
                     (right, y),
                     11,
                 )))
@@ -314,9 +340,11 @@ pub fn layout_order(layout: &str) -> Option<u32> {
 }
 
 /// The series a real-fork row belongs to: its kernel or label when the rows are kernels or
-/// labels, else (rows are layouts of one run) the run's label.
+/// labels, else (rows are layouts of one run, named `order0` or `order0 sched-fifo`) the run's
+/// label: the layouts of one kernel are one series along the axis, not a series each.
 fn series_of(r: &Row) -> String {
-    if r.name == r.layout || r.name.is_empty() {
+    let is_layout = r.name == r.layout || r.name.starts_with(&format!("{} ", r.layout));
+    if is_layout || r.name.is_empty() {
         r.label.clone()
     } else {
         r.name.clone()
@@ -326,8 +354,10 @@ fn series_of(r: &Row) -> String {
 /// Real fork(): mean ms per fork against folio order, one series per (kernel, mapping):
 /// PTE-mapped layouts are joined by a line, PMD-mapped drawn apart; `untouched` is skipped.
 pub fn fork_time_by_order(rows: &[&Row], machine: &str) -> Result<String, PlotError> {
-    // (order, mean ms, std ms, layout) per series name.
-    type Point = (f64, f64, f64, String);
+    let unit = rows.first().map(|r| r.unit).unwrap_or_default();
+    let sc = scale(unit);
+    // (order, value, (whisker low, high), layout) per series name.
+    type Point = (f64, f64, (f64, f64), String);
     let mut series: Vec<(String, Vec<Point>)> = Vec::new();
     for r in rows {
         let Some(order) = layout_order(&r.layout) else {
@@ -339,12 +369,8 @@ pub fn fork_time_by_order(rows: &[&Row], machine: &str) -> Result<String, PlotEr
             "pte-mapped"
         };
         let name = format!("{} {kind}", series_of(r));
-        let p = (
-            f64::from(order),
-            r.summary.mean / 1e6,
-            r.summary.std / 1e6,
-            r.layout.clone(),
-        );
+        let (v, lo, hi) = point(r);
+        let p = (f64::from(order), v, (lo, hi), r.layout.clone());
         match series.iter_mut().find(|(n, _)| *n == name) {
             Some((_, v)) => v.push(p),
             None => series.push((name, vec![p])),
@@ -355,7 +381,7 @@ pub fn fork_time_by_order(rows: &[&Row], machine: &str) -> Result<String, PlotEr
     }
     let ymax = series
         .iter()
-        .flat_map(|(_, v)| v.iter().map(|p| p.1 + p.2))
+        .flat_map(|(_, v)| v.iter().map(|p| p.2.1.max(p.1)))
         .fold(0.0f64, f64::max)
         .max(1e-3)
         * 1.2;
@@ -366,7 +392,14 @@ pub fn fork_time_by_order(rows: &[&Row], machine: &str) -> Result<String, PlotEr
         let mem = rows.first().map(|r| r.mem_bytes >> 20).unwrap_or(0);
         let mut chart = ChartBuilder::on(&root)
             .caption(
-                format!("{machine}: real fork() of {mem} MiB — time per fork vs folio order"),
+                format!(
+                    "{machine}: real fork() of {mem} MiB — {} vs folio order",
+                    if unit == results::SampleUnit::Instructions {
+                        "guest instructions per fork (exact)"
+                    } else {
+                        "time per fork"
+                    }
+                ),
                 ("sans-serif", 16),
             )
             .margin(12)
@@ -383,7 +416,7 @@ pub fn fork_time_by_order(rows: &[&Row], machine: &str) -> Result<String, PlotEr
             .bold_line_style(BLACK.mix(0.12))
             .light_line_style(WHITE)
             .x_desc("folio order (0 = 4 KiB, 4 = 64 KiB, 9 = 2 MiB)")
-            .y_desc("mean time per fork, ms (whiskers ±1 std of run means)")
+            .y_desc(format!("{} ({})", sc.what, whiskers_text(unit)))
             .x_label_formatter(&|x| tick(*x))
             .y_label_formatter(&|y| tick(*y))
             .label_style(("sans-serif", 12))
@@ -392,34 +425,37 @@ pub fn fork_time_by_order(rows: &[&Row], machine: &str) -> Result<String, PlotEr
         // Approximate pixels per order and plot height, to keep labels apart.
         const UNIT_PX: f64 = 67.0;
         const PLOT_PX: f64 = 420.0;
-        let mut placed: Vec<(f64, f64, f64)> = Vec::new();
+        // Boxes (x, y, width in px) a label must not cover: every marker, then every label.
+        let mut placed: Vec<(f64, f64, f64)> = series
+            .iter()
+            .flat_map(|(_, pts)| pts.iter())
+            .map(|p| (p.0 * UNIT_PX - 8.0, p.1 / ymax * PLOT_PX, 16.0))
+            .collect();
         for (si, (name, pts)) in series.iter().enumerate() {
-            let color = series_colour(si);
-            chart
+            let (color, shape) = series_style(si);
+            let anno = chart
                 .draw_series(LineSeries::new(
                     pts.iter().map(|p| (p.0, p.1)),
                     color.stroke_width(2),
                 ))
-                .map_err(perr)?
-                .label(name.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+                .map_err(perr)?;
+            legend_entry(anno, name.clone(), shape, color, 2);
             for p in pts {
-                chart
-                    .draw_series(std::iter::once(Circle::new((p.0, p.1), 4, color.filled())))
-                    .map_err(perr)?;
+                draw_marker(&mut chart, (p.0, p.1), shape, color)?;
                 // Drawn over the marker, capped, so a spread narrower than it still shows.
                 chart
                     .draw_series(whisker(
-                        (p.0, (p.1 - p.2).max(0.0)),
-                        (p.0, p.1 + p.2),
+                        (p.0, p.2.0),
+                        (p.0, p.2.1),
                         0.12,
                         true,
                         BLACK.stroke_width(2),
                     ))
                     .map_err(perr)?;
-                let text = format!("{} {} ± {} ms", p.3, tick_ms(p.1), tick_ms(p.2));
+                let text = format!("{} {} {}", p.3, tick_ms(p.1), sc.suffix);
                 // A label that would cover an earlier one is left out (the axis still reads).
-                let (x_px, y_px) = (p.0 * UNIT_PX, p.1 / ymax * PLOT_PX);
+                // The label starts 0.22 orders right of its marker.
+                let (x_px, y_px) = ((p.0 + 0.22) * UNIT_PX, p.1 / ymax * PLOT_PX);
                 let w_px = text.chars().count() as f64 * 6.0;
                 if placed
                     .iter()
@@ -465,24 +501,15 @@ fn tick_ms(ms: f64) -> String {
     }
 }
 
-/// A layout's folio size for an axis label: `order0 (4K)`, `mthp-64k (64K)`, `pte-order9 (2M)`.
-fn folio_size_label(layout: &str) -> String {
-    match layout {
-        "order0" => "order0 (4K)".into(),
-        "pte-order9" => "pte-order9 (2M)".into(),
-        "pmd-order9" => "pmd-order9 (2M)".into(),
-        l => match l.strip_prefix("mthp-") {
-            Some(size) => format!("{l} ({})", size.to_uppercase()),
-            None => l.to_string(),
-        },
-    }
-}
-
 /// Real fork() across folio sizes: one slot per layout present (order0, the mTHP sizes
 /// ascending, pte-order9, pmd-order9; `untouched` and the mixed layouts, which have no single
-/// folio size, left out), one series per kernel (or label),
-/// side by side within a slot: every run mean as a dot, the mean as a bar, ±1 std whiskers.
+/// folio size, left out), one series per kernel (or label), side by side within a slot, each
+/// in its own colour and marker: every run as a dot, the value as a bar with the series'
+/// marker, whiskers (timed: ±1 std of run means; exact: lowest to highest run). The value is
+/// written above the bar when the series have room for it.
 pub fn fork_time_by_folio_size(rows: &[&Row], machine: &str) -> Result<String, PlotError> {
+    let unit = rows.first().map(|r| r.unit).unwrap_or_default();
+    let sc = scale(unit);
     let mut layouts: Vec<results::RealLayout> = Vec::new();
     for r in rows {
         if let Ok(l) = r.layout.parse::<results::RealLayout>()
@@ -508,23 +535,32 @@ pub fn fork_time_by_folio_size(rows: &[&Row], machine: &str) -> Result<String, P
         .iter()
         .filter(|r| names.contains(&r.layout))
         .flat_map(|r| {
+            let (v, _, hi) = point(r);
             r.run_means
                 .iter()
-                .copied()
-                .chain([r.summary.mean + r.summary.std])
+                .map(|x| x / sc.div)
+                .chain([v, hi])
+                .collect::<Vec<_>>()
         })
         .fold(0.0f64, f64::max)
-        .max(1.0)
-        / 1e6
+        .max(1e-6)
         * 1.15;
+    const PLOT_W: u32 = 1000;
+    // Pixels one series gets in a slot: a value label needs about 45.
+    let series_px = f64::from(PLOT_W - 110) / n as f64 * width;
     let mem = rows.first().map(|r| r.mem_bytes >> 20).unwrap_or(0);
     let mut buf = String::new();
     {
-        let root = SVGBackend::with_string(&mut buf, (900, 540)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut buf, (PLOT_W, 560)).into_drawing_area();
         root.fill(&WHITE).map_err(perr)?;
+        let what = if unit == results::SampleUnit::Instructions {
+            "guest instructions per fork by folio size (exact)"
+        } else {
+            "time per fork by folio size"
+        };
         let mut chart = ChartBuilder::on(&root)
             .caption(
-                format!("{machine}: real fork() of {mem} MiB — time per fork by folio size"),
+                format!("{machine}: real fork() of {mem} MiB — {what}"),
                 ("sans-serif", 16),
             )
             .margin(12)
@@ -537,8 +573,15 @@ pub fn fork_time_by_folio_size(rows: &[&Row], machine: &str) -> Result<String, P
             .disable_x_mesh()
             .bold_line_style(BLACK.mix(0.12))
             .light_line_style(WHITE)
-            .x_desc("layout (folio size)")
-            .y_desc("time per fork, ms (dots: run means; bar: mean; whiskers ±1 std)")
+            .x_desc(
+                "folio size (4K: order0; 16K-1M: mthp-<size>; 2M pte: pte-order9; \
+                 2M pmd: pmd-order9)",
+            )
+            .y_desc(format!(
+                "{} (dots: runs; bar: value; {})",
+                sc.what,
+                whiskers_text(unit)
+            ))
             .x_label_formatter(&|x| {
                 slot_of(*x, n)
                     .and_then(|i| names.get(i))
@@ -550,58 +593,62 @@ pub fn fork_time_by_folio_size(rows: &[&Row], machine: &str) -> Result<String, P
             .draw()
             .map_err(perr)?;
         for (si, s) in series.iter().enumerate() {
-            let color = series_colour(si);
+            let (color, shape) = series_style(si);
             let offset = (si as f64 - (k as f64 - 1.0) / 2.0) * width;
-            let mut means: Vec<(f64, f64)> = Vec::new();
+            let mut values: Vec<(f64, f64)> = Vec::new();
             for r in rows.iter().filter(|r| series_of(r) == *s) {
                 let Some(slot) = names.iter().position(|l| *l == r.layout) else {
                     continue;
                 };
                 let x = slot as f64 + offset;
-                let (mean, std) = (r.summary.mean / 1e6, r.summary.std / 1e6);
-                means.push((x, mean));
+                let (v, lo, hi) = point(r);
+                values.push((x, v));
                 let m = r.run_means.len().max(1) as f64;
                 chart
-                    .draw_series(r.run_means.iter().enumerate().map(|(j, v)| {
-                        // Spread the run means across the series' width, in run order.
+                    .draw_series(r.run_means.iter().enumerate().map(|(j, run)| {
+                        // Spread the runs across the series' width, in run order.
                         let dx = (j as f64 + 0.5) / m - 0.5;
-                        Circle::new((x + dx * width * 0.6, v / 1e6), 3, color.mix(0.55).filled())
+                        Circle::new(
+                            (x + dx * width * 0.6, run / sc.div),
+                            3,
+                            color.mix(0.55).filled(),
+                        )
                     }))
                     .map_err(perr)?;
                 chart
                     .draw_series(std::iter::once(PathElement::new(
-                        vec![(x - width * 0.4, mean), (x + width * 0.4, mean)],
+                        vec![(x - width * 0.4, v), (x + width * 0.4, v)],
                         color.stroke_width(3),
                     )))
                     .map_err(perr)?;
                 chart
                     .draw_series(whisker(
-                        (x, (mean - std).max(0.0)),
-                        (x, mean + std),
+                        (x, lo),
+                        (x, hi),
                         width * 0.15,
                         true,
                         BLACK.stroke_width(2),
                     ))
                     .map_err(perr)?;
-                chart
-                    .draw_series(std::iter::once(Text::new(
-                        format!("{} ms", tick_ms(mean)),
-                        (x, mean + std + ymax * 0.015),
-                        ("sans-serif", 11)
-                            .into_font()
-                            .color(&BLACK)
-                            .pos(Pos::new(HPos::Center, VPos::Bottom)),
-                    )))
-                    .map_err(perr)?;
+                draw_marker(&mut chart, (x, v), shape, color)?;
+                if series_px >= 45.0 {
+                    chart
+                        .draw_series(std::iter::once(Text::new(
+                            tick_ms(v),
+                            (x, hi.max(v) + ymax * 0.015),
+                            ("sans-serif", 11)
+                                .into_font()
+                                .color(&BLACK)
+                                .pos(Pos::new(HPos::Center, VPos::Bottom)),
+                        )))
+                        .map_err(perr)?;
+                }
             }
-            means.sort_by(|a, b| a.0.total_cmp(&b.0));
-            chart
-                .draw_series(LineSeries::new(means, color.mix(0.6).stroke_width(1)))
-                .map_err(perr)?
-                .label(s.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
-                });
+            values.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let anno = chart
+                .draw_series(LineSeries::new(values, color.mix(0.6).stroke_width(1)))
+                .map_err(perr)?;
+            legend_entry(anno, s.clone(), shape, color, 3);
         }
         draw_legend(&mut chart, None)?;
         root.present().map_err(perr)?;
@@ -633,7 +680,9 @@ pub fn fork_distribution(
     title: &str,
     strips: &[Strip],
     machine: &str,
+    unit: results::SampleUnit,
 ) -> Result<String, PlotError> {
+    let sc = scale(unit);
     let n = strips.len().max(1);
     let all = strips.iter().flat_map(|s| s.samples_ns.iter().copied());
     let lo = all.clone().min().unwrap_or(1).max(1) as f64 / 1e6;
@@ -655,9 +704,10 @@ pub fn fork_distribution(
         .iter()
         .map(|s| {
             format!(
-                "{} (median {} ms)",
+                "{} (median {} {})",
                 s.name,
-                tick_ms(median(&s.samples_ns) / 1e6)
+                tick_ms(median(&s.samples_ns) / 1e6),
+                sc.suffix
             )
         })
         .collect();
@@ -681,11 +731,11 @@ pub fn fork_distribution(
             .disable_y_mesh()
             .bold_line_style(BLACK.mix(0.12))
             .light_line_style(WHITE)
-            .x_desc(if log {
-                "time per fork, ms (log scale; one dot per fork, bar = median)"
-            } else {
-                "time per fork, ms (one dot per fork, bar = median)"
-            })
+            .x_desc(format!(
+                "{} ({}one dot per fork, bar = median)",
+                sc.what,
+                if log { "log scale; " } else { "" }
+            ))
             .x_label_formatter(&|x| tick(if log { 10f64.powf(*x) } else { *x }))
             .y_label_formatter(&|v| {
                 slot_of(*v, n)
@@ -698,7 +748,7 @@ pub fn fork_distribution(
             .map_err(perr)?;
         for (i, s) in strips.iter().enumerate() {
             let y = (n - 1 - i) as f64;
-            let color = series_colour(i);
+            let (color, _) = series_style(i);
             chart
                 .draw_series(s.samples_ns.iter().enumerate().map(|(j, ns)| {
                     // Golden-ratio jitter: spread evenly, the same on every render.

@@ -2,8 +2,10 @@
 //! table (machine header, one column group per layout, `mean | stdev` sub-columns), and the
 //! `extended` table with CI, p-value, MDE and verdict. Sign convention: negative = faster.
 //! Kernel-rows cases (see [`crate::cases`]) render with the kernels as rows and the layouts as
-//! the combined table's columns; a kernel without runs of a layout reads `n/a` there. Runs
-//! under TCG get [`EMULATED_NOTE`] above their tables ([`emulated`]).
+//! the combined table's columns; a kernel without runs of a layout reads `n/a` there. Timed runs
+//! under TCG get [`EMULATED_NOTE`] above their tables ([`emulated`]). These tables are of timed
+//! rows only: every function here passes exact cases (guest instructions) over, which
+//! [`crate::exact`] renders. Combined tables wider than 100 columns continue in a second block.
 
 use std::collections::BTreeMap;
 
@@ -13,12 +15,16 @@ use crate::cases::{Case, Row, layout_heading};
 pub const EMULATED_NOTE: &str =
     "emulated: these times show code-path differences, not hardware costs";
 
-/// Does any row of these cases come from a guest under TCG?
+/// Does any timed row of these cases come from a guest under TCG?
 pub fn emulated(cases: &[Case]) -> bool {
-    cases
-        .iter()
+    timed(cases)
         .flat_map(|c| &c.rows)
         .any(|r| r.accel == results::Accel::Tcg)
+}
+
+/// The timed cases among `cases` (exact ones have tables of their own).
+pub fn timed(cases: &[Case]) -> impl Iterator<Item = &Case> {
+    cases.iter().filter(|c| !c.is_exact())
 }
 
 /// Whether any case has kernels as rows (real fork of several kernels under one label).
@@ -120,7 +126,7 @@ pub fn rel_rows(case: &Case) -> Vec<RelRow> {
 /// Every case as a title line plus the thread's table.
 pub fn thread_tables(cases: &[Case]) -> String {
     let mut out = String::new();
-    for c in cases {
+    for c in timed(cases) {
         out.push_str(&format!(
             "{}, {} runs, baseline {}:\n\n",
             c.title(),
@@ -195,38 +201,67 @@ pub fn combined_table(t: &Combined) -> String {
         }
     }
     let inner = 2 * c + 5;
+    // As many column groups per block as fit the width; the rest continue below.
+    let per_block = (crate::exact::WIDTH.saturating_sub(w0 + 4) / (inner + 1)).max(1);
+    let mut out = String::new();
+    let mut start = 0;
+    while start < t.columns.len() || start == 0 {
+        let end = (start + per_block).min(t.columns.len());
+        if start > 0 {
+            out.push('\n');
+        }
+        out.push_str(&combined_block(t, start..end, w0, c, &cell));
+        start = end;
+        if end == t.columns.len() {
+            break;
+        }
+    }
+    for n in &t.notes {
+        out.push('\n');
+        out.push_str(&crate::exact::fill(n, crate::exact::WIDTH, "  "));
+    }
+    out
+}
+
+/// The combined table's column groups `range`, with the row names: one block of it.
+fn combined_block(
+    t: &Combined,
+    range: std::ops::Range<usize>,
+    w0: usize,
+    c: usize,
+    cell: &dyn Fn(Option<(f64, f64)>, usize) -> String,
+) -> String {
+    let inner = 2 * c + 5;
+    let columns = &t.columns[range.clone()];
     let mut out = String::new();
     out.push_str(&format!("| {:<w0$} |", t.machine));
-    for h in &t.columns {
+    for h in columns {
         let left = (inner - h.len()) / 2;
         let right = inner - h.len() - left;
         out.push_str(&format!("{}{h}{}|", " ".repeat(left), " ".repeat(right)));
     }
     out.push('\n');
     out.push_str(&format!("| {:<w0$} |", t.bench));
-    for _ in &t.columns {
+    for _ in columns {
         out.push_str(&format!("{}|", "-".repeat(inner)));
     }
     out.push('\n');
     out.push_str(&format!("| {:<w0$} |", "microbench"));
-    for _ in &t.columns {
+    for _ in columns {
         out.push_str(&format!(" {:>c$} | {:>c$} |", "mean", "stdev"));
     }
     out.push('\n');
     out.push_str(&format!("|{}|", "-".repeat(w0 + 2)));
-    for _ in &t.columns {
+    for _ in columns {
         out.push_str(&format!("{}|{}|", "-".repeat(c + 2), "-".repeat(c + 2)));
     }
     out.push('\n');
     for (name, vals) in &t.rows {
         out.push_str(&format!("| {name:<w0$} |"));
-        for v in vals {
+        for v in vals.get(range.clone()).unwrap_or_default() {
             out.push_str(&format!(" {:>c$} | {:>c$} |", cell(*v, 0), cell(*v, 1)));
         }
         out.push('\n');
-    }
-    for n in &t.notes {
-        out.push_str(&format!("\n{n}\n"));
     }
     out
 }
@@ -234,9 +269,15 @@ pub fn combined_table(t: &Combined) -> String {
 /// Combine the cases of one instrument/arch/mem/mode into combined tables (one per group, in
 /// case order). `machine` heads the first column.
 pub fn combined_from_cases(cases: &[Case], machine: &str) -> Vec<Combined> {
-    type GroupKey = (results::Instrument, String, u64, String);
+    type GroupKey = (
+        results::Instrument,
+        results::SampleUnit,
+        String,
+        u64,
+        String,
+    );
     let mut groups: Vec<(GroupKey, Vec<&Case>)> = Vec::new();
-    for c in cases {
+    for c in timed(cases) {
         let k = c.group_key();
         match groups.iter_mut().find(|(g, _)| *g == k) {
             Some((_, v)) => v.push(c),
@@ -245,7 +286,7 @@ pub fn combined_from_cases(cases: &[Case], machine: &str) -> Vec<Combined> {
     }
     groups
         .into_iter()
-        .map(|((inst, arch, _mem, _mode), cs)| {
+        .map(|((inst, _unit, arch, _mem, _mode), cs)| {
             let inst = match inst {
                 results::Instrument::Sim => "model",
                 results::Instrument::Real => "real",
@@ -436,7 +477,7 @@ pub fn extended_table(case: &Case) -> String {
 /// Every case as a title plus its extended table.
 pub fn extended_tables(cases: &[Case]) -> String {
     let mut out = String::new();
-    for c in cases {
+    for c in timed(cases) {
         out.push_str(&format!("{}, baseline {}:\n\n", c.title(), c.baseline));
         out.push_str(&extended_table(c));
         out.push('\n');
@@ -492,7 +533,7 @@ pub fn verdict_table(cases: &[Case], noise: f64) -> String {
     // None = a case heading spanning the row.
     let mut cells: Vec<Option<[String; 5]>> = Vec::new();
     let mut headings: Vec<String> = Vec::new();
-    for c in cases {
+    for c in timed(cases) {
         headings.push(verdict_heading(c));
         cells.push(None);
         let order: Vec<(String, Option<&Row>)> = if c.kernel_rows.is_empty() {
@@ -538,16 +579,41 @@ pub fn verdict_table(cases: &[Case], noise: f64) -> String {
             ]));
         }
     }
-    let mut w = headers.map(str::len);
-    for c in cells.iter().flatten() {
+    let mut out = format!(
+        "Verdicts against each case's baseline (noise threshold ±{}: a change whose whole 95% CI\n\
+         lies within it is \"same\"; faster/slower need p < 0.05 and the CI beyond it; unknown ~N:\n\
+         about N runs per side would decide; negative = faster):\n\n",
+        pct(noise)
+    );
+    let right = [false, true, true, false, false];
+    out.push_str(&headed_table(
+        &headers.map(String::from),
+        right,
+        &cells,
+        &headings,
+    ));
+    out
+}
+
+/// A table of five columns (`right`: which are right-aligned) whose `None` lines are headings
+/// spanning the row, taken in order from `headings`.
+pub(crate) fn headed_table(
+    headers: &[String; 5],
+    right: [bool; 5],
+    lines: &[Option<[String; 5]>],
+    headings: &[String],
+) -> String {
+    let len = |s: &str| s.chars().count();
+    let mut w = headers.clone().map(|h| len(&h));
+    for l in lines.iter().flatten() {
         for i in 0..5 {
-            w[i] = w[i].max(c[i].chars().count());
+            w[i] = w[i].max(len(&l[i]));
         }
     }
     // A heading may be wider than the name column: it spans the whole row.
     let inner: usize = w.iter().sum::<usize>() + 3 * 4;
     let pad = |s: &str, n: usize, right: bool| {
-        let fill = " ".repeat(n.saturating_sub(s.chars().count()));
+        let fill = " ".repeat(n.saturating_sub(len(s)));
         if right {
             format!("{fill}{s}")
         } else {
@@ -555,33 +621,27 @@ pub fn verdict_table(cases: &[Case], noise: f64) -> String {
         }
     };
     let line = |c: &[String; 5]| {
-        format!(
-            "| {} | {} | {} | {} | {} |\n",
-            pad(&c[0], w[0], false),
-            pad(&c[1], w[1], true),
-            pad(&c[2], w[2], true),
-            pad(&c[3], w[3], false),
-            pad(&c[4], w[4], false)
-        )
+        let mut s = String::from("|");
+        for i in 0..5 {
+            s.push_str(&format!(" {} |", pad(&c[i], w[i], right[i])));
+        }
+        s.push('\n');
+        s
     };
-    let mut out = format!(
-        "Verdicts against each case's baseline (noise threshold ±{}: a change whose whole 95% CI\n\
-         lies within it is \"same\"; faster/slower need p < 0.05 and the CI beyond it; unknown ~N:\n\
-         about N runs per side would decide; negative = faster):\n\n",
-        pct(noise)
-    );
-    out.push_str(&line(&headers.map(String::from)));
-    out.push_str(&format!(
-        "|:{}|{}:|{}:|:{}|:{}|\n",
-        "-".repeat(w[0] + 1),
-        "-".repeat(w[1] + 1),
-        "-".repeat(w[2] + 1),
-        "-".repeat(w[3] + 1),
-        "-".repeat(w[4] + 1)
-    ));
+    let mut out = line(headers);
+    out.push('|');
+    for i in 0..5 {
+        let dashes = "-".repeat(w[i] + 1);
+        out.push_str(&if right[i] {
+            format!("{dashes}:|")
+        } else {
+            format!(":{dashes}|")
+        });
+    }
+    out.push('\n');
     let mut h = headings.iter();
-    for c in &cells {
-        match c {
+    for l in lines {
+        match l {
             Some(c) => out.push_str(&line(c)),
             None => {
                 let text = h.next().map(String::as_str).unwrap_or("");
@@ -618,6 +678,7 @@ pub fn real_spread(files: &[results::ResultFile], row: &Row) -> Option<RealSprea
             results::Variant::Real(v) => {
                 v.kernel == row.strategy
                     && v.accel == row.accel
+                    && r.variant.unit() == row.unit
                     && r.variant.layout_name() == row.layout
                     && r.variant.mem_bytes() == row.mem_bytes
                     && r.variant.mode().to_string() == row.mode
@@ -656,7 +717,7 @@ pub fn real_spread(files: &[results::ResultFile], row: &Row) -> Option<RealSprea
 /// `std_rel`) and `probe r` ([`RealSpread`]).
 pub fn extended_tables_verbose(cases: &[Case], files: &[results::ResultFile]) -> String {
     let mut out = String::new();
-    for c in cases {
+    for c in timed(cases) {
         out.push_str(&format!("{}, baseline {}:\n\n", c.title(), c.baseline));
         let table = extended_table(c);
         if c.instrument != results::Instrument::Real {

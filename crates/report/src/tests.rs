@@ -179,7 +179,8 @@ fn extended_and_exports() {
     assert_eq!(
         lines.next().unwrap(),
         "machine,label,instrument,arch,layout,mem_bytes,mode,options,strategy,case,kernel,baseline,\
-         n,mean_ns,std_ns,mean_rel,std_rel,ratio,ci_lo,ci_hi,p,t,df,cv,mde,verdict,runs_needed"
+         n,mean_ns,std_ns,mean_rel,std_rel,ratio,ci_lo,ci_hi,p,t,df,cv,mde,verdict,runs_needed,\
+         unit,instr,change,run_spread,runs_agree,instr_per_pte,instr_per_pmd"
     );
     assert_eq!(lines.count(), 6);
     let json_text = export::to_json(&cases);
@@ -237,17 +238,17 @@ fn samples_export_has_one_row_per_fork() {
     assert_eq!(
         lines[0],
         "file,machine,label,kernel,accel,instrument,arch,layout,order,strategy,contpte,mapcount,\
-         counting,sched,unverified,mem_bytes,mode,options,run,iteration,ns,disturbed"
+         counting,sched,unverified,mem_bytes,mode,options,run,iteration,ns,disturbed,unit,instr"
     );
     // 3 + 2 forks.
     assert_eq!(lines.len(), 1 + 5);
     assert_eq!(
         lines[1],
-        "a.json,m,A,,,sim,arm64,order9,9,upstream,ena,per-page,false,,,1073741824,fresh,contpte-ena,0,0,10,"
+        "a.json,m,A,,,sim,arm64,order9,9,upstream,ena,per-page,false,,,1073741824,fresh,contpte-ena,0,0,10,,ns,"
     );
     assert_eq!(
         lines[5],
-        "b.json,m,\"B, with a comma\",6.12.0,host,real,arm64,mthp-16k,2,,,,,other,false,1073741824,fresh,,1,1,21,preempted+migrated"
+        "b.json,m,\"B, with a comma\",6.12.0,host,real,arm64,mthp-16k,2,,,,,other,false,1073741824,fresh,,1,1,21,preempted+migrated,ns,"
     );
     let jsonl = export::samples_jsonl(&files);
     assert_eq!(jsonl.lines().count(), 5);
@@ -451,20 +452,13 @@ fn fork_time_plots_tick_every_order_and_every_folio_size() {
     assert!(
         texts
             .iter()
-            .any(|t| t.starts_with("mthp-16k ") && t.contains(" ± "))
+            .any(|t| t.starts_with("mthp-16k ") && t.ends_with(" ms"))
     );
     assert!(!texts.iter().any(|t| t.contains("mix-")), "{texts:?}");
     assert_palette_only(&s);
     let s = svg::fork_time_by_folio_size(&rows, "m").unwrap();
     let texts = svg_texts(&s);
-    let sizes = [
-        "order0 (4K)",
-        "mthp-16k (16K)",
-        "mthp-64k (64K)",
-        "mthp-128k (128K)",
-        "pte-order9 (2M)",
-        "pmd-order9 (2M)",
-    ];
+    let sizes = ["4K", "16K", "64K", "128K", "2M pte", "2M pmd"];
     let at: Vec<usize> = sizes
         .iter()
         .map(|l| texts.iter().position(|t| t == l).expect(l))
@@ -477,8 +471,12 @@ fn fork_time_plots_tick_every_order_and_every_folio_size() {
             .any(|t| t.contains("untouched") || t.contains("mix-"))
     );
     assert!(texts.iter().any(|t| t == "6.1.0") && texts.iter().any(|t| t == "6.12.0"));
-    // Every run mean is a dot: 2 kernels x 6 layouts x 3 runs.
-    assert_eq!(s.matches("<circle").count(), 36);
+    // Every run mean is a dot (radius 3; markers are bigger): 2 kernels x 6 layouts x 3 runs.
+    assert_eq!(s.matches("r=\"3\"").count(), 36, "{s}");
+    // The two kernels differ in marker: circles (and the legend's) for the first, squares
+    // (rects) for the second.
+    assert_eq!(s.matches("r=\"4\"").count(), 6 + 1);
+    assert!(s.matches("<rect").count() > 6);
     assert_palette_only(&s);
 }
 
@@ -494,7 +492,13 @@ fn the_distribution_plot_has_one_dot_per_fork() {
             samples_ns: (0..120).map(|i| 300_000 + i * 100).collect(),
         },
     ];
-    let s = svg::fork_distribution("fork, x86_64 real fork()", &strips, "m").unwrap();
+    let s = svg::fork_distribution(
+        "fork, x86_64 real fork()",
+        &strips,
+        "m",
+        results::SampleUnit::Nanoseconds,
+    )
+    .unwrap();
     assert_eq!(s.matches("<circle").count(), 370);
     let texts = svg_texts(&s);
     // 47x apart: a log axis, labelled in ms.
@@ -596,12 +600,27 @@ fn kernels_are_rows_with_order0_and_pte_order9_columns() {
     assert_eq!(combined.len(), 1);
     let t = combined_table(&combined[0]);
     insta::assert_snapshot!("kernel_rows_combined", t);
-    // Baseline 0.0%, the faster kernel negative; 6.1's mthp-64k is n/a, not 0.
+    // Wider than 100 columns: the last groups continue in a second block.
+    assert!(t.lines().all(|l| l.chars().count() <= 100), "{t}");
+    // Baseline 0.0%, the faster kernel negative; 6.1's mthp-64k is n/a, not 0. A row's
+    // blocks joined read as one row.
     let row = |k: &str| {
-        t.lines()
-            .find(|l| l.starts_with(&format!("| {k} ")))
-            .unwrap_or_else(|| panic!("no row {k} in\n{t}"))
-            .to_string()
+        let parts: Vec<&str> = t
+            .lines()
+            .filter(|l| l.starts_with(&format!("| {k} ")))
+            .collect();
+        assert_eq!(parts.len(), 2, "{t}");
+        parts
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                if i == 0 {
+                    l.to_string()
+                } else {
+                    l.splitn(3, '|').nth(2).unwrap().to_string()
+                }
+            })
+            .collect::<String>()
     };
     let (old, new) = (row(&k61), row(&k612));
     assert!(old.contains("|     0.0% |     1.1% |     0.0% |"), "{old}");

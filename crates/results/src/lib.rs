@@ -13,10 +13,11 @@ pub mod journal;
 pub mod v1;
 
 pub use contract::{
-    Accel, Arch, CheckSummary, Contpte, CostModel, CounterValue, CpuBusy, Disturbance, HostEnv,
-    HostLoad, Instrument, KernelConfig, Mapcount, MemoryUse, Mode, ModelOrder, OpCounter, Pinning,
-    Populate, RealContext, RealExtra, RealLayout, RealVariant, RunRecord, SCHEMA_VERSION, Sched,
-    SchedInfo, SimExtra, SimVariant, Strategy, TimerCost, Variant,
+    Accel, Arch, CheckSummary, Clock, Contpte, CostModel, CounterValue, CpuBusy, Disturbance,
+    GuestBoot, HostEnv, HostLoad, Instrument, KernelConfig, Mapcount, MemoryUse, Mode, ModelOrder,
+    OpCounter, Pinning, Populate, RealContext, RealExtra, RealLayout, RealVariant, RunRecord,
+    SCHEMA_VERSION, SampleUnit, Sched, SchedInfo, SimExtra, SimVariant, Strategy, TimerCost,
+    Variant,
 };
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +79,39 @@ pub struct ResultFile {
     pub contexts: Vec<RealContext>,
     /// Runs in the order they were executed.
     pub runs: Vec<RunRecord>,
+    /// What the driver's load check found over the runs (the "machine was busy" warning), so
+    /// readers judge the file by the same facts the bench printed. Absent in files written
+    /// before it was recorded: their runs' `host_load` holds the same facts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_check: Option<LoadCheck>,
+}
+
+/// The load check of a bench over its runs' [`HostLoad`]: whether it fired, the warning it
+/// printed and the figures it was decided on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadCheck {
+    /// The check fired: the machine was busy (another `forkbench` ran, or other CPUs were).
+    pub busy: bool,
+    /// The warning printed, when busy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+    /// Runs with a load figure.
+    pub runs: usize,
+    /// Mean and max over those runs of the busiest other CPU's % busy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_cpus_busy_pct_mean: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_cpus_busy_pct_max: Option<f64>,
+    /// Runs whose busiest other CPU was above 25 % busy.
+    pub runs_over_25pct: usize,
+    /// Mean and max over the runs of the share of the pinned CPU's time that went to other
+    /// processes (a hog sharing the bench's CPU); absent in older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_cpu_foreign_pct_mean: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_cpu_foreign_pct_max: Option<f64>,
+    /// Runs during which another `forkbench` process was running.
+    pub concurrent_forkbench_runs: usize,
 }
 
 impl ResultFile {
@@ -95,6 +129,7 @@ impl ResultFile {
             env,
             contexts: Vec::new(),
             runs: Vec::new(),
+            load_check: None,
         }
     }
 
@@ -203,6 +238,9 @@ impl ResultFile {
             .iter()
             .map(|c| compact_context_env(c, &env))
             .collect();
+        if let Some(l) = &self.load_check {
+            let _ = writeln!(o, "  \"load_check\": {},", one(l));
+        }
         list(&mut o, "contexts", &contexts, false);
         list(&mut o, "runs", &self.runs, true);
         o.push_str("}\n");

@@ -33,6 +33,7 @@ fn sim_run(i: u32) -> RunRecord {
         real: None,
         host_load: Some(HostLoad {
             other_cpus_busy_pct: Some(2.5),
+            pinned_cpu_foreign_pct: None,
             concurrent_forkbench: 0,
         }),
     }
@@ -59,6 +60,7 @@ fn real_context() -> RealContext {
         },
         pre_report: serde_json::json!({"checks": []}),
         guest: None,
+        lab: None,
     }
 }
 
@@ -292,6 +294,7 @@ fn schema_1_upgrades_to_typed_records() {
         sim.host_load,
         Some(HostLoad {
             other_cpus_busy_pct: Some(3.5),
+            pinned_cpu_foreign_pct: None,
             concurrent_forkbench: 1
         })
     );

@@ -117,6 +117,7 @@ fn host_load(extra: &Value) -> Option<HostLoad> {
     let conc: Option<u32> = get(extra, "xtask_concurrent_forkbench");
     (busy.is_some() || conc.is_some()).then(|| HostLoad {
         other_cpus_busy_pct: busy,
+        pinned_cpu_foreign_pct: None,
         concurrent_forkbench: conc.unwrap_or(0),
     })
 }
@@ -288,6 +289,7 @@ fn context(v: &RealVariant, extra: &Value) -> RealContext {
         }),
         pre_report: pre.cloned().unwrap_or(Value::Null),
         guest: None,
+        lab: None,
     }
 }
 
@@ -409,6 +411,7 @@ impl ResultFile {
             env,
             contexts,
             runs,
+            load_check: None,
         })
     }
 }

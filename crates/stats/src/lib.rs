@@ -6,7 +6,10 @@
 //! On top of that: Welch's two-sample t-test, the 95% CI of the ratio of means by the delta
 //! method on logs, the minimum detectable effect (MDE) for a measured CV and n, and a
 //! Pinpoint-style verdict `faster | slower | same | unknown` that says how many runs per side
-//! would settle an `unknown`. Pure functions, no I/O.
+//! would settle an `unknown`. Pure functions, no I/O. Exact measurements (guest instruction
+//! counts) are judged apart, without any of that: [`exact`].
+
+pub mod exact;
 
 use statrs::distribution::{ContinuousCDF, StudentsT};
 use statrs::statistics::Statistics;
@@ -295,6 +298,8 @@ pub struct Policy {
     pub level: f64,
     /// Relative noise threshold: smaller changes are "same" (criterion's noise threshold).
     pub noise: f64,
+    /// How exact rows (guest instruction counts) are judged instead: no test, see [`exact`].
+    pub exact: exact::ExactPolicy,
 }
 
 impl Default for Policy {
@@ -304,6 +309,7 @@ impl Default for Policy {
             power: 0.8,
             level: 0.95,
             noise: DEFAULT_NOISE,
+            exact: exact::ExactPolicy::default(),
         }
     }
 }
@@ -374,6 +380,9 @@ pub fn compare(base: &Summary, new: &Summary, policy: &Policy) -> Comparison {
         runs_needed,
     }
 }
+
+/// Comparisons across sessions (two result files): the between-session noise they need.
+pub mod session;
 
 #[cfg(test)]
 mod tests {
