@@ -6,14 +6,15 @@ use std::process::ExitCode;
 pub use calibrate::FidelityArgs as Flags;
 
 pub fn run(a: &Flags) -> anyhow::Result<ExitCode> {
-    // Only `--measure` runs the model; checking, rendering and re-pricing need no runner.
-    let bin = if a.measure {
+    // Only `--measure` and `--counts` run the model; checking, rendering and re-pricing need
+    // no runner.
+    let bin = if a.measure || a.counts {
         crate::util::build_runner()?
     } else {
         std::path::PathBuf::new()
     };
     let mut a = a.clone();
-    if a.measure {
+    if a.measure || a.counts {
         a.tool_rev = Some(crate::util::git_rev()).filter(|r| r != "unknown");
     }
     // `run_fidelity` says what it did ("wrote …" or "… is up to date").

@@ -7,6 +7,9 @@
 //! * [`fidelity`]: every fork table the LKML thread published beside the model's reproduction
 //!   (`results/fidelity.md`), rendered deterministically from a committed measurement file
 //!   (`results/fidelity-inputs.json`).
+//! * [`instructions`]: the real kernels' exact instructions per fork (QEMU icount guests,
+//!   `results/exact/`) explained by the op counts of the strategies that stand for them: a
+//!   section of `results/fidelity.md`.
 //! * [`profile::CostProfile::caption`]: the one-line "cost profile: …" caption that every table
 //!   computed with a calibrated profile carries.
 //!
@@ -18,6 +21,7 @@
 
 pub mod calibrate;
 pub mod fidelity;
+pub mod instructions;
 pub mod microbench;
 pub mod nnls;
 pub mod profile;
@@ -53,7 +57,7 @@ pub enum CalibrateError {
     )]
     Stale {
         path: std::path::PathBuf,
-        inputs: std::path::PathBuf,
+        inputs: String,
         line: usize,
     },
 }

@@ -14,7 +14,9 @@ fn committed_fidelity_report_is_fresh() {
         "{} is missing: run `cargo xtask fidelity --measure` and commit it with results/fidelity.md",
         inputs.display()
     );
-    if let Err(e) = calibrate::fidelity::check_fresh(&inputs, &report) {
+    if let Err(e) =
+        calibrate::fidelity::check_fresh(&calibrate::fidelity::ReportInputs::at(&root), &report)
+    {
         panic!(
             "{e}\nhint: `cargo xtask fidelity` re-renders results/fidelity.md from the committed inputs (no measuring); commit the result"
         );

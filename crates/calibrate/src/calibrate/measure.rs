@@ -207,7 +207,7 @@ pub fn parts(layout: RealLayout) -> Result<Vec<(f64, Option<ModelOrder>)>> {
 }
 
 /// `Σ share × counts` over the parts, rounded to whole ops.
-fn combine(parts: &[(f64, &Ops)]) -> Ops {
+pub fn combine(parts: &[(f64, &Ops)]) -> Ops {
     let mut out: BTreeMap<contract::OpCounter, f64> = BTreeMap::new();
     for (w, ops) in parts {
         for (k, v) in *ops {

@@ -1,6 +1,7 @@
 //! `cargo xtask fidelity`: its flags and entry point. Optionally measures (writing the inputs
-//! file) or re-prices the stored inputs with another profile, then renders the report; `--check`
-//! only compares (provenance first, then freshness). A profile fitted on another host, kernel
+//! file and the stand-ins' counts for the instruction model) or re-prices the stored inputs with
+//! another profile, then renders the report; `--check` only compares (provenance first, then
+//! freshness against all its inputs). A profile fitted on another host, kernel
 //! or CPU than the measurements is refused before measuring or re-pricing.
 
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use contract::Size;
 use super::inputs::Inputs;
 use super::measure::measure;
 use super::provenance::{MachineFacts, ONE_MACHINE_HINT, check_provenance, machine_mismatch};
-use super::render::{check_fresh, render};
+use super::render::{ReportInputs, check_fresh};
 use crate::Result;
 use crate::profile::{CostProfile, newest_profile};
 
@@ -30,6 +31,16 @@ pub struct FidelityArgs {
     /// Report file (default: <root>/results/fidelity.md)
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Take the stand-ins' op counts the exact files need from the model first (`forkbench
+    /// counts`; seconds) and rewrite the counts file; `--measure` does it too
+    #[arg(long, conflicts_with = "check")]
+    pub counts: bool,
+    /// The instruction model's exact result files (default: <root>/results/exact)
+    #[arg(long)]
+    pub exact_dir: Option<PathBuf>,
+    /// The stand-ins' op counts file (default: <root>/results/exact-counts.json)
+    #[arg(long)]
+    pub exact_counts: Option<PathBuf>,
     /// Calibration profile to embed when measuring (default: the newest of this host under
     /// results/calibration); without --measure, re-price the existing inputs with it
     #[arg(long)]
@@ -59,10 +70,13 @@ pub struct FidelityArgs {
 
 /// Entry point of `cargo xtask fidelity`: optionally measure, then render. Returns the report path.
 pub fn run_fidelity(root: &Path, forkbench: &Path, args: &FidelityArgs) -> Result<PathBuf> {
-    let inputs_path = args
-        .inputs
-        .clone()
-        .unwrap_or_else(|| root.join("results/fidelity-inputs.json"));
+    let defaults = ReportInputs::at(root);
+    let report_inputs = ReportInputs {
+        inputs: args.inputs.clone().unwrap_or(defaults.inputs),
+        exact_dir: args.exact_dir.clone().unwrap_or(defaults.exact_dir),
+        exact_counts: args.exact_counts.clone().unwrap_or(defaults.exact_counts),
+    };
+    let inputs_path = report_inputs.inputs.clone();
     let out = args
         .output
         .clone()
@@ -72,9 +86,17 @@ pub fn run_fidelity(root: &Path, forkbench: &Path, args: &FidelityArgs) -> Resul
         // Provenance first: a doctored profile also makes the report stale, and "stale" would
         // hide that the inputs mix two machines.
         check_provenance(&Inputs::load(&inputs_path)?, &inputs_path, &calibration_dir)?;
-        check_fresh(&inputs_path, &out)?;
+        check_fresh(&report_inputs, &out)?;
         println!("{} is up to date", out.display());
         return Ok(out);
+    }
+    if args.measure || args.counts {
+        crate::instructions::measure_counts(
+            forkbench,
+            &report_inputs.exact_dir,
+            &report_inputs.exact_counts,
+            args.tool_rev.clone(),
+        )?;
     }
     if args.measure {
         let profile = if args.no_profile {
@@ -129,8 +151,7 @@ pub fn run_fidelity(root: &Path, forkbench: &Path, args: &FidelityArgs) -> Resul
             inputs_path.display()
         );
     }
-    let inputs = Inputs::load(&inputs_path)?;
-    results::fsio::write_replace(&out, render(&inputs).as_bytes())?;
+    results::fsio::write_replace(&out, report_inputs.render()?.as_bytes())?;
     println!("wrote {}", out.display());
     Ok(out)
 }

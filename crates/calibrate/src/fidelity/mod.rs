@@ -43,7 +43,7 @@ pub use inputs::{
 };
 pub use measure::{measure, needed_configs};
 pub use provenance::{MachineFacts, check_provenance, machine_mismatch};
-pub use render::{check_fresh, fmt_pct, render, rows_without_reason};
+pub use render::{ReportInputs, check_fresh, fmt_pct, render, render_report, rows_without_reason};
 
 /// Synthetic inputs for the tests of every layer.
 #[cfg(test)]

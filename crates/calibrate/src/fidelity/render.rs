@@ -1,7 +1,7 @@
 //! `results/fidelity.md`, rendered from the inputs alone (deterministic), and the check that
 //! the committed report is what its committed inputs render to.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use contract::OpCounter;
 
@@ -346,8 +346,45 @@ pub fn rows_without_reason(report: &str) -> Vec<String> {
 
 /// Regenerate the report from `inputs` and compare with `report`; a stale or missing report is
 /// an error that says how to regenerate it.
-pub fn check_fresh(inputs: &Path, report: &Path) -> Result<()> {
-    let want = render(&Inputs::load(inputs)?);
+/// What `results/fidelity.md` renders from: the model measurements of the thread's tables and
+/// the instruction model's exact files and stand-in counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportInputs {
+    pub inputs: PathBuf,
+    pub exact_dir: PathBuf,
+    pub exact_counts: PathBuf,
+}
+
+impl ReportInputs {
+    /// The committed ones under `root`.
+    pub fn at(root: &Path) -> ReportInputs {
+        ReportInputs {
+            inputs: root.join("results/fidelity-inputs.json"),
+            exact_dir: root.join(crate::instructions::EXACT_DIR),
+            exact_counts: root.join(crate::instructions::COUNTS_FILE),
+        }
+    }
+
+    /// The whole report.
+    pub fn render(&self) -> Result<String> {
+        let section = crate::instructions::section(&self.exact_dir, &self.exact_counts)?;
+        Ok(render_report(&Inputs::load(&self.inputs)?, &section))
+    }
+}
+
+/// The thread's tables, then the instruction model's section.
+pub fn render_report(inputs: &Inputs, instruction_section: &str) -> String {
+    let mut s = render(inputs);
+    while !s.ends_with("\n\n") {
+        s.push('\n');
+    }
+    s.push_str(instruction_section);
+    s
+}
+
+/// Fail with the first differing line when `report` is not what its inputs render to.
+pub fn check_fresh(inputs: &ReportInputs, report: &Path) -> Result<()> {
+    let want = inputs.render()?;
     let have = std::fs::read_to_string(report).unwrap_or_default();
     if have == want {
         return Ok(());
@@ -360,7 +397,12 @@ pub fn check_fresh(inputs: &Path, report: &Path) -> Result<()> {
         + 1;
     Err(CalibrateError::Stale {
         path: report.to_owned(),
-        inputs: inputs.to_owned(),
+        inputs: format!(
+            "{}, {}/*.json and {}",
+            inputs.inputs.display(),
+            inputs.exact_dir.display(),
+            inputs.exact_counts.display()
+        ),
         line,
     })
 }
@@ -531,9 +573,19 @@ mod tests {
         let i = synthetic(false);
         std::fs::write(&inp, serde_json::to_string(&i).unwrap()).unwrap();
         std::fs::write(&rep, "old\n").unwrap();
-        let e = check_fresh(&inp, &rep).unwrap_err();
+        // No exact files (an absent directory) and no counts: the section says so.
+        let ri = ReportInputs {
+            inputs: inp,
+            exact_dir: dir.path().join("exact"),
+            exact_counts: dir.path().join("exact-counts.json"),
+        };
+        let e = check_fresh(&ri, &rep).unwrap_err();
         assert!(e.to_string().contains("cargo xtask fidelity"), "{e}");
-        std::fs::write(&rep, render(&i)).unwrap();
-        check_fresh(&inp, &rep).unwrap();
+        assert!(e.to_string().contains("exact-counts.json"), "{e}");
+        let section = crate::instructions::section(&ri.exact_dir, &ri.exact_counts).unwrap();
+        assert!(section.contains("No exact result files"), "{section}");
+        std::fs::write(&rep, render_report(&i, &section)).unwrap();
+        check_fresh(&ri, &rep).unwrap();
+        assert!(render_report(&i, &section).ends_with(&section));
     }
 }
