@@ -206,7 +206,10 @@ fn transfer_cause(
             why.push(format!("runs no `{}`", missing.join("`, `")));
         }
         if !unsplit.is_empty() {
-            why.push(format!("cannot tell `{}` apart", unsplit.join("`, `")));
+            why.push(format!(
+                "does not identify `{}` (only sums with the terms it moves with)",
+                unsplit.join("`, `")
+            ));
         }
         return format!("not determined: {} {}", src.kernel.label, why.join(" and "));
     }

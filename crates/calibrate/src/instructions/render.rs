@@ -23,24 +23,34 @@ pub fn count(x: f64) -> String {
         a if a >= 1e4 => (x / 1e3, " k"),
         _ => (x, ""),
     };
-    if v == 0.0 {
+    if v.abs() < 5e-4 {
         return "0".into();
     }
     let digits = (v.abs().log10().floor() as i32 + 1).clamp(1, 4);
     format!("{v:.*}{p}", (4 - digits) as usize)
 }
 
-/// `+1.23%`, `−0.40%` (typographic minus).
+/// `+1.23%`, `−0.40%` (typographic minus); `0.00%` for what rounds to it.
 pub fn pct(x: f64) -> String {
     if !x.is_finite() {
         return "n/a".into();
     }
+    if x.abs() < 5e-5 {
+        return "0.00%".into();
+    }
     format!("{:+.2}%", x * 100.0).replace('-', "−")
+}
+
+/// `1.23%`: a size of error, no sign.
+fn magnitude(x: f64) -> String {
+    pct(x.abs()).trim_start_matches('+').to_string()
 }
 
 /// A signed count: `+2.906 M`, `−27.0 k`.
 pub(super) fn signed(x: f64) -> String {
-    if x < 0.0 {
+    if count(x.abs()) == "0" {
+        "0".into()
+    } else if x < 0.0 {
         format!("−{}", count(-x))
     } else {
         format!("+{}", count(x))
@@ -117,9 +127,9 @@ fn summary(s: &mut String, m: &InstrModel) {
                 k.kernel.label,
                 k.kernel.stand_in.label(),
                 g.set.name,
-                pct(a),
+                magnitude(a),
                 mark(a <= LOLO_GOAL),
-                b.map_or("—".into(), pct),
+                b.map_or("—".into(), magnitude),
                 b.map_or("—", |b| mark(b <= TRANSFER_GOAL)),
             ));
         }
@@ -275,6 +285,7 @@ fn growth_table(s: &mut String, g: &GroupModel, i: usize, j: usize, rows: &[Grow
             signed(total - fitted),
         ));
     }
+    s.push('\n');
     if let Some(gr) = rows.iter().max_by_key(|gr| gr.mem_bytes) {
         let copy = gr
             .parts
