@@ -208,7 +208,7 @@ impl Region {
     /// offset, 1 block in 16 is a fold candidate, in every run.
     pub fn write_each_page_rotated(&mut self, value: u8) {
         let page = PAGE_SIZE as usize;
-        let pages = (self.len as usize) / page;
+        let pages = self.len / page;
         for block in 0..pages.div_ceil(CONT_BLOCK_PAGES) {
             for j in 0..CONT_BLOCK_PAGES {
                 let p = rotated_page(block, j);
