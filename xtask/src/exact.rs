@@ -256,15 +256,16 @@ pub fn compare_exact(
         bail!("A ({a_name}) and B ({b_name}) have no exact variant in common; nothing to compare");
     }
     let mut t = format!("{}\n\n", report::exact::EXACT_NOTE);
+    let floor = format!("{:.0}", policy.floor);
     let rule = format!(
         "B ({b_name}) against A ({a_name}), exact rows: each side's runs agree when their spread \
          is at most {} or {} instructions; a change beyond ±{} and {} instructions is \
          faster/slower, else same (--exact-tolerance, --exact-threshold, --exact-floor). No \
          p-values: the counts carry no sampling noise.",
         pct2(policy.tolerance),
-        format!("{:.0}", policy.floor),
+        floor,
         pct2(policy.threshold),
-        format!("{:.0}", policy.floor)
+        floor
     );
     t.push_str(&report::exact::fill(&rule, report::exact::WIDTH, ""));
     t.push('\n');

@@ -578,15 +578,16 @@ pub fn exact_verdict_table(cases: &[Case], policy: &ExactPolicy) -> String {
             }
         }
     }
+    let floor = format!("{:.0}", policy.floor);
     let mut out = format!(
         "Exact verdicts against each case's baseline: a row's runs agree when their spread\n\
          (max - min) is at most {} of the median or {} instructions; a change beyond ±{}\n\
          and {} instructions is faster/slower, else same; rows whose runs disagree get no\n\
          verdict. No p-values: the counts carry no sampling noise.\n\n",
         spread_text(policy.tolerance),
-        format!("{:.0}", policy.floor),
+        floor,
         spread_text(policy.threshold),
-        format!("{:.0}", policy.floor)
+        floor
     );
     let right = [false, true, true, true, false];
     out.push_str(&crate::tables::headed_table(
