@@ -26,6 +26,11 @@ pub struct ExactArgs {
     /// `same`
     #[arg(long, value_name = "PCT", default_value_t = stats::exact::DEFAULT_THRESHOLD * 100.0)]
     pub exact_threshold: f64,
+    /// Exact rows: the floor under both, in instructions: runs this close always agree and a
+    /// change this small is `same` (a fork's fixed cost moves by up to ~1.7 k instructions
+    /// between runner processes; docs/kernels.md)
+    #[arg(long, value_name = "INSTR", default_value_t = stats::exact::DEFAULT_FLOOR)]
+    pub exact_floor: f64,
 }
 
 impl Default for ExactArgs {
@@ -33,6 +38,7 @@ impl Default for ExactArgs {
         ExactArgs {
             exact_tolerance: stats::exact::DEFAULT_TOLERANCE * 100.0,
             exact_threshold: stats::exact::DEFAULT_THRESHOLD * 100.0,
+            exact_floor: stats::exact::DEFAULT_FLOOR,
         }
     }
 }
@@ -48,9 +54,16 @@ impl ExactArgs {
                 bail!("{name} must be a percentage in [0, 100), not {v}");
             }
         }
+        if !(self.exact_floor.is_finite() && self.exact_floor >= 0.0) {
+            bail!(
+                "--exact-floor must be a number of instructions, 0 or more, not {}",
+                self.exact_floor
+            );
+        }
         Ok(ExactPolicy {
             tolerance: self.exact_tolerance / 100.0,
             threshold: self.exact_threshold / 100.0,
+            floor: self.exact_floor,
         })
     }
 
@@ -243,12 +256,16 @@ pub fn compare_exact(
         bail!("A ({a_name}) and B ({b_name}) have no exact variant in common; nothing to compare");
     }
     let mut t = format!("{}\n\n", report::exact::EXACT_NOTE);
+    let floor = format!("{:.0}", policy.floor);
     let rule = format!(
         "B ({b_name}) against A ({a_name}), exact rows: each side's runs agree when their spread \
-         is at most {}; a change beyond ±{} is faster/slower, else same (--exact-tolerance, \
-         --exact-threshold). No p-values: the counts carry no sampling noise.",
+         is at most {} or {} instructions; a change beyond ±{} and {} instructions is \
+         faster/slower, else same (--exact-tolerance, --exact-threshold, --exact-floor). No \
+         p-values: the counts carry no sampling noise.",
         pct2(policy.tolerance),
-        pct2(policy.threshold)
+        floor,
+        pct2(policy.threshold),
+        floor
     );
     t.push_str(&report::exact::fill(&rule, report::exact::WIDTH, ""));
     t.push('\n');
@@ -536,6 +553,14 @@ mod tests {
         assert_eq!(
             ExactArgs::default().policy().unwrap(),
             ExactPolicy::default()
+        );
+        let bad = ExactArgs {
+            exact_floor: -5.0,
+            ..ExactArgs::default()
+        };
+        assert_eq!(
+            bad.policy().unwrap_err().to_string(),
+            "--exact-floor must be a number of instructions, 0 or more, not -5"
         );
     }
 }

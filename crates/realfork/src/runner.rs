@@ -470,7 +470,14 @@ fn prepare(region: &mut Region, plan: &Plan, thp: &ThpInfo) -> Result<Prepared, 
         RealLayout::Untouched => {}
         RealLayout::Order0 => {
             madv(region, libc::MADV_NOHUGEPAGE, "MADV_NOHUGEPAGE")?;
-            populate_ns = populate(region);
+            populate_ns = if plan.tick_align {
+                // Exact mode: the frames' alignment must not change between runs.
+                let t = hostenv::monotonic_ns();
+                region.write_each_page_rotated(0x5a);
+                hostenv::monotonic_ns().saturating_sub(t)
+            } else {
+                populate(region)
+            };
         }
         RealLayout::PteOrder9 | RealLayout::PmdOrder9 | RealLayout::MixPmd => {
             madv(region, libc::MADV_HUGEPAGE, "MADV_HUGEPAGE")?;

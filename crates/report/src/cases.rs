@@ -106,6 +106,9 @@ pub struct Row {
     pub run_means: Vec<f64>,
     /// The `run_index` of each of those runs.
     pub run_indexes: Vec<u32>,
+    /// Exact rows whose guest counted `instructions` (arm64: QEMU's PMUv3 under icount): per
+    /// run, (the mean of its samples, the counter per fork). Empty without the counter.
+    pub pmu_check: Vec<(f64, f64)>,
     /// Base page size of the kernel that ran (real fork, from the first run's context).
     pub page_size: Option<u64>,
     pub summary: Summary,
@@ -398,6 +401,7 @@ pub fn build_cases(
                 Some((_, row)) => {
                     row.run_means.push(run_statistic(r));
                     row.run_indexes.push(r.run_index);
+                    row.pmu_check.extend(pmu_check(r));
                 }
                 None => list.push((sort, new_row(&name, &options, f, r))),
             }
@@ -598,13 +602,24 @@ fn run_statistic(r: &RunRecord) -> f64 {
     }
 }
 
+/// An exact run's clock (the mean of its samples, instructions per fork) beside its guest's
+/// `instructions` counter per fork; None for timed runs and runs without the counter.
+fn pmu_check(r: &RunRecord) -> Option<(f64, f64)> {
+    if r.variant.unit() != SampleUnit::Instructions {
+        return None;
+    }
+    let per_op = r.real.as_ref()?.counters.get("instructions")?.per_op?;
+    let clock = r.mean_ns();
+    (clock.is_finite() && per_op.is_finite() && clock > 0.0).then_some((clock, per_op))
+}
+
 /// Exact rows: each row's runs' agreement and its change against `base` (no test: the
 /// counts are exact, see `stats::exact`).
 fn compare_exact(rows: &mut [Row], base: &Row, policy: &ExactPolicy) {
-    let base_agreement = agreement(&base.run_means, policy.tolerance);
+    let base_agreement = agreement(&base.run_means, policy);
     for r in rows.iter_mut() {
         r.cmp = None;
-        r.exact = agreement(&r.run_means, policy.tolerance).map(|own| ExactRow {
+        r.exact = agreement(&r.run_means, policy).map(|own| ExactRow {
             cmp: base_agreement
                 .clone()
                 .map(|b| compare_agreements(b, own.clone(), policy)),
@@ -637,6 +652,7 @@ fn new_row(name: &str, options: &str, f: &ResultFile, r: &RunRecord) -> Row {
         unit: v.unit(),
         run_means: vec![run_statistic(r)],
         run_indexes: vec![r.run_index],
+        pmu_check: pmu_check(r).into_iter().collect(),
         page_size: f
             .context_of(r)
             .and_then(|c| c.guest.as_ref().map(|g| g.page_size).or(c.env.page_size)),

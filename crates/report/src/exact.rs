@@ -578,12 +578,16 @@ pub fn exact_verdict_table(cases: &[Case], policy: &ExactPolicy) -> String {
             }
         }
     }
+    let floor = format!("{:.0}", policy.floor);
     let mut out = format!(
         "Exact verdicts against each case's baseline: a row's runs agree when their spread\n\
-         (max - min) / median is at most {}; a change beyond ±{} is faster/slower, else same;\n\
-         rows whose runs disagree get no verdict. No p-values: the counts carry no sampling noise.\n\n",
+         (max - min) is at most {} of the median or {} instructions; a change beyond ±{}\n\
+         and {} instructions is faster/slower, else same; rows whose runs disagree get no\n\
+         verdict. No p-values: the counts carry no sampling noise.\n\n",
         spread_text(policy.tolerance),
-        spread_text(policy.threshold)
+        floor,
+        spread_text(policy.threshold),
+        floor
     );
     let right = [false, true, true, true, false];
     out.push_str(&crate::tables::headed_table(
@@ -636,9 +640,10 @@ pub fn exact_tables_body(cases: &[Case]) -> String {
         return String::new();
     };
     format!(
-        "{}{}",
+        "{}{}{}",
         instruction_tables(cases),
-        exact_verdict_table(cases, &first.exact_policy)
+        exact_verdict_table(cases, &first.exact_policy),
+        crate::exact_pmu::pmu_crosscheck(cases)
     )
 }
 

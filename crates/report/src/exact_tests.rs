@@ -188,3 +188,40 @@ fn exact_tables_fit_100_columns_with_every_layout_and_debian_names() {
     assert!(t.contains(" instr |"), "{t}");
     assert!(!t.contains(" ms ") && !t.contains("p <"), "{t}");
 }
+
+#[test]
+fn a_guest_pmu_count_is_set_beside_the_clock_for_every_row_that_has_one() {
+    let mut f = exact_file(&[k61(), k612()], &LAYOUTS, Clock::Icount);
+    // The counter reads 1% above the clock's mean in 6.1's runs; 6.12's guest had no PMU.
+    for r in f.runs.iter_mut() {
+        let results::Variant::Real(v) = &r.variant else {
+            continue;
+        };
+        if v.kernel != DEBIAN_61 {
+            continue;
+        }
+        let per_op = r.mean_ns() * 1.01;
+        r.real.as_mut().unwrap().counters.insert(
+            "instructions".into(),
+            results::CounterValue {
+                value: Some((per_op * r.samples_ns.len() as f64) as u64),
+                per_op: Some(per_op),
+                kernel: Some(true),
+                reason: None,
+            },
+        );
+    }
+    let cases = build_cases(&[f], None, &Policy::default()).unwrap();
+    let t = crate::exact_pmu::pmu_crosscheck(&cases);
+    for l in LAYOUTS {
+        let line = t
+            .lines()
+            .find(|x| x.contains(DEBIAN_61) && x.contains(&format!(" {l} ")))
+            .unwrap_or_else(|| panic!("no {l} line:\n{t}"));
+        assert!(line.contains(" +1.00% |"), "{line}");
+    }
+    assert!(!t.contains(DEBIAN_612), "{t}");
+    assert!(t.lines().all(|l| l.chars().count() <= 100), "{t}");
+    // The counter table is part of the exact tables.
+    assert!(exact_tables(&cases).contains(&t));
+}

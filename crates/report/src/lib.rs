@@ -13,6 +13,7 @@
 
 pub mod cases;
 pub mod exact;
+pub mod exact_pmu;
 pub mod export;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
