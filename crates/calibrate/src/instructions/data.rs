@@ -121,7 +121,11 @@ impl ExactObs {
 
     /// `(max - min) / median` of the run values.
     pub fn spread(&self) -> f64 {
-        stats::exact::agreement(&self.run_values, f64::INFINITY).map_or(f64::NAN, |a| a.spread)
+        let any = stats::exact::ExactPolicy {
+            tolerance: f64::INFINITY,
+            ..Default::default()
+        };
+        stats::exact::agreement(&self.run_values, &any).map_or(f64::NAN, |a| a.spread)
     }
 }
 
