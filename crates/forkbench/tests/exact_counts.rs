@@ -25,7 +25,11 @@ fn committed_exact_counts_are_the_models_counts() {
     type Ops = BTreeMap<OpCounter, u64>;
     let mut calls: BTreeMap<Call, Vec<(String, Ops)>> = BTreeMap::new();
     for e in entries {
-        let s = |k: &str| e[k].as_str().unwrap_or_else(|| panic!("{k} in {e}")).to_string();
+        let s = |k: &str| {
+            e[k].as_str()
+                .unwrap_or_else(|| panic!("{k} in {e}"))
+                .to_string()
+        };
         let n = |k: &str| e[k].as_u64().unwrap_or_else(|| panic!("{k} in {e}"));
         let ops: BTreeMap<OpCounter, u64> =
             serde_json::from_value(e["ops"].clone()).expect("ops by counter");
@@ -61,7 +65,11 @@ fn committed_exact_counts_are_the_models_counts() {
             .args(&args)
             .output()
             .expect("runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let rows = RunnerOutput::parse(&String::from_utf8_lossy(&out.stdout))
             .expect("runner lines")
             .counts;
@@ -70,10 +78,17 @@ fn committed_exact_counts_are_the_models_counts() {
                 .iter()
                 .find(|r| r.strategy.name() == strategy)
                 .unwrap_or_else(|| panic!("no {strategy} row for {args:?}"));
-            let got: BTreeMap<OpCounter, u64> =
-                row.ops.iter().filter(|(_, v)| **v != 0).map(|(k, v)| (*k, *v)).collect();
-            let want: BTreeMap<OpCounter, u64> =
-                ops.iter().filter(|(_, v)| **v != 0).map(|(k, v)| (*k, *v)).collect();
+            let got: BTreeMap<OpCounter, u64> = row
+                .ops
+                .iter()
+                .filter(|(_, v)| **v != 0)
+                .map(|(k, v)| (*k, *v))
+                .collect();
+            let want: BTreeMap<OpCounter, u64> = ops
+                .iter()
+                .filter(|(_, v)| **v != 0)
+                .map(|(k, v)| (*k, *v))
+                .collect();
             assert_eq!(
                 got,
                 want,

@@ -54,7 +54,7 @@ pub fn pmu_crosscheck(cases: &[Case]) -> String {
         return String::new();
     }
     let mut out = String::from(
-        "cross-check: the guest's PMU `instructions` counter per fork (QEMU's PMUv3 under icount)\n\
+        "\ncross-check: the guest's PMU `instructions` counter per fork (QEMU's PMUv3 under icount)\n\
          against the clock's count (the mean of the same forks); the clock also counts the syscall\n\
          entry and exit and whatever ran in the window:\n\n",
     );
