@@ -749,6 +749,12 @@ fn run_loop<'c>(
         d.counters_total = Some(Snapshot::default());
     }
     let fresh = plan.mode == Mode::Fresh && plan.layout.populated();
+    // Exact mode: what counts as "an interrupt ran" depends on what a clock read costs here.
+    let tick_gap = if plan.tick_align {
+        crate::tick::gap_for(crate::tick::read_cost(1000))
+    } else {
+        crate::tick::GAP_NS
+    };
     let total = plan.warmup + plan.iters;
     for i in 0..total {
         let timed = i >= plan.warmup;
@@ -768,7 +774,7 @@ fn run_loop<'c>(
         let probe = plan.core_probe.then(crate::coreprobe::probe_ns);
         busy_ns += probe.unwrap_or(0);
         if plan.tick_align {
-            crate::tick::after_interrupt(crate::tick::GAP_NS, crate::tick::LIMIT_NS);
+            crate::tick::after_interrupt(tick_gap, crate::tick::LIMIT_NS);
         }
         let f = timed_fork(stamp, counters.as_deref_mut())
             .map_err(|e| RealError::io(format!("timed fork {i} of run"), e))?;
