@@ -128,6 +128,15 @@ pub fn rank(a: &[Vec<f64>]) -> usize {
     basis.len()
 }
 
+/// Whether `x` lies in the row span of `rows` (adding it as a row leaves the rank as it was):
+/// a least-squares fit on `rows` then determines the prediction `x · cost`.
+pub fn in_row_span(rows: &[Vec<f64>], x: &[f64]) -> bool {
+    let r = rank(rows);
+    let mut m = rows.to_vec();
+    m.push(x.to_vec());
+    rank(&m) == r
+}
+
 /// Lawson–Hanson NNLS: `min ‖A x − b‖₂` subject to `x ≥ 0`.
 ///
 /// Panics if `b.len()` differs from the number of rows of `A` or rows have unequal lengths.
@@ -346,6 +355,18 @@ mod tests {
         assert_eq!(rank(&a), 3);
         assert_eq!(rank(&[vec![0.0, 0.0]]), 0);
         assert_eq!(rank(&[vec![1.0, 0.0], vec![0.0, 1.0]]), 2);
+    }
+
+    #[test]
+    fn a_row_is_in_the_span_only_when_it_adds_no_rank() {
+        // Two layouts that only ever carry PTEs and batches together at 512:1.
+        let rows = vec![vec![1.0, 512.0, 1.0], vec![1.0, 1024.0, 2.0]];
+        assert!(in_row_span(&rows, &[1.0, 768.0, 1.5]));
+        assert!(
+            !in_row_span(&rows, &[1.0, 512.0, 512.0]),
+            "a new batch ratio"
+        );
+        assert!(!in_row_span(&[], &[1.0, 0.0, 0.0]));
     }
 
     #[test]

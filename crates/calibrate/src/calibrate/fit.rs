@@ -126,13 +126,14 @@ fn feature_row(terms: &[CostTerm], ops: &Ops, facts: &Facts) -> Vec<f64> {
 /// Whether the other rows determine the fitted terms' cost of `held` (its feature row lies in
 /// the span of theirs); otherwise its prediction rests on terms no other layout carries.
 fn determined(terms: &[CostTerm], others: &[Row<'_>], held: &LayoutObs) -> bool {
-    let mut m: Vec<Vec<f64>> = others
+    let rows: Vec<Vec<f64>> = others
         .iter()
         .map(|(o, f, _)| feature_row(terms, o, f))
         .collect();
-    let r = nnls::rank(&m);
-    m.push(feature_row(terms, held.fitted_counts(), &held.facts));
-    nnls::rank(&m) == r
+    nnls::in_row_span(
+        &rows,
+        &feature_row(terms, held.fitted_counts(), &held.facts),
+    )
 }
 
 fn rows_of(obs: &[LayoutObs], skip: Option<RealLayout>) -> Vec<Row<'_>> {

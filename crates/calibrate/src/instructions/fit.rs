@@ -45,14 +45,6 @@ pub fn predict(terms: &[Term], cost: &[f64], ops: &Ops) -> f64 {
         .sum()
 }
 
-/// Whether `x` lies in the row span of `rows` (so a fit on `rows` determines its prediction).
-pub fn in_span(rows: &[Vec<f64>], x: &[f64]) -> bool {
-    let r = nnls::rank(rows);
-    let mut m = rows.to_vec();
-    m.push(x.to_vec());
-    nnls::rank(&m) == r
-}
-
 /// Fit `terms` to `rows` by NNLS, rows weighted by 1/instructions. None without rows or with
 /// a row that has no positive, finite count.
 pub fn fit(terms: &[Term], rows: &[Row<'_>]) -> Option<Fit> {
@@ -60,11 +52,7 @@ pub fn fit(terms: &[Term], rows: &[Row<'_>]) -> Option<Fit> {
         return None;
     }
     let plain: Vec<Vec<f64>> = rows.iter().map(|(o, _)| features(terms, o)).collect();
-    let a: Vec<Vec<f64>> = plain
-        .iter()
-        .zip(rows)
-        .map(|(f, (_, y))| f.iter().map(|v| v / y).collect())
-        .collect();
+    let a = weighted(&plain, rows);
     let b = vec![1.0; rows.len()];
     let sol = nnls::nnls(&a, &b);
     let n = terms.len();
@@ -103,6 +91,16 @@ pub fn fit(terms: &[Term], rows: &[Row<'_>]) -> Option<Fit> {
         identified,
         dof,
     })
+}
+
+/// The fit's design matrix: each row's features divided by its instructions (so every row's
+/// target is 1 and the fit minimises relative errors).
+fn weighted(plain: &[Vec<f64>], rows: &[Row<'_>]) -> Vec<Vec<f64>> {
+    plain
+        .iter()
+        .zip(rows)
+        .map(|(f, (_, y))| f.iter().map(|v| v / y).collect())
+        .collect()
 }
 
 /// `(AᵀA)⁻¹` on the columns `cols` (Gauss-Jordan with partial pivoting); None when singular.
@@ -149,10 +147,8 @@ fn normal_inverse(a: &[Vec<f64>], cols: &[usize]) -> Option<Vec<Vec<f64>>> {
 /// difference of larger rows, whose small misfits it then inherits many times over.
 pub fn leverage(terms: &[Term], source: &[Row<'_>], target: &Ops) -> Option<f64> {
     let f = fit(terms, source)?;
-    let a: Vec<Vec<f64>> = source
-        .iter()
-        .map(|(o, y)| features(terms, o).into_iter().map(|v| v / y).collect())
-        .collect();
+    let plain: Vec<Vec<f64>> = source.iter().map(|(o, _)| features(terms, o)).collect();
+    let a = weighted(&plain, source);
     let free: Vec<usize> = (0..terms.len()).filter(|&j| f.cost[j] > 0.0).collect();
     let inv = normal_inverse(&a, &free)?;
     let x = features(terms, target);
@@ -196,7 +192,7 @@ pub fn transfer(terms: &[Term], source: &[Row<'_>], target: &[Row<'_>]) -> Optio
                 Held {
                     predicted: p,
                     error: p / y - 1.0,
-                    determined: in_span(&span, &features(terms, o)),
+                    determined: nnls::in_row_span(&span, &features(terms, o)),
                 }
             })
             .collect(),
